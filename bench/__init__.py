@@ -1,0 +1,1 @@
+"""sharpbench bench: evaluate checkpoints under PGD, AutoAttack and common corruptions."""

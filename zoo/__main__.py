@@ -1,0 +1,3 @@
+from zoo.train import main
+
+raise SystemExit(main())

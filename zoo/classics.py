@@ -1,0 +1,170 @@
+"""The CIFAR classics, registered into timm's registry so `timm.create_model('preact_resnet18')` works.
+
+PreActResNet-18 follows He et al. 2016 as used by the adversarial-training literature (Wong et al., Rice et al.);
+WideResNet-28-10 / 34-10 follow Zagoruyko & Komodakis as used by Madry et al. and TRADES.
+`sharp_tiny` is a small BatchNorm CNN for fast CPU tests.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from timm.models import register_model
+
+
+class PreActBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, in_planes, planes, stride=1):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_planes)
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.shortcut = None
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Conv2d(in_planes, planes, 1, stride, bias=False)
+
+    def forward(self, x):
+        out = F.relu(self.bn1(x))
+        shortcut = self.shortcut(out) if self.shortcut is not None else x
+        out = self.conv1(out)
+        out = self.conv2(F.relu(self.bn2(out)))
+        return out + shortcut
+
+
+class PreActResNet(nn.Module):
+    def __init__(self, num_blocks=(2, 2, 2, 2), num_classes=10, in_chans=3):
+        super().__init__()
+        self.in_planes = 64
+        self.num_classes = num_classes
+        self.conv1 = nn.Conv2d(in_chans, 64, 3, 1, 1, bias=False)
+        self.layer1 = self._make_layer(64, num_blocks[0], 1)
+        self.layer2 = self._make_layer(128, num_blocks[1], 2)
+        self.layer3 = self._make_layer(256, num_blocks[2], 2)
+        self.layer4 = self._make_layer(512, num_blocks[3], 2)
+        self.bn = nn.BatchNorm2d(512)
+        self.num_features = 512
+        self.linear = nn.Linear(512, num_classes)
+
+    def _make_layer(self, planes, n, stride):
+        layers = []
+        for s in [stride] + [1] * (n - 1):
+            layers.append(PreActBlock(self.in_planes, planes, s))
+            self.in_planes = planes
+        return nn.Sequential(*layers)
+
+    def forward_features(self, x):
+        out = self.layer4(self.layer3(self.layer2(self.layer1(self.conv1(x)))))
+        return F.adaptive_avg_pool2d(F.relu(self.bn(out)), 1).flatten(1)
+
+    def forward_head(self, x):
+        return self.linear(x)
+
+    def forward(self, x):
+        return self.forward_head(self.forward_features(x))
+
+
+class WideBlock(nn.Module):
+    def __init__(self, in_planes, planes, stride, drop_rate=0.0):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_planes)
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.drop_rate = drop_rate
+        self.shortcut = None
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Conv2d(in_planes, planes, 1, stride, bias=False)
+
+    def forward(self, x):
+        out = F.relu(self.bn1(x))
+        shortcut = self.shortcut(out) if self.shortcut is not None else x
+        out = F.relu(self.bn2(self.conv1(out)))
+        if self.drop_rate > 0:
+            out = F.dropout(out, p=self.drop_rate, training=self.training)
+        return self.conv2(out) + shortcut
+
+
+class WideResNet(nn.Module):
+    def __init__(self, depth=28, widen=10, num_classes=10, in_chans=3, drop_rate=0.0):
+        super().__init__()
+        assert (depth - 4) % 6 == 0, "WideResNet depth must be 6n+4"
+        n = (depth - 4) // 6
+        widths = [16, 16 * widen, 32 * widen, 64 * widen]
+        self.num_classes = num_classes
+        self.conv1 = nn.Conv2d(in_chans, widths[0], 3, 1, 1, bias=False)
+        blocks, in_planes = [], widths[0]
+        for i, stride in enumerate((1, 2, 2)):
+            for j in range(n):
+                blocks.append(WideBlock(in_planes, widths[i + 1], stride if j == 0 else 1, drop_rate))
+                in_planes = widths[i + 1]
+        self.blocks = nn.Sequential(*blocks)
+        self.bn = nn.BatchNorm2d(widths[3])
+        self.num_features = widths[3]
+        self.fc = nn.Linear(widths[3], num_classes)
+
+    def forward_features(self, x):
+        out = F.relu(self.bn(self.blocks(self.conv1(x))))
+        return F.adaptive_avg_pool2d(out, 1).flatten(1)
+
+    def forward_head(self, x):
+        return self.fc(x)
+
+    def forward(self, x):
+        return self.forward_head(self.forward_features(x))
+
+
+class TinyNet(nn.Module):
+    """Two conv-BN-ReLU stages and a linear head: trains in seconds on CPU."""
+
+    def __init__(self, num_classes=10, in_chans=3, width=16):
+        super().__init__()
+        self.num_classes = num_classes
+        self.conv1 = nn.Conv2d(in_chans, width, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, 2 * width, 3, 2, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(2 * width)
+        self.num_features = 2 * width
+        self.fc = nn.Linear(2 * width, num_classes)
+
+    def forward_features(self, x):
+        x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 2)
+        x = F.relu(self.bn2(self.conv2(x)))
+        return F.adaptive_avg_pool2d(x, 1).flatten(1)
+
+    def forward_head(self, x):
+        return self.fc(x)
+
+    def forward(self, x):
+        return self.forward_head(self.forward_features(x))
+
+
+def _timm_kwargs(kwargs):
+    # timm.create_model passes its pretrained-config plumbing to every factory; these nets have no weights to fetch
+    for k in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):
+        kwargs.pop(k, None)
+    return kwargs
+
+
+@register_model
+def preact_resnet18(pretrained=False, **kwargs):
+    return PreActResNet((2, 2, 2, 2), **_timm_kwargs(kwargs))
+
+
+@register_model
+def wrn28_10(pretrained=False, **kwargs):
+    return WideResNet(28, 10, **_timm_kwargs(kwargs))
+
+
+@register_model
+def wrn34_10(pretrained=False, **kwargs):
+    return WideResNet(34, 10, **_timm_kwargs(kwargs))
+
+
+@register_model
+def sharp_tiny(pretrained=False, **kwargs):
+    return TinyNet(**_timm_kwargs(kwargs))
+
+
+CLASSICS = ("preact_resnet18", "wrn28_10", "wrn34_10", "sharp_tiny")

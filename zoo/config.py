@@ -1,0 +1,64 @@
+"""The resolved training configuration: every default filled in, frozen, stored verbatim in each checkpoint."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+
+from zoo.pgd import check_norm, parse_eps
+
+# PGD-AT defaults per norm when the user gives none: (eps, steps); alpha defaults to eps/4
+AT_DEFAULTS = {"Linf": ("8/255", 10), "L2": ("0.5", 10)}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    arch: str = "preact_resnet18"  # timm name or a registered classic
+    recipe: str = "standard"  # key of zoo.recipes.RECIPES
+    data: str = "digits"  # dataset spec, see zoo.data
+    data_dir: str = "data"  # where cifar10 is downloaded
+    n_train: int | None = None  # first N training images; None = all
+    epochs: int = 100  # passes over the training set
+    batch_size: int = 128  # images per step (per process under torchrun)
+    lr: float = 0.1  # peak SGD learning rate
+    momentum: float = 0.9  # SGD momentum
+    weight_decay: float = 5e-4  # L2 penalty added by SGD
+    schedule: str = "piecewise"  # piecewise (x0.1 at 75%, x0.01 at 90% of epochs) | cosine
+    rho: float = 0.05  # SAM neighbourhood radius (weight space)
+    adaptive: bool = False  # ASAM: radius scaled by |w|
+    norm: str = "Linf"  # PGD-AT threat model
+    eps: str = ""  # PGD-AT radius in input space, e.g. "8/255"; "" = the norm's default
+    alpha: str = ""  # PGD-AT step size; "" = eps/4
+    steps: int = 0  # PGD-AT steps; 0 = the norm's default
+    seed: int = 0  # seeds weights, data order, augmentation and attack starts
+    device: str = "auto"  # auto = cuda if available else cpu
+    bf16: bool = True  # bf16 autocast (CUDA only; CPU runs fp32)
+    channels_last: bool = True  # NHWC memory format (CUDA only)
+    compile: bool = False  # torch.compile the model
+    out: str = "zoo"  # folder the checkpoint is written to
+
+    def resolved(self) -> "TrainConfig":
+        """Fill recipe defaults so the stored config says exactly what ran."""
+        check_norm(self.norm)
+        if self.schedule not in ("piecewise", "cosine"):
+            raise ValueError(f"unknown --schedule {self.schedule!r}; choose piecewise or cosine")
+        eps, steps = AT_DEFAULTS[self.norm]
+        eps = self.eps or eps
+        parse_eps(eps)
+        alpha = self.alpha or f"{parse_eps(eps) / 4:.8g}"
+        parse_eps(alpha)
+        return replace(self, eps=eps, alpha=alpha, steps=self.steps or steps)
+
+    @property
+    def eps_value(self) -> float:
+        return parse_eps(self.eps)
+
+    @property
+    def alpha_value(self) -> float:
+        return parse_eps(self.alpha)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})

@@ -1,0 +1,52 @@
+"""torchrun support: process-group setup from the environment, DDP wrapping, reductions. No-ops when alone."""
+from __future__ import annotations
+
+import os
+import sys
+
+import torch
+import torch.distributed as td
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def setup(device: torch.device) -> tuple[int, int]:
+    """Join the process group torchrun describes (nccl on CUDA, gloo on CPU); returns (rank, world)."""
+    world = world_size()
+    if world == 1:
+        return 0, 1
+    if not td.is_initialized():
+        td.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    return td.get_rank(), td.get_world_size()
+
+
+def is_active() -> bool:
+    return td.is_available() and td.is_initialized() and td.get_world_size() > 1
+
+
+def wrap(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    if not is_active():
+        return model
+    ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    if is_active():
+        t = t.clone()
+        td.all_reduce(t)
+    return t
+
+
+def barrier() -> None:
+    if is_active():
+        td.barrier()
+
+
+def log(rank: int, msg: str) -> None:
+    if rank == 0:
+        print(msg, file=sys.stderr, flush=True)

@@ -1,0 +1,78 @@
+"""Build any timm architecture (or a registered CIFAR classic) for 32x32 inputs, with normalization inside.
+
+Every model returned here takes images in [0,1] (RobustBench's convention), so attack eps is one scalar.
+"""
+from __future__ import annotations
+
+import difflib
+
+import timm
+import torch
+import torch.nn as nn
+
+from zoo import classics  # noqa: F401  (registers the classics into timm's registry)
+
+
+class ArchError(ValueError):
+    """Unknown or unusable --arch; the message is one line naming the problem and the fix."""
+
+
+class Normalized(nn.Module):
+    """(x - mean) / std in front of the network: inputs are [0,1] images, state_dict carries the statistics."""
+
+    def __init__(self, net: nn.Module, mean, std):
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x):
+        return self.net((x - self.mean) / self.std)
+
+    def features(self, x):
+        """Penultimate-layer features (pooled, before the classifier)."""
+        z = self.net.forward_features((x - self.mean) / self.std)
+        if z.ndim > 2:  # timm models return unpooled maps; their head pools them
+            z = self.net.forward_head(z, pre_logits=True)
+        return z
+
+
+def adapt_to_32(net: nn.Module) -> nn.Module:
+    """ResNet-style stems: 3x3 stride-1 conv and no max-pool, so 32x32 inputs keep their resolution."""
+    conv1 = getattr(net, "conv1", None)
+    if isinstance(conv1, nn.Conv2d) and conv1.kernel_size == (7, 7) and hasattr(net, "maxpool"):
+        net.conv1 = nn.Conv2d(conv1.in_channels, conv1.out_channels, 3, 1, 1, bias=conv1.bias is not None)
+        net.maxpool = nn.Identity()
+    return net
+
+
+def known_archs() -> list[str]:
+    return sorted(timm.list_models())
+
+
+def _create_timm(arch: str, num_classes: int) -> nn.Module:
+    if arch in classics.CLASSICS:
+        return timm.create_model(arch, num_classes=num_classes)
+    if arch.startswith(("vit_", "deit_")):  # patch 4 at 32x32: 8x8 tokens, as the CIFAR ViT literature does
+        return timm.create_model(arch, num_classes=num_classes, img_size=32, patch_size=4)
+    return adapt_to_32(timm.create_model(arch, num_classes=num_classes))
+
+
+def create_model(arch: str, num_classes: int, mean, std) -> Normalized:
+    if not timm.is_model(arch):
+        close = difflib.get_close_matches(arch, known_archs(), n=5, cutoff=0.5)
+        hint = f"closest: {', '.join(close)}" if close else "see `python -m zoo.train --list`"
+        raise ArchError(f"unknown architecture {arch!r}; {hint}")
+    net = _create_timm(arch, num_classes)
+    model = Normalized(net, mean, std)
+    try:
+        with torch.no_grad():
+            was = model.training
+            model.eval()
+            out = model(torch.rand(1, len(mean), 32, 32))
+            model.train(was)
+    except Exception as e:
+        raise ArchError(f"architecture {arch!r} does not run on 3x32x32 inputs ({type(e).__name__}: {e})") from e
+    if out.shape != (1, num_classes):
+        raise ArchError(f"architecture {arch!r} returns shape {tuple(out.shape)}; expected (1, {num_classes})")
+    return model

@@ -1,0 +1,137 @@
+"""Training recipes. They differ only in their step function; zoo.train owns the one loop.
+
+A step takes (model, optimizer, x, y, cfg, autocast) and returns (loss, logits) as tensors, without host syncs.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from zoo.pgd import pgd
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    step: Callable
+    tag: Callable  # cfg -> the key hyperparameters in the checkpoint name
+    summary: str
+
+
+RECIPES: dict[str, Recipe] = {}
+
+
+def register(name: str, tag: Callable, summary: str):
+    def deco(step):
+        RECIPES[name] = Recipe(name, step, tag, summary)
+        return step
+    return deco
+
+
+def get_recipe(name: str) -> Recipe:
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; known recipes: {', '.join(RECIPES)}")
+    return RECIPES[name]
+
+
+@contextmanager
+def frozen_bn_stats(model: nn.Module):
+    """BatchNorm still normalises with batch statistics but its running statistics stay as they are.
+
+    Used for SAM's perturbed second pass and for attack forwards inside adversarial training, so that only
+    the forward on the examples actually trained on moves the running statistics.
+    """
+    saved = []
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            saved.append((m, m.momentum))
+            m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch
+    try:
+        yield
+    finally:
+        for m, mom in saved:
+            m.momentum = mom
+
+
+def _ce_backward(model, x, y, autocast):
+    with autocast():
+        logits = model(x)
+        loss = F.cross_entropy(logits.float(), y)
+    loss.backward()
+    return loss.detach(), logits.detach()
+
+
+def sam_perturbation(params, rho: float, adaptive: bool) -> list[torch.Tensor]:
+    """e(w) = rho * g / ||g|| (SAM, Foret et al.); ASAM (Kwon et al.) uses T_w = |w|: rho * T_w^2 g / ||T_w g||."""
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    if adaptive:
+        scaled = [p.detach().abs() * g for p, g in zip(params, grads)]
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(s) for s in scaled]))
+        return [rho * p.detach().abs() * s / (norm + 1e-12) for p, s in zip(params, scaled)]
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    return [rho * g / (norm + 1e-12) for g in grads]
+
+
+def sam_update(model, opt, x, y, cfg, autocast):
+    """Two passes: ascend to w + e(w), take the gradient there, step from w.
+
+    Under DistributedDataParallel both backward passes all-reduce, so e(w) is computed from the global
+    gradient and every rank perturbs identically (no m-sharpness across devices).
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt.zero_grad(set_to_none=True)
+    loss, logits = _ce_backward(model, x, y, autocast)
+    with torch.no_grad():
+        e = sam_perturbation(params, cfg.rho, cfg.adaptive)
+        torch._foreach_add_(params, e)
+    opt.zero_grad(set_to_none=True)
+    with frozen_bn_stats(model):
+        _ce_backward(model, x, y, autocast)
+    with torch.no_grad():
+        torch._foreach_sub_(params, e)
+    opt.step()
+    return loss, logits
+
+
+def adversarial_batch(model, x, y, cfg, autocast):
+    with frozen_bn_stats(model), autocast():
+        return pgd(model, x, y, norm=cfg.norm, eps=cfg.eps_value, alpha=cfg.alpha_value, steps=cfg.steps)
+
+
+def _at_tag(cfg):
+    return f"{cfg.norm.lower()}{cfg.eps.replace('/', '_')}"
+
+
+def _sam_tag(cfg):
+    return f"{'asam' if cfg.adaptive else 'rho'}{cfg.rho:g}"
+
+
+@register("standard", tag=lambda cfg: "", summary="SGD on clean images")
+def standard_step(model, opt, x, y, cfg, autocast):
+    opt.zero_grad(set_to_none=True)
+    loss, logits = _ce_backward(model, x, y, autocast)
+    opt.step()
+    return loss, logits
+
+
+@register("sam", tag=_sam_tag, summary="sharpness-aware minimization (--rho, --adaptive for ASAM)")
+def sam_step(model, opt, x, y, cfg, autocast):
+    return sam_update(model, opt, x, y, cfg, autocast)
+
+
+@register("pgd_at", tag=_at_tag, summary="Madry PGD adversarial training (--norm, --eps, --alpha, --steps)")
+def pgd_at_step(model, opt, x, y, cfg, autocast):
+    x_adv = adversarial_batch(model, x, y, cfg, autocast)
+    return standard_step(model, opt, x_adv, y, cfg, autocast)
+
+
+@register("sam_at", tag=lambda cfg: f"{_sam_tag(cfg)}-{_at_tag(cfg)}",
+          summary="SAM on PGD adversarial examples: weight and input perturbation together")
+def sam_at_step(model, opt, x, y, cfg, autocast):
+    x_adv = adversarial_batch(model, x, y, cfg, autocast)
+    return sam_update(model, opt, x_adv, y, cfg, autocast)

@@ -1,0 +1,235 @@
+"""The one training loop, and its CLI: python -m zoo.train --arch preact_resnet18 --recipe sam ...
+
+Runs on CUDA (bf16 autocast, channels_last, optional torch.compile) or CPU, and under torchrun with
+DistributedDataParallel. State is written atomically after every epoch so `--resume` continues a killed run.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from contextlib import nullcontext
+from functools import partial
+
+import torch
+from tqdm import tqdm
+
+from zoo import distributed as dist
+from zoo.checkpoint import CheckpointError, load_checkpoint, save_atomic, versions
+from zoo.config import TrainConfig
+from zoo.data import DataError, DeviceLoader, load_dataset
+from zoo.models import ArchError, create_model, known_archs
+from zoo.recipes import RECIPES, get_recipe
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {device} asked for but CUDA is not available; use --device cpu")
+    return torch.device(device)
+
+
+def lr_at(cfg: TrainConfig, epoch: int, step: int, steps_per_epoch: int) -> float:
+    if cfg.schedule == "cosine":
+        t = (epoch + step / max(steps_per_epoch, 1)) / cfg.epochs
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * t))
+    frac = epoch / cfg.epochs  # the paper's piecewise schedule, per epoch
+    return cfg.lr * (1.0 if frac < 0.75 else 0.1 if frac < 0.9 else 0.01)
+
+
+def checkpoint_name(cfg: TrainConfig) -> str:
+    tag = get_recipe(cfg.recipe).tag(cfg)
+    return f"{cfg.arch}-{cfg.recipe}{'-' + tag if tag else ''}-s{cfg.seed}.pt"
+
+
+def resume_path(path: str) -> str:
+    head, tail = os.path.split(path)
+    return os.path.join(head, f".{tail[:-3]}.resume.pt")
+
+
+@torch.no_grad()
+def accuracy(model, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500, autocast=nullcontext) -> float:
+    """Clean accuracy of a model on uint8 images (eval mode)."""
+    was = model.training
+    model.eval()
+    correct = 0
+    for xb, yb in DeviceLoader(x, y, batch_size, next(model.parameters()).device, train=False):
+        with autocast():
+            correct += (model(xb).argmax(1) == yb).sum().item()
+    model.train(was)
+    return correct / max(len(y), 1)
+
+
+def _config_mismatch(saved: dict, cfg: TrainConfig) -> list[str]:
+    ignore = {"device", "compile", "out"}  # may change between a run and its resumption
+    now = cfg.to_dict()
+    return [k for k in now if k not in ignore and saved.get(k) != now[k]]
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, on_epoch_end=None) -> str:
+    cfg = cfg.resolved()
+    recipe = get_recipe(cfg.recipe)
+    device = resolve_device(cfg.device)
+    rank, world = dist.setup(device)
+    is_cuda = device.type == "cuda"
+    autocast = partial(torch.autocast, "cuda", dtype=torch.bfloat16) if is_cuda and cfg.bf16 else nullcontext
+
+    ds = load_dataset(cfg.data, cfg.data_dir, cfg.n_train)
+    mean, std = ds.channel_stats()
+    torch.manual_seed(cfg.seed)
+    model = create_model(cfg.arch, ds.num_classes, mean, std).to(device)
+    if is_cuda and cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+    path = os.path.join(cfg.out, checkpoint_name(cfg))
+    state_path = resume_path(path)
+    start, history = 0, []
+    if resume and os.path.exists(state_path):
+        state = load_checkpoint(state_path)
+        bad = _config_mismatch(state["config"], cfg)
+        if bad:
+            raise ValueError(f"--resume: {state_path} was written with different {', '.join(bad)}; "
+                             "rerun with the same settings or without --resume")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        start, history = state["epoch"], state["history"]
+        dist.log(rank, f"resuming {path} after epoch {start}")
+
+    net = dist.wrap(model, device)
+    if cfg.compile:
+        net = torch.compile(net)
+    loader = DeviceLoader(ds.x_train, ds.y_train, cfg.batch_size, device, train=True, seed=cfg.seed,
+                          rank=rank, world=world)
+    for epoch in range(start, cfg.epochs):
+        torch.manual_seed(cfg.seed * 1000 + epoch)  # attack random starts: a resumed epoch repeats exactly
+        loader.set_epoch(epoch)
+        net.train()
+        stats = torch.zeros(3, device=device, dtype=torch.float64)  # loss sum, correct, count
+        t0 = time.perf_counter()
+        bar = tqdm(loader, desc=f"{cfg.recipe} epoch {epoch + 1}/{cfg.epochs}", leave=False,
+                   disable=not progress or rank != 0, file=sys.stderr)
+        for step, (x, y) in enumerate(bar):
+            if is_cuda and cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            lr = lr_at(cfg, epoch, step, len(loader))
+            for g in opt.param_groups:
+                g["lr"] = lr
+            loss, logits = recipe.step(net, opt, x, y, cfg, autocast)
+            stats += torch.stack([loss.double() * len(y), (logits.argmax(1) == y).sum().double(),
+                                  torch.tensor(len(y), device=device, dtype=torch.float64)])
+            if step % 20 == 19:  # the only host sync inside the epoch
+                s = stats.tolist()
+                bar.set_postfix(loss=f"{s[0] / s[2]:.3f}", acc=f"{s[1] / s[2]:.3f}",
+                                img_s=f"{s[2] * world / (time.perf_counter() - t0):.0f}")
+        stats = dist.all_reduce_sum(stats)
+        seconds = time.perf_counter() - t0
+        loss_sum, correct, count = stats.tolist()
+        if not math.isfinite(loss_sum):
+            kept = state_path if os.path.exists(state_path) else "none (it diverged in the first epoch)"
+            raise TrainingDiverged(f"loss became {loss_sum / count} in epoch {epoch + 1}; last good state: {kept}; "
+                                   "lower --lr (or --rho/--eps) and rerun with --resume")
+        test_acc = accuracy(model, ds.x_test, ds.y_test, autocast=autocast)
+        history.append({"epoch": epoch + 1, "train_loss": loss_sum / count, "train_acc": correct / count,
+                        "test_acc": test_acc, "lr": lr, "seconds": seconds, "images_per_s": count / seconds})
+        dist.log(rank, f"epoch {epoch + 1}/{cfg.epochs} loss {loss_sum / count:.4f} train_acc {correct / count:.4f} "
+                       f"test_acc {test_acc:.4f} {count / seconds:.0f} img/s")
+        if rank == 0:
+            save_atomic({"model": _cpu_state(model), "optimizer": opt.state_dict(), "epoch": epoch + 1,
+                         "history": history, "config": cfg.to_dict()}, state_path)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1)
+
+    # the stored metric is fp32: re-measure only when the epochs were evaluated under bf16
+    final_acc = history[-1]["test_acc"] if autocast is nullcontext and history else accuracy(model, ds.x_test, ds.y_test)
+    ckpt = {
+        "model": _cpu_state(model), "arch": cfg.arch, "num_classes": ds.num_classes, "recipe": cfg.recipe,
+        "config": cfg.to_dict(), "seed": cfg.seed,
+        "dataset": {"spec": cfg.data, "n_train": len(ds.y_train), "n_test": len(ds.y_test)},
+        "normalization": {"mean": mean, "std": std}, "history": history,
+        "metrics": {"clean_test_acc": final_acc, "n_test": len(ds.y_test)}, "versions": versions(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "world_size": world,
+    }
+    if rank == 0:
+        save_atomic(ckpt, path)
+        if os.path.exists(state_path):
+            os.remove(state_path)
+    dist.barrier()
+    return path
+
+
+def _cpu_state(model) -> dict:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = TrainConfig()
+    p = argparse.ArgumentParser(prog="python -m zoo.train", description=__doc__.splitlines()[0])
+    p.add_argument("--list", action="store_true", help="print architectures and recipes, then exit")
+    p.add_argument("--arch", default=d.arch, help="timm model name or a CIFAR classic (see --list)")
+    p.add_argument("--recipe", default=d.recipe, help=f"one of {', '.join(RECIPES)}")
+    p.add_argument("--data", default=d.data, help="cifar10 | npz:PATH | digits | synthetic")
+    p.add_argument("--data-dir", default=d.data_dir)
+    p.add_argument("--n-train", type=int, default=None, help="use the first N training images")
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--momentum", type=float, default=d.momentum)
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--schedule", default=d.schedule, choices=["piecewise", "cosine"])
+    p.add_argument("--rho", type=float, default=d.rho, help="SAM radius")
+    p.add_argument("--adaptive", action="store_true", help="ASAM (adaptive SAM)")
+    p.add_argument("--norm", default=d.norm, help="PGD-AT norm: Linf | L2")
+    p.add_argument("--eps", default="", help="PGD-AT eps, e.g. 8/255 (default: Linf 8/255, L2 0.5)")
+    p.add_argument("--alpha", default="", help="PGD-AT step size (default eps/4)")
+    p.add_argument("--steps", type=int, default=0, help="PGD-AT steps (default 10)")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--device", default=d.device)
+    p.add_argument("--no-bf16", dest="bf16", action="store_false", help="fp32 on CUDA")
+    p.add_argument("--no-channels-last", dest="channels_last", action="store_false")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--out", default=d.out, help="folder for the checkpoint")
+    p.add_argument("--resume", action="store_true", help="continue from the last finished epoch")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    return p
+
+
+def print_listing() -> None:
+    from zoo.classics import CLASSICS
+
+    print("recipes:")
+    for r in RECIPES.values():
+        print(f"  {r.name:10s} {r.summary}")
+    print("CIFAR classics (registered into timm):")
+    print("  " + ", ".join(CLASSICS))
+    names = known_archs()
+    print(f"timm architectures ({len(names)}), any of them by name, e.g.:")
+    print("  " + ", ".join(n for n in ("resnet18", "resnet50", "vit_tiny_patch16_224", "convnext_atto",
+                                        "efficientnet_b0", "mobilenetv3_small_100") if n in names))
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.list:
+        print_listing()
+        return 0
+    opts = {k: v for k, v in vars(args).items() if k not in ("list", "resume", "progress")}
+    cfg = TrainConfig(**opts)
+    try:
+        path = train(cfg, resume=args.resume, progress=args.progress)
+    except (DataError, ArchError, CheckpointError, TrainingDiverged, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
