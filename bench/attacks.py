@@ -1,0 +1,83 @@
+"""Attacks: callables `attack(model, x, y) -> x_adv` on [0,1] inputs, built by name from one registry.
+
+Each attack carries `config` (everything that changes its result: the cache key uses it) and, after a call,
+`info` (per-stage accuracies and the like). Models run in eval mode and fp32 here: robust/not-robust
+decisions are never taken under reduced precision.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from zoo.pgd import check_norm, pgd
+
+
+@dataclass
+class Attack:
+    name: str
+    config: dict
+    fn: Callable
+    info: dict = field(default_factory=dict)
+    state_path: str | None = None  # where a resumable attack keeps its progress (set per evaluation)
+
+    def __call__(self, model, x, y):
+        self.info = {}
+        return self.fn(self, model, x, y)
+
+
+ATTACKS: dict[str, Callable] = {}
+
+
+def register(name: str):
+    def deco(factory):
+        ATTACKS[name] = factory
+        return factory
+    return deco
+
+
+def make_attack(name: str, *, norm: str = "Linf", eps: float = 8 / 255, **opts) -> Attack:
+    if name not in ATTACKS:
+        raise ValueError(f"unknown attack {name!r}; known attacks: {', '.join(ATTACKS)}, corruptions")
+    check_norm(norm)
+    return ATTACKS[name](norm=norm, eps=float(eps), **opts)
+
+
+@register("clean")
+def _clean(norm, eps, **_):
+    return Attack("clean", {"attack": "clean"}, lambda self, model, x, y: x.clone())
+
+
+@register("pgd")
+def _pgd(norm, eps, pgd_steps=20, pgd_alpha=None, restarts=1, seed=0, **_):
+    alpha = 2.5 * eps / pgd_steps if pgd_alpha is None else pgd_alpha
+
+    def run(self, model, x, y):
+        torch.manual_seed(seed)  # the random start is part of the attack's config
+        return pgd(model, x, y, norm=norm, eps=eps, alpha=alpha, steps=pgd_steps, restarts=restarts)
+
+    cfg = {"attack": "pgd", "norm": norm, "eps": round(eps, 10), "steps": pgd_steps, "alpha": round(alpha, 10),
+           "restarts": restarts, "seed": seed, "loss": "ce", "rand_init": True}
+    return Attack("pgd", cfg, run)
+
+
+def _autoattack(name, stages, version):
+    def factory(norm, eps, seed=0, batch_size=250, **_):
+        from bench.autoattack_driver import run_autoattack
+
+        def run(self, model, x, y):
+            x_adv, self.info = run_autoattack(model, x, y, norm=norm, eps=eps, stages=stages, seed=seed,
+                                              batch_size=batch_size, state_path=self.state_path)
+            return x_adv
+
+        cfg = {"attack": name, "norm": norm, "eps": round(eps, 10), "version": version, "stages": list(stages),
+               "seed": seed}
+        return Attack(name, cfg, run)
+    return factory
+
+
+# AutoAttack standard: APGD-CE, APGD-T (9 targets), FAB-T (9 targets), Square (5000 queries)
+register("autoattack")(_autoattack("autoattack", ("apgd-ce", "apgd-t", "fab-t", "square"), "standard"))
+# screening: the two gradient stages only, same parameters
+register("autoattack-fast")(_autoattack("autoattack-fast", ("apgd-ce", "apgd-t"), "standard"))

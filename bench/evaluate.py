@@ -1,0 +1,104 @@
+"""Compute code: accuracy under an attack or under corruptions. Returns values; writes nothing but attack state."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from bench.corruptions import CORRUPTIONS, SEVERITIES, cached_set, official_set
+from bench.results import wilson
+
+
+class EvaluationError(RuntimeError):
+    """The model or the attack misbehaved (NaN logits, a perturbation outside the ball)."""
+
+
+@torch.no_grad()
+def predict(model, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    out = []
+    for i in range(0, len(x), batch_size):
+        logits = model(x[i:i + batch_size]).float()
+        if not torch.isfinite(logits).all():
+            raise EvaluationError("model returns NaN/inf logits; check the checkpoint (was training diverging?)")
+        out.append(logits.argmax(1))
+    return torch.cat(out)
+
+
+def check_adversarial(x, x_adv, norm: str, eps: float, name: str) -> float:
+    """Within eps (+1e-6) and inside [0,1], or the attack is broken; returns the largest perturbation."""
+    if x_adv.shape != x.shape or not torch.isfinite(x_adv).all():
+        raise EvaluationError(f"attack {name} returned a bad tensor (shape {tuple(x_adv.shape)} or NaN)")
+    d = (x_adv - x).flatten(1)
+    size = d.abs().max(1).values if norm == "Linf" else d.norm(dim=1)
+    worst = float(size.max()) if len(size) else 0.0
+    if worst > eps + 1e-6:
+        raise EvaluationError(f"attack {name} left the {norm} ball: {worst:.6g} > eps {eps:.6g}")
+    if x_adv.min() < 0 or x_adv.max() > 1:
+        raise EvaluationError(f"attack {name} left [0,1]: range {float(x_adv.min()):.4g}..{float(x_adv.max()):.4g}")
+    return worst
+
+
+def _acc_fields(prefix: str, correct: int, n: int) -> dict:
+    lo, hi = wilson(correct, n)
+    return {f"{prefix}_acc": correct / n, f"{prefix}_correct": correct, f"{prefix}_ci95": [lo, hi]}
+
+
+def evaluate_attack(model, attack, x, y, *, norm: str, eps: float, batch_size: int = 250) -> dict:
+    """Clean and robust accuracy. A point counts as robust only if it is classified right both clean and
+    attacked: x itself lies in the ball, so robust <= clean by construction (RobustBench does the same)."""
+    model.eval()
+    t0 = time.perf_counter()
+    clean_ok = predict(model, x, batch_size) == y
+    if attack.name == "clean":
+        robust_ok, worst = clean_ok, 0.0
+    else:
+        if attack.name.startswith("autoattack"):
+            x_adv = attack(model, x, y)  # AutoAttack batches internally and attacks only clean-correct points
+        else:
+            x_adv = torch.cat([attack(model, x[i:i + batch_size], y[i:i + batch_size])
+                               for i in range(0, len(x), batch_size)])
+        if model.training:
+            raise EvaluationError(f"attack {attack.name} left the model in train mode")
+        worst = check_adversarial(x, x_adv, norm, eps, attack.name)
+        robust_ok = clean_ok & (predict(model, x_adv, batch_size) == y)
+    n = len(y)
+    row = {**_acc_fields("clean", int(clean_ok.sum()), n), **_acc_fields("robust", int(robust_ok.sum()), n),
+           "n": n, "max_perturbation": worst, "seconds": time.perf_counter() - t0}
+    if attack.info.get("stage_acc"):
+        row["stage_acc"] = attack.info["stage_acc"]
+        row["stage_seconds"] = attack.info.get("stage_seconds", {})
+    return row
+
+
+def evaluate_corruptions(model, x_u8: torch.Tensor, y: torch.Tensor, *, device, batch_size: int = 250,
+                         corruptions_dir: str | None = None, cache_dir: str = ".cache/cifar10c", seed: int = 0,
+                         names=None, progress=None) -> dict:
+    """Accuracy on each (corruption, severity): official files when present, else regenerated and cached."""
+    model.eval()
+    t0 = time.perf_counter()
+    names = list(names or CORRUPTIONS)
+    x_hwc = x_u8.permute(0, 2, 3, 1).cpu().numpy()
+    per, sources = {}, set()
+    for name in names:
+        for s in SEVERITIES:
+            official = official_set(corruptions_dir, name, s, len(y)) if corruptions_dir else None
+            if official is not None:
+                imgs, labels = official
+                yy = torch.from_numpy(labels.astype(np.int64)).to(device)
+                sources.add("official")
+            else:
+                imgs, yy = cached_set(x_hwc, name, s, cache_dir, seed), y
+                sources.add("regenerated")
+            xc = torch.from_numpy(imgs).permute(0, 3, 1, 2).float().div(255).to(device)
+            per[f"{name}/{s}"] = (predict(model, xc, batch_size) == yy).float().mean().item()
+            if progress:
+                progress()
+    by_corruption = {n: float(np.mean([per[f"{n}/{s}"] for s in SEVERITIES])) for n in names}
+    mean = float(np.mean(list(per.values())))
+    clean_ok = predict(model, x_u8.float().div(255).to(device), batch_size) == y
+    n = len(y)
+    # no interval for the mean: the 75 sets share their images, so they are not independent trials
+    return {**_acc_fields("clean", int(clean_ok.sum()), n), "robust_acc": mean, "n": n,
+            "corruption_acc": by_corruption, "corruption_severity_acc": per,
+            "corruption_source": "+".join(sorted(sources)), "seconds": time.perf_counter() - t0}

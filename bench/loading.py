@@ -1,0 +1,95 @@
+"""Turn a --models entry into (model, metadata): zoo checkpoints, plain state_dicts with --arch, rb:NAME."""
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass, field
+
+import torch
+
+from zoo.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, sha256_file
+from zoo.recipes import get_recipe
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module
+    meta: dict = field(default_factory=dict)  # name, model_id, arch, recipe, hparams, train_data, ...
+
+
+def _recipe_hparams(ckpt: dict) -> str:
+    from zoo.config import TrainConfig
+
+    try:
+        cfg = TrainConfig.from_dict(ckpt.get("config", {}))
+        return get_recipe(ckpt.get("recipe", "standard")).tag(cfg)
+    except (ValueError, TypeError):
+        return ""
+
+
+def _build_arch(arch: str, num_classes: int) -> torch.nn.Module:
+    """A timm/zoo architecture name, or `package.module:factory` returning an nn.Module."""
+    if ":" in arch:
+        mod, _, fn = arch.partition(":")
+        try:
+            factory = getattr(importlib.import_module(mod), fn)
+        except (ImportError, AttributeError) as e:
+            raise CheckpointError(f"--arch {arch}: cannot import {fn} from {mod} ({e})") from e
+        return factory()
+    from zoo.models import create_model
+
+    return create_model(arch, num_classes, [0.0, 0.0, 0.0], [1.0, 1.0, 1.0])
+
+
+def load_state_dict_model(path: str, arch: str, num_classes: int) -> LoadedModel:
+    sd = load_checkpoint(path)
+    if isinstance(sd, dict) and "state_dict" in sd:  # RobustBench's own checkpoint layout
+        sd = sd["state_dict"]
+    if not isinstance(sd, dict) or not all(torch.is_tensor(v) for v in sd.values()):
+        raise CheckpointError(f"{path} is neither a sharpbench checkpoint nor a state_dict")
+    sd = {k.removeprefix("module."): v for k, v in sd.items()}
+    model = _build_arch(arch, num_classes)
+    if not any(k.startswith("net.") for k in sd) and hasattr(model, "net"):
+        model = model.net  # a bare network: its inputs are taken to be [0,1] (RobustBench's convention)
+    try:
+        model.load_state_dict(sd)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not fit --arch {arch} ({str(e).splitlines()[0][:160]})") from e
+    name = os.path.basename(path).removesuffix(".pt")
+    return LoadedModel(model.eval(), {"name": name, "model_id": sha256_file(path), "path": path, "arch": arch,
+                                      "recipe": "unknown", "hparams": "", "train_data": "unknown"})
+
+
+def load_robustbench(name: str, norm: str, model_dir: str = "models") -> LoadedModel:
+    from bench.autoattack_driver import _import_autoattack
+
+    _import_autoattack()  # robustbench imports `autoattack`
+    from robustbench.utils import load_model
+
+    try:
+        model = load_model(name, model_dir=model_dir, dataset="cifar10", threat_model=norm)
+    except KeyError:
+        raise CheckpointError(f"rb:{name} is not in RobustBench's cifar10/{norm} model zoo; "
+                              "see robustbench's model_zoo listing for names") from None
+    except Exception as e:  # offline: the Google Drive download fails
+        raise CheckpointError(f"rb:{name} could not be loaded ({type(e).__name__}: {str(e)[:120]}); it needs "
+                              f"a network, or the file already in {model_dir}/cifar10/{norm}/{name}.pt") from e
+    return LoadedModel(model.eval(), {"name": f"rb:{name}", "model_id": f"rb:{name}:{norm}", "arch": "robustbench",
+                                      "recipe": "robustbench", "hparams": "", "train_data": "cifar10"})
+
+
+def load_model_spec(spec: str, *, arch: str | None = None, num_classes: int = 10, norm: str = "Linf") -> LoadedModel:
+    if spec.startswith("rb:"):
+        return load_robustbench(spec[3:], norm)
+    if arch:
+        return load_state_dict_model(spec, arch, num_classes)
+    ckpt = load_checkpoint(spec)
+    if isinstance(ckpt, dict) and "arch" not in ckpt and all(torch.is_tensor(v) for v in ckpt.values()):
+        raise CheckpointError(f"{spec} is a plain state_dict; pass --arch NAME (a timm/zoo name or module:factory)")
+    model = model_from_checkpoint(ckpt, spec)
+    ds = ckpt.get("dataset", {})
+    meta = {"name": os.path.basename(spec).removesuffix(".pt"), "model_id": sha256_file(spec), "path": spec,
+            "arch": ckpt["arch"], "recipe": ckpt.get("recipe", "unknown"), "hparams": _recipe_hparams(ckpt),
+            "train_data": ds.get("spec", "unknown"), "n_train": ds.get("n_train"), "seed": ckpt.get("seed"),
+            "num_classes": ckpt["num_classes"]}
+    return LoadedModel(model, meta)

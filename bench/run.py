@@ -1,0 +1,237 @@
+"""Evaluate checkpoints: python -m bench.run --models zoo/*.pt --attacks clean,pgd,autoattack,corruptions
+
+Every (model, attack, norm, eps) is one evaluation and one row in OUT/results.jsonl. Rows already computed for
+the same checkpoint hash and attack config are skipped, so reruns only do new work. Under torchrun the
+evaluations are sharded across ranks; each rank writes its own shard file and rank 0 merges them.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import sys
+import time
+import traceback
+
+import torch
+from tqdm import tqdm
+
+from bench.attacks import ATTACKS, make_attack
+from bench.corruptions import CORRUPTIONS, SEVERITIES
+from bench.evaluate import EvaluationError, evaluate_attack, evaluate_corruptions
+from bench.loading import load_model_spec
+from bench.results import append_row, done_keys, read_rows, row_key
+from zoo import distributed as dist
+from zoo.checkpoint import CheckpointError, versions
+from zoo.data import DataError, load_dataset
+from zoo.models import ArchError
+from zoo.pgd import check_norm, parse_eps
+from zoo.train import resolve_device
+
+KNOWN = (*ATTACKS, "corruptions")
+DEFAULT_EPS = {"Linf": "8/255", "L2": "0.5"}  # RobustBench's threat models
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="+", required=True, help="checkpoints, state_dicts (with --arch) or rb:NAME")
+    p.add_argument("--attacks", default="clean,pgd", help=f"comma list of {', '.join(KNOWN)}")
+    p.add_argument("--norm", default="Linf", help="Linf | L2, or both as Linf,L2")
+    p.add_argument("--eps", default=None, help="comma list, fractions allowed (default: Linf 8/255, L2 0.5)")
+    p.add_argument("--data", default="cifar10", help="cifar10 | npz:PATH | digits | synthetic")
+    p.add_argument("--data-dir", default="data")
+    p.add_argument("--n-examples", type=int, default=10000, help="first N test points, in order")
+    p.add_argument("--batch-size", type=int, default=250)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", default="results")
+    p.add_argument("--arch", default=None, help="architecture for plain state_dicts (timm/zoo name or mod:fn)")
+    p.add_argument("--pgd-steps", type=int, default=20)
+    p.add_argument("--pgd-alpha", default=None, help="PGD step size (default 2.5*eps/steps)")
+    p.add_argument("--restarts", type=int, default=1, help="PGD restarts")
+    p.add_argument("--seed", type=int, default=0, help="attack seed (random starts, AutoAttack)")
+    p.add_argument("--corruptions-dir", default=None, help="folder with the official CIFAR-10-C .npy files")
+    p.add_argument("--corruptions", default=None, help="comma list of corruptions (default: all 15)")
+    p.add_argument("--cache-dir", default=".cache/cifar10c", help="where regenerated corruption sets are kept")
+    p.add_argument("--no-leaderboard", action="store_true")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    return p.parse_args(argv)
+
+
+def plan_evaluations(args) -> list[dict]:
+    """The ordered list of evaluation specs for one model (same for every model)."""
+    attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
+    unknown = [a for a in attacks if a not in KNOWN]
+    if unknown:
+        raise ValueError(f"unknown attack {unknown[0]!r}; known attacks: {', '.join(KNOWN)}")
+    norms = [check_norm(n.strip()) for n in args.norm.split(",")]
+    specs = []
+    for name in attacks:
+        if name == "clean":
+            specs.append({"attack": "clean", "norm": None, "eps": 0.0, "eps_str": "0"})
+        elif name == "corruptions":
+            specs.append({"attack": "corruptions", "norm": None, "eps": 0.0, "eps_str": "0"})
+        else:
+            for norm in norms:
+                for e in (args.eps or DEFAULT_EPS[norm]).split(","):
+                    specs.append({"attack": name, "norm": norm, "eps": parse_eps(e), "eps_str": e.strip()})
+    return specs
+
+
+def attack_config(spec: dict, args, data_spec: str):
+    """(attack object or None, the config that goes into the cache key)."""
+    if spec["attack"] == "corruptions":
+        names = args.corruptions.split(",") if args.corruptions else list(CORRUPTIONS)
+        source = "official" if args.corruptions_dir and os.path.exists(os.path.join(args.corruptions_dir,
+                                                                                       "labels.npy")) else "regenerated"
+        return None, {"attack": "corruptions", "names": names, "severities": list(SEVERITIES), "source": source,
+                      "seed": args.seed}
+    attack = make_attack(spec["attack"], norm=spec["norm"] or "Linf", eps=spec["eps"], pgd_steps=args.pgd_steps,
+                         pgd_alpha=parse_eps(args.pgd_alpha) if args.pgd_alpha else None,
+                         restarts=args.restarts, seed=args.seed, batch_size=args.batch_size)
+    return attack, attack.config
+
+
+def shard_path(out: str, rank: int) -> str:
+    return os.path.join(out, f"results.rank{rank}.jsonl")
+
+
+def merge_shards(out: str) -> int:
+    """Fold shard files into results.jsonl, keeping each key once; returns rows added."""
+    main = os.path.join(out, "results.jsonl")
+    have = {r.get("key") for r in read_rows(main) if r.get("status") == "ok"}
+    added = 0
+    for shard in sorted(glob.glob(os.path.join(out, "results.rank*.jsonl"))):
+        for r in read_rows(shard):
+            if r.get("status") == "ok" and r["key"] in have:
+                continue
+            append_row(main, r)
+            have.add(r.get("key"))
+            added += 1
+        os.remove(shard)
+    return added
+
+
+def _model_fields(meta: dict) -> dict:
+    keep = ("name", "model_id", "path", "arch", "recipe", "hparams", "train_data", "n_train", "seed")
+    out = {k: meta.get(k) for k in keep}
+    out["model"] = out.pop("name")
+    out["train_seed"] = out.pop("seed")
+    return out
+
+
+def run(args) -> int:
+    specs = plan_evaluations(args)
+    device = resolve_device(args.device)
+    rank, world = dist.setup(device)
+    ds = load_dataset(args.data, args.data_dir)
+    n = min(args.n_examples, len(ds.y_test))
+    x_u8, y = ds.x_test[:n], ds.y_test[:n].to(device)
+    x = x_u8.float().div(255).to(device)
+    data_spec = ds.name
+
+    os.makedirs(args.out, exist_ok=True)
+    main_path = os.path.join(args.out, "results.jsonl")
+    if rank == 0:
+        merge_shards(args.out)  # shards left by a killed sharded run
+    dist.barrier()
+    done = done_keys(read_rows(main_path))
+    write_path = shard_path(args.out, rank) if world > 1 else main_path
+    state_dir = os.path.join(args.out, ".attack_state")
+    common = {"data": data_spec, "n": n, "device": str(device), "versions": versions()}
+
+    jobs = [(m, s) for m in args.models for s in specs]
+    mine = [j for i, j in enumerate(jobs) if i % world == rank]
+    failures, added, skipped = 0, 0, 0
+    loaded: dict[str, object] = {}
+    bar = tqdm(mine, desc="bench", disable=not args.progress or rank != 0, file=sys.stderr)
+    for model_spec, spec in bar:
+        if model_spec not in loaded:
+            try:
+                loaded[model_spec] = load_model_spec(model_spec, arch=args.arch, num_classes=ds.num_classes,
+                                                     norm=spec["norm"] or "Linf")
+                loaded[model_spec].model.to(device)
+            except (CheckpointError, ArchError, OSError, ValueError) as e:
+                loaded[model_spec] = e
+                print(f"error: {e}", file=sys.stderr)
+                append_row(write_path, {"status": "failed", "stage": "load", "model": model_spec, "path": model_spec,
+                                        "error": str(e), "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **common})
+                failures += 1
+        lm = loaded[model_spec]
+        if isinstance(lm, Exception):
+            continue
+        attack, cfg = attack_config(spec, args, data_spec)
+        key = row_key(lm.meta["model_id"], cfg, data_spec, n)
+        if key in done:
+            skipped += 1
+            continue
+        label = f"{lm.meta['name']} {spec['attack']} {spec['norm'] or ''} {spec['eps_str']}"
+        bar.set_description(label)
+        row = {"key": key, **_model_fields(lm.meta), "attack": spec["attack"], "norm": spec["norm"],
+               "eps": spec["eps"], "eps_str": spec["eps_str"], "attack_config": cfg, **common,
+               "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        try:
+            if spec["attack"] == "corruptions":
+                result = evaluate_corruptions(lm.model, x_u8, y, device=device, batch_size=args.batch_size,
+                                              corruptions_dir=args.corruptions_dir, cache_dir=args.cache_dir,
+                                              seed=args.seed, names=cfg["names"])
+            else:
+                attack.state_path = os.path.join(state_dir, f"{key}.pt")
+                result = evaluate_attack(lm.model, attack, x, y, norm=spec["norm"] or "Linf", eps=spec["eps"],
+                                         batch_size=args.batch_size)
+        except (EvaluationError, RuntimeError, ValueError) as e:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            print(f"error: {label}: {msg}", file=sys.stderr)
+            if not isinstance(e, EvaluationError):
+                traceback.print_exc(limit=3)
+            append_row(write_path, {**row, "status": "failed", "error": msg})
+            failures += 1
+            continue
+        append_row(write_path, {**row, **result, "status": "ok"})
+        done.add(key)
+        added += 1
+        if attack is not None and attack.state_path and os.path.exists(attack.state_path):
+            os.remove(attack.state_path)
+
+    dist.barrier()
+    if rank == 0:
+        if world > 1:
+            merge_shards(args.out)
+        rows = read_rows(main_path)
+        for w in attack_sanity_warnings(rows):
+            print(f"warning: {w}", file=sys.stderr)
+        if not args.no_leaderboard:
+            from bench.leaderboard import write_leaderboard
+
+            md = write_leaderboard(rows, args.out)
+            print(f"leaderboard: {md}", file=sys.stderr)
+        print(f"{added} rows added, {skipped} already computed, {failures} failed -> {main_path}")
+    failed_all = dist.all_reduce_sum(torch.tensor([failures]))
+    return 1 if int(failed_all.item()) else 0
+
+
+def attack_sanity_warnings(rows: list[dict]) -> list[str]:
+    """AutoAttack should never leave more points robust than PGD on the same model and ball."""
+    best = {}
+    for r in rows:
+        if r.get("status") == "ok" and r["attack"] in ("pgd", "autoattack"):
+            best[(r["model_id"], r["norm"], round(r["eps"], 8), r["data"], r["n"], r["attack"])] = r["robust_acc"]
+    out = []
+    for (mid, norm, eps, data, n, attack), acc in best.items():
+        pgd_acc = best.get((mid, norm, eps, data, n, "pgd"))
+        if attack == "autoattack" and pgd_acc is not None and acc > pgd_acc + 1e-9:
+            out.append(f"AutoAttack ({acc:.4f}) is more accurate than PGD ({pgd_acc:.4f}) on {mid[:12]} "
+                       f"{norm} eps={eps:.4g}: an attack may be broken")
+    return out
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except (DataError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

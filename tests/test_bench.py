@@ -1,0 +1,257 @@
+import dataclasses
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from bench import run as bench_run
+from bench.attacks import make_attack
+from bench.corruptions import CORRUPTIONS, SEVERITIES, corrupt
+from bench.evaluate import evaluate_attack
+from bench.results import read_rows, row_key, wilson
+from zoo.checkpoint import load_checkpoint, model_from_checkpoint
+from zoo.config import TrainConfig
+from zoo.train import train
+
+
+@pytest.fixture(scope="module")
+def zoo_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("zoo")
+    base = TrainConfig(arch="sharp_tiny", data="synthetic", epochs=3, batch_size=64, lr=0.05, device="cpu",
+                       out=str(out), steps=3)
+    for recipe in ("standard", "pgd_at"):
+        train(dataclasses.replace(base, recipe=recipe), progress=False)
+    return out
+
+
+def _ckpts(zoo_dir):
+    return sorted(str(p) for p in zoo_dir.glob("*.pt"))
+
+
+def _args(models, out, *extra):
+    return ["--models", *models, "--data", "synthetic", "--n-examples", "16", "--device", "cpu", "--out", str(out),
+            "--no-progress", *extra]
+
+
+def _model(zoo_dir, which="standard"):
+    path = next(p for p in _ckpts(zoo_dir) if f"-{which}-" in p)
+    return model_from_checkpoint(load_checkpoint(path))
+
+
+@pytest.mark.parametrize("name,norm,eps", [("pgd", "Linf", 8 / 255), ("pgd", "L2", 2.0),
+                                           ("autoattack-fast", "Linf", 4 / 255)])
+def test_attacks_stay_in_ball_and_range_and_lower_accuracy(zoo_dir, name, norm, eps):
+    from zoo.data import load_dataset
+
+    model = _model(zoo_dir)
+    ds = load_dataset("synthetic")
+    x, y = ds.x_test[:12].float() / 255, ds.y_test[:12]
+    attack = make_attack(name, norm=norm, eps=eps, pgd_steps=10)
+    x_adv = attack(model, x, y)
+    d = (x_adv - x).flatten(1)
+    size = d.abs().max(1).values if norm == "Linf" else d.norm(dim=1)
+    assert (size <= eps + 1e-6).all() and x_adv.min() >= 0 and x_adv.max() <= 1
+    res = evaluate_attack(model, make_attack(name, norm=norm, eps=eps), x, y, norm=norm, eps=eps)
+    assert res["robust_acc"] < res["clean_acc"]  # a trained tiny net is not robust at these radii
+    assert not model.training
+
+
+def test_run_writes_rows_and_leaderboard_and_rerun_adds_nothing(zoo_dir, tmp_path):
+    out = tmp_path / "r"
+    args = _args(_ckpts(zoo_dir), out, "--attacks", "clean,pgd,autoattack", "--eps", "2/255,8/255")
+    assert bench_run.main(args) == 0
+    rows = read_rows(str(out / "results.jsonl"))
+    assert len(rows) == 2 * (1 + 2 + 2) and all(r["status"] == "ok" for r in rows)
+    for r in rows:
+        assert r["robust_acc"] <= r["clean_acc"]
+        assert r["clean_ci95"][0] <= r["clean_acc"] <= r["clean_ci95"][1]
+        if r["attack"] != "clean":
+            assert r["max_perturbation"] <= r["eps"] + 1e-6
+    aa = [r for r in rows if r["attack"] == "autoattack"]
+    for r in aa:  # each stage only removes robust points
+        s = r["stage_acc"]
+        seq = [s["clean"], s["apgd-ce"], s["apgd-t"], s["fab-t"], s["square"]]
+        assert seq == sorted(seq, reverse=True) and s["square"] == r["robust_acc"]
+    board = (out / "leaderboard.md").read_text()
+    assert "AA 8/255" in board and "PGD 2/255" in board and "sharp_tiny-pgd_at" in board
+    assert (out / "robustness_Linf.png").exists()
+    before = (out / "results.jsonl").read_text()
+    assert bench_run.main(args) == 0
+    assert (out / "results.jsonl").read_text() == before
+
+
+def test_killed_run_resumes_with_first_models_rows_intact(zoo_dir, tmp_path, monkeypatch):
+    out = tmp_path / "r"
+    models = _ckpts(zoo_dir)
+    args = _args(models, out, "--attacks", "clean,pgd")
+    real = bench_run.evaluate_attack
+
+    def dies_on_second(model, attack, x, y, **kw):
+        if dies_on_second.calls >= 2:
+            raise KeyboardInterrupt  # the process is killed while evaluating the second model
+        dies_on_second.calls += 1
+        return real(model, attack, x, y, **kw)
+
+    dies_on_second.calls = 0
+    monkeypatch.setattr(bench_run, "evaluate_attack", dies_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        bench_run.main(args)
+    first = (out / "results.jsonl").read_text()
+    assert len(first.splitlines()) == 2
+    monkeypatch.setattr(bench_run, "evaluate_attack", real)
+    assert bench_run.main(args) == 0
+    text = (out / "results.jsonl").read_text()
+    assert text.startswith(first) and len(text.splitlines()) == 4
+    assert len({r["key"] for r in read_rows(str(out / "results.jsonl"))}) == 4
+
+
+def test_corrupt_checkpoint_gives_one_failed_row_and_the_rest_run(zoo_dir, tmp_path, capsys):
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(b"\x00not a checkpoint")
+    missing = str(tmp_path / "absent.pt")
+    out = tmp_path / "r"
+    code = bench_run.main(_args([str(bad), *_ckpts(zoo_dir), missing], out, "--attacks", "clean,pgd"))
+    assert code == 1
+    rows = read_rows(str(out / "results.jsonl"))
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert len(failed) == 2 and {os.path.basename(r["model"]) for r in failed} == {"broken.pt", "absent.pt"}
+    assert sum(r["status"] == "ok" for r in rows) == 4
+    err = capsys.readouterr().err
+    assert "cannot read checkpoint" in err and "checkpoint not found" in err
+
+
+def test_nan_model_is_a_failed_row(zoo_dir, tmp_path):
+    path = _ckpts(zoo_dir)[0]
+    ckpt = load_checkpoint(path)
+    ckpt["model"] = {k: (v * float("nan") if v.is_floating_point() and k.endswith("fc.weight") else v)
+                     for k, v in ckpt["model"].items()}
+    torch.save(ckpt, tmp_path / "nan.pt")
+    out = tmp_path / "r"
+    assert bench_run.main(_args([str(tmp_path / "nan.pt")], out, "--attacks", "clean")) == 1
+    (row,) = read_rows(str(out / "results.jsonl"))
+    assert row["status"] == "failed" and "NaN" in row["error"]
+
+
+def test_unknown_attack_is_a_one_line_error(zoo_dir, tmp_path, capsys):
+    assert bench_run.main(_args(_ckpts(zoo_dir), tmp_path, "--attacks", "clean,fgsm")) == 2
+    err = capsys.readouterr().err.strip()
+    assert "fgsm" in err and "autoattack" in err and err.count("\n") == 0
+    assert not (tmp_path / "results.jsonl").exists()
+
+
+def test_cache_key_changes_with_attack_settings():
+    a = make_attack("pgd", norm="Linf", eps=8 / 255, pgd_steps=20).config
+    b = make_attack("pgd", norm="Linf", eps=8 / 255, pgd_steps=10).config
+    c = make_attack("pgd", norm="Linf", eps=4 / 255, pgd_steps=20).config
+    keys = {row_key("m", cfg, "synthetic", 16) for cfg in (a, b, c)}
+    assert len(keys) == 3 and row_key("m", a, "synthetic", 16) != row_key("m", a, "synthetic", 32)
+
+
+def test_wilson_interval():
+    lo, hi = wilson(8, 16)
+    assert lo < 0.5 < hi and wilson(0, 10)[0] == 0.0 and wilson(10, 10)[1] == 1.0
+
+
+@pytest.mark.parametrize("name", sorted(CORRUPTIONS))
+def test_each_corruption_changes_image_and_keeps_format(name):
+    rng = np.random.default_rng(0)
+    x = rng.integers(30, 220, size=(6, 32, 32, 3), dtype=np.uint8)
+    for s in SEVERITIES:
+        out = corrupt(x, name, s)
+        assert out.shape == x.shape and out.dtype == np.uint8
+        assert (out != x).any(), (name, s)
+        assert np.array_equal(out, corrupt(x, name, s))  # seeded
+
+
+def test_corruption_strength_grows_with_severity():
+    x = np.random.default_rng(1).integers(30, 220, size=(32, 32, 32, 3), dtype=np.uint8)
+    for name in ("gaussian_noise", "contrast", "brightness", "fog"):
+        d = [np.abs(corrupt(x, name, s).astype(int) - x).mean() for s in SEVERITIES]
+        assert d[0] < d[-1], name
+
+
+def test_corruptions_row_regenerated_and_official(zoo_dir, tmp_path):
+    out = tmp_path / "r"
+    args = _args(_ckpts(zoo_dir)[:1], out, "--attacks", "corruptions", "--corruptions", "gaussian_noise,contrast",
+                 "--cache-dir", str(tmp_path / "cache"))
+    assert bench_run.main(args) == 0
+    (row,) = read_rows(str(out / "results.jsonl"))
+    assert row["corruption_source"] == "regenerated" and len(row["corruption_severity_acc"]) == 10
+    assert row["robust_acc"] == pytest.approx(np.mean(list(row["corruption_severity_acc"].values())))
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 10
+    # official layout: <name>.npy with severities 1..5 stacked, labels.npy
+    from zoo.data import load_dataset
+
+    ds = load_dataset("synthetic")
+    imgs = ds.x_test[:16].permute(0, 2, 3, 1).numpy()
+    off = tmp_path / "official"
+    off.mkdir()
+    for name in ("gaussian_noise", "contrast"):
+        np.save(off / f"{name}.npy", np.concatenate([imgs] * 5))
+    np.save(off / "labels.npy", np.concatenate([ds.y_test[:16].numpy()] * 5))
+    assert bench_run.main([*args, "--corruptions-dir", str(off)]) == 0
+    rows = read_rows(str(out / "results.jsonl"))
+    assert rows[-1]["corruption_source"] == "official"
+    assert rows[-1]["robust_acc"] == pytest.approx(rows[-1]["clean_acc"])  # uncorrupted "official" copies
+
+
+def test_autoattack_resumes_from_its_own_state(zoo_dir, tmp_path, monkeypatch):
+    import pyautoattack
+
+    from bench.autoattack_driver import run_autoattack
+    from zoo.data import load_dataset
+
+    model = _model(zoo_dir)
+    ds = load_dataset("synthetic")
+    x, y = ds.x_test[:10].float() / 255, ds.y_test[:10]
+    kw = dict(norm="Linf", eps=8 / 255, stages=("apgd-ce", "apgd-t"), seed=0, batch_size=10)
+    ref_adv, ref = run_autoattack(model, x, y, **kw)
+
+    real = pyautoattack.AutoAttack.run_standard_evaluation
+
+    def killed_in_stage_two(self, *a, **k):
+        if self.attacks_to_run == ["apgd-t"]:
+            raise KeyboardInterrupt
+        return real(self, *a, **k)
+
+    state = str(tmp_path / "aa.pt")
+    monkeypatch.setattr(pyautoattack.AutoAttack, "run_standard_evaluation", killed_in_stage_two)
+    with pytest.raises(KeyboardInterrupt):
+        run_autoattack(model, x, y, state_path=state, **kw)
+    monkeypatch.setattr(pyautoattack.AutoAttack, "run_standard_evaluation", real)
+    adv, info = run_autoattack(model, x, y, state_path=state, **kw)
+    assert info["resumed_stages"] == ["apgd-ce"]
+    assert info["stage_acc"] == ref["stage_acc"]
+    assert torch.equal(adv, ref_adv)
+
+
+def test_export_round_trips_for_robustbench(zoo_dir, tmp_path):
+    import importlib.util
+
+    from bench import export
+
+    ckpt = _ckpts(zoo_dir)[0]
+    out = tmp_path / "r"
+    assert bench_run.main(_args([ckpt], out, "--attacks", "clean,autoattack-fast")) == 0
+    with pytest.raises(Exception, match="no autoattack"):
+        export.export(ckpt, name="X", out=str(tmp_path / "e"), results=str(out / "results.jsonl"))
+    assert bench_run.main(_args([ckpt], out, "--attacks", "autoattack")) == 0
+    paths = export.export(ckpt, name="Sharp2026Tiny", out=str(tmp_path / "e"), results=str(out / "results.jsonl"),
+                          authors="A. Author")
+    info = json.loads(open(paths["info"]).read())
+    for field in ("link", "name", "authors", "additional_data", "number_forward_passes", "dataset", "venue",
+                  "architecture", "eps", "clean_acc", "reported", "footnote", "autoattack_acc"):
+        assert field in info, field
+    assert info["eps"] == "8/255" and info["dataset"] == "cifar10" and info["additional_data"] is False
+    assert paths["info"].endswith("model_info/cifar10/Linf/Sharp2026Tiny.json")
+    assert float(info["autoattack_acc"]) <= float(info["clean_acc"])
+    spec = importlib.util.spec_from_file_location("exported", paths["source"])
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    exported = mod.load_model(paths["weights"])
+    x = torch.rand(5, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(exported(x), model_from_checkpoint(load_checkpoint(ckpt))(x))
+    assert "sharpbench" not in open(paths["source"]).read().split('"""', 2)[2]  # no import of the project
