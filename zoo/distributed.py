@@ -50,3 +50,16 @@ def barrier() -> None:
 def log(rank: int, msg: str) -> None:
     if rank == 0:
         print(msg, file=sys.stderr, flush=True)
+
+
+@torch.no_grad()
+def max_param_diff(model: torch.nn.Module) -> float:
+    """Largest |w - w_rank0| over all parameters and ranks: 0.0 when DDP kept the replicas identical."""
+    if not is_active():
+        return 0.0
+    flat = torch.cat([p.detach().flatten().float() for p in model.parameters()])
+    ref = flat.clone()
+    td.broadcast(ref, src=0)
+    diff = (flat - ref).abs().max().reshape(1)
+    td.all_reduce(diff, op=td.ReduceOp.MAX)
+    return float(diff)

@@ -147,6 +147,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, on_e
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1)
 
+    ddp = {"world_size": world, "max_weight_diff_across_ranks": dist.max_param_diff(model)}
     # the stored metric is fp32: re-measure only when the epochs were evaluated under bf16
     final_acc = history[-1]["test_acc"] if autocast is nullcontext and history else accuracy(model, ds.x_test, ds.y_test)
     ckpt = {
@@ -155,7 +156,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, on_e
         "dataset": {"spec": cfg.data, "n_train": len(ds.y_train), "n_test": len(ds.y_test)},
         "normalization": {"mean": mean, "std": std}, "history": history,
         "metrics": {"clean_test_acc": final_acc, "n_test": len(ds.y_test)}, "versions": versions(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "world_size": world,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "distributed": ddp,
     }
     if rank == 0:
         save_atomic(ckpt, path)
@@ -227,7 +228,8 @@ def main(argv=None) -> int:
     except (DataError, ArchError, CheckpointError, TrainingDiverged, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(path)
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one process names the checkpoint
+        print(path)
     return 0
 
 

@@ -1,0 +1,266 @@
+"""The study's report: per-group (recipe + hyperparameters) mean ± std over seeds, plots, and the claims tested.
+
+`summarize` and `claims` are pure functions of rows; `write_report` writes REPORT.md and the PNGs.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+
+from bench.leaderboard import latest_ok
+from zoo.checkpoint import load_checkpoint
+
+
+def group_of(r) -> str:
+    hp = r.get("hparams") or ""
+    return f"{r['recipe']} {hp}".strip()
+
+
+def per_model(rows: list[dict], measures: list[dict]) -> pd.DataFrame:
+    """One line per checkpoint: clean, each (attack, norm, eps) robust accuracy, corruptions, measures."""
+    df = latest_ok(rows)
+    if df.empty:
+        return df
+    lines = {}
+    for r in df.to_dict("records"):
+        line = lines.setdefault(r["model_id"], {"model": r["model"], "group": group_of(r), "recipe": r["recipe"],
+                                                "seed": r.get("train_seed")})
+        if r["attack"] == "clean":
+            line["clean"] = r["clean_acc"]
+        elif r["attack"] == "corruptions":
+            line["corruptions"] = r["robust_acc"]
+        else:
+            line[f"{r['attack']}|{r['norm']}|{r['eps_str']}"] = r["robust_acc"]
+    for m in measures:
+        if m["model_id"] in lines:
+            lines[m["model_id"]].update({k: m[k] for k in m if k.startswith(("sharpness", "feature_shift"))})
+    return pd.DataFrame(list(lines.values()))
+
+
+def _eps_cols(df, attack, norm):
+    from zoo.pgd import parse_eps
+
+    """Columns 'attack|norm|eps' of one attack and norm, eps ascending; returned split as (attack, norm, eps)."""
+    cols = [tuple(c.split("|")) for c in df.columns if c.count("|") == 2]
+    return sorted((c for c in cols if c[0] == attack and c[1] == norm), key=lambda c: parse_eps(c[2]))
+
+
+def summarize(pm: pd.DataFrame) -> pd.DataFrame:
+    """Mean and std over seeds per group; columns are (name, 'mean'|'std'|'n')."""
+    metrics = [c for c in pm.columns if c not in ("model", "group", "recipe", "seed")]
+    g = pm.groupby("group")
+    out = {}
+    for c in metrics:
+        out[(c, "mean")] = g[c].mean()
+        out[(c, "std")] = g[c].std(ddof=1)
+    out[("seeds", "n")] = g.size()
+    order = {"standard": 0, "sam": 1, "pgd_at": 2, "sam_at": 3}
+    s = pd.DataFrame(out)
+    return s.loc[sorted(s.index, key=lambda k: (order.get(k.split()[0], 9), k))]
+
+
+def _key(c) -> str:
+    return "|".join(c) if isinstance(c, tuple) else c
+
+
+def _fmt(mean, std) -> str:
+    if mean is None or pd.isna(mean):
+        return ""
+    return f"{100 * mean:.1f}" + ("" if std is None or pd.isna(std) else f" ± {100 * std:.1f}")
+
+
+def _label(c) -> str:
+    return f"{'AA' if c[0] == 'autoattack' else 'PGD'} {c[1]} {c[2]}"
+
+
+def results_table(pm: pd.DataFrame, s: pd.DataFrame) -> str:
+    cols = ["clean"] + _eps_cols(pm, "pgd", "Linf") + _eps_cols(pm, "pgd", "L2") + \
+        _eps_cols(pm, "autoattack", "Linf") + _eps_cols(pm, "autoattack", "L2") + \
+        (["corruptions"] if "corruptions" in pm.columns else [])
+    head = ["Group", "seeds"] + [("Clean" if c == "clean" else "Corruptions" if c == "corruptions" else _label(c))
+                                 for c in cols]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for grp in s.index:
+        vals = [_fmt(s.loc[grp, (_key(c), "mean")], s.loc[grp, (_key(c), "std")]) for c in cols]
+        lines.append(f"| {grp} | {int(s.loc[grp, ('seeds', 'n')])} | " + " | ".join(vals) + " |")
+    return "\n".join(lines)
+
+
+def measures_table(s: pd.DataFrame) -> str:
+    keys = [k for k in ("sharpness_worst", "sharpness_random", "feature_shift_Linf", "feature_shift_L2")
+            if (k, "mean") in s.columns]
+    if not keys:
+        return "(no measures)"
+    lines = ["| Group | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 1)]
+    for grp in s.index:
+        vals = []
+        for k in keys:
+            m, sd = s.loc[grp, (k, "mean")], s.loc[grp, (k, "std")]
+            vals.append(f"{m:.4f}" + ("" if pd.isna(sd) else f" ± {sd:.4f}"))
+        lines.append(f"| {grp} | " + " | ".join(vals) + " |")
+    return "\n".join(lines)
+
+
+def claims(pm: pd.DataFrame, s: pd.DataFrame) -> list[str]:
+    """Plain-word verdicts on the paper's claims, with the numbers they rest on."""
+    out = []
+    if "standard" not in s.index:
+        return ["No standard-trained model: nothing to compare against."]
+    sams = [g for g in s.index if g.startswith("sam ") or g == "sam"]
+    ats = [g for g in s.index if g.startswith("pgd_at")]
+
+    def m(g, c):
+        c = _key(c)
+        return s.loc[g, (c, "mean")] if (c, "mean") in s.columns else np.nan
+
+    for norm in ("Linf", "L2"):
+        cols = _eps_cols(pm, "pgd", norm)
+        if not cols or not sams:
+            continue
+        small, large = cols[0], cols[-1]
+        std_small = m("standard", small)
+        best = max(sams, key=lambda g: m(g, small))
+        held = m(best, small) > std_small
+        out.append(f"**SAM raises small-eps robustness ({norm} {small[2]}, PGD):** "
+                   f"{'held' if held else 'did not hold'}: best SAM ({best}) {100 * m(best, small):.1f}% vs standard "
+                   f"{100 * std_small:.1f}%; all SAM settings: "
+                   + ", ".join(f"{g} {100 * m(g, small):.1f}%" for g in sams) + ".")
+        if ats:
+            at_best = max(ats, key=lambda g: m(g, large))
+            held = m(at_best, large) > max(m(g, large) for g in sams)
+            out.append(f"**PGD-AT buys more robustness at large eps ({norm} {large[2]}):** "
+                       f"{'held' if held else 'did not hold'}: {at_best} {100 * m(at_best, large):.1f}% vs best SAM "
+                       f"{100 * max(m(g, large) for g in sams):.1f}% and standard {100 * m('standard', large):.1f}%.")
+    if sams:
+        diffs = {g: m(g, "clean") - m("standard", "clean") for g in sams}
+        worst = min(diffs, key=diffs.get)
+        held = diffs[worst] > -0.01
+        out.append(f"**SAM keeps clean accuracy (within 1 point):** {'held' if held else 'did not hold'}: standard "
+                   f"{100 * m('standard', 'clean'):.1f}%, SAM " +
+                   ", ".join(f"{g} {100 * m(g, 'clean'):.1f}%" for g in sams) + ".")
+    if ats:
+        lost = {g: m(g, "clean") - m("standard", "clean") for g in ats}
+        held = all(v < 0 for v in lost.values())
+        out.append(f"**PGD-AT costs clean accuracy:** {'held' if held else 'did not hold'}: " +
+                   ", ".join(f"{g} {100 * lost[g]:+.1f} pts" for g in ats) + " against standard.")
+    for norm in ("Linf", "L2"):
+        key = f"feature_shift_{norm}"
+        if (key, "mean") not in s.columns or not sams or not ats:
+            continue
+        fs = {g: m(g, key) for g in s.index}
+        ordered = fs["standard"] >= max(fs[g] for g in sams) and max(fs[g] for g in sams) >= min(fs[g] for g in ats)
+        out.append(f"**Feature perturbation ordering standard ≥ SAM ≥ AT under a {norm} attack:** "
+                   f"{'held' if ordered else 'did not hold'}: relative penultimate-feature shift " +
+                   ", ".join(f"{g} {fs[g]:.3f}" for g in s.index) +
+                   ". The paper's explanation expects SAM's effect to be a weaker form of AT's.")
+    return out
+
+
+def _plots(pm, s, histories, out) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from zoo.pgd import parse_eps
+
+    paths = []
+    norms = [n for n in ("Linf", "L2") if _eps_cols(pm, "pgd", n)]
+    if norms:
+        fig, axes = plt.subplots(1, len(norms), figsize=(5.5 * len(norms), 4.2), squeeze=False)
+        for ax, norm in zip(axes[0], norms):
+            cols = _eps_cols(pm, "pgd", norm)
+            scale = 255 if norm == "Linf" else 1
+            xs = [0] + [parse_eps(c[2]) * scale for c in cols]
+            for grp in s.index:
+                ys = [s.loc[grp, ("clean", "mean")]] + [s.loc[grp, (_key(c), "mean")] for c in cols]
+                es = [s.loc[grp, ("clean", "std")]] + [s.loc[grp, (_key(c), "std")] for c in cols]
+                es = [0 if pd.isna(e) else 100 * e for e in es]
+                ax.errorbar(xs, [100 * v for v in ys], yerr=es, marker="o", capsize=2, label=grp)
+            ax.set_xlabel("eps" + (" (x/255)" if norm == "Linf" else ""))
+            ax.set_ylabel("PGD robust accuracy (%)")
+            ax.set_title(f"{norm}: robust accuracy against eps")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        paths.append(os.path.join(out, "robust_vs_eps.png"))
+        fig.savefig(paths[-1], dpi=120)
+        plt.close(fig)
+
+        fig, axes = plt.subplots(1, len(norms), figsize=(5.5 * len(norms), 4.2), squeeze=False)
+        for ax, norm in zip(axes[0], norms):
+            col = _eps_cols(pm, "pgd", norm)[0]
+            pts = [(100 * s.loc[g, (_key(col), "mean")], 100 * s.loc[g, ("clean", "mean")], g) for g in s.index]
+            for x, y, g in pts:
+                ax.scatter(x, y, s=45, label=g)
+            front, best_y = [], -1
+            for x, y, g in sorted(pts, key=lambda t: -t[0]):  # Pareto front: no point both more robust and clean
+                if y > best_y:
+                    front.append((x, y))
+                    best_y = y
+            ax.plot(*zip(*sorted(front)), "k--", lw=1, label="Pareto front")
+            ax.set_xlabel(f"PGD robust accuracy (%), {norm} {col[2]}")
+            ax.set_ylabel("clean accuracy (%)")
+            ax.set_title(f"clean-robust trade-off ({norm})")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        paths.append(os.path.join(out, "tradeoff.png"))
+        fig.savefig(paths[-1], dpi=120)
+        plt.close(fig)
+
+    if histories:
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
+        for name, h in histories.items():
+            ep = [e["epoch"] for e in h]
+            a1.plot(ep, [e["train_loss"] for e in h], label=name)
+            a2.plot(ep, [100 * e["test_acc"] for e in h], label=name)
+        a1.set_xlabel("epoch"), a1.set_ylabel("training loss (on the examples trained on)")
+        a2.set_xlabel("epoch"), a2.set_ylabel("clean test accuracy (%)")
+        for a in (a1, a2):
+            a.grid(alpha=0.3)
+            a.legend(fontsize=6)
+        fig.suptitle("training curves (first seed)")
+        fig.tight_layout()
+        paths.append(os.path.join(out, "training_curves.png"))
+        fig.savefig(paths[-1], dpi=120)
+        plt.close(fig)
+    return paths
+
+
+def write_report(rows, measures, ckpt_paths, out, *, preset, preset_cfg, command, device, seconds) -> str:
+    os.makedirs(out, exist_ok=True)
+    pm = per_model(rows, measures)
+    s = summarize(pm)
+    histories = {}
+    first_seed = min(preset_cfg["seeds"])
+    for p in ckpt_paths:
+        ck = load_checkpoint(p)
+        if ck.get("seed") == first_seed:
+            histories[os.path.basename(p).removesuffix(".pt")] = ck["history"]
+    plots = _plots(pm, s, histories, out)
+    text = [f"# Study report: does SAM alone improve adversarial robustness? (preset `{preset}`)", "",
+            f"Produced by `{command}` on {device}; training {seconds['train'] / 60:.1f} min, "
+            f"whole pipeline {seconds['total'] / 60:.1f} min (reused checkpoints and rows cost nothing).", "",
+            "## What held on this run", ""]
+    text += [f"- {c}" for c in claims(pm, s)]
+    text += ["", "Verdicts compare group means; with few seeds and few test points, differences of a few points "
+             "are within noise (see the ± columns and the 95% intervals in results.jsonl).", "",
+             "## Accuracy (%; mean ± std over seeds)", "",
+             f"PGD: {preset_cfg['pgd_steps']} steps, random start, step 2.5·eps/steps, first {preset_cfg['eval_n']} "
+             f"test points. AA: AutoAttack standard on the first {preset_cfg['aa_n']}. Corruptions: CIFAR-10-C "
+             "parameters, regenerated (not the official files) unless stated in the rows.", "",
+             results_table(pm, s), "", "## Why: sharpness and feature perturbation", "",
+             "sharpness_worst: loss increase at the worst weight perturbation of L2 radius 0.05 (5 ascent steps); "
+             "sharpness_random: mean increase under random perturbations of that radius; feature_shift: mean "
+             "relative change of penultimate features under a PGD attack at the eps named in the preset.", "",
+             measures_table(s), "", "## Plots", ""]
+    text += [f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in plots]
+    text += ["", "## Preset", "", "```json", json.dumps(preset_cfg, indent=1, default=str), "```", ""]
+    path = os.path.join(out, "REPORT.md")
+    with open(path, "w") as f:
+        f.write("\n".join(text))
+    return path

@@ -1,0 +1,302 @@
+"""Speed benchmark: the project's training path against a conventional research loop, measured in one run.
+
+  python scripts/speed.py                      CPU-sized defaults on CPU, full sizes on CUDA
+  python scripts/speed.py --big                adds wrn28_10
+  python scripts/speed.py --out results/speed.md
+
+For each recipe it times training images/s of (a) the project's trainer step (device-resident data, on-device
+augmentation, bf16 autocast + channels_last on CUDA, optional torch.compile, no host syncs) and (b) a
+conventional loop (fp32, torchvision DataLoader with CPU transforms, normalization outside the model, .item()
+every step, PGD through a full backward), same model, batch size and device; prints the ratio. It also times
+PGD-20 evaluation and AutoAttack standard, measures the device's matrix-multiply rate, and reports model FLOPs
+utilisation (FLOPs counted by torch's FlopCounterMode on one real step).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import platform
+import sys
+import time
+from contextlib import nullcontext
+from functools import partial
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+from zoo.config import TrainConfig  # noqa: E402
+from zoo.data import DeviceLoader, make_synthetic  # noqa: E402
+from zoo.models import create_model  # noqa: E402
+from zoo.recipes import get_recipe  # noqa: E402
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def matmul_rate(device, dtype, n) -> float:
+    """Measured FLOP/s of an n x n x n matrix product on random data."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(2):
+        a @ b
+    sync(device)
+    reps = 10 if device.type == "cuda" else 3
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    sync(device)
+    return 2 * n ** 3 * reps / (time.perf_counter() - t0)
+
+
+def _timed(step_fn, batches, warmup, device) -> float:
+    """images/s over the timed batches, after warmup batches (compilation, autotuning, caches)."""
+    it = iter(batches)
+    for _ in range(warmup):
+        step_fn(*next(it))
+    sync(device)
+    t0, n = time.perf_counter(), 0
+    for x, y in it:
+        step_fn(x, y)
+        n += len(y)
+    sync(device)
+    return n / (time.perf_counter() - t0)
+
+
+def ours(arch, recipe, cfg, ds, device, steps, warmup, compile_):
+    is_cuda = device.type == "cuda"
+    torch.manual_seed(0)
+    model = create_model(arch, 10, [0.49, 0.48, 0.45], [0.25, 0.24, 0.26]).to(device)
+    if is_cuda:
+        model = model.to(memory_format=torch.channels_last)
+    net = torch.compile(model) if compile_ else model
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    autocast = partial(torch.autocast, "cuda", dtype=torch.bfloat16) if is_cuda else nullcontext
+    step = get_recipe(recipe).step
+    loader = DeviceLoader(ds.x_train, ds.y_train, cfg.batch_size, device, train=True, drop_last=True)
+    batches = [b for _, b in zip(range(steps + warmup), _cycle(loader))]
+
+    def run(x, y):
+        if is_cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        step(net, opt, x, y, cfg, autocast)
+
+    net.train()
+    ips = _timed(run, batches, warmup, device)
+    x0, y0 = batches[0]
+    with FlopCounterMode(display=False) as fc:  # FLOPs of one real step, forward and backward included
+        run(x0, y0)
+    return ips, fc.get_total_flops() / len(y0)
+
+
+def _cycle(loader):
+    epoch = 0
+    while True:
+        loader.set_epoch(epoch)
+        yield from loader
+        epoch += 1
+
+
+class _PILSet(torch.utils.data.Dataset):
+    def __init__(self, x, y, transform):
+        from PIL import Image
+
+        self.imgs = [Image.fromarray(a.permute(1, 2, 0).numpy()) for a in x]
+        self.y, self.t = y.tolist(), transform
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return self.t(self.imgs[i]), self.y[i]
+
+
+def reference(arch, recipe, cfg, ds, device, steps, warmup, workers):
+    """The conventional loop: fp32, DataLoader + CPU transforms, Normalize outside the model, .item() each step,
+    PGD with loss.backward() (parameter gradients computed and thrown away)."""
+    import torchvision.transforms as T
+
+    torch.manual_seed(0)
+    net = create_model(arch, 10, [0.0] * 3, [1.0] * 3).net.to(device)  # the bare network
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    mean = torch.tensor([0.49, 0.48, 0.45], device=device).view(1, 3, 1, 1)
+    std = torch.tensor([0.25, 0.24, 0.26], device=device).view(1, 3, 1, 1)
+    tf = T.Compose([T.RandomCrop(32, padding=4, padding_mode="reflect"), T.RandomHorizontalFlip(), T.ToTensor()])
+    dl = torch.utils.data.DataLoader(_PILSet(ds.x_train, ds.y_train, tf), batch_size=cfg.batch_size, shuffle=True,
+                                     num_workers=workers, drop_last=True, pin_memory=device.type == "cuda",
+                                     persistent_workers=workers > 0)
+
+    def attack(x, y):
+        delta = torch.empty_like(x).uniform_(-cfg.eps_value, cfg.eps_value).requires_grad_(True)
+        for _ in range(cfg.steps):
+            loss = F.cross_entropy(net(((x + delta).clamp(0, 1) - mean) / std), y)
+            loss.backward()
+            d = delta + cfg.alpha_value * delta.grad.sign()
+            delta = d.clamp(-cfg.eps_value, cfg.eps_value).detach().requires_grad_(True)
+        opt.zero_grad()
+        return (x + delta).clamp(0, 1).detach()
+
+    def sam(x, y):
+        loss = F.cross_entropy(net((x - mean) / std), y)
+        loss.backward()
+        with torch.no_grad():
+            gn = torch.norm(torch.stack([p.grad.norm() for p in net.parameters()]))
+            es = [cfg.rho * p.grad / (gn + 1e-12) for p in net.parameters()]
+            for p, e in zip(net.parameters(), es):
+                p.add_(e)
+        opt.zero_grad()
+        F.cross_entropy(net((x - mean) / std), y).backward()
+        with torch.no_grad():
+            for p, e in zip(net.parameters(), es):
+                p.sub_(e)
+        opt.step()
+        opt.zero_grad()
+        return loss
+
+    def run(x, y):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if recipe in ("pgd_at", "sam_at"):
+            x = attack(x, y)
+        if recipe in ("sam", "sam_at"):
+            loss = sam(x, y)
+        else:
+            loss = F.cross_entropy(net((x - mean) / std), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        loss.item()  # the habitual per-step logging sync
+
+    net.train()
+
+    def batches():
+        n = 0
+        while True:
+            for b in dl:
+                if n >= steps + warmup:
+                    return
+                n += 1
+                yield b
+
+    return _timed(run, batches(), warmup, device)
+
+
+def eval_speed(arch, device, n, batch):
+    from bench.attacks import make_attack
+
+    model = create_model(arch, 10, [0.49, 0.48, 0.45], [0.25, 0.24, 0.26]).to(device).eval()
+    x, y = torch.rand(n, 3, 32, 32, device=device), torch.randint(0, 10, (n,), device=device)
+    atk = make_attack("pgd", norm="Linf", eps=8 / 255, pgd_steps=20)
+    atk(model, x[:batch], y[:batch])
+    sync(device)
+    t0 = time.perf_counter()
+    for i in range(0, n, batch):
+        atk(model, x[i:i + batch], y[i:i + batch])
+    sync(device)
+    return n / (time.perf_counter() - t0)
+
+
+def autoattack_speed(arch, device, n, data, epochs, batch):
+    """Seconds per 1000 images of AutoAttack standard on a standard- and a PGD-AT-trained checkpoint, each trained
+    here with the project's trainer (the cost depends on how many points stay robust, so it needs real models)."""
+    import tempfile
+
+    from bench.attacks import make_attack
+    from bench.evaluate import evaluate_attack
+    from zoo.data import load_dataset
+    from zoo.train import train
+    from zoo.checkpoint import load_checkpoint, model_from_checkpoint
+
+    out = {}
+    ds = load_dataset(data)
+    x = ds.x_test[:n].float().div(255).to(device)
+    y = ds.y_test[:n].to(device)
+    with tempfile.TemporaryDirectory() as tmp:
+        for recipe in ("standard", "pgd_at"):
+            cfg = TrainConfig(arch=arch, recipe=recipe, data=data, epochs=epochs, device=str(device), out=tmp)
+            model = model_from_checkpoint(load_checkpoint(train(cfg, progress=False))).to(device)
+            t0 = time.perf_counter()
+            res = evaluate_attack(model, make_attack("autoattack", norm="Linf", eps=8 / 255, batch_size=batch), x, y,
+                                  norm="Linf", eps=8 / 255, batch_size=batch)
+            out[recipe] = (1000 * (time.perf_counter() - t0) / n, res["clean_acc"], res["robust_acc"])
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--arch", default=None, help="default preact_resnet18 on CUDA, sharp_tiny on CPU")
+    ap.add_argument("--big", action="store_true", help="also wrn28_10")
+    ap.add_argument("--batch-size", type=int, default=None, help="default 128 on CUDA, 32 on CPU")
+    ap.add_argument("--steps", type=int, default=None, help="timed steps per measurement")
+    ap.add_argument("--warmup", type=int, default=None)
+    ap.add_argument("--workers", type=int, default=None, help="DataLoader workers of the reference loop")
+    ap.add_argument("--compile", action="store_true", help="torch.compile our model")
+    ap.add_argument("--recipes", default="standard,sam,pgd_at")
+    ap.add_argument("--aa-n", type=int, default=None, help="AutoAttack images (default 1000 on CUDA, 16 on CPU)")
+    ap.add_argument("--aa-data", default="digits", help="data the AutoAttack checkpoints are trained on")
+    ap.add_argument("--aa-epochs", type=int, default=None)
+    ap.add_argument("--no-aa", action="store_true")
+    ap.add_argument("--out", default="results/speed.md")
+    a = ap.parse_args(argv)
+
+    from zoo.train import resolve_device
+
+    device = resolve_device(a.device)
+    cuda = device.type == "cuda"
+    archs = [a.arch or ("preact_resnet18" if cuda else "sharp_tiny")] + (["wrn28_10"] if a.big else [])
+    bs = a.batch_size or (128 if cuda else 32)
+    steps, warmup = a.steps or (50 if cuda else 6), a.warmup if a.warmup is not None else (10 if cuda else 2)
+    workers = a.workers if a.workers is not None else (min(8, os.cpu_count() or 1) if cuda else 0)
+    ds = make_synthetic(n_train=bs * (steps + warmup + 1), n_test=16)
+
+    peak_bf16 = matmul_rate(device, torch.bfloat16, 8192 if cuda else 1024)
+    peak_fp32 = matmul_rate(device, torch.float32, 8192 if cuda else 1024)
+    lines = [f"# Speed ({time.strftime('%Y-%m-%d')})", "",
+             f"device: {torch.cuda.get_device_name(device) if cuda else platform.processor() or 'cpu'} "
+             f"({os.cpu_count()} CPU cores); torch {torch.__version__}; batch {bs}; {steps} timed steps after "
+             f"{warmup} warm-up; compile={a.compile}; reference DataLoader workers={workers}", "",
+             f"measured matmul rate: bf16 {peak_bf16 / 1e12:.2f} TFLOP/s, fp32 {peak_fp32 / 1e12:.2f} TFLOP/s", "",
+             "| arch | recipe | ours img/s | reference img/s | ours / reference | vs our standard | "
+             f"GFLOP/img (step) | MFU vs {'bf16' if cuda else 'fp32'} matmul |", "|---|---|---|---|---|---|---|---|"]
+    peak = peak_bf16 if cuda else peak_fp32  # the precision our training runs in on this device
+    for arch in archs:
+        std_ips = None
+        for recipe in a.recipes.split(","):
+            cfg = TrainConfig(arch=arch, recipe=recipe, batch_size=bs, steps=10).resolved()
+            ips, flops = ours(arch, recipe, cfg, ds, device, steps, warmup, a.compile)
+            ref = reference(arch, recipe, cfg, ds, device, steps, warmup, workers)
+            std_ips = ips if recipe == "standard" else std_ips
+            rel = f"{ips / std_ips:.3f}" if std_ips else ""
+            lines.append(f"| {arch} | {recipe} | {ips:.0f} | {ref:.0f} | {ips / ref:.2f}x | {rel} | {flops / 1e9:.3f} "
+                         f"| {100 * ips * flops / peak:.1f}% |")
+            print(lines[-1], flush=True)
+    n_eval = 2048 if cuda else 64
+    pgd_ips = eval_speed(archs[0], device, n_eval, 500 if cuda else 32)
+    lines += ["", f"PGD-20 evaluation ({archs[0]}, Linf 8/255, fp32, untrained weights): {pgd_ips:.0f} images/s", ""]
+    if not a.no_aa:
+        n = a.aa_n or (1000 if cuda else 16)
+        epochs = a.aa_epochs or (10 if cuda else 5)
+        res = autoattack_speed(archs[0], device, n, a.aa_data, epochs, 1000 if cuda else 250)
+        lines += [f"AutoAttack standard, Linf 8/255, {n} images of {a.aa_data} ({archs[0]} trained {epochs} epochs "
+                  "here); seconds per 1000 images (measured on n, scaled linearly):", "",
+                  "| checkpoint | s / 1000 img | clean | robust |", "|---|---|---|---|"]
+        for recipe, (sec, clean, rob) in res.items():
+            lines.append(f"| {recipe} | {sec:.1f} | {100 * clean:.1f}% | {100 * rob:.1f}% |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if a.out:
+        os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
+        with open(a.out, "w") as f:
+            f.write(text)
+        print(f"written: {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
