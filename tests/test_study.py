@@ -1,0 +1,24 @@
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_smoke_study_runs_end_to_end_and_reuses_its_work(tmp_path):
+    out, zoo = tmp_path / "study", tmp_path / "zoo"
+    cmd = [sys.executable, "scripts/study.py", "--preset", "smoke", "--out", str(out), "--zoo-dir", str(zoo),
+           "--no-progress"]
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT, env=env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    report = (out / "REPORT.md").read_text()
+    assert "What held on this run" in report and "sam rho0.05" in report and "pgd_at linf8_255" in report
+    assert "held" in report  # each claim gets a verdict
+    for png in ("robust_vs_eps.png", "tradeoff.png", "training_curves.png", "robustness_Linf.png"):
+        assert (out / png).stat().st_size > 0, png
+    assert len(list(zoo.glob("*.pt"))) == 3
+    rows = (out / "results.jsonl").read_text()
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT, env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "reuse" in again.stderr and (out / "results.jsonl").read_text() == rows
