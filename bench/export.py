@@ -13,7 +13,6 @@ import json
 import os
 import sys
 
-import torch
 
 from bench.results import read_rows
 from zoo import classics, models

@@ -14,7 +14,6 @@ utilisation (FLOPs counted by torch's FlopCounterMode on one real step).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import platform
 import sys

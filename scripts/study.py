@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 import time
@@ -76,7 +75,7 @@ PRESETS = {
         corruptions=None, measure_n=512, feature_eps={"Linf": "2/255", "L2": "32/255"}),
     # the whole pipeline on CPU in minutes: the README's main command and CI
     "smoke": Preset(
-        arch="sharp_tiny", data="digits", n_train=None, epochs=4, batch_size=64, lr=0.05, seeds=(0,),
+        arch="sharp_tiny", data="digits", n_train=None, epochs=6, batch_size=64, lr=0.1, seeds=(0,),
         rhos=(0.05,), at=(AT("Linf", "8/255", 3, "2/255"),), sam_at=(),
         eval_n=64, eval_eps={"Linf": ("2/255", "8/255"), "L2": ("0.5",)}, pgd_steps=5,
         aa_n=8, aa_eps={"Linf": ("8/255",)}, corruptions=("gaussian_noise", "fog", "jpeg_compression"),
@@ -140,8 +139,6 @@ def bench_all(p: Preset, paths: list[str], data: str, device: str, out: str, pro
 
 def measure_all(p: Preset, paths: list[str], data: str, device: str, out: str) -> list[dict]:
     """Sharpness and feature-perturbation measures per checkpoint, cached in OUT/measures.jsonl."""
-    import torch
-
     from bench.loading import load_model_spec
     from bench.measures import feature_perturbation, sharpness
     from bench.results import append_row, read_rows
@@ -169,7 +166,6 @@ def measure_all(p: Preset, paths: list[str], data: str, device: str, out: str) -
         rows.append(row)
         print(f"measured {lm.meta['name']}: sharpness {row['sharpness_worst']:.4f}", file=sys.stderr)
         del model
-        torch.cuda.empty_cache() if torch.cuda.is_available() else None
     return rows
 
 

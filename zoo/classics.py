@@ -6,7 +6,6 @@ WideResNet-28-10 / 34-10 follow Zagoruyko & Komodakis as used by Madry et al. an
 """
 from __future__ import annotations
 
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.models import register_model

@@ -92,6 +92,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, on_e
     path = os.path.join(cfg.out, checkpoint_name(cfg))
     state_path = resume_path(path)
     start, history = 0, []
+    if resume and os.path.exists(path) and not os.path.exists(state_path):
+        dist.log(rank, f"already finished: {path}")
+        return path
     if resume and os.path.exists(state_path):
         state = load_checkpoint(state_path)
         bad = _config_mismatch(state["config"], cfg)
