@@ -159,75 +159,78 @@ def claims(pm: pd.DataFrame, s: pd.DataFrame) -> list[str]:
     return out
 
 
+def _finish(ax, xlabel, ylabel, title=None, fontsize=7):
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=fontsize)
+
+
+def _save(fig, out, name) -> str:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = os.path.join(out, name)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _plot_robust_vs_eps(ax, pm, s, norm):
+    from zoo.pgd import parse_eps
+
+    cols = _eps_cols(pm, "pgd", norm)
+    scale = 255 if norm == "Linf" else 1
+    xs = [0] + [parse_eps(c[2]) * scale for c in cols]
+    for grp in s.index:
+        keys = ["clean"] + [_key(c) for c in cols]
+        ys = [100 * s.loc[grp, (k, "mean")] for k in keys]
+        es = [0 if pd.isna(e) else 100 * e for e in (s.loc[grp, (k, "std")] for k in keys)]
+        ax.errorbar(xs, ys, yerr=es, marker="o", capsize=2, label=grp)
+    _finish(ax, "eps" + (" (x/255)" if norm == "Linf" else ""), "PGD robust accuracy (%)",
+            f"{norm}: robust accuracy against eps")
+
+
+def _plot_tradeoff(ax, pm, s, norm):
+    col = _eps_cols(pm, "pgd", norm)[0]
+    pts = [(100 * s.loc[g, (_key(col), "mean")], 100 * s.loc[g, ("clean", "mean")], g) for g in s.index]
+    for x, y, g in pts:
+        ax.scatter(x, y, s=45, label=g)
+    front, best_y = [], -1
+    for x, y, _ in sorted(pts, key=lambda t: -t[0]):  # Pareto front: no point both more robust and more accurate
+        if y > best_y:
+            front.append((x, y))
+            best_y = y
+    ax.plot(*zip(*sorted(front)), "k--", lw=1, label="Pareto front")
+    _finish(ax, f"PGD robust accuracy (%), {norm} {col[2]}", "clean accuracy (%)", f"clean-robust trade-off ({norm})")
+
+
 def _plots(pm, s, histories, out) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from zoo.pgd import parse_eps
-
     paths = []
     norms = [n for n in ("Linf", "L2") if _eps_cols(pm, "pgd", n)]
-    if norms:
-        fig, axes = plt.subplots(1, len(norms), figsize=(5.5 * len(norms), 4.2), squeeze=False)
-        for ax, norm in zip(axes[0], norms):
-            cols = _eps_cols(pm, "pgd", norm)
-            scale = 255 if norm == "Linf" else 1
-            xs = [0] + [parse_eps(c[2]) * scale for c in cols]
-            for grp in s.index:
-                ys = [s.loc[grp, ("clean", "mean")]] + [s.loc[grp, (_key(c), "mean")] for c in cols]
-                es = [s.loc[grp, ("clean", "std")]] + [s.loc[grp, (_key(c), "std")] for c in cols]
-                es = [0 if pd.isna(e) else 100 * e for e in es]
-                ax.errorbar(xs, [100 * v for v in ys], yerr=es, marker="o", capsize=2, label=grp)
-            ax.set_xlabel("eps" + (" (x/255)" if norm == "Linf" else ""))
-            ax.set_ylabel("PGD robust accuracy (%)")
-            ax.set_title(f"{norm}: robust accuracy against eps")
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
-        fig.tight_layout()
-        paths.append(os.path.join(out, "robust_vs_eps.png"))
-        fig.savefig(paths[-1], dpi=120)
-        plt.close(fig)
-
-        fig, axes = plt.subplots(1, len(norms), figsize=(5.5 * len(norms), 4.2), squeeze=False)
-        for ax, norm in zip(axes[0], norms):
-            col = _eps_cols(pm, "pgd", norm)[0]
-            pts = [(100 * s.loc[g, (_key(col), "mean")], 100 * s.loc[g, ("clean", "mean")], g) for g in s.index]
-            for x, y, g in pts:
-                ax.scatter(x, y, s=45, label=g)
-            front, best_y = [], -1
-            for x, y, g in sorted(pts, key=lambda t: -t[0]):  # Pareto front: no point both more robust and clean
-                if y > best_y:
-                    front.append((x, y))
-                    best_y = y
-            ax.plot(*zip(*sorted(front)), "k--", lw=1, label="Pareto front")
-            ax.set_xlabel(f"PGD robust accuracy (%), {norm} {col[2]}")
-            ax.set_ylabel("clean accuracy (%)")
-            ax.set_title(f"clean-robust trade-off ({norm})")
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
-        fig.tight_layout()
-        paths.append(os.path.join(out, "tradeoff.png"))
-        fig.savefig(paths[-1], dpi=120)
-        plt.close(fig)
-
+    for name, draw in (("robust_vs_eps.png", _plot_robust_vs_eps), ("tradeoff.png", _plot_tradeoff)):
+        if norms:
+            fig, axes = plt.subplots(1, len(norms), figsize=(5.5 * len(norms), 4.2), squeeze=False)
+            for ax, norm in zip(axes[0], norms):
+                draw(ax, pm, s, norm)
+            paths.append(_save(fig, out, name))
     if histories:
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
         for name, h in histories.items():
             ep = [e["epoch"] for e in h]
             a1.plot(ep, [e["train_loss"] for e in h], label=name)
             a2.plot(ep, [100 * e["test_acc"] for e in h], label=name)
-        a1.set_xlabel("epoch"), a1.set_ylabel("training loss (on the examples trained on)")
-        a2.set_xlabel("epoch"), a2.set_ylabel("clean test accuracy (%)")
-        for a in (a1, a2):
-            a.grid(alpha=0.3)
-            a.legend(fontsize=6)
+        _finish(a1, "epoch", "training loss (on the examples trained on)", fontsize=6)
+        _finish(a2, "epoch", "clean test accuracy (%)", fontsize=6)
         fig.suptitle("training curves (first seed)")
-        fig.tight_layout()
-        paths.append(os.path.join(out, "training_curves.png"))
-        fig.savefig(paths[-1], dpi=120)
-        plt.close(fig)
+        paths.append(_save(fig, out, "training_curves.png"))
     return paths
 
 

@@ -101,15 +101,20 @@ def training_grid(p: Preset, device: str, zoo_dir: str):
 
 
 def train_all(p: Preset, device: str, zoo_dir: str, progress: bool) -> list[str]:
-    from zoo.train import checkpoint_name, train
+    from zoo.checkpoint import load_checkpoint
+    from zoo.train import checkpoint_name, config_mismatch, train
 
     paths = []
     grid = list(training_grid(p, device, zoo_dir))
     for i, cfg in enumerate(grid, 1):
         path = os.path.join(zoo_dir, checkpoint_name(cfg.resolved()))
-        if os.path.exists(path):
+        stale = os.path.exists(path) and config_mismatch(load_checkpoint(path)["config"], cfg.resolved())
+        if os.path.exists(path) and not stale:
             print(f"[{i}/{len(grid)}] reuse {path}", file=sys.stderr)
         else:
+            if stale:  # same name, other settings (the preset changed): retrain rather than report stale numbers
+                print(f"[{i}/{len(grid)}] {path} was trained with other {', '.join(stale)}; retraining", file=sys.stderr)
+                os.remove(path)
             t0 = time.perf_counter()
             print(f"[{i}/{len(grid)}] train {os.path.basename(path)}", file=sys.stderr)
             path = train(cfg, resume=True, progress=progress)
@@ -208,7 +213,12 @@ def main(argv=None) -> int:
     from bench.results import read_rows
     from bench.study_report import write_report
 
-    rows = read_rows(os.path.join(out, "results.jsonl"))
+    from zoo.checkpoint import sha256_file
+
+    # results.jsonl is append-only: keep only the rows and measures of this grid's current checkpoints
+    ids = {sha256_file(p) for p in paths}
+    rows = [r for r in read_rows(os.path.join(out, "results.jsonl")) if r.get("model_id") in ids]
+    measures = [m for m in measures if m["model_id"] in ids]
     board = write_leaderboard(rows, out)
     command = "python scripts/study.py " + " ".join(argv if argv is not None else sys.argv[1:])
     report = write_report(rows, measures, paths, out, preset=args.preset, preset_cfg=dataclasses.asdict(p),

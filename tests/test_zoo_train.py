@@ -107,3 +107,25 @@ def test_cli_writes_path_on_last_line(capsys, tmp_path):
                  "--out", str(tmp_path), "--no-progress", "--device", "cpu"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.endswith(".pt") and load_checkpoint(last)["dataset"]["n_train"] == 128
+
+
+def test_resume_of_a_finished_run_returns_its_checkpoint(tiny_cfg):
+    import os
+
+    path = train(tiny_cfg, progress=False)
+    stamp = os.stat(path).st_mtime_ns
+    assert train(tiny_cfg, resume=True, progress=False) == path
+    assert os.stat(path).st_mtime_ns == stamp  # nothing retrained or rewritten
+
+
+def test_trains_on_real_cifar_subset(tiny_cfg, subset_path):
+    cfg = dataclasses.replace(tiny_cfg, data=f"npz:{subset_path}", n_train=256)
+    ckpt = load_checkpoint(train(cfg, progress=False))
+    assert ckpt["dataset"] == {"spec": f"npz:{subset_path}", "n_train": 256, "n_test": 1017}
+    assert ckpt["num_classes"] == 10 and 0.0 <= ckpt["metrics"]["clean_test_acc"] <= 1.0
+
+
+def test_resume_refuses_a_finished_run_with_other_settings(tiny_cfg):
+    train(tiny_cfg, progress=False)
+    with pytest.raises(ValueError, match="different lr"):
+        train(dataclasses.replace(tiny_cfg, lr=0.2), resume=True, progress=False)

@@ -67,7 +67,7 @@ def accuracy(model, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500, aut
     return correct / max(len(y), 1)
 
 
-def _config_mismatch(saved: dict, cfg: TrainConfig) -> list[str]:
+def config_mismatch(saved: dict, cfg: TrainConfig) -> list[str]:
     ignore = {"device", "compile", "out"}  # may change between a run and its resumption
     now = cfg.to_dict()
     return [k for k in now if k not in ignore and saved.get(k) != now[k]]
@@ -93,11 +93,15 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, on_e
     state_path = resume_path(path)
     start, history = 0, []
     if resume and os.path.exists(path) and not os.path.exists(state_path):
+        bad = config_mismatch(load_checkpoint(path)["config"], cfg)
+        if bad:
+            raise ValueError(f"--resume: {path} is finished but was trained with different {', '.join(bad)}; "
+                             "rerun without --resume to overwrite it, or change --out")
         dist.log(rank, f"already finished: {path}")
         return path
     if resume and os.path.exists(state_path):
         state = load_checkpoint(state_path)
-        bad = _config_mismatch(state["config"], cfg)
+        bad = config_mismatch(state["config"], cfg)
         if bad:
             raise ValueError(f"--resume: {state_path} was written with different {', '.join(bad)}; "
                              "rerun with the same settings or without --resume")
