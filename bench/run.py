@@ -171,9 +171,11 @@ def run(args) -> int:
                "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
         try:
             if spec["attack"] == "corruptions":
-                result = evaluate_corruptions(lm.model, x_u8, y, device=device, batch_size=args.batch_size,
-                                              corruptions_dir=args.corruptions_dir, cache_dir=args.cache_dir,
-                                              seed=args.seed, names=cfg["names"])
+                with tqdm(total=len(cfg["names"]) * len(SEVERITIES), desc=f"{lm.meta['name']} corruptions",
+                          leave=False, disable=not args.progress or rank != 0, file=sys.stderr) as inner:
+                    result = evaluate_corruptions(lm.model, x_u8, y, device=device, batch_size=args.batch_size,
+                                                  corruptions_dir=args.corruptions_dir, cache_dir=args.cache_dir,
+                                                  seed=args.seed, names=cfg["names"], progress=inner.update)
             else:
                 attack.state_path = os.path.join(state_dir, f"{key}.pt")
                 result = evaluate_attack(lm.model, attack, x, y, norm=spec["norm"] or "Linf", eps=spec["eps"],
