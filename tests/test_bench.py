@@ -257,3 +257,16 @@ def test_export_round_trips_for_robustbench(zoo_dir, tmp_path):
     with torch.no_grad():
         assert torch.equal(exported(x), model_from_checkpoint(load_checkpoint(ckpt))(x))
     assert "sharpbench" not in open(paths["source"]).read().split('"""', 2)[2]  # no import of the project
+
+
+def test_plain_state_dict_needs_and_uses_arch(zoo_dir, tmp_path, capsys):
+    ckpt_path = _ckpts(zoo_dir)[0]
+    sd_path = tmp_path / "weights.pt"
+    torch.save({"state_dict": load_checkpoint(ckpt_path)["model"]}, sd_path)  # RobustBench's layout
+    out = tmp_path / "r"
+    assert bench_run.main(_args([str(sd_path)], out, "--attacks", "clean")) == 1
+    assert "--arch" in capsys.readouterr().err
+    assert bench_run.main(_args([str(sd_path)], out, "--attacks", "clean", "--arch", "sharp_tiny")) == 0
+    assert bench_run.main(_args([ckpt_path], out, "--attacks", "clean")) == 0
+    plain, ours = [r for r in read_rows(str(out / "results.jsonl")) if r["status"] == "ok"]
+    assert plain["clean_acc"] == ours["clean_acc"] and plain["arch"] == "sharp_tiny"
