@@ -93,7 +93,8 @@ def to_markdown(tables: dict) -> str:
         shown = table.copy()
         for c in shown.columns[3:]:
             shown[c] = shown[c].map(_pct)
-        out.append(shown.to_markdown(index=False, disable_numparse=True))  # keep "50.00" as written
+        align = ["left"] * 3 + ["right"] * (len(shown.columns) - 3)
+        out.append(shown.to_markdown(index=False, disable_numparse=True, colalign=align))  # keep "50.00" as written
         out.append("")
     return "\n".join(out)
 
