@@ -22,8 +22,8 @@ PRETTY = {"preact_resnet18": "PreActResNet-18", "wrn28_10": "WideResNet-28-10", 
           "sharp_tiny": "TinyNet"}
 CLASSIC_SOURCE = {
     "preact_resnet18": ([classics.PreActBlock, classics.PreActResNet], "PreActResNet((2, 2, 2, 2), num_classes=NUM_CLASSES)"),
-    "wrn28_10": ([classics.WideBlock, classics.WideResNet], "WideResNet(28, 10, num_classes=NUM_CLASSES)"),
-    "wrn34_10": ([classics.WideBlock, classics.WideResNet], "WideResNet(34, 10, num_classes=NUM_CLASSES)"),
+    "wrn28_10": ([classics.PreActBlock, classics.WideResNet], "WideResNet(28, 10, num_classes=NUM_CLASSES)"),
+    "wrn34_10": ([classics.PreActBlock, classics.WideResNet], "WideResNet(34, 10, num_classes=NUM_CLASSES)"),
     "sharp_tiny": ([classics.TinyNet], "TinyNet(num_classes=NUM_CLASSES)"),
 }
 

@@ -12,14 +12,15 @@ from timm.models import register_model
 
 
 class PreActBlock(nn.Module):
-    expansion = 1
+    """BN-ReLU-conv twice with an identity (or 1x1 conv) shortcut; WideResNets add dropout between the convs."""
 
-    def __init__(self, in_planes, planes, stride=1):
+    def __init__(self, in_planes, planes, stride=1, drop_rate=0.0):
         super().__init__()
         self.bn1 = nn.BatchNorm2d(in_planes)
         self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.drop_rate = drop_rate
         self.shortcut = None
         if stride != 1 or in_planes != planes:
             self.shortcut = nn.Conv2d(in_planes, planes, 1, stride, bias=False)
@@ -27,9 +28,10 @@ class PreActBlock(nn.Module):
     def forward(self, x):
         out = F.relu(self.bn1(x))
         shortcut = self.shortcut(out) if self.shortcut is not None else x
-        out = self.conv1(out)
-        out = self.conv2(F.relu(self.bn2(out)))
-        return out + shortcut
+        out = F.relu(self.bn2(self.conv1(out)))
+        if self.drop_rate > 0:
+            out = F.dropout(out, p=self.drop_rate, training=self.training)
+        return self.conv2(out) + shortcut
 
 
 class PreActResNet(nn.Module):
@@ -64,27 +66,6 @@ class PreActResNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-class WideBlock(nn.Module):
-    def __init__(self, in_planes, planes, stride, drop_rate=0.0):
-        super().__init__()
-        self.bn1 = nn.BatchNorm2d(in_planes)
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.drop_rate = drop_rate
-        self.shortcut = None
-        if stride != 1 or in_planes != planes:
-            self.shortcut = nn.Conv2d(in_planes, planes, 1, stride, bias=False)
-
-    def forward(self, x):
-        out = F.relu(self.bn1(x))
-        shortcut = self.shortcut(out) if self.shortcut is not None else x
-        out = F.relu(self.bn2(self.conv1(out)))
-        if self.drop_rate > 0:
-            out = F.dropout(out, p=self.drop_rate, training=self.training)
-        return self.conv2(out) + shortcut
-
-
 class WideResNet(nn.Module):
     def __init__(self, depth=28, widen=10, num_classes=10, in_chans=3, drop_rate=0.0):
         super().__init__()
@@ -96,7 +77,7 @@ class WideResNet(nn.Module):
         blocks, in_planes = [], widths[0]
         for i, stride in enumerate((1, 2, 2)):
             for j in range(n):
-                blocks.append(WideBlock(in_planes, widths[i + 1], stride if j == 0 else 1, drop_rate))
+                blocks.append(PreActBlock(in_planes, widths[i + 1], stride if j == 0 else 1, drop_rate))
                 in_planes = widths[i + 1]
         self.blocks = nn.Sequential(*blocks)
         self.bn = nn.BatchNorm2d(widths[3])
