@@ -15,6 +15,7 @@ import time
 
 import torch
 
+from bench.evaluate import predict
 from zoo.checkpoint import save_atomic
 
 
@@ -36,11 +37,6 @@ class Float32Logits(torch.nn.Module):
         return self.model(x).float()
 
 
-@torch.no_grad()
-def _predict(model, x, batch_size):
-    return torch.cat([model(x[i:i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
-
-
 def run_autoattack(model, x, y, *, norm, eps, stages, seed=0, batch_size=250, state_path=None):
     """Returns (x_adv, info); info['stage_acc'] maps each stage to the robust accuracy after it."""
     AutoAttack = _import_autoattack()
@@ -58,7 +54,7 @@ def run_autoattack(model, x, y, *, norm, eps, stages, seed=0, batch_size=250, st
         except Exception:  # a state torn by a kill is simply recomputed
             state = None
     if state is None:
-        flags = (_predict(wrapped, x, batch_size) == y).cpu()
+        flags = (predict(wrapped, x, batch_size) == y).cpu()
         state = {"n": len(y), "stages": list(stages), "done": [], "stage_acc": {"clean": flags.float().mean().item()},
                  "flags": flags, "x_adv": x.detach().cpu().clone(), "seconds": {}}
     flags, x_adv = state["flags"].clone(), state["x_adv"].to(device)
@@ -72,7 +68,7 @@ def run_autoattack(model, x, y, *, norm, eps, stages, seed=0, batch_size=250, st
         if len(idx):
             aa.attacks_to_run = [stage]  # the standard version's parameters stay as _set_version left them
             adv, _ = aa.run_standard_evaluation(x[idx.to(device)], y[idx.to(device)], batch_size=batch_size)
-            fooled = (_predict(wrapped, adv, batch_size) != y[idx.to(device)]).cpu()
+            fooled = (predict(wrapped, adv, batch_size) != y[idx.to(device)]).cpu()
             flags[idx[fooled]] = False
             x_adv[idx[fooled].to(device)] = adv[fooled.to(device)]
         state["done"].append(stage)

@@ -18,6 +18,11 @@ def _loss(model, x, y, batch_size=500) -> torch.Tensor:
     return total / len(y)
 
 
+def _global_norm(tensors) -> torch.Tensor:
+    """L2 norm of all tensors taken together, as one flat vector."""
+    return torch.sqrt(sum((t ** 2).sum() for t in tensors))
+
+
 def sharpness(model, x, y, *, rho: float = 0.05, steps: int = 5, n_random: int = 5, seed: int = 0) -> dict:
     """Loss increase at the worst weight perturbation of L2 radius rho (normalised gradient ascent, projected
     onto the ball), and the mean increase under random perturbations of the same radius."""
@@ -31,9 +36,9 @@ def sharpness(model, x, y, *, rho: float = 0.05, steps: int = 5, n_random: int =
         loss = _loss(model, x, y)
         grads = torch.autograd.grad(loss, params)
         with torch.no_grad():
-            gn = torch.sqrt(sum((g ** 2).sum() for g in grads)) + 1e-12
+            gn = _global_norm(grads) + 1e-12
             e = [ei + (2.0 * rho / steps) * g / gn for ei, g in zip(e, grads)]
-            en = torch.sqrt(sum((ei ** 2).sum() for ei in e))
+            en = _global_norm(e)
             e = [ei * min(1.0, rho / float(en)) for ei in e]
             for p, s, ei in zip(params, saved, e):
                 p.copy_(s + ei)
@@ -43,7 +48,7 @@ def sharpness(model, x, y, *, rho: float = 0.05, steps: int = 5, n_random: int =
         rand = []
         for _ in range(n_random):
             d = [torch.randn(p.shape, generator=g).to(p) for p in params]
-            dn = torch.sqrt(sum((di ** 2).sum() for di in d))
+            dn = _global_norm(d)
             for p, s, di in zip(params, saved, d):
                 p.copy_(s + rho * di / dn)
             rand.append(_loss(model, x, y).item() - base)
