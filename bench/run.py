@@ -19,6 +19,7 @@ from tqdm import tqdm
 from bench.attacks import ATTACKS, make_attack
 from bench.corruptions import CORRUPTIONS, SEVERITIES
 from bench.evaluate import EvaluationError, evaluate_attack, evaluate_corruptions
+from bench.fast_eval import precision_note, prepare_for_eval
 from bench.loading import load_model_spec
 from bench.results import append_row, done_keys, read_rows, row_key
 from zoo import distributed as dist
@@ -41,7 +42,10 @@ def parse_args(argv=None):
     p.add_argument("--data", default="cifar10", help="cifar10 | npz:PATH | digits | synthetic")
     p.add_argument("--data-dir", default="data")
     p.add_argument("--n-examples", type=int, default=10000, help="first N test points, in order")
-    p.add_argument("--batch-size", type=int, default=250)
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="evaluation batch (default 1000 on CUDA, 250 on CPU); AutoAttack's batches too")
+    p.add_argument("--compile", nargs="?", const="inductor", default=None, metavar="BACKEND",
+                   help="torch.compile the model, padding batches to a few fixed sizes (default backend inductor)")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default="results")
     p.add_argument("--arch", default=None, help="architecture for plain state_dicts (timm/zoo name or mod:fn)")
@@ -122,6 +126,8 @@ def _model_fields(meta: dict) -> dict:
 def run(args) -> int:
     specs = plan_evaluations(args)
     device = resolve_device(args.device)
+    if args.batch_size is None:
+        args.batch_size = 1000 if device.type == "cuda" else 250
     rank, world = dist.setup(device)
     ds = load_dataset(args.data, args.data_dir)
     n = min(args.n_examples, len(ds.y_test))
@@ -137,7 +143,8 @@ def run(args) -> int:
     done = done_keys(read_rows(main_path))
     write_path = shard_path(args.out, rank) if world > 1 else main_path
     state_dir = os.path.join(args.out, ".attack_state")
-    common = {"data": data_spec, "n": n, "device": str(device), "versions": versions()}
+    common = {"data": data_spec, "n": n, "device": str(device), "versions": versions(),
+              "precision": precision_note(device), "batch_size": args.batch_size, "compile": args.compile}
 
     jobs = [(m, s) for m in args.models for s in specs]
     mine = [j for i, j in enumerate(jobs) if i % world == rank]
@@ -147,9 +154,11 @@ def run(args) -> int:
     for model_spec, spec in bar:
         if model_spec not in loaded:
             try:
-                loaded[model_spec] = load_model_spec(model_spec, arch=args.arch, num_classes=ds.num_classes,
-                                                     norm=spec["norm"] or "Linf")
-                loaded[model_spec].model.to(device)
+                lm = load_model_spec(model_spec, arch=args.arch, num_classes=ds.num_classes,
+                                     norm=spec["norm"] or "Linf")
+                lm.model = prepare_for_eval(lm.model, device, compile_backend=args.compile,
+                                            batch_size=args.batch_size)
+                loaded[model_spec] = lm
             except (CheckpointError, ArchError, OSError, ValueError) as e:
                 loaded[model_spec] = e
                 print(f"error: {e}", file=sys.stderr)

@@ -3,13 +3,15 @@
   python scripts/speed.py                      CPU-sized defaults on CPU, full sizes on CUDA
   python scripts/speed.py --big                adds wrn28_10
   python scripts/speed.py --out results/speed.md
+  python scripts/speed.py --compile --profile  compiled training and evaluation; top kernels of each step
 
 For each recipe it times training images/s of (a) the project's trainer step (device-resident data, on-device
 augmentation, bf16 autocast + channels_last on CUDA, optional torch.compile, no host syncs) and (b) a
 conventional loop (fp32, torchvision DataLoader with CPU transforms, normalization outside the model, .item()
 every step, PGD through a full backward), same model, batch size and device; prints the ratio. It also times
 PGD-20 evaluation and AutoAttack standard, measures the device's matrix-multiply rate, and reports model FLOPs
-utilisation (FLOPs counted by torch's FlopCounterMode on one real step).
+utilisation (FLOPs counted by torch's FlopCounterMode on one real step). With --profile it adds, per recipe,
+the operators that take the time in our step (torch.profiler), and AutoAttack's seconds per stage.
 """
 from __future__ import annotations
 
@@ -68,7 +70,23 @@ def _timed(step_fn, batches, warmup, device) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def ours(arch, recipe, cfg, ds, device, steps, warmup, compile_):
+def profile_table(step_fn, batches, device, rows=12) -> str:
+    """The operators that take the time in a few steps (self time, device time on CUDA)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    for x, y in batches[:2]:  # warm (compiled graphs, autotuning) outside the profile
+        step_fn(x, y)
+    sync(device)
+    with profile(activities=acts) as prof:
+        for x, y in batches[2:6]:
+            step_fn(x, y)
+        sync(device)
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    return prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=48)
+
+
+def ours(arch, recipe, cfg, ds, device, steps, warmup, compile_, profile_=False):
     is_cuda = device.type == "cuda"
     torch.manual_seed(0)
     model = create_model(arch, 10, [0.49, 0.48, 0.45], [0.25, 0.24, 0.26]).to(device)
@@ -79,7 +97,6 @@ def ours(arch, recipe, cfg, ds, device, steps, warmup, compile_):
     autocast = partial(torch.autocast, "cuda", dtype=torch.bfloat16) if is_cuda else nullcontext
     step = get_recipe(recipe).step
     loader = DeviceLoader(ds.x_train, ds.y_train, cfg.batch_size, device, train=True, drop_last=True)
-    batches = [b for _, b in zip(range(steps + warmup), _cycle(loader))]
 
     def run(x, y):
         if is_cuda:
@@ -87,11 +104,30 @@ def ours(arch, recipe, cfg, ds, device, steps, warmup, compile_):
         step(net, opt, x, y, cfg, autocast)
 
     net.train()
-    ips = _timed(run, batches, warmup, device)
+    # batches come from the loader inside the timed loop: on-device augmentation is part of the cost, as the
+    # reference loop's DataLoader is part of its
+    ips = _timed(run, (b for _, b in zip(range(steps + warmup), _cycle(loader))), warmup, device)
+    batches = [b for _, b in zip(range(6), _cycle(loader))]
     x0, y0 = batches[0]
     with FlopCounterMode(display=False) as fc:  # FLOPs of one real step, forward and backward included
         run(x0, y0)
-    return ips, fc.get_total_flops() / len(y0)
+    fresh = _cycle(loader)
+    syncs = host_syncs(lambda: run(*next(fresh))) if is_cuda else None  # loader and step together
+    prof = profile_table(run, batches, device) if profile_ else None
+    return ips, fc.get_total_flops() / len(y0), prof, syncs
+
+
+def host_syncs(fn) -> str:
+    """'none' when fn runs under CUDA's sync debug mode set to error, else the first synchronising call."""
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        fn()
+        return "none"
+    except RuntimeError as e:
+        return str(e).strip().splitlines()[0][:80]
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
 
 
 def _cycle(loader):
@@ -185,10 +221,12 @@ def reference(arch, recipe, cfg, ds, device, steps, warmup, workers):
     return _timed(run, batches(), warmup, device)
 
 
-def eval_speed(arch, device, n, batch):
+def eval_speed(arch, device, n, batch, compile_):
     from bench.attacks import make_attack
+    from bench.fast_eval import prepare_for_eval
 
-    model = create_model(arch, 10, [0.49, 0.48, 0.45], [0.25, 0.24, 0.26]).to(device).eval()
+    model = create_model(arch, 10, [0.49, 0.48, 0.45], [0.25, 0.24, 0.26])
+    model = prepare_for_eval(model, device, compile_backend="inductor" if compile_ else None, batch_size=batch)
     x, y = torch.rand(n, 3, 32, 32, device=device), torch.randint(0, 10, (n,), device=device)
     atk = make_attack("pgd", norm="Linf", eps=8 / 255, pgd_steps=20)
     atk(model, x[:batch], y[:batch])
@@ -200,30 +238,33 @@ def eval_speed(arch, device, n, batch):
     return n / (time.perf_counter() - t0)
 
 
-def autoattack_speed(arch, device, n, data, epochs, batch):
+def autoattack_speed(arch, device, n, data, epochs, batch, compile_):
     """Seconds per 1000 images of AutoAttack standard on a standard- and a PGD-AT-trained checkpoint, each trained
     here with the project's trainer (the cost depends on how many points stay robust, so it needs real models)."""
     import tempfile
 
     from bench.attacks import make_attack
     from bench.evaluate import evaluate_attack
+    from bench.fast_eval import prepare_for_eval
     from zoo.data import load_dataset
     from zoo.train import train
     from zoo.checkpoint import load_checkpoint, model_from_checkpoint
 
     out = {}
     ds = load_dataset(data)
+    n = min(n, len(ds.y_test))  # the time is scaled by the points actually attacked
     x = ds.x_test[:n].float().div(255).to(device)
     y = ds.y_test[:n].to(device)
     with tempfile.TemporaryDirectory() as tmp:
         for recipe in ("standard", "pgd_at"):
             cfg = TrainConfig(arch=arch, recipe=recipe, data=data, epochs=epochs, device=str(device), out=tmp)
-            model = model_from_checkpoint(load_checkpoint(train(cfg, progress=False))).to(device)
-            t0 = time.perf_counter()
+            model = model_from_checkpoint(load_checkpoint(train(cfg, progress=False)))
+            t0 = time.perf_counter()  # compilation counts: a user pays it once per model
+            model = prepare_for_eval(model, device, compile_backend="inductor" if compile_ else None, batch_size=batch)
             res = evaluate_attack(model, make_attack("autoattack", norm="Linf", eps=8 / 255, batch_size=batch), x, y,
                                   norm="Linf", eps=8 / 255, batch_size=batch)
-            out[recipe] = (1000 * (time.perf_counter() - t0) / n, res["clean_acc"], res["robust_acc"])
-    return out
+            out[recipe] = (1000 * (time.perf_counter() - t0) / n, res)
+    return n, out
 
 
 def main(argv=None) -> int:
@@ -235,10 +276,13 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=None, help="timed steps per measurement")
     ap.add_argument("--warmup", type=int, default=None)
     ap.add_argument("--workers", type=int, default=None, help="DataLoader workers of the reference loop")
-    ap.add_argument("--compile", action="store_true", help="torch.compile our model")
+    ap.add_argument("--compile", action="store_true", help="torch.compile our model (training and evaluation)")
+    ap.add_argument("--profile", action="store_true", help="add the top operators of each of our steps")
     ap.add_argument("--recipes", default="standard,sam,pgd_at")
     ap.add_argument("--aa-n", type=int, default=None, help="AutoAttack images (default 1000 on CUDA, 16 on CPU)")
-    ap.add_argument("--aa-data", default="digits", help="data the AutoAttack checkpoints are trained on")
+    ap.add_argument("--aa-data", default=None,
+                    help="data the AutoAttack checkpoints are trained and attacked on (default: the real CIFAR-10 "
+                         "subset in ../shared when present, else digits)")
     ap.add_argument("--aa-epochs", type=int, default=None)
     ap.add_argument("--no-aa", action="store_true")
     ap.add_argument("--out", default="results/speed.md")
@@ -253,6 +297,8 @@ def main(argv=None) -> int:
     steps, warmup = a.steps or (50 if cuda else 6), a.warmup if a.warmup is not None else (10 if cuda else 2)
     workers = a.workers if a.workers is not None else (min(8, os.cpu_count() or 1) if cuda else 0)
     ds = make_synthetic(n_train=bs * (steps + warmup + 1), n_test=16)
+    subset = os.path.join(ROOT, "..", "shared", "data", "cifar10_subset.npz")
+    aa_data = a.aa_data or (f"npz:{os.path.relpath(subset)}" if os.path.exists(subset) else "digits")
 
     peak_bf16 = matmul_rate(device, torch.bfloat16, 8192 if cuda else 1024)
     peak_fp32 = matmul_rate(device, torch.float32, 8192 if cuda else 1024)
@@ -264,11 +310,16 @@ def main(argv=None) -> int:
              "| arch | recipe | ours img/s | reference img/s | ours / reference | vs our standard | "
              f"GFLOP/img (step) | MFU vs {'bf16' if cuda else 'fp32'} matmul |", "|---|---|---|---|---|---|---|---|"]
     peak = peak_bf16 if cuda else peak_fp32  # the precision our training runs in on this device
+    profiles, sync_notes = [], []
     for arch in archs:
         std_ips = None
         for recipe in a.recipes.split(","):
             cfg = TrainConfig(arch=arch, recipe=recipe, batch_size=bs, steps=10).resolved()
-            ips, flops = ours(arch, recipe, cfg, ds, device, steps, warmup, a.compile)
+            ips, flops, prof, syncs = ours(arch, recipe, cfg, ds, device, steps, warmup, a.compile, a.profile)
+            if prof:
+                profiles.append((arch, recipe, prof))
+            if syncs is not None:
+                sync_notes.append(f"{arch} {recipe}: {syncs}")
             ref = reference(arch, recipe, cfg, ds, device, steps, warmup, workers)
             std_ips = ips if recipe == "standard" else std_ips
             rel = f"{ips / std_ips:.3f}" if std_ips else ""
@@ -276,17 +327,28 @@ def main(argv=None) -> int:
                          f"| {100 * ips * flops / peak:.1f}% |")
             print(lines[-1], flush=True)
     n_eval = 2048 if cuda else 64
-    pgd_ips = eval_speed(archs[0], device, n_eval, 500 if cuda else 32)
-    lines += ["", f"PGD-20 evaluation ({archs[0]}, Linf 8/255, fp32, untrained weights): {pgd_ips:.0f} images/s", ""]
+    if sync_notes:
+        lines += ["", "host syncs inside one of our steps (CUDA sync debug mode): " + "; ".join(sync_notes)]
+    eval_batch = 1000 if cuda else 32
+    pgd_ips = eval_speed(archs[0], device, n_eval, eval_batch, a.compile)
+    lines += ["", f"PGD-20 evaluation ({archs[0]}, Linf 8/255, fp32, batch {eval_batch}, compile={a.compile}, "
+              f"untrained weights): {pgd_ips:.0f} images/s", ""]
     if not a.no_aa:
         n = a.aa_n or (1000 if cuda else 16)
         epochs = a.aa_epochs or (10 if cuda else 5)
-        res = autoattack_speed(archs[0], device, n, a.aa_data, epochs, 1000 if cuda else 250)
-        lines += [f"AutoAttack standard, Linf 8/255, {n} images of {a.aa_data} ({archs[0]} trained {epochs} epochs "
-                  "here); seconds per 1000 images (measured on n, scaled linearly):", "",
-                  "| checkpoint | s / 1000 img | clean | robust |", "|---|---|---|---|"]
-        for recipe, (sec, clean, rob) in res.items():
-            lines.append(f"| {recipe} | {sec:.1f} | {100 * clean:.1f}% | {100 * rob:.1f}% |")
+        n, res = autoattack_speed(archs[0], device, n, aa_data, epochs, 1000 if cuda else 250, a.compile)
+        stages = ("apgd-ce", "apgd-t", "fab-t", "square")
+        lines += [f"AutoAttack standard, Linf 8/255, fp32, compile={a.compile}, {n} test images of {aa_data} "
+                  f"({archs[0]} trained {epochs} epochs here); seconds per 1000 images (measured on n, scaled "
+                  "linearly; compilation included), and where they go:", "",
+                  "| checkpoint | s / 1000 img | clean | robust | " + " | ".join(f"{s} s" for s in stages) + " |",
+                  "|---|---|---|---|" + "---|" * len(stages)]
+        for recipe, (sec, r) in res.items():
+            per = r.get("stage_seconds", {})
+            lines.append(f"| {recipe} | {sec:.1f} | {100 * r['clean_acc']:.1f}% | {100 * r['robust_acc']:.1f}% | "
+                         + " | ".join(f"{per.get(s, 0.0):.1f}" for s in stages) + " |")
+    for arch, recipe, prof in profiles:
+        lines += ["", f"## Where the time goes: {arch} {recipe} (our step, 4 steps profiled)", "", "```", prof, "```"]
     text = "\n".join(lines) + "\n"
     print(text)
     if a.out:

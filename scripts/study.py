@@ -83,11 +83,11 @@ PRESETS = {
 }
 
 
-def training_grid(p: Preset, device: str, zoo_dir: str):
+def training_grid(p: Preset, device: str, zoo_dir: str, compile_: bool = False):
     from zoo.config import TrainConfig
 
     base = TrainConfig(arch=p.arch, data=p.data, n_train=p.n_train, epochs=p.epochs, batch_size=p.batch_size,
-                       lr=p.lr, device=device, out=zoo_dir)
+                       lr=p.lr, device=device, out=zoo_dir, compile=compile_)
     for seed in p.seeds:
         yield dataclasses.replace(base, recipe="standard", seed=seed)
         for rho in p.rhos:
@@ -100,12 +100,12 @@ def training_grid(p: Preset, device: str, zoo_dir: str):
                                       alpha=at.alpha, seed=seed)
 
 
-def train_all(p: Preset, device: str, zoo_dir: str, progress: bool) -> list[str]:
+def train_all(p: Preset, device: str, zoo_dir: str, progress: bool, compile_: bool = False) -> list[str]:
     from zoo.checkpoint import load_checkpoint
     from zoo.train import checkpoint_name, config_mismatch, train
 
     paths = []
-    grid = list(training_grid(p, device, zoo_dir))
+    grid = list(training_grid(p, device, zoo_dir, compile_))
     for i, cfg in enumerate(grid, 1):
         path = os.path.join(zoo_dir, checkpoint_name(cfg.resolved()))
         stale = os.path.exists(path) and config_mismatch(load_checkpoint(path)["config"], cfg.resolved())
@@ -123,10 +123,13 @@ def train_all(p: Preset, device: str, zoo_dir: str, progress: bool) -> list[str]
     return paths
 
 
-def bench_all(p: Preset, paths: list[str], data: str, device: str, out: str, progress: bool) -> None:
+def bench_all(p: Preset, paths: list[str], data: str, device: str, out: str, progress: bool,
+              compile_: bool = False) -> None:
     from bench import run as bench_run
 
     common = ["--models", *paths, "--data", data, "--device", device, "--out", out, "--no-leaderboard"]
+    if compile_:
+        common.append("--compile")
     if not progress:
         common.append("--no-progress")
     calls = [["--attacks", "clean", "--n-examples", str(p.eval_n)]]
@@ -185,6 +188,7 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", default=None, help="rows, report and plots (default results/study, runs/ for smoke)")
     ap.add_argument("--zoo-dir", default=None, help="checkpoints (default runs/study-<preset>/zoo)")
+    ap.add_argument("--compile", action="store_true", help="torch.compile training and evaluation (GPU runs)")
     ap.add_argument("--no-progress", dest="progress", action="store_false")
     args = ap.parse_args(argv)
 
@@ -203,9 +207,9 @@ def main(argv=None) -> int:
 
     device = str(resolve_device(args.device))
     t0 = time.perf_counter()
-    paths = train_all(p, device, zoo_dir, args.progress)
+    paths = train_all(p, device, zoo_dir, args.progress, args.compile)
     t_train = time.perf_counter() - t0
-    bench_all(p, paths, p.data, device, out, args.progress)
+    bench_all(p, paths, p.data, device, out, args.progress, args.compile)
     measures = measure_all(p, paths, p.data, device, out)
     t_all = time.perf_counter() - t0
 

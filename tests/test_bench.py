@@ -270,3 +270,54 @@ def test_plain_state_dict_needs_and_uses_arch(zoo_dir, tmp_path, capsys):
     assert bench_run.main(_args([ckpt_path], out, "--attacks", "clean")) == 0
     plain, ours = [r for r in read_rows(str(out / "results.jsonl")) if r["status"] == "ok"]
     assert plain["clean_acc"] == ours["clean_acc"] and plain["arch"] == "sharp_tiny"
+
+
+def test_bucketed_forward_matches_eager_and_compiles_only_bucket_sizes(zoo_dir):
+    from bench.fast_eval import BucketedForward, buckets_for
+
+    assert buckets_for(250) == [32, 64, 128, 250] and buckets_for(16) == [16]
+    model = _model(zoo_dir).eval()
+    shapes = []
+
+    def counting_backend(gm, example_inputs):  # records the batch size of every graph dynamo compiles
+        shapes.append(next(t.shape[0] for t in example_inputs if torch.is_tensor(t) and t.shape[1:] == (3, 32, 32)))
+        return gm.forward
+
+    torch._dynamo.reset()
+    fast = BucketedForward(model, 100, backend=counting_backend).eval()
+    torch.manual_seed(0)
+    x = torch.rand(230, 3, 32, 32)
+    for n in (100, 77, 40, 33, 9, 1, 230):  # AutoAttack-like shrinking batches, then one larger than any bucket
+        xb = x[:n].clone().requires_grad_(True)
+        out = fast(xb)
+        (g,) = torch.autograd.grad(out.logsumexp(1).sum(), xb)
+        xe = x[:n].clone().requires_grad_(True)
+        ref = model(xe)
+        (ge,) = torch.autograd.grad(ref.logsumexp(1).sum(), xe)
+        assert out.shape == ref.shape
+        torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(g, ge, rtol=1e-4, atol=1e-6)
+        with torch.no_grad():
+            torch.testing.assert_close(fast(x[:n]), ref.detach(), rtol=1e-4, atol=1e-5)
+    assert shapes and set(shapes) <= set(fast.buckets), shapes
+    assert len(shapes) <= 2 * len(fast.buckets)  # one graph per (bucket, grad mode) at most
+    fast.train()
+    with pytest.raises(RuntimeError, match="eval mode"):
+        fast(x[:4])
+
+
+def test_compiled_bench_gives_the_same_rows_as_eager(zoo_dir, tmp_path, capfd):
+    models = _ckpts(zoo_dir)[:1]
+    attacks = ["--attacks", "clean,pgd,autoattack", "--eps", "4/255", "--n-examples", "12", "--batch-size", "8"]
+    assert bench_run.main(_args(models, tmp_path / "eager", *attacks, "--no-leaderboard")) == 0
+    torch._dynamo.reset()
+    capfd.readouterr()
+    assert bench_run.main(_args(models, tmp_path / "compiled", *attacks, "--no-leaderboard", "--compile",
+                                "aot_eager")) == 0
+    assert "dynamic defense" not in "".join(capfd.readouterr())  # AutoAttack's check must see the model, not dynamo
+    eager, compiled = (sorted(read_rows(str(tmp_path / d / "results.jsonl")), key=lambda r: r["key"])
+                       for d in ("eager", "compiled"))
+    assert [r["key"] for r in eager] == [r["key"] for r in compiled]  # compiling is not part of the cache key
+    for a, b in zip(eager, compiled):
+        assert b["compile"] == "aot_eager" and a["compile"] is None
+        assert (a["clean_correct"], a["robust_correct"]) == (b["clean_correct"], b["robust_correct"]), a["attack"]

@@ -130,8 +130,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, on_e
             for g in opt.param_groups:
                 g["lr"] = lr
             loss, logits = recipe.step(net, opt, x, y, cfg, autocast)
-            stats += torch.stack([loss.double() * len(y), (logits.argmax(1) == y).sum().double(),
-                                  torch.tensor(len(y), device=device, dtype=torch.float64)])
+            stats[:2] += torch.stack([loss.detach().double() * len(y), (logits.argmax(1) == y).sum().double()])
+            stats[2] += len(y)  # a Python scalar: no host-to-device copy inside the step
             if step % 20 == 19:  # the only host sync inside the epoch
                 s = stats.tolist()
                 bar.set_postfix(loss=f"{s[0] / s[2]:.3f}", acc=f"{s[1] / s[2]:.3f}",
