@@ -254,7 +254,8 @@ def write_report(rows, measures, ckpt_paths, out, *, preset, preset_cfg, command
              "are within noise (see the ± columns and the 95% intervals in results.jsonl).", "",
              "## Accuracy (%; mean ± std over seeds)", "",
              f"PGD: {preset_cfg['pgd_steps']} steps, random start, step 2.5·eps/steps, first {preset_cfg['eval_n']} "
-             f"test points. AA: AutoAttack standard on the first {preset_cfg['aa_n']}. Corruptions: CIFAR-10-C "
+             f"test points. AA: AutoAttack standard on the first {preset_cfg['aa_n']} (a smaller, easier or harder set: "
+             "AA columns compare with each other, not with the Clean column). Corruptions: CIFAR-10-C "
              "parameters, regenerated (not the official files) unless stated in the rows.", "",
              results_table(pm, s), "", "## Why: sharpness and feature perturbation", "",
              "sharpness_worst: loss increase at the worst weight perturbation of L2 radius 0.05 (5 ascent steps); "
