@@ -62,9 +62,6 @@ class BucketedForward(nn.Module):
             x = x.contiguous(memory_format=torch.channels_last)
         return self.compiled(x)[:n]
 
-    def features(self, x):  # measures read penultimate features; they run eagerly
-        return self.model.features(x)
-
 
 def prepare_for_eval(model: nn.Module, device: torch.device, *, compile_backend: str | None = None,
                      batch_size: int = 250) -> nn.Module:

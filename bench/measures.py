@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from zoo.pgd import pgd
+from zoo.recipes import global_norm
 
 
 def _loss(model, x, y, batch_size=500) -> torch.Tensor:
@@ -16,11 +17,6 @@ def _loss(model, x, y, batch_size=500) -> torch.Tensor:
     for i in range(0, len(y), batch_size):
         total = total + F.cross_entropy(model(x[i:i + batch_size]).float(), y[i:i + batch_size], reduction="sum")
     return total / len(y)
-
-
-def _global_norm(tensors) -> torch.Tensor:
-    """L2 norm of all tensors taken together, as one flat vector."""
-    return torch.sqrt(sum((t ** 2).sum() for t in tensors))
 
 
 def sharpness(model, x, y, *, rho: float = 0.05, steps: int = 5, n_random: int = 5, seed: int = 0) -> dict:
@@ -36,9 +32,9 @@ def sharpness(model, x, y, *, rho: float = 0.05, steps: int = 5, n_random: int =
         loss = _loss(model, x, y)
         grads = torch.autograd.grad(loss, params)
         with torch.no_grad():
-            gn = _global_norm(grads) + 1e-12
+            gn = global_norm(grads) + 1e-12
             e = [ei + (2.0 * rho / steps) * g / gn for ei, g in zip(e, grads)]
-            en = _global_norm(e)
+            en = global_norm(e)
             e = [ei * min(1.0, rho / float(en)) for ei in e]
             for p, s, ei in zip(params, saved, e):
                 p.copy_(s + ei)
@@ -48,7 +44,7 @@ def sharpness(model, x, y, *, rho: float = 0.05, steps: int = 5, n_random: int =
         rand = []
         for _ in range(n_random):
             d = [torch.randn(p.shape, generator=g).to(p) for p in params]
-            dn = _global_norm(d)
+            dn = global_norm(d)
             for p, s, di in zip(params, saved, d):
                 p.copy_(s + rho * di / dn)
             rand.append(_loss(model, x, y).item() - base)

@@ -20,8 +20,6 @@ import os
 import platform
 import sys
 import time
-from contextlib import nullcontext
-from functools import partial
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -34,6 +32,7 @@ from zoo.config import TrainConfig  # noqa: E402
 from zoo.data import DeviceLoader, make_synthetic  # noqa: E402
 from zoo.models import create_model  # noqa: E402
 from zoo.recipes import get_recipe  # noqa: E402
+from zoo.train import bf16_autocast  # noqa: E402
 
 
 def sync(device):
@@ -94,7 +93,7 @@ def ours(arch, recipe, cfg, ds, device, steps, warmup, compile_, profile_=False)
         model = model.to(memory_format=torch.channels_last)
     net = torch.compile(model) if compile_ else model
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-    autocast = partial(torch.autocast, "cuda", dtype=torch.bfloat16) if is_cuda else nullcontext
+    autocast = bf16_autocast(device)
     step = get_recipe(recipe).step
     loader = DeviceLoader(ds.x_train, ds.y_train, cfg.batch_size, device, train=True, drop_last=True)
 

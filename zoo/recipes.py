@@ -66,14 +66,19 @@ def _ce_backward(model, x, y, autocast):
     return loss.detach(), logits.detach()
 
 
+def global_norm(tensors) -> torch.Tensor:
+    """L2 norm of all tensors taken together, as one flat vector (SAM's ||g||, the sharpness measure's radius)."""
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in tensors]))
+
+
 def sam_perturbation(params, rho: float, adaptive: bool) -> list[torch.Tensor]:
     """e(w) = rho * g / ||g|| (SAM, Foret et al.); ASAM (Kwon et al.) uses T_w = |w|: rho * T_w^2 g / ||T_w g||."""
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
     if adaptive:
         scaled = [p.detach().abs() * g for p, g in zip(params, grads)]
-        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(s) for s in scaled]))
+        norm = global_norm(scaled)
         return [rho * p.detach().abs() * s / (norm + 1e-12) for p, s in zip(params, scaled)]
-    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    norm = global_norm(grads)
     return [rho * g / (norm + 1e-12) for g in grads]
 
 

@@ -54,6 +54,11 @@ def resume_path(path: str) -> str:
     return os.path.join(head, f".{tail[:-3]}.resume.pt")
 
 
+def bf16_autocast(device: torch.device, enabled: bool = True):
+    """The autocast context factory training steps run under: bf16 on CUDA, nothing (fp32) elsewhere."""
+    return partial(torch.autocast, "cuda", dtype=torch.bfloat16) if device.type == "cuda" and enabled else nullcontext
+
+
 @torch.no_grad()
 def accuracy(model, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500, autocast=nullcontext) -> float:
     """Clean accuracy of a model on uint8 images (eval mode)."""
@@ -79,7 +84,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, on_e
     device = resolve_device(cfg.device)
     rank, world = dist.setup(device)
     is_cuda = device.type == "cuda"
-    autocast = partial(torch.autocast, "cuda", dtype=torch.bfloat16) if is_cuda and cfg.bf16 else nullcontext
+    autocast = bf16_autocast(device, cfg.bf16)
 
     ds = load_dataset(cfg.data, cfg.data_dir, cfg.n_train)
     mean, std = ds.channel_stats()
