@@ -50,15 +50,19 @@ def _clean(norm, eps, **_):
 
 
 @register("pgd")
-def _pgd(norm, eps, pgd_steps=20, pgd_alpha=None, restarts=1, seed=0, **_):
+def _pgd(norm, eps, pgd_steps=20, pgd_alpha=None, restarts=1, seed=0, batch_size=250, **_):
     alpha = 2.5 * eps / pgd_steps if pgd_alpha is None else pgd_alpha
+    batch_size = batch_size or 250
 
     def run(self, model, x, y):
-        torch.manual_seed(seed)  # the random start is part of the attack's config
-        return pgd(model, x, y, norm=norm, eps=eps, alpha=alpha, steps=pgd_steps, restarts=restarts)
+        # example i's random starts are seeded by (seed, restart, i): rows do not depend on the batch size
+        return torch.cat([pgd(model, x[i:i + batch_size], y[i:i + batch_size], norm=norm, eps=eps, alpha=alpha,
+                              steps=pgd_steps, restarts=restarts, example_ids=range(i, min(i + batch_size, len(x))),
+                              seed=seed)
+                          for i in range(0, len(x), batch_size)])
 
     cfg = {"attack": "pgd", "norm": norm, "eps": round(eps, 10), "steps": pgd_steps, "alpha": round(alpha, 10),
-           "restarts": restarts, "seed": seed, "loss": "ce", "rand_init": True}
+           "restarts": restarts, "seed": seed, "loss": "ce", "rand_init": "per-example(seed,restart,index)"}
     return Attack("pgd", cfg, run)
 
 

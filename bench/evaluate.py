@@ -53,11 +53,7 @@ def evaluate_attack(model, attack, x, y, *, norm: str, eps: float, batch_size: i
     if attack.name == "clean":
         robust_ok, worst = clean_ok, 0.0
     else:
-        if attack.name.startswith("autoattack"):
-            x_adv = attack(model, x, y)  # AutoAttack batches internally and attacks only clean-correct points
-        else:
-            x_adv = torch.cat([attack(model, x[i:i + batch_size], y[i:i + batch_size])
-                               for i in range(0, len(x), batch_size)])
+        x_adv = attack(model, x, y)  # attacks batch internally (PGD per-example seeded, AutoAttack on robust points)
         if model.training:
             raise EvaluationError(f"attack {attack.name} left the model in train mode")
         worst = check_adversarial(x, x_adv, norm, eps, attack.name)

@@ -7,8 +7,15 @@ from dataclasses import dataclass, field
 
 import torch
 
-from zoo.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, sha256_file
+from zoo.checkpoint import (CheckpointError, check_forward, is_verified, load_checkpoint, load_weights,
+                            model_from_checkpoint, sha256_file)
+from zoo.models import ArchError
 from zoo.recipes import get_recipe
+
+
+# every failure to read or rebuild a model raises one of these, with a one-line message; bench.run turns each
+# into that model's failed row and goes on with the others
+LOAD_ERRORS = (CheckpointError, ArchError, OSError, ValueError)
 
 
 @dataclass
@@ -35,7 +42,10 @@ def _build_arch(arch: str, num_classes: int) -> torch.nn.Module:
             factory = getattr(importlib.import_module(mod), fn)
         except (ImportError, AttributeError) as e:
             raise CheckpointError(f"--arch {arch}: cannot import {fn} from {mod} ({e})") from e
-        return factory()
+        model = factory()
+        if not isinstance(model, torch.nn.Module):
+            raise CheckpointError(f"--arch {arch}: {fn}() returned {type(model).__name__}, not an nn.Module")
+        return model
     from zoo.models import create_model
 
     return create_model(arch, num_classes, [0.0, 0.0, 0.0], [1.0, 1.0, 1.0])
@@ -45,19 +55,18 @@ def load_state_dict_model(path: str, arch: str, num_classes: int) -> LoadedModel
     sd = load_checkpoint(path)
     if isinstance(sd, dict) and "state_dict" in sd:  # RobustBench's own checkpoint layout
         sd = sd["state_dict"]
-    if not isinstance(sd, dict) or not all(torch.is_tensor(v) for v in sd.values()):
-        raise CheckpointError(f"{path} is neither a sharpbench checkpoint nor a state_dict")
+    if not isinstance(sd, dict) or not sd or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in sd.items()):
+        raise CheckpointError(f"{path} is neither a sharpbench checkpoint nor a state_dict of tensors")
     sd = {k.removeprefix("module."): v for k, v in sd.items()}
     model = _build_arch(arch, num_classes)
     if not any(k.startswith("net.") for k in sd) and hasattr(model, "net"):
         model = model.net  # a bare network: its inputs are taken to be [0,1] (RobustBench's convention)
-    try:
-        model.load_state_dict(sd)
-    except RuntimeError as e:
-        raise CheckpointError(f"{path}: weights do not fit --arch {arch} ({str(e).splitlines()[0][:160]})") from e
+    load_weights(model, sd, path, arch)
+    check_forward(model, num_classes, path)
     name = os.path.basename(path).removesuffix(".pt")
     return LoadedModel(model.eval(), {"name": name, "model_id": sha256_file(path), "path": path, "arch": arch,
-                                      "recipe": "unknown", "hparams": "", "train_data": "unknown"})
+                                      "recipe": "unknown", "hparams": "", "train_data": "unknown",
+                                      "verified": False})
 
 
 def load_robustbench(name: str, norm: str, model_dir: str = "models") -> LoadedModel:
@@ -75,7 +84,8 @@ def load_robustbench(name: str, norm: str, model_dir: str = "models") -> LoadedM
         raise CheckpointError(f"rb:{name} could not be loaded ({type(e).__name__}: {str(e)[:120]}); it needs "
                               f"a network, or the file already in {model_dir}/cifar10/{norm}/{name}.pt") from e
     return LoadedModel(model.eval(), {"name": f"rb:{name}", "model_id": f"rb:{name}:{norm}", "arch": "robustbench",
-                                      "recipe": "robustbench", "hparams": "", "train_data": "cifar10"})
+                                      "recipe": "robustbench", "hparams": "", "train_data": "cifar10",
+                                      "verified": False})
 
 
 def load_model_spec(spec: str, *, arch: str | None = None, num_classes: int = 10, norm: str = "Linf") -> LoadedModel:
@@ -84,12 +94,12 @@ def load_model_spec(spec: str, *, arch: str | None = None, num_classes: int = 10
     if arch:
         return load_state_dict_model(spec, arch, num_classes)
     ckpt = load_checkpoint(spec)
-    if isinstance(ckpt, dict) and "arch" not in ckpt and all(torch.is_tensor(v) for v in ckpt.values()):
+    if isinstance(ckpt, dict) and "arch" not in ckpt and ckpt and all(torch.is_tensor(v) for v in ckpt.values()):
         raise CheckpointError(f"{spec} is a plain state_dict; pass --arch NAME (a timm/zoo name or module:factory)")
     model = model_from_checkpoint(ckpt, spec)
     ds = ckpt.get("dataset", {})
     meta = {"name": os.path.basename(spec).removesuffix(".pt"), "model_id": sha256_file(spec), "path": spec,
             "arch": ckpt["arch"], "recipe": ckpt.get("recipe", "unknown"), "hparams": _recipe_hparams(ckpt),
             "train_data": ds.get("spec", "unknown"), "n_train": ds.get("n_train"), "seed": ckpt.get("seed"),
-            "num_classes": ckpt["num_classes"]}
+            "num_classes": ckpt["num_classes"], "verified": is_verified(ckpt)}
     return LoadedModel(model, meta)

@@ -1,17 +1,18 @@
 """Evaluate checkpoints: python -m bench.run --models zoo/*.pt --attacks clean,pgd,autoattack,corruptions
 
 Every (model, attack, norm, eps) is one evaluation and one row in OUT/results.jsonl. Rows already computed for
-the same checkpoint hash and attack config are skipped, so reruns only do new work. Under torchrun the
-evaluations are sharded across ranks; each rank writes its own shard file and rank 0 merges them.
+the same checkpoint hash and attack config are skipped, so reruns only do new work. Several processes may share
+one OUT (two shells, torchrun ranks, nodes on a shared filesystem): each evaluation is checked and claimed under
+a file lock, so none is run twice and no row is lost; under torchrun the evaluations are sharded across ranks.
 """
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 import sys
 import time
 import traceback
+from collections import deque
 
 import torch
 from tqdm import tqdm
@@ -20,12 +21,12 @@ from bench.attacks import ATTACKS, make_attack
 from bench.corruptions import CORRUPTIONS, SEVERITIES
 from bench.evaluate import EvaluationError, evaluate_attack, evaluate_corruptions
 from bench.fast_eval import precision_note, prepare_for_eval
-from bench.loading import load_model_spec
-from bench.results import append_row, done_keys, read_rows, row_key
+from bench.loading import LOAD_ERRORS, load_model_spec
+from bench.claims import try_claim
+from bench.results import append_row, done_keys, locked, read_rows, row_key, scan_rows
 from zoo import distributed as dist
-from zoo.checkpoint import CheckpointError, versions
+from zoo.checkpoint import versions
 from zoo.data import DataError, load_dataset
-from zoo.models import ArchError
 from zoo.pgd import check_norm, parse_eps
 from zoo.train import resolve_device
 
@@ -95,28 +96,8 @@ def attack_config(spec: dict, args, data_spec: str):
     return attack, attack.config
 
 
-def shard_path(out: str, rank: int) -> str:
-    return os.path.join(out, f"results.rank{rank}.jsonl")
-
-
-def merge_shards(out: str) -> int:
-    """Fold shard files into results.jsonl, keeping each key once; returns rows added."""
-    main = os.path.join(out, "results.jsonl")
-    have = {r.get("key") for r in read_rows(main) if r.get("status") == "ok"}
-    added = 0
-    for shard in sorted(glob.glob(os.path.join(out, "results.rank*.jsonl"))):
-        for r in read_rows(shard):
-            if r.get("status") == "ok" and r["key"] in have:
-                continue
-            append_row(main, r)
-            have.add(r.get("key"))
-            added += 1
-        os.remove(shard)
-    return added
-
-
 def _model_fields(meta: dict) -> dict:
-    keep = ("name", "model_id", "path", "arch", "recipe", "hparams", "train_data", "n_train", "seed")
+    keep = ("name", "model_id", "verified", "path", "arch", "recipe", "hparams", "train_data", "n_train", "seed")
     out = {k: meta.get(k) for k in keep}
     out["model"] = out.pop("name")
     out["train_seed"] = out.pop("seed")
@@ -137,21 +118,19 @@ def run(args) -> int:
 
     os.makedirs(args.out, exist_ok=True)
     main_path = os.path.join(args.out, "results.jsonl")
-    if rank == 0:
-        merge_shards(args.out)  # shards left by a killed sharded run
-    dist.barrier()
-    done = done_keys(read_rows(main_path))
-    write_path = shard_path(args.out, rank) if world > 1 else main_path
+    read_rows(main_path)  # warns once about torn lines left by a killed process
     state_dir = os.path.join(args.out, ".attack_state")
+    claim_dir = os.path.join(args.out, ".claims")
     common = {"data": data_spec, "n": n, "device": str(device), "versions": versions(),
               "precision": precision_note(device), "batch_size": args.batch_size, "compile": args.compile}
 
     jobs = [(m, s) for m in args.models for s in specs]
-    mine = [j for i, j in enumerate(jobs) if i % world == rank]
-    failures, added, skipped = 0, 0, 0
+    queue = deque(j for i, j in enumerate(jobs) if i % world == rank)  # torchrun: evaluation i on rank i mod world
+    failures, added, skipped, deferred_in_a_row = 0, 0, 0, 0
     loaded: dict[str, object] = {}
-    bar = tqdm(mine, desc="bench", disable=not args.progress or rank != 0, file=sys.stderr)
-    for model_spec, spec in bar:
+    bar = tqdm(total=len(queue), desc="bench", disable=not args.progress or rank != 0, file=sys.stderr)
+    while queue:
+        model_spec, spec = queue.popleft()
         if model_spec not in loaded:
             try:
                 lm = load_model_spec(model_spec, arch=args.arch, num_classes=ds.num_classes,
@@ -159,20 +138,32 @@ def run(args) -> int:
                 lm.model = prepare_for_eval(lm.model, device, compile_backend=args.compile,
                                             batch_size=args.batch_size)
                 loaded[model_spec] = lm
-            except (CheckpointError, ArchError, OSError, ValueError) as e:
+            except LOAD_ERRORS as e:
                 loaded[model_spec] = e
                 print(f"error: {e}", file=sys.stderr)
-                append_row(write_path, {"status": "failed", "stage": "load", "model": model_spec, "path": model_spec,
-                                        "error": str(e), "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **common})
+                append_row(main_path, {"status": "failed", "stage": "load", "model": model_spec, "path": model_spec,
+                                       "error": str(e), "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **common})
                 failures += 1
         lm = loaded[model_spec]
         if isinstance(lm, Exception):
+            bar.update()
             continue
         attack, cfg = attack_config(spec, args, data_spec)
         key = row_key(lm.meta["model_id"], cfg, data_spec, n)
-        if key in done:
+        with locked(main_path):  # check and claim in one step: another process may share this folder
+            done = key in done_keys(scan_rows(main_path)[0])
+            claim = None if done else try_claim(claim_dir, key)
+        if done:
             skipped += 1
+            bar.update()
             continue
+        if claim is None:  # a live process is evaluating it: do other work, then look again
+            queue.append((model_spec, spec))
+            deferred_in_a_row += 1
+            if deferred_in_a_row >= len(queue):
+                time.sleep(1.0)  # everything left is in other processes' hands
+            continue
+        deferred_in_a_row = 0
         label = f"{lm.meta['name']} {spec['attack']} {spec['norm'] or ''} {spec['eps_str']}"
         bar.set_description(label)
         row = {"key": key, **_model_fields(lm.meta), "attack": spec["attack"], "norm": spec["norm"],
@@ -194,19 +185,20 @@ def run(args) -> int:
             print(f"error: {label}: {msg}", file=sys.stderr)
             if not isinstance(e, EvaluationError):
                 traceback.print_exc(limit=3)
-            append_row(write_path, {**row, "status": "failed", "error": msg})
+            append_row(main_path, {**row, "status": "failed", "error": msg})
             failures += 1
-            continue
-        append_row(write_path, {**row, **result, "status": "ok"})
-        done.add(key)
-        added += 1
-        if attack is not None and attack.state_path and os.path.exists(attack.state_path):
-            os.remove(attack.state_path)
+        else:
+            append_row(main_path, {**row, **result, "status": "ok"})
+            added += 1
+            if attack is not None and attack.state_path and os.path.exists(attack.state_path):
+                os.remove(attack.state_path)
+        finally:  # the row is written (or the process is going down): let others see the key is free or done
+            claim.release()
+            bar.update()
+    bar.close()
 
     dist.barrier()
     if rank == 0:
-        if world > 1:
-            merge_shards(args.out)
         rows = read_rows(main_path)
         for w in attack_sanity_warnings(rows):
             print(f"warning: {w}", file=sys.stderr)

@@ -11,7 +11,7 @@ from bench.attacks import make_attack
 from bench.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from bench.evaluate import evaluate_attack
 from bench.results import read_rows, row_key, wilson
-from zoo.checkpoint import load_checkpoint, model_from_checkpoint
+from zoo.checkpoint import load_checkpoint, model_from_checkpoint, seal
 from zoo.config import TrainConfig
 from zoo.train import train
 
@@ -129,7 +129,7 @@ def test_nan_model_is_a_failed_row(zoo_dir, tmp_path):
     ckpt = load_checkpoint(path)
     ckpt["model"] = {k: (v * float("nan") if v.is_floating_point() and k.endswith("fc.weight") else v)
                      for k, v in ckpt["model"].items()}
-    torch.save(ckpt, tmp_path / "nan.pt")
+    torch.save(seal(ckpt), tmp_path / "nan.pt")  # NaN weights with a valid checksum: caught by the first forward
     out = tmp_path / "r"
     assert bench_run.main(_args([str(tmp_path / "nan.pt")], out, "--attacks", "clean")) == 1
     (row,) = read_rows(str(out / "results.jsonl"))

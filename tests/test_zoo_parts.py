@@ -37,10 +37,12 @@ def test_sam_step_matches_two_step_formula(adaptive):
         return torch.autograd.grad(loss, ps)
 
     g = grad_at(w)
-    if adaptive:
-        tg = [wi.abs() * gi for wi, gi in zip(w, g)]
-        n = torch.sqrt(sum((t ** 2).sum() for t in tg))
-        e = [rho * wi.abs() * t / n for wi, t in zip(w, tg)]
+    if adaptive:  # Kwon et al.: T_w = |w| + 0.01 on the weight matrix, identity on the bias
+        t = [w[0].abs() + 0.01, torch.ones_like(w[1])]
+        tg = [ti * gi for ti, gi in zip(t, g)]
+        n = torch.sqrt(sum((v ** 2).sum() for v in tg))
+        e = [rho * ti * v / n for ti, v in zip(t, tg)]
+        assert not torch.allclose(e[1], rho * w[1].abs() * tg[1] / n)  # the bias is not scaled by |b|
     else:
         n = torch.sqrt(sum((gi ** 2).sum() for gi in g))
         e = [rho * gi / n for gi in g]

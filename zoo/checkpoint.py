@@ -1,19 +1,64 @@
-"""Self-describing checkpoints: atomic writes, safe loads (weights_only=True), rebuild the model from metadata."""
+"""Self-describing checkpoints: atomic writes, safe loads (weights_only=True), verified weights, rebuild from metadata.
+
+Every file a model is rebuilt from is untrusted input. Whatever is wrong with it (missing, truncated, random bytes,
+pickled code, wrong structure, weights that do not fit the architecture, damaged tensor bytes, NaN weights) turns
+into one `CheckpointError` whose message is one line naming the file and the fix; nothing in it is executed.
+"""
 from __future__ import annotations
 
 import hashlib
+import math
 import os
-import pickle
 import platform
+import re
+import warnings
 import zipfile
 
 import torch
 
 REQUIRED = ("model", "arch", "num_classes", "normalization")
+CHECKSUM = "weights_sha256"  # sha256 over the tensors of `model` (and `optimizer` in resume states)
+CHECKSUMMED = ("model", "optimizer")
+DAMAGED = "weights do not match their checksum: the file is damaged; re-train or re-download it"
 
 
 class CheckpointError(ValueError):
     """A missing, unreadable or inconsistent checkpoint; the message is one line naming the file and the fix."""
+
+
+def tensors_sha256(tree) -> str:
+    """sha256 over every tensor in nested dicts/lists, in a defined order (dict keys sorted as strings): for each
+    tensor its path, dtype, shape and raw bytes. Non-tensor leaves (numbers, strings) are not covered."""
+    h = hashlib.sha256()
+
+    def walk(prefix, obj):
+        if torch.is_tensor(obj):
+            t = obj.detach().cpu().contiguous()
+            h.update(f"{prefix}|{t.dtype}|{tuple(t.shape)}\n".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        elif isinstance(obj, dict):
+            for k in sorted(obj, key=str):
+                walk(f"{prefix}/{k}", obj[k])
+        elif isinstance(obj, (list, tuple)):
+            for i, v in enumerate(obj):
+                walk(f"{prefix}/{i}", v)
+
+    walk("", tree)
+    return h.hexdigest()
+
+
+def _checksummed_part(ckpt: dict) -> dict:
+    return {k: ckpt[k] for k in CHECKSUMMED if k in ckpt}
+
+
+def seal(ckpt: dict) -> dict:
+    """The checkpoint with the checksum of its weights (and optimizer state) added."""
+    return {**ckpt, CHECKSUM: tensors_sha256(_checksummed_part(ckpt))}
+
+
+def is_verified(ckpt) -> bool:
+    """True when the checkpoint carries a checksum (load_checkpoint has already refused a wrong one)."""
+    return isinstance(ckpt, dict) and CHECKSUM in ckpt
 
 
 def save_atomic(obj, path: str) -> None:
@@ -43,31 +88,140 @@ def versions() -> dict:
             "python": platform.python_version()}
 
 
+def _first_line(e: BaseException) -> str:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return f"{type(e).__name__}: {lines[0][:120]}" if lines else type(e).__name__
+
+
+def _read_error(path: str, e: Exception) -> CheckpointError:
+    """One line for whatever torch.load raised; a refused global (pickled code or objects) is named."""
+    refused = re.search(r"GLOBAL ([\w.]+)", str(e))
+    if refused:
+        return CheckpointError(f"refused {path}: it holds pickled code or objects ({refused.group(1)}); only tensors "
+                               "and plain containers are loaded and nothing in it was executed; save the weights as "
+                               "a dict of tensors")
+    return CheckpointError(f"cannot read checkpoint {path} ({_first_line(e)}); the file is damaged or not a PyTorch "
+                           "checkpoint; re-train or re-download it")
+
+
+def _zip_damage(path: str) -> str | None:
+    """What is wrong with a zip-format checkpoint's records (CRC-32 mismatch, bad headers), or None.
+
+    torch.load does not check the CRC-32 that torch.save writes for every record; checking it catches a damaged
+    byte anywhere (pickle, names, tensor data), also in files that carry no checksum of ours."""
+    if not zipfile.is_zipfile(path):
+        return None  # the legacy format, or not a zip at all: torch.load decides
+    try:
+        with zipfile.ZipFile(path) as z:
+            for info in z.infolist():
+                if info.CRC == 0 and info.file_size:
+                    continue  # saved with torch.serialization.set_crc32_options(False): no CRC to check
+                with z.open(info) as f:
+                    while f.read(1 << 20):
+                        pass
+    except Exception as e:  # noqa: BLE001 - zipfile raises BadZipFile, EOFError, ValueError, ... on damage
+        return _first_line(e)
+    return None
+
+
 def load_checkpoint(path: str) -> dict:
+    """torch.load(weights_only=True), every failure as one CheckpointError; record CRCs and a stored checksum
+    of the weights are verified."""
     if not os.path.exists(path):
         raise CheckpointError(f"checkpoint not found: {path}; train one with `python -m zoo.train`")
+    damage = _zip_damage(path)
+    if damage:
+        raise CheckpointError(f"cannot read checkpoint {path} ({damage}): the file is damaged; re-train or "
+                              "re-download it")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
-        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [type(e).__name__]
-        first = next((ln for ln in lines if "Unsupported global" in ln), lines[0])  # the informative line
-        raise CheckpointError(f"cannot read checkpoint {path} ({first[:160]}); re-train or re-download it") from e
+        with warnings.catch_warnings():  # a hostile file must not make torch print paragraphs
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - untrusted bytes make torch.load raise almost anything
+        raise _read_error(path, e) from e
+    if is_verified(ckpt):
+        try:
+            ok = ckpt[CHECKSUM] == tensors_sha256(_checksummed_part(ckpt))
+        except Exception:  # noqa: BLE001 - a tree too odd to hash (e.g. nested beyond the recursion limit)
+            ok = False
+        if not ok:
+            raise CheckpointError(f"{path}: {DAMAGED}")
     return ckpt
 
 
-def model_from_checkpoint(ckpt: dict, path: str = "<checkpoint>"):
-    """Rebuild the architecture named in the checkpoint and load its weights (eval mode, CPU)."""
-    from zoo.models import create_model
-
+def _check_metadata(ckpt, path: str) -> None:
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in REQUIRED):
         missing = [k for k in REQUIRED if not isinstance(ckpt, dict) or k not in ckpt]
         raise CheckpointError(f"{path} is not a sharpbench checkpoint (missing {missing}); for a plain "
                               "state_dict pass --arch")
-    norm = ckpt["normalization"]
-    model = create_model(ckpt["arch"], ckpt["num_classes"], norm["mean"], norm["std"])
+    norm, n = ckpt["normalization"], ckpt["num_classes"]
+    problems = []
+    if not isinstance(ckpt["arch"], str):
+        problems.append("arch is not a name")
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 100_000:
+        problems.append(f"num_classes {n!r} is not a class count")
+    stats = [norm.get(k) for k in ("mean", "std")] if isinstance(norm, dict) else [None, None]
+    if not all(isinstance(s, (list, tuple)) and 1 <= len(s) <= 4 and len(s) == len(stats[0])
+               and all(isinstance(v, (int, float)) and math.isfinite(v) for v in s) for s in stats):
+        problems.append("normalization is not per-channel mean and std")
+    sd = ckpt["model"]
+    if not isinstance(sd, dict) or not sd or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in sd.items()):
+        problems.append("model is not a state_dict of tensors")
+    if problems:
+        raise CheckpointError(f"{path} has malformed metadata ({'; '.join(problems)}); re-train or re-download it")
+
+
+def load_weights(model: torch.nn.Module, sd: dict, path: str, arch: str) -> None:
+    """load_state_dict (strict), any failure as one line. Floating tensors may come in another float precision
+    (cast on load); a tensor of another kind (integer, bool or complex for a float weight) is refused, as
+    load_state_dict would silently cast it."""
+    def kind(t):
+        return "complex" if t.is_complex() else "float" if t.is_floating_point() else "bool" if t.dtype == torch.bool \
+            else "integer"
+
+    expected = model.state_dict()
+    for name, t in sd.items():
+        if name in expected and torch.is_tensor(t) and kind(t) != kind(expected[name]):
+            raise CheckpointError(f"{path}: weight {name} is {t.dtype}, expected {expected[name].dtype}; the file "
+                                  f"does not hold arch {arch!r} weights")
     try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as e:
-        raise CheckpointError(f"{path}: weights do not fit arch {ckpt['arch']!r} "
-                              f"({str(e).splitlines()[0][:160]})") from e
+        model.load_state_dict(sd)
+    except Exception as e:  # noqa: BLE001 - wrong keys, shapes or dtypes raise RuntimeError, TypeError, ...
+        raise CheckpointError(f"{path}: weights do not fit arch {arch!r} ({_first_line(e)}); pass the "
+                              "architecture they were trained with") from e
+
+
+@torch.no_grad()
+def check_forward(model: torch.nn.Module, num_classes: int | None, path: str) -> None:
+    """A first forward on two fixed images: the model must run and return finite logits of the right shape."""
+    was = model.training
+    model.eval()
+    x = torch.stack([torch.full((3, 32, 32), 0.5), torch.linspace(0, 1, 3 * 32 * 32).view(3, 32, 32)])
+    p = next(iter(model.parameters()), None)
+    if p is not None:
+        x = x.to(p.device)
+    try:
+        out = model(x)
+    except Exception as e:  # noqa: BLE001 - weights of a wrong dtype, a user factory's module, ...
+        raise CheckpointError(f"{path}: the rebuilt model fails on a first forward ({_first_line(e)}); check "
+                              "the architecture and the weights") from e
+    finally:
+        model.train(was)
+    if not torch.is_tensor(out) or out.ndim != 2 or (num_classes is not None and out.shape[1] != num_classes):
+        shape = tuple(out.shape) if torch.is_tensor(out) else type(out).__name__
+        raise CheckpointError(f"{path}: the rebuilt model returns {shape} for 2 images; expected (2, {num_classes})")
+    if not torch.isfinite(out).all():
+        raise CheckpointError(f"{path}: the model returns NaN/inf logits on a test image: its weights are damaged "
+                              "or training diverged; re-train it")
+
+
+def model_from_checkpoint(ckpt: dict, path: str = "<checkpoint>"):
+    """Rebuild the architecture named in the checkpoint, load its weights, run a first forward (eval mode, CPU)."""
+    from zoo.models import create_model
+
+    _check_metadata(ckpt, path)
+    norm = ckpt["normalization"]
+    model = create_model(ckpt["arch"], ckpt["num_classes"], list(norm["mean"]), list(norm["std"]))
+    load_weights(model, ckpt["model"], path, ckpt["arch"])
+    check_forward(model, ckpt["num_classes"], path)
     return model.eval()

@@ -22,8 +22,8 @@ class TrainConfig:
     momentum: float = 0.9  # SGD momentum
     weight_decay: float = 5e-4  # L2 penalty added by SGD
     schedule: str = "piecewise"  # piecewise (x0.1 at 75%, x0.01 at 90% of epochs) | cosine
-    rho: float = 0.05  # SAM neighbourhood radius (weight space)
-    adaptive: bool = False  # ASAM: radius scaled by |w|
+    rho: float | None = None  # SAM radius in weight space; None = 0.05 (SAM) or 0.5 (ASAM, Kwon et al.'s)
+    adaptive: bool = False  # ASAM: perturbation scaled by T_w = |w| + 0.01 on weight tensors
     norm: str = "Linf"  # PGD-AT threat model
     eps: str = ""  # PGD-AT radius in input space, e.g. "8/255"; "" = the norm's default
     alpha: str = ""  # PGD-AT step size; "" = eps/4
@@ -45,7 +45,8 @@ class TrainConfig:
         parse_eps(eps)
         alpha = self.alpha or f"{parse_eps(eps) / 4:.8g}"
         parse_eps(alpha)
-        return replace(self, eps=eps, alpha=alpha, steps=self.steps or steps)
+        rho = self.rho if self.rho is not None else (0.5 if self.adaptive else 0.05)
+        return replace(self, eps=eps, alpha=alpha, steps=self.steps or steps, rho=rho)
 
     @property
     def eps_value(self) -> float:

@@ -63,7 +63,11 @@ def create_model(arch: str, num_classes: int, mean, std) -> Normalized:
         close = difflib.get_close_matches(arch, known_archs(), n=5, cutoff=0.5)
         hint = f"closest: {', '.join(close)}" if close else "see `python -m zoo.train --list`"
         raise ArchError(f"unknown architecture {arch!r}; {hint}")
-    net = _create_timm(arch, num_classes)
+    try:
+        net = _create_timm(arch, num_classes)
+    except Exception as e:  # noqa: BLE001 - a timm factory refusing these arguments
+        raise ArchError(f"architecture {arch!r} cannot be built with {num_classes} classes ({type(e).__name__}: "
+                        f"{str(e).strip().splitlines()[0][:120] if str(e).strip() else ''})") from e
     model = Normalized(net, mean, std)
     try:
         with torch.no_grad():

@@ -6,6 +6,8 @@ never touched: a SAM step on adversarial examples sees only its own gradients.
 """
 from __future__ import annotations
 
+import hashlib
+import math
 from fractions import Fraction
 
 import torch
@@ -15,13 +17,26 @@ NORMS = ("Linf", "L2")
 
 
 def parse_eps(value) -> float:
-    """'8/255' -> 0.03137..., '0.5' -> 0.5, 0.5 -> 0.5."""
-    if isinstance(value, (int, float)):
-        return float(value)
-    try:
-        return float(Fraction(str(value).strip()))
-    except (ValueError, ZeroDivisionError) as e:
-        raise ValueError(f"cannot read eps {value!r}; write a number or a fraction such as 8/255") from e
+    """A radius or step size: '8/255' -> 0.03137..., '0.5/255' -> 0.00196..., '0.5' -> 0.5, 0.5 -> 0.5.
+
+    Fractions may have decimal numerators and denominators (the seed paper's steps are written 0.5/255 and
+    0.25/255); they are computed exactly, then rounded once to float. Negative or non-finite values are refused.
+    """
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        out = float(value)
+    else:
+        text = str(value).strip()
+        try:
+            parts = [Fraction(p.strip()) for p in text.split("/")]
+            if len(parts) > 2:
+                raise ValueError("more than one '/'")
+            out = float(parts[0] / parts[1] if len(parts) == 2 else parts[0])
+        except (ValueError, ZeroDivisionError) as e:
+            raise ValueError(f"cannot read eps {value!r}; write a number or a fraction such as 8/255 or "
+                             "0.5/255") from e
+    if not math.isfinite(out) or out < 0:
+        raise ValueError(f"eps {value!r} must be a finite number >= 0, e.g. 8/255")
+    return out
 
 
 def check_norm(norm: str) -> str:
@@ -40,22 +55,48 @@ def project(delta: torch.Tensor, norm: str, eps: float) -> torch.Tensor:
     return delta * (eps / _l2(delta)).clamp(max=1.0)
 
 
-def random_start(x: torch.Tensor, norm: str, eps: float) -> torch.Tensor:
+def _example_generator(seed: int, restart: int, index: int) -> torch.Generator:
+    """A CPU generator owned by one example of the evaluated set: its draws do not depend on the batch it is in."""
+    digest = hashlib.sha256(f"pgd-start/{seed}/{restart}/{index}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+
+
+def random_start(x: torch.Tensor, norm: str, eps: float, *, example_ids=None, seed: int = 0,
+                 restart: int = 0) -> torch.Tensor:
+    """A random point of the eps-ball around x, inside [0,1], returned as a perturbation.
+
+    Without example_ids the draws come from the global RNG (training: one seeded stream per epoch). With them,
+    example i's draws come from its own generator, seeded by (seed, restart, i): the bench's starts are then the
+    same whatever the batch size, sharding or resumption.
+    """
+    if example_ids is None:
+        if norm == "Linf":
+            delta = torch.empty_like(x).uniform_(-eps, eps)
+        else:  # a random direction with a radius uniform in [0, eps]
+            d = torch.randn_like(x)
+            r = torch.rand(x.shape[0], *([1] * (x.ndim - 1)), device=x.device, dtype=x.dtype)
+            delta = d / _l2(d) * r * eps
+        return (x + delta).clamp(0, 1) - x
+    gens = [_example_generator(seed, restart, int(i)) for i in example_ids]
     if norm == "Linf":
-        delta = torch.empty_like(x).uniform_(-eps, eps)
-    else:  # a random direction with a radius uniform in [0, eps]
-        d = torch.randn_like(x)
-        r = torch.rand(x.shape[0], *([1] * (x.ndim - 1)), device=x.device, dtype=x.dtype)
+        u = torch.stack([torch.rand(x.shape[1:], generator=g) for g in gens]).to(x)
+        delta = (2 * u - 1) * eps
+    else:
+        d = torch.stack([torch.randn(x.shape[1:], generator=g) for g in gens]).to(x)
+        r = torch.stack([torch.rand((), generator=g) for g in gens]).to(x).view(-1, *([1] * (x.ndim - 1)))
         delta = d / _l2(d) * r * eps
     return (x + delta).clamp(0, 1) - x
 
 
 def pgd(model, x: torch.Tensor, y: torch.Tensor, *, norm: str = "Linf", eps: float = 8 / 255,
-        alpha: float | None = None, steps: int = 10, restarts: int = 1, rand_init: bool = True) -> torch.Tensor:
+        alpha: float | None = None, steps: int = 10, restarts: int = 1, rand_init: bool = True,
+        example_ids=None, seed: int = 0) -> torch.Tensor:
     """Maximise cross-entropy within the eps-ball around x, staying in [0,1].
 
     With several restarts, each example keeps the first restart that fools the model (else the last one).
-    The caller decides train/eval mode; the model's parameters receive no gradient.
+    example_ids (indices of x's rows in the evaluated set) give each example its own random starts, seeded by
+    (seed, restart, index); without them the starts come from the global RNG. The caller decides train/eval
+    mode; the model's parameters receive no gradient.
     """
     check_norm(norm)
     if eps == 0 or steps == 0:
@@ -65,10 +106,15 @@ def pgd(model, x: torch.Tensor, y: torch.Tensor, *, norm: str = "Linf", eps: flo
     best = x.clone()
     fooled = torch.zeros(len(x), dtype=torch.bool, device=x.device)
     for r in range(restarts):
-        delta = random_start(x, norm, eps) if rand_init else torch.zeros_like(x)
+        if rand_init:
+            delta = random_start(x, norm, eps, example_ids=example_ids, seed=seed, restart=r)
+        else:
+            delta = torch.zeros_like(x)
         for _ in range(steps):
             delta.requires_grad_(True)
-            loss = F.cross_entropy(model(x + delta).float(), y)
+            # summed, not averaged: each example's gradient is then the same whatever its batch (a mean would
+            # scale it by 1/batch size, which L2's normalised step removes only up to rounding)
+            loss = F.cross_entropy(model(x + delta).float(), y, reduction="sum")
             (grad,) = torch.autograd.grad(loss, delta)
             with torch.no_grad():
                 step = grad.sign() if norm == "Linf" else grad / _l2(grad)

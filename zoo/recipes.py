@@ -71,13 +71,24 @@ def global_norm(tensors) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in tensors]))
 
 
+ASAM_ETA = 0.01  # Kwon et al. 2021's eta in T_w = |w| + eta
+
+
 def sam_perturbation(params, rho: float, adaptive: bool) -> list[torch.Tensor]:
-    """e(w) = rho * g / ||g|| (SAM, Foret et al.); ASAM (Kwon et al.) uses T_w = |w|: rho * T_w^2 g / ||T_w g||."""
+    """SAM (Foret et al. 2021): e(w) = rho * g / ||g||.
+
+    ASAM (Kwon et al. 2021): e(w) = rho * T_w^2 g / ||T_w g|| with the element-wise T_w = |w| + eta, eta = 0.01,
+    on weight tensors (convolution and linear weights, ndim > 1) and T_w = 1 on biases and BatchNorm parameters,
+    the paper's split between weights and biases. (Kwon et al.'s code picks parameters by name, `'weight' in
+    name`, which also scales BatchNorm's affine weight; davda54/sam's variant scales every parameter by |w|,
+    without eta, and suggests rho 2.0.) The radius defaults to the paper's 0.5 (TrainConfig.resolved).
+    """
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
     if adaptive:
-        scaled = [p.detach().abs() * g for p, g in zip(params, grads)]
+        t = [p.detach().abs() + ASAM_ETA if p.ndim > 1 else None for p in params]
+        scaled = [g if ti is None else ti * g for ti, g in zip(t, grads)]  # T_w g
         norm = global_norm(scaled)
-        return [rho * p.detach().abs() * s / (norm + 1e-12) for p, s in zip(params, scaled)]
+        return [rho * (s if ti is None else ti * s) / (norm + 1e-12) for ti, s in zip(t, scaled)]
     norm = global_norm(grads)
     return [rho * g / (norm + 1e-12) for g in grads]
 

@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from zoo import distributed as dist
-from zoo.checkpoint import CheckpointError, load_checkpoint, save_atomic, versions
+from zoo.checkpoint import CheckpointError, load_checkpoint, save_atomic, seal, versions
 from zoo.config import TrainConfig
 from zoo.data import DataError, DeviceLoader, load_dataset
 from zoo.models import ArchError, create_model, known_archs
@@ -154,8 +154,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, on_e
         dist.log(rank, f"epoch {epoch + 1}/{cfg.epochs} loss {loss_sum / count:.4f} train_acc {correct / count:.4f} "
                        f"test_acc {test_acc:.4f} {count / seconds:.0f} img/s")
         if rank == 0:
-            save_atomic({"model": _cpu_state(model), "optimizer": opt.state_dict(), "epoch": epoch + 1,
-                         "history": history, "config": cfg.to_dict()}, state_path)
+            save_atomic(seal({"model": _cpu_state(model), "optimizer": opt.state_dict(), "epoch": epoch + 1,
+                              "history": history, "config": cfg.to_dict()}), state_path)
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1)
 
@@ -171,7 +171,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, on_e
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "distributed": ddp,
     }
     if rank == 0:
-        save_atomic(ckpt, path)
+        save_atomic(seal(ckpt), path)
         if os.path.exists(state_path):
             os.remove(state_path)
     dist.barrier()
@@ -197,8 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--momentum", type=float, default=d.momentum)
     p.add_argument("--weight-decay", type=float, default=d.weight_decay)
     p.add_argument("--schedule", default=d.schedule, choices=["piecewise", "cosine"])
-    p.add_argument("--rho", type=float, default=d.rho, help="SAM radius")
-    p.add_argument("--adaptive", action="store_true", help="ASAM (adaptive SAM)")
+    p.add_argument("--rho", type=float, default=None, help="SAM radius (default 0.05; 0.5 with --adaptive)")
+    p.add_argument("--adaptive", action="store_true", help="ASAM (Kwon et al. 2021): T_w = |w| + 0.01 on weights")
     p.add_argument("--norm", default=d.norm, help="PGD-AT norm: Linf | L2")
     p.add_argument("--eps", default="", help="PGD-AT eps, e.g. 8/255 (default: Linf 8/255, L2 0.5)")
     p.add_argument("--alpha", default="", help="PGD-AT step size (default eps/4)")

@@ -1,0 +1,218 @@
+"""Kill and fault figures: SIGKILL bench.run and zoo.train at random moments, fuzz the loader, run benches side by side.
+
+  python scripts/faults.py                         20 kills each, 1000 fuzzed files; writes results/faults.md
+  python scripts/faults.py --kills 50 --fuzz-n 5000 --seed 1
+
+What it measures (CPU, tiny models, seconds to minutes; not a CI test: it prints figures):
+  bench kills   `python -m bench.run` (clean, PGD, AutoAttack standard, all 15 corruptions generated afresh) is
+                killed with SIGKILL at random moments and rerun until it finishes; its rows are compared with an
+                uninterrupted run's: rows lost, duplicated, changed.
+  train kills   `python -m zoo.train --resume` (PGD-AT) is killed the same way and rerun until it finishes; its final
+                weights are compared bitwise with an uninterrupted run's.
+  fuzz          scripts/fuzz_checkpoints.py at --fuzz-n files: crashes (anything but a one-line error or a correct load).
+  concurrent    two bench.run processes started together on one --out: rows duplicated, lost or changed against
+                a single process's.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from bench.results import scan_rows  # noqa: E402
+
+ENV = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+ESSENCE = ("clean_correct", "robust_correct", "robust_acc", "stage_acc", "corruption_severity_acc")
+
+
+def _start(cmd: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(cmd: list[str]) -> None:
+    p = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:4])} failed: {p.stderr[-2000:]}")
+
+
+def _timed(cmd: list[str]) -> float:
+    t0 = time.perf_counter()
+    _finish(cmd)
+    return time.perf_counter() - t0
+
+
+def kill_chains(make_cmd, kills: int, horizon: float, rng: random.Random, check) -> dict:
+    """Run chains of (start, SIGKILL at a random moment in (0.5 s, horizon)) until `kills` kills have landed; a
+    chain ends when a run finishes before its kill. check(chain_dir) -> problems dict, summed over chains."""
+    landed, chains, totals, moments = 0, 0, {}, []
+    while landed < kills:
+        chain = tempfile.mkdtemp(prefix="chain", dir=make_cmd.workdir)
+        chains += 1
+        while True:
+            cmd = make_cmd(chain)
+            when = rng.uniform(0.5, horizon) if landed < kills else None
+            p = _start(cmd)
+            try:
+                p.wait(timeout=when)
+                if p.returncode != 0:
+                    raise RuntimeError(f"run failed: {p.stderr.read()[-2000:]}")
+                break  # finished before its kill: the chain is complete
+            except subprocess.TimeoutExpired:
+                p.send_signal(signal.SIGKILL)
+                p.wait()
+                landed += 1
+                moments.append(when)
+        for k, v in check(chain).items():
+            totals[k] = totals.get(k, 0) + v
+        shutil.rmtree(chain, ignore_errors=True)
+    return {"kills": landed, "chains": chains, "moments": moments, **totals}
+
+
+def _rows_by_key(path: str) -> tuple[dict, int, int]:
+    rows, torn = scan_rows(path)
+    ok = [r for r in rows if r.get("status") == "ok"]
+    by = {}
+    for r in ok:
+        by.setdefault(r["key"], []).append(r)
+    return by, sum(len(v) - 1 for v in by.values()), torn
+
+
+def compare_rows(ref_path: str, path: str) -> dict:
+    ref, _, _ = _rows_by_key(ref_path)
+    got, dup, torn = _rows_by_key(path)
+    lost = sum(1 for k in ref if k not in got)
+    changed = sum(1 for k, rs in got.items() if k in ref
+                  and any({f: r.get(f) for f in ESSENCE} != {f: ref[k][0].get(f) for f in ESSENCE} for r in rs))
+    extra = sum(1 for k in got if k not in ref)
+    return {"rows": len(ref), "lost": lost, "duplicated": dup, "changed": changed, "unexpected": extra,
+            "torn_lines": torn}
+
+
+def bench_cmd(models: list[str], out: str, cache: str) -> list[str]:
+    return [sys.executable, "-m", "bench.run", "--models", *models, "--attacks", "clean,pgd,autoattack,corruptions",
+            "--eps", "8/255", "--data", "synthetic", "--n-examples", "16", "--device", "cpu", "--out", out,
+            "--cache-dir", cache, "--no-progress", "--no-leaderboard"]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--kills", type=int, default=20, help="SIGKILLs each for bench.run and zoo.train")
+    ap.add_argument("--fuzz-n", type=int, default=1000, help="fuzzed checkpoint files")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=os.path.join("results", "faults.md"))
+    a = ap.parse_args(argv)
+    rng = random.Random(a.seed)
+    work = tempfile.mkdtemp(prefix="faults")
+    lines = []
+    t_start = time.perf_counter()
+
+    # the models under test: two tiny checkpoints, one adversarially trained so AutoAttack has robust points
+    zoo = os.path.join(work, "zoo")
+    for recipe in ("standard", "pgd_at"):
+        _finish([sys.executable, "-m", "zoo.train", "--arch", "sharp_tiny", "--recipe", recipe, "--data", "synthetic",
+                 "--epochs", "2", "--n-train", "256", "--steps", "3", "--device", "cpu", "--out", zoo,
+                 "--no-progress"])
+    models = sorted(os.path.join(zoo, f) for f in os.listdir(zoo) if f.endswith(".pt"))
+
+    # bench: reference run, then kill chains
+    ref_out = os.path.join(work, "bench-ref")
+    t_bench = _timed(bench_cmd(models, ref_out, os.path.join(work, "cache-ref")))
+    ref_rows = os.path.join(ref_out, "results.jsonl")
+
+    def make_bench(chain):
+        return bench_cmd(models, os.path.join(chain, "out"), os.path.join(chain, "cache"))
+    make_bench.workdir = work
+    bench = kill_chains(make_bench, a.kills, t_bench, rng,
+                        lambda chain: compare_rows(ref_rows, os.path.join(chain, "out", "results.jsonl")))
+    print(f"bench kills: {bench}", file=sys.stderr)
+
+    # train: reference run, then kill chains with --resume
+    def train_cmd(out):
+        return [sys.executable, "-m", "zoo.train", "--arch", "sharp_tiny", "--recipe", "pgd_at", "--data", "digits",
+                "--epochs", "8", "--steps", "3", "--device", "cpu", "--out", out, "--no-progress", "--resume"]
+
+    ref_train = os.path.join(work, "train-ref")
+    t_train = _timed(train_cmd(ref_train))
+    import torch
+
+    from zoo.checkpoint import load_checkpoint
+
+    ref_ckpt = load_checkpoint(os.path.join(ref_train, os.listdir(ref_train)[0]))["model"]
+
+    def check_train(chain):
+        out = os.path.join(chain, "out")
+        (name,) = [f for f in os.listdir(out) if f.endswith(".pt") and not f.startswith(".")]
+        got = load_checkpoint(os.path.join(out, name))["model"]
+        equal = set(got) == set(ref_ckpt) and all(torch.equal(got[k], ref_ckpt[k]) for k in got)
+        return {"runs": 1, "weights_differ": 0 if equal else 1}
+
+    def make_train(chain):
+        return train_cmd(os.path.join(chain, "out"))
+    make_train.workdir = work
+    trained = kill_chains(make_train, a.kills, t_train, rng, check_train)
+    print(f"train kills: {trained}", file=sys.stderr)
+
+    # fuzz
+    from scripts.fuzz_checkpoints import run_fuzz
+
+    t0 = time.perf_counter()
+    fuzz = run_fuzz(a.fuzz_n, a.seed)
+    t_fuzz = time.perf_counter() - t0
+
+    # two concurrent bench processes against a single one
+    conc_out = os.path.join(work, "concurrent")
+    cmd = bench_cmd(models, conc_out, os.path.join(work, "cache-conc"))
+    procs = [_start(cmd) for _ in range(2)]
+    codes = [p.wait() for p in procs]
+    conc = compare_rows(ref_rows, os.path.join(conc_out, "results.jsonl"))
+
+    lines += ["# Fault figures", "",
+              f"`python scripts/faults.py --kills {a.kills} --fuzz-n {a.fuzz_n} --seed {a.seed}` on "
+              f"{os.cpu_count()} CPU cores, {time.strftime('%Y-%m-%d')}, {time.perf_counter() - t_start:.0f} s in all.",
+              "",
+              "| test | runs | result | lost | duplicated | changed |", "|---|---|---|---|---|---|",
+              f"| bench.run killed (SIGKILL) at random moments in (0.5 s, {t_bench:.0f} s), rerun until done "
+              f"| {bench['kills']} kills, {bench['chains']} chains | {bench['rows']} rows compared, "
+              f"{bench['unexpected']} unexpected, {bench['torn_lines']} torn lines | {bench['lost']} | "
+              f"{bench['duplicated']} | {bench['changed']} |",
+              f"| zoo.train --resume killed at random moments in (0.5 s, {t_train:.0f} s) | {trained['kills']} kills, "
+              f"{trained['chains']} chains | final weights bitwise equal to an uninterrupted run in "
+              f"{trained['runs'] - trained['weights_differ']}/{trained['runs']} chains | | | {trained['weights_differ']} |",
+              f"| fuzzed checkpoints through bench's loader | {a.fuzz_n} files | {len(fuzz['crashes'])} crashes, "
+              f"pickled code executed: {'yes' if fuzz['code_ran'] else 'no'} ({t_fuzz:.0f} s) | | | |",
+              f"| two bench.run processes on one --out | exit codes {codes} | {conc['rows']} rows expected, "
+              f"{conc['unexpected']} unexpected | {conc['lost']} | {conc['duplicated']} | {conc['changed']} |", "",
+              "Bench runs: two sharp_tiny checkpoints (standard, PGD-AT), 16 synthetic test images, clean, PGD Linf "
+              "8/255, AutoAttack standard Linf 8/255 and all 15 corruptions x 5 severities regenerated into a fresh "
+              "cache per chain, so kills land in loading, attacks, AutoAttack stages and corruption generation. "
+              "Rows are compared by key on clean/robust counts, per-stage AutoAttack accuracies and per-set "
+              "corruption accuracies. Train runs: sharp_tiny PGD-AT on digits, 8 epochs.", "",
+              "Kill moments (s): bench " + ", ".join(f"{m:.1f}" for m in bench["moments"]) + "; train " +
+              ", ".join(f"{m:.1f}" for m in trained["moments"]) + ".", "",
+              "Fuzzed files by kind (error / loaded / crash):", ""]
+    for kind in sorted({k for k, _ in fuzz["counts"]}):
+        lines.append(f"- {kind}: " + " / ".join(str(fuzz["counts"][(kind, o)]) for o in ("error", "loaded", "crash")))
+    for path, kind, detail in fuzz["crashes"][:20]:
+        lines.append(f"- CRASH {kind}: {detail}")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
+    with open(a.out, "w") as f:
+        f.write(text)
+    shutil.rmtree(work, ignore_errors=True)
+    bad = bench["lost"] + bench["duplicated"] + bench["changed"] + trained["weights_differ"] + len(fuzz["crashes"]) \
+        + conc["lost"] + conc["duplicated"] + conc["changed"] + int(fuzz["code_ran"]) + sum(codes)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
