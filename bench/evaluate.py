@@ -64,6 +64,8 @@ def evaluate_attack(model, attack, x, y, *, norm: str, eps: float, batch_size: i
     if attack.info.get("stage_acc"):
         row["stage_acc"] = attack.info["stage_acc"]
         row["stage_seconds"] = attack.info.get("stage_seconds", {})
+    if "aa_checks" in attack.info:
+        row["aa_checks"] = attack.info["aa_checks"]  # None per check that passed, else its warning
     return row
 
 

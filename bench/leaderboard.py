@@ -26,6 +26,14 @@ def latest_ok(rows: list[dict]) -> pd.DataFrame:
     return df.sort_values("time").drop_duplicates(["model_id", "attack", "norm", "eps_key", "data", "n"], keep="last")
 
 
+FLAGS = "flagged"  # table.attrs key: per row, the cells whose AutoAttack run raised one of pyautoattack's checks
+
+
+def _flagged(row) -> bool:
+    checks = row.get("aa_checks") if hasattr(row, "get") else None
+    return isinstance(checks, dict) and any(checks.values())
+
+
 def _pct(v) -> str:
     return "" if v is None or pd.isna(v) else f"{100 * v:.2f}"
 
@@ -68,14 +76,19 @@ def leaderboard_tables(rows: list[dict]) -> dict[tuple[str, str, int], pd.DataFr
                 line = {"Model": first["model"], "Arch": first.get("arch", ""), "Recipe": _recipe(first)}
                 clean = m[m["attack"] == "clean"]
                 line["Clean"] = clean.iloc[0]["clean_acc"] if len(clean) else m.iloc[0]["clean_acc"]
+                flagged = []
                 for a, e, s in cols:
                     hit = m[(m["attack"] == a) & (m["norm"] == norm) & (m["eps_key"] == e)]
                     line[f"{ATTACK_LABEL.get(a, a)} {s}"] = hit.iloc[0]["robust_acc"] if len(hit) else None
+                    if len(hit) and _flagged(hit.iloc[0]):
+                        flagged.append(f"{ATTACK_LABEL.get(a, a)} {s}")
+                line[FLAGS] = flagged
                 corr = m[m["attack"] == "corruptions"]
                 line["Corruptions"] = corr.iloc[0]["robust_acc"] if len(corr) else None
                 lines.append(line)
             table = pd.DataFrame(lines)
             table = table.sort_values(_sort_column(cols) + ["Clean"], ascending=False, na_position="last").reset_index(drop=True)
+            table.attrs[FLAGS] = table.pop(FLAGS).tolist()  # per row, in the table's order
             if table["Corruptions"].isna().all():
                 table = table.drop(columns=["Corruptions"])
             tables[(norm, data, int(n))] = table
@@ -87,15 +100,25 @@ def to_markdown(tables: dict) -> str:
            "Accuracy in % on the first n test points. Robust columns: a point counts only if it is classified "
            "right clean and under the attack. AA = AutoAttack (standard), PGD = our PGD with random start. "
            "Corruptions = mean over 15 CIFAR-10-C corruptions x 5 severities.", ""]
+    marked = False
     for (norm, data, n), table in sorted(tables.items()):
         out.append(f"## {norm or 'clean / corruptions'} - {data}, n={n}")
         out.append("")
+        flags = table.attrs.get(FLAGS, [[]] * len(table))
         shown = table.copy()
         for c in shown.columns[3:]:
             shown[c] = shown[c].map(_pct)
+        for i, cells in enumerate(flags):
+            for c in cells:
+                shown.loc[i, c] += " †"
+                marked = True
         align = ["left"] * 3 + ["right"] * (len(shown.columns) - 3)
         out.append(shown.to_markdown(index=False, disable_numparse=True, colalign=align))  # keep "50.00" as written
         out.append("")
+    if marked:
+        out += ["† AutoAttack flagged this evaluation (randomized or probability outputs, zero gradients, a dynamic "
+                "defence, too few classes, or Square beating the gradient attacks): the number may overstate "
+                "robustness; see `aa_checks` in its row.", ""]
     return "\n".join(out)
 
 

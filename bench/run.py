@@ -190,6 +190,9 @@ def run(args) -> int:
         else:
             append_row(main_path, {**row, **result, "status": "ok"})
             added += 1
+            for check, msg in (result.get("aa_checks") or {}).items():
+                if msg:
+                    print(f"warning: {label}: AutoAttack check {check}: {msg}", file=sys.stderr)
             if attack is not None and attack.state_path and os.path.exists(attack.state_path):
                 os.remove(attack.state_path)
         finally:  # the row is written (or the process is going down): let others see the key is free or done

@@ -93,7 +93,7 @@ def ours(arch, recipe, cfg, ds, device, steps, warmup, compile_, profile_=False)
         model = model.to(memory_format=torch.channels_last)
     net = torch.compile(model) if compile_ else model
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-    autocast = bf16_autocast(device)
+    autocast = bf16_autocast(device, enabled=is_cuda)  # the trainer's default: bf16 on CUDA, fp32 on CPU
     step = get_recipe(recipe).step
     loader = DeviceLoader(ds.x_train, ds.y_train, cfg.batch_size, device, train=True, drop_last=True)
 

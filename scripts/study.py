@@ -87,7 +87,7 @@ def training_grid(p: Preset, device: str, zoo_dir: str, compile_: bool = False):
     from zoo.config import TrainConfig
 
     base = TrainConfig(arch=p.arch, data=p.data, n_train=p.n_train, epochs=p.epochs, batch_size=p.batch_size,
-                       lr=p.lr, device=device, out=zoo_dir, compile=compile_)
+                       lr=p.lr, device=device, out=zoo_dir, compile="inductor" if compile_ else "")
     for seed in p.seeds:
         yield dataclasses.replace(base, recipe="standard", seed=seed)
         for rho in p.rhos:

@@ -306,18 +306,20 @@ def test_bucketed_forward_matches_eager_and_compiles_only_bucket_sizes(zoo_dir):
         fast(x[:4])
 
 
-def test_compiled_bench_gives_the_same_rows_as_eager(zoo_dir, tmp_path, capfd):
+# inductor compiles real kernels (tens of seconds per graph on CPU): it gets clean and PGD, aot_eager AutoAttack too
+@pytest.mark.parametrize("backend,attacks", [("aot_eager", "clean,pgd,autoattack"), ("inductor", "clean,pgd")])
+def test_compiled_bench_gives_the_same_rows_as_eager(zoo_dir, tmp_path, capfd, backend, attacks):
     models = _ckpts(zoo_dir)[:1]
-    attacks = ["--attacks", "clean,pgd,autoattack", "--eps", "4/255", "--n-examples", "12", "--batch-size", "8"]
+    attacks = ["--attacks", attacks, "--eps", "4/255", "--n-examples", "12", "--batch-size", "8"]
     assert bench_run.main(_args(models, tmp_path / "eager", *attacks, "--no-leaderboard")) == 0
     torch._dynamo.reset()
     capfd.readouterr()
     assert bench_run.main(_args(models, tmp_path / "compiled", *attacks, "--no-leaderboard", "--compile",
-                                "aot_eager")) == 0
+                                backend)) == 0
     assert "dynamic defense" not in "".join(capfd.readouterr())  # AutoAttack's check must see the model, not dynamo
     eager, compiled = (sorted(read_rows(str(tmp_path / d / "results.jsonl")), key=lambda r: r["key"])
                        for d in ("eager", "compiled"))
     assert [r["key"] for r in eager] == [r["key"] for r in compiled]  # compiling is not part of the cache key
     for a, b in zip(eager, compiled):
-        assert b["compile"] == "aot_eager" and a["compile"] is None
+        assert b["compile"] == backend and a["compile"] is None
         assert (a["clean_correct"], a["robust_correct"]) == (b["clean_correct"], b["robust_correct"]), a["attack"]

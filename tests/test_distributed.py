@@ -22,14 +22,15 @@ def torchrun(*args):
     return res
 
 
-@pytest.mark.parametrize("recipe", ["standard", "sam"])
-def test_ddp_training_keeps_ranks_identical(tmp_path, recipe):
+@pytest.mark.parametrize("recipe,extra", [("standard", []), ("sam", ["--amp", "bf16", "--channels-last"])])
+def test_ddp_training_keeps_ranks_identical(tmp_path, recipe, extra):
     res = torchrun("-m", "zoo.train", "--arch", "sharp_tiny", "--recipe", recipe, "--data", "synthetic",
                    "--epochs", "1", "--n-train", "256", "--batch-size", "32", "--device", "cpu",
-                   "--out", str(tmp_path), "--no-progress")
+                   "--out", str(tmp_path), "--no-progress", *extra)
     path = res.stdout.strip().splitlines()[-1]
     ckpt = load_checkpoint(path)
     assert ckpt["distributed"] == {"world_size": 2, "max_weight_diff_across_ranks": 0.0}
+    assert ckpt["precision"]["train"] == ("bf16 autocast" if extra else "fp32")
     assert ckpt["history"][0]["train_acc"] > 0  # both ranks' counts were reduced into one figure
 
 

@@ -117,3 +117,119 @@ def test_asam_default_radius_is_recorded():
     assert asam.rho == 0.5 and sam.rho == 0.05
     assert dataclasses.replace(TrainConfig(recipe="sam", adaptive=True, rho=0.2)).resolved().rho == 0.2
     assert checkpoint_name(asam).endswith("-sam-asam0.5-s0.pt") and checkpoint_name(sam).endswith("-sam-rho0.05-s0.pt")
+
+
+class _Linear(nn.Module):
+    """A fixed linear classifier on [0,1] images; `mode` makes it trip one of AutoAttack's checks."""
+
+    def __init__(self, mode="plain", classes=10):
+        super().__init__()
+        torch.manual_seed(1)
+        self.w = nn.Parameter(torch.randn(classes, 3 * 32 * 32) * 0.05)
+        self.mode = mode
+
+    def forward(self, x):
+        if self.mode == "quantised":  # a gradient-masking defence: zero input gradients, decisions still move
+            x = torch.round(x * 8) / 8
+        if self.mode == "dynamic":  # a defence that takes gradients inside its forward
+            with torch.enable_grad():
+                probe = x.detach().requires_grad_(True)
+                torch.autograd.grad((probe * probe).sum(), probe)
+        z = x.flatten(1) @ self.w.t()
+        if self.mode == "randomized":
+            z = z + torch.randn_like(z)
+        if self.mode == "softmax":
+            z = z.softmax(1)
+        return z
+
+
+def _aa(model, n=16, eps=8 / 255, stages=("apgd-ce", "apgd-t", "fab-t", "square")):
+    from bench.autoattack_driver import run_autoattack
+
+    torch.manual_seed(0)
+    x = torch.rand(n, 3, 32, 32)
+    with torch.no_grad():
+        y = model.eval()(x).argmax(1)  # every point right clean, so every stage has points to attack
+    return run_autoattack(model, x, y, norm="Linf", eps=eps, stages=stages, seed=0, batch_size=n)[1]
+
+
+@pytest.mark.parametrize("mode,fires", [("randomized", {"randomized"}), ("softmax", {"output_range"}),
+                                        ("dynamic", {"dynamic_defence"}),
+                                        ("quantised", {"zero_gradients", "square"})])
+def test_autoattack_checks_fire_and_are_recorded(mode, fires):
+    info = _aa(_Linear(mode), stages=("apgd-ce", "apgd-t", "fab-t", "square") if mode == "quantised"
+               else ("apgd-ce",))
+    checks = info["aa_checks"]
+    assert set(checks) == {"randomized", "output_range", "zero_gradients", "dynamic_defence", "n_classes", "square"}
+    assert {k for k, v in checks.items() if v} == fires, checks
+    # per-model state is isolated: a plain model evaluated next in the same process passes every check
+    assert not any(_aa(_Linear("plain"), stages=("apgd-ce",))["aa_checks"].values())
+
+
+def test_autoattack_class_count_check():
+    checks = _aa(_Linear("plain", classes=3), stages=("apgd-ce", "apgd-t"))["aa_checks"]
+    assert checks["n_classes"] and "3 classes" in checks["n_classes"]
+
+
+def test_flagged_autoattack_row_is_warned_and_marked(tmp_path, monkeypatch, capsys):
+    from bench.leaderboard import leaderboard_tables, to_markdown
+
+    (tmp_path / "toyaa.py").write_text("import torch\n\ndef softmax_model():\n    torch.manual_seed(0)\n"
+                                       "    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3072, 10),"
+                                       " torch.nn.Softmax(1))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import toyaa
+
+    torch.save(toyaa.softmax_model().state_dict(), tmp_path / "soft.pt")
+    out = tmp_path / "r"
+    assert bench_run.main(["--models", str(tmp_path / "soft.pt"), "--arch", "toyaa:softmax_model", "--attacks",
+                           "clean,autoattack-fast", "--data", "synthetic", "--n-examples", "8", "--device", "cpu",
+                           "--out", str(out), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("AutoAttack check output_range") == 1
+    (aa,) = [r for r in read_rows(str(out / "results.jsonl")) if r["attack"] == "autoattack-fast"]
+    assert aa["aa_checks"]["output_range"] and not aa["aa_checks"]["randomized"]
+    md = to_markdown(leaderboard_tables(read_rows(str(out / "results.jsonl"))))
+    assert " †" in md and "AutoAttack flagged" in md
+
+
+def test_staged_autoattack_equals_one_pyautoattack_run(tiny):
+    """Our stage-by-stage driver against pyautoattack's own run_standard_evaluation in one call, same inputs.
+
+    Both decide fooled-ness from the model's prediction on the adversarial batch; ours re-predicts it in batches
+    of the same composition, so in eval mode (logits independent of batch-mates) the decisions coincide."""
+    import pyautoattack
+    from pyautoattack import checks
+
+    from bench.autoattack_driver import Float32Logits, run_autoattack
+    from zoo.checkpoint import load_checkpoint, model_from_checkpoint
+    from zoo.data import load_dataset
+
+    model = model_from_checkpoint(load_checkpoint(tiny)).eval()
+    ds = load_dataset("synthetic")
+    x, y = ds.x_test[:32].float() / 255, ds.y_test[:32]
+    eps = 1 / 255
+    adv, info = run_autoattack(model, x, y, norm="Linf", eps=eps, stages=("apgd-ce", "apgd-t", "fab-t", "square"),
+                               seed=0, batch_size=32)
+    ours_flags = (model(adv).argmax(1) == y) & (model(x).argmax(1) == y)
+
+    seen = {}
+    real = checks.check_square_sr
+
+    def spy(acc_dict, **kw):  # pyautoattack hands its per-stage accuracies to this check at the end of a run
+        seen.update(acc_dict)
+        return real(acc_dict, **kw)
+
+    checks.check_square_sr = spy
+    try:
+        aa = pyautoattack.AutoAttack(Float32Logits(model).eval(), norm="Linf", eps=eps, version="standard",
+                                     device="cpu", seed=0)
+        _, y_adv = aa.run_standard_evaluation(x, y, batch_size=32)
+    finally:
+        checks.check_square_sr = real
+    assert torch.equal(ours_flags, y_adv == y)
+    assert seen.keys() == info["stage_acc"].keys()
+    for stage, acc in seen.items():
+        assert info["stage_acc"][stage] == pytest.approx(acc, abs=1e-12), stage
+    accs = list(info["stage_acc"].values())
+    assert accs[0] > accs[-1] > 0  # the stages had work to do and points survived them

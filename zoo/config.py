@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 
+import torch
+
 from zoo.pgd import check_norm, parse_eps
 
 # PGD-AT defaults per norm when the user gives none: (eps, steps); alpha defaults to eps/4
@@ -30,9 +32,9 @@ class TrainConfig:
     steps: int = 0  # PGD-AT steps; 0 = the norm's default
     seed: int = 0  # seeds weights, data order, augmentation and attack starts
     device: str = "auto"  # auto = cuda if available else cpu
-    bf16: bool = True  # bf16 autocast (CUDA only; CPU runs fp32)
-    channels_last: bool = True  # NHWC memory format (CUDA only)
-    compile: bool = False  # torch.compile the model
+    amp: str = ""  # bf16 | off: torch.autocast to bfloat16 on the training device; "" = bf16 on CUDA, off elsewhere
+    channels_last: bool | None = None  # NHWC memory format; None = on CUDA only
+    compile: str = ""  # torch.compile backend (inductor, aot_eager, ...); "" = eager
     out: str = "zoo"  # folder the checkpoint is written to
 
     def resolved(self) -> "TrainConfig":
@@ -46,7 +48,13 @@ class TrainConfig:
         alpha = self.alpha or f"{parse_eps(eps) / 4:.8g}"
         parse_eps(alpha)
         rho = self.rho if self.rho is not None else (0.5 if self.adaptive else 0.05)
-        return replace(self, eps=eps, alpha=alpha, steps=self.steps or steps, rho=rho)
+        if self.amp not in ("", "bf16", "off"):
+            raise ValueError(f"unknown --amp {self.amp!r}; choose bf16 or off")
+        cuda = self.device.startswith("cuda") or (self.device == "auto" and torch.cuda.is_available())
+        amp = self.amp or ("bf16" if cuda else "off")
+        channels_last = cuda if self.channels_last is None else self.channels_last
+        return replace(self, eps=eps, alpha=alpha, steps=self.steps or steps, rho=rho, amp=amp,
+                       channels_last=channels_last)
 
     @property
     def eps_value(self) -> float:

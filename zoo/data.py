@@ -142,12 +142,14 @@ def load_dataset(spec: str, data_dir: str = "data", n_train: int | None = None) 
 
 
 def random_crop_flip(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
-    """Random crop with reflect padding plus horizontal flip, batched on x's device (float NCHW)."""
+    """Random crop with reflect padding plus horizontal flip, batched on x's device (float NCHW).
+
+    The offsets are drawn by `gen`, a generator on x's device: no host-to-device copy and no sync in a step.
+    CPU and CUDA generators draw different (equally distributed) offsets for the same seed."""
     n, _, h, w = x.shape
-    # offsets drawn on the CPU generator so augmentation is identical on every device
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen).to(x.device)
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen).to(x.device)
-    flip = (torch.rand(n, generator=gen) < 0.5).to(x.device)
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=x.device)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=x.device)
+    flip = torch.rand(n, generator=gen, device=x.device) < 0.5
     padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
     rows = (dy[:, None] + torch.arange(h, device=x.device))[:, :, None]  # (n, h, 1)
     cols = dx[:, None] + torch.arange(w, device=x.device)  # (n, w)
@@ -157,7 +159,8 @@ def random_crop_flip(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> tor
 
 
 class DeviceLoader:
-    """Batches from uint8 tensors held on the device; the order of epoch e depends only on (seed, e)."""
+    """Batches from uint8 tensors held on the device; the order of epoch e depends only on (seed, e), and the
+    augmentation of epoch e only on (seed, e) and the device type (its generator lives on the device)."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, device, *, train: bool,
                  seed: int = 0, drop_last: bool = False, rank: int = 0, world: int = 1):
@@ -177,13 +180,13 @@ class DeviceLoader:
         usable = n - n % self.world  # every rank sees the same number of batches under DDP
         return perm[:usable][self.rank::self.world]
 
-    def __len__(self) -> int:
-        n = len(self._indices())
+    def __len__(self) -> int:  # called every step (the LR schedule): arithmetic only, no permutation
+        n = len(self.y) if not self.train else (len(self.y) - len(self.y) % self.world) // self.world
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self):
-        idx = self._indices().to(self.x.device)
-        gen = torch.Generator().manual_seed(self.seed * 7919 + self.epoch + 1)
+        idx = self._indices().to(self.x.device)  # once per epoch, outside the steps
+        gen = torch.Generator(device=self.x.device).manual_seed(self.seed * 7919 + self.epoch + 1)
         for b in range(len(self)):
             j = idx[b * self.batch_size:(b + 1) * self.batch_size]
             xb = self.x[j].float().div_(255.0)

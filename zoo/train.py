@@ -1,7 +1,7 @@
 """The one training loop, and its CLI: python -m zoo.train --arch preact_resnet18 --recipe sam ...
 
-Runs on CUDA (bf16 autocast, channels_last, optional torch.compile) or CPU, and under torchrun with
-DistributedDataParallel. State is written atomically after every epoch so `--resume` continues a killed run.
+Runs on CUDA or CPU (bf16 autocast, channels_last and torch.compile on either, defaults on CUDA only), and
+under torchrun with DistributedDataParallel. State is written atomically after every epoch so `--resume` continues a killed run.
 """
 from __future__ import annotations
 
@@ -55,8 +55,9 @@ def resume_path(path: str) -> str:
 
 
 def bf16_autocast(device: torch.device, enabled: bool = True):
-    """The autocast context factory training steps run under: bf16 on CUDA, nothing (fp32) elsewhere."""
-    return partial(torch.autocast, "cuda", dtype=torch.bfloat16) if device.type == "cuda" and enabled else nullcontext
+    """The autocast context factory training steps run under: bf16 autocast on the device's type (CUDA or CPU)
+    when enabled, nothing (fp32) otherwise."""
+    return partial(torch.autocast, device.type, dtype=torch.bfloat16) if enabled else nullcontext
 
 
 @torch.no_grad()
@@ -83,14 +84,13 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, on_e
     recipe = get_recipe(cfg.recipe)
     device = resolve_device(cfg.device)
     rank, world = dist.setup(device)
-    is_cuda = device.type == "cuda"
-    autocast = bf16_autocast(device, cfg.bf16)
+    autocast = bf16_autocast(device, cfg.amp == "bf16")
 
     ds = load_dataset(cfg.data, cfg.data_dir, cfg.n_train)
     mean, std = ds.channel_stats()
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.arch, ds.num_classes, mean, std).to(device)
-    if is_cuda and cfg.channels_last:
+    if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
@@ -117,7 +117,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, on_e
 
     net = dist.wrap(model, device)
     if cfg.compile:
-        net = torch.compile(net)
+        net = torch.compile(net, backend=cfg.compile)
     loader = DeviceLoader(ds.x_train, ds.y_train, cfg.batch_size, device, train=True, seed=cfg.seed,
                           rank=rank, world=world)
     for epoch in range(start, cfg.epochs):
@@ -129,7 +129,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, on_e
         bar = tqdm(loader, desc=f"{cfg.recipe} epoch {epoch + 1}/{cfg.epochs}", leave=False,
                    disable=not progress or rank != 0, file=sys.stderr)
         for step, (x, y) in enumerate(bar):
-            if is_cuda and cfg.channels_last:
+            if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             lr = lr_at(cfg, epoch, step, len(loader))
             for g in opt.param_groups:
@@ -169,6 +169,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, on_e
         "normalization": {"mean": mean, "std": std}, "history": history,
         "metrics": {"clean_test_acc": final_acc, "n_test": len(ds.y_test)}, "versions": versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "distributed": ddp,
+        # what actually ran: training steps (and per-epoch test accuracies) under this precision and layout;
+        # metrics.clean_test_acc is always measured in fp32
+        "precision": {"train": "bf16 autocast" if cfg.amp == "bf16" else "fp32", "device": device.type,
+                      "channels_last": cfg.channels_last, "compile": cfg.compile or None, "final_metric": "fp32"},
     }
     if rank == 0:
         save_atomic(seal(ckpt), path)
@@ -205,9 +209,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=0, help="PGD-AT steps (default 10)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default=d.device)
-    p.add_argument("--no-bf16", dest="bf16", action="store_false", help="fp32 on CUDA")
+    p.add_argument("--amp", default="", choices=["bf16", "off"],
+                   help="bf16 autocast on the training device (default: bf16 on CUDA, off on CPU)")
+    p.add_argument("--channels-last", dest="channels_last", action="store_true", default=None,
+                   help="NHWC memory format (default: on CUDA only)")
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--compile", nargs="?", const="inductor", default="", metavar="BACKEND",
+                   help="torch.compile the model (default backend inductor; aot_eager for a cheap check)")
     p.add_argument("--out", default=d.out, help="folder for the checkpoint")
     p.add_argument("--resume", action="store_true", help="continue from the last finished epoch")
     p.add_argument("--no-progress", dest="progress", action="store_false")

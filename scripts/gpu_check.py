@@ -1,0 +1,232 @@
+"""Validate a GPU in one command: training speed, host syncs, AutoAttack at 10000 images, compiled bf16 training
+that the bench loads, and a PASS/FAIL line per target.
+
+  python scripts/gpu_check.py              one GPU (about 20 minutes on an H100); writes results/gpu.md
+  python scripts/gpu_check.py --big        adds WRN-28-10 to the speed table
+  python scripts/gpu_check.py --tiny       CPU, toy sizes, well under a minute: the same code path (CI runs it)
+
+(a) scripts/speed.py's measurement for standard, SAM and PGD-AT(10) on PreActResNet-18: ours against the
+    conventional loop, images/s, model FLOPs utilisation against the measured bf16 matmul rate, peak GPU memory;
+(b) the host-sync check of one loader batch and training step under torch.cuda.set_sync_debug_mode("error");
+(c) AutoAttack standard (Linf 8/255) seconds on 10000 images, eager and compiled, on a standard and a PGD-AT
+    PreActResNet-18 trained here on the real CIFAR-10 subset (its 1017 test images tiled to 10000 when full
+    CIFAR-10 is absent: a timing figure, labelled so); both runs' robust accuracies must agree;
+(d) a 2-epoch `zoo.train` per recipe with --compile and bf16, whose checkpoints the bench loads and evaluates;
+(e) PASS/FAIL against the targets below.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import torch  # noqa: E402
+
+from scripts.speed import matmul_rate, ours, reference  # noqa: E402
+from zoo.config import TrainConfig  # noqa: E402
+from zoo.data import make_synthetic  # noqa: E402
+from zoo.recipes import RECIPES  # noqa: E402
+
+# one H100, PreActResNet-18, CIFAR shapes
+TARGETS = {"standard_img_s": 47_000, "standard_vs_reference": 4.0, "sam_vs_standard": 0.45,
+           "pgd_at_vs_standard": 0.08, "aa_standard_s": 120.0, "aa_pgd_at_s": 600.0}
+SUBSET = os.path.join(ROOT, "..", "shared", "data", "cifar10_subset.npz")
+
+
+def sizes(tiny: bool, cuda: bool) -> dict:
+    if tiny:
+        return dict(arch="sharp_tiny", batch=32, steps=3, warmup=1, aa_n=16, aa_epochs=1, aa_batch=250,
+                    train_epochs=1, n_train=256, bench_n=32, compile="aot_eager", workers=0)
+    return dict(arch="preact_resnet18", batch=128, steps=50, warmup=10, aa_n=10_000, aa_epochs=15,
+                aa_batch=1000 if cuda else 250, train_epochs=2, n_train=None, bench_n=1000, compile="inductor",
+                workers=min(8, os.cpu_count() or 1))
+
+
+def speed_section(archs, s, device, lines, verdicts):
+    cuda = device.type == "cuda"
+    peak = matmul_rate(device, torch.bfloat16 if cuda else torch.float32, 8192 if cuda else 512)
+    ds = make_synthetic(n_train=s["batch"] * (s["steps"] + s["warmup"] + 1), n_test=16)
+    lines += ["## (a) Training speed and (b) host syncs", "",
+              f"batch {s['batch']}, {s['steps']} timed steps after {s['warmup']} warm-up; ours: on-device data, "
+              f"{'bf16 autocast, channels_last, ' if cuda else ''}torch.compile={s['compile'] if cuda else 'off'}; "
+              f"reference: fp32 loop with a DataLoader ({s['workers']} workers). Measured "
+              f"{'bf16' if cuda else 'fp32'} matmul rate: {peak / 1e12:.2f} TFLOP/s.", "",
+              "| arch | recipe | ours img/s | reference img/s | ours / reference | vs our standard | MFU | "
+              "peak GPU memory | host syncs in a step |", "|---|---|---|---|---|---|---|---|---|"]
+    for arch in archs:
+        std = None
+        for recipe in ("standard", "sam", "pgd_at"):
+            cfg = TrainConfig(arch=arch, recipe=recipe, batch_size=s["batch"], steps=10).resolved()
+            if cuda:
+                torch.cuda.reset_peak_memory_stats(device)
+            ips, flops, _, syncs = ours(arch, recipe, cfg, ds, device, s["steps"], s["warmup"], cuda, False)
+            mem = f"{torch.cuda.max_memory_allocated(device) / 2 ** 30:.2f} GiB" if cuda else "n/a (CPU)"
+            ref = reference(arch, recipe, cfg, ds, device, s["steps"], s["warmup"], s["workers"])
+            std = ips if recipe == "standard" else std
+            lines.append(f"| {arch} | {recipe} | {ips:.0f} | {ref:.0f} | {ips / ref:.2f}x | {ips / std:.3f} | "
+                         f"{100 * ips * flops / peak:.1f}% | {mem} | {syncs if syncs is not None else 'n/a (CPU)'} |")
+            print(lines[-1], flush=True)
+            if arch != archs[0]:
+                continue
+            if recipe == "standard":
+                verdicts.append(("standard >= 47,000 img/s", ips >= TARGETS["standard_img_s"], f"{ips:.0f} img/s"))
+                verdicts.append(("standard >= 4x the reference loop", ips / ref >= TARGETS["standard_vs_reference"],
+                                 f"{ips / ref:.2f}x"))
+            elif recipe == "sam":
+                verdicts.append(("SAM >= 0.45x our standard", ips / std >= TARGETS["sam_vs_standard"],
+                                 f"{ips / std:.3f}x"))
+            else:
+                verdicts.append(("PGD-AT(10) >= 0.08x our standard", ips / std >= TARGETS["pgd_at_vs_standard"],
+                                 f"{ips / std:.3f}x"))
+            if syncs is not None:
+                verdicts.append((f"no host sync in a {recipe} step", syncs == "none", syncs))
+    lines.append("")
+
+
+def autoattack_section(s, device, data, lines, verdicts, work):
+    from bench.attacks import make_attack
+    from bench.evaluate import evaluate_attack
+    from bench.fast_eval import prepare_for_eval
+    from zoo.checkpoint import load_checkpoint, model_from_checkpoint
+    from zoo.data import load_dataset
+    from zoo.train import train
+
+    ds = load_dataset(data)
+    reps = -(-s["aa_n"] // len(ds.y_test))
+    x = ds.x_test.repeat(reps, 1, 1, 1)[:s["aa_n"]].float().div(255).to(device)
+    y = ds.y_test.repeat(reps)[:s["aa_n"]].to(device)
+    tiled = reps > 1
+    lines += ["## (c) AutoAttack standard, Linf 8/255", "",
+              f"{s['aa_n']} images: {'the ' + str(len(ds.y_test)) + ' test images of ' + data + ' tiled ' + str(reps) + 'x (a timing figure: repeated images, not a robustness number for ' + str(s['aa_n']) + ' distinct ones)' if tiled else 'the first test images of ' + data}; "
+              f"{s['arch']} trained {s['aa_epochs']} epochs here; batch {s['aa_batch']}; seconds include compilation.",
+              "", "| checkpoint | mode | seconds | clean | robust | stage seconds |", "|---|---|---|---|---|---|"]
+    for recipe in ("standard", "pgd_at"):
+        cfg = TrainConfig(arch=s["arch"], recipe=recipe, data=data, epochs=s["aa_epochs"], device=str(device),
+                          out=os.path.join(work, "aa"))
+        base = model_from_checkpoint(load_checkpoint(train(cfg, progress=False)))
+        got = {}
+        for mode in ("eager", "compiled"):
+            t0 = time.perf_counter()
+            model = prepare_for_eval(base, device, compile_backend=s["compile"] if mode == "compiled" else None,
+                                     batch_size=s["aa_batch"])
+            res = evaluate_attack(model, make_attack("autoattack", norm="Linf", eps=8 / 255, batch_size=s["aa_batch"]),
+                                  x, y, norm="Linf", eps=8 / 255, batch_size=s["aa_batch"])
+            sec = time.perf_counter() - t0
+            got[mode] = (sec, res)
+            stages = ", ".join(f"{k} {v:.1f}" for k, v in res.get("stage_seconds", {}).items())
+            lines.append(f"| {recipe} | {mode} | {sec:.1f} | {100 * res['clean_acc']:.2f}% | "
+                         f"{100 * res['robust_acc']:.2f}% | {stages} |")
+            print(lines[-1], flush=True)
+        limit = TARGETS["aa_standard_s" if recipe == "standard" else "aa_pgd_at_s"]
+        best = min(sec for sec, _ in got.values())
+        verdicts.append((f"AutoAttack on {s['aa_n']} images, {recipe} model < {limit / 60:.0f} min", best < limit,
+                         f"{best:.0f} s (faster of eager and compiled)"))
+        (_, a), (_, b) = got["eager"], got["compiled"]
+        verdicts.append((f"AutoAttack eager and compiled agree ({recipe})", a["robust_correct"] == b["robust_correct"],
+                         f"robust {a['robust_correct']} vs {b['robust_correct']} of {s['aa_n']}"))
+    lines.append("")
+
+
+def training_section(s, device, data, lines, verdicts, work):
+    from bench import run as bench_run
+    from bench.results import read_rows
+    from zoo.checkpoint import load_checkpoint
+    from zoo.train import train
+
+    zoo = os.path.join(work, "zoo")
+    lines += ["## (d) Compiled bf16 training, loaded by the bench", "",
+              f"`zoo.train --compile {s['compile']} --amp bf16 --epochs {s['train_epochs']}` on {data}, then "
+              f"`bench.run --attacks clean,pgd` on the first {s['bench_n']} test images.", "",
+              "| recipe | seconds | images/s (last epoch) | precision | bench clean | bench PGD Linf 8/255 |",
+              "|---|---|---|---|---|---|"]
+    paths = {}
+    for recipe in RECIPES:
+        t0 = time.perf_counter()
+        cfg = TrainConfig(arch=s["arch"], recipe=recipe, data=data, epochs=s["train_epochs"], n_train=s["n_train"],
+                          device=str(device), out=zoo, amp="bf16", compile=s["compile"], steps=10)
+        paths[recipe] = (train(cfg, progress=False), time.perf_counter() - t0)
+    out = os.path.join(work, "bench")
+    code = bench_run.main(["--models", *(p for p, _ in paths.values()), "--attacks", "clean,pgd", "--data", data,
+                           "--n-examples", str(s["bench_n"]), "--device", str(device), "--out", out,
+                           "--no-progress", "--no-leaderboard"])
+    rows = [r for r in read_rows(os.path.join(out, "results.jsonl")) if r.get("status") == "ok"]
+    for recipe, (path, sec) in paths.items():
+        ck = load_checkpoint(path)
+        mine = {r["attack"]: r for r in rows if r["path"] == path}
+        clean, pgd = mine.get("clean"), mine.get("pgd")
+        lines.append(f"| {recipe} | {sec:.0f} | {ck['history'][-1]['images_per_s']:.0f} | "
+                     f"{ck['precision']['train']}, compile {ck['precision']['compile']} | "
+                     f"{100 * clean['clean_acc']:.1f}% | {100 * pgd['robust_acc']:.1f}% |" if clean and pgd else
+                     f"| {recipe} | {sec:.0f} | | | missing | missing |")
+    ok = code == 0 and len(rows) == 2 * len(paths)
+    verdicts.append(("compiled bf16 checkpoints of every recipe load and evaluate in the bench", ok,
+                     f"{len(rows)}/{2 * len(paths)} rows, bench exit code {code}"))
+    lines.append("")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tiny", action="store_true", help="toy sizes on CPU (seconds); CI runs this")
+    ap.add_argument("--big", action="store_true", help="also time wrn28_10 in (a)")
+    ap.add_argument("--device", default=None, help="default cuda, or cpu with --tiny")
+    ap.add_argument("--aa-n", type=int, default=None, help="AutoAttack images (default 10000; 16 with --tiny)")
+    ap.add_argument("--out", default=None, help="default results/gpu.md (nothing with --tiny)")
+    a = ap.parse_args(argv)
+    device = torch.device(a.device or ("cpu" if a.tiny else "cuda"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("error: no CUDA device; run with --tiny on CPU, or on a machine with a GPU", file=sys.stderr)
+        return 2
+    s = sizes(a.tiny, device.type == "cuda")
+    if a.aa_n:
+        s["aa_n"] = a.aa_n
+    data = f"npz:{os.path.relpath(SUBSET)}" if os.path.exists(SUBSET) else "digits"
+    out = a.out if a.out is not None else ("" if a.tiny else os.path.join("results", "gpu.md"))
+    cuda = device.type == "cuda"
+    name = torch.cuda.get_device_name(device) if cuda else (platform.processor() or "cpu")
+    driver = ""
+    if cuda:
+        try:
+            import subprocess
+
+            driver = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                    capture_output=True, text=True, timeout=30).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            driver = "unknown"
+    lines = [f"# GPU check{' (--tiny, CPU: functional check only, no target applies)' if a.tiny else ''}", "",
+             f"{time.strftime('%Y-%m-%d %H:%M')}; device {name}" + (f", driver {driver}, CUDA {torch.version.cuda}"
+                                                                   if cuda else f" ({os.cpu_count()} cores)") +
+             f"; torch {torch.__version__}; python {platform.python_version()}; data {data}", ""]
+    verdicts: list[tuple[str, bool, str]] = []
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as work:
+        speed_section([s["arch"]] + (["wrn28_10"] if a.big else []), s, device, lines, verdicts)
+        autoattack_section(s, device, data, lines, verdicts, work)
+        training_section(s, device, data, lines, verdicts, work)
+    functional = ("agree", "load and evaluate")
+    lines += ["## (e) Targets", "", "| check | result | measured |", "|---|---|---|"]
+    for what, ok, measured in verdicts:
+        if a.tiny and not any(f in what for f in functional):
+            result = "n/a (CPU)"
+        else:
+            result = "PASS" if ok else "FAIL"
+        lines.append(f"| {what} | {result} | {measured} |")
+    lines += ["", f"whole check: {time.perf_counter() - t0:.0f} s", ""]
+    text = "\n".join(lines)
+    print(text)
+    if out:
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        with open(out, "w") as f:
+            f.write(text)
+        print(f"written: {out}")
+    failed = [w for w, ok, _ in verdicts if not ok and (not a.tiny or any(f in w for f in functional))]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
