@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from bench.attacks import ATTACKS, make_attack
-from bench.corruptions import CORRUPTIONS, SEVERITIES
+from bench.corruptions import CORRUPTIONS, GENERATOR_VERSION, SEVERITIES
 from bench.evaluate import EvaluationError, evaluate_attack, evaluate_corruptions
 from bench.fast_eval import precision_note, prepare_for_eval
 from bench.loading import LOAD_ERRORS, load_model_spec
@@ -69,6 +69,9 @@ def plan_evaluations(args) -> list[dict]:
     if unknown:
         raise ValueError(f"unknown attack {unknown[0]!r}; known attacks: {', '.join(KNOWN)}")
     norms = [check_norm(n.strip()) for n in args.norm.split(",")]
+    typos = [c for c in (args.corruptions or "").split(",") if c and c not in CORRUPTIONS]
+    if typos:
+        raise ValueError(f"unknown corruption {typos[0]!r}; known corruptions: {', '.join(CORRUPTIONS)}")
     specs = []
     for name in attacks:
         if name == "clean":
@@ -88,8 +91,11 @@ def attack_config(spec: dict, args, data_spec: str):
         names = args.corruptions.split(",") if args.corruptions else list(CORRUPTIONS)
         source = "official" if args.corruptions_dir and os.path.exists(os.path.join(args.corruptions_dir,
                                                                                        "labels.npy")) else "regenerated"
-        return None, {"attack": "corruptions", "names": names, "severities": list(SEVERITIES), "source": source,
-                      "seed": args.seed}
+        cfg = {"attack": "corruptions", "names": names, "severities": list(SEVERITIES), "source": source,
+               "seed": args.seed}
+        if source == "regenerated":  # a new generator version makes new images, so new rows
+            cfg["generator_version"] = GENERATOR_VERSION
+        return None, cfg
     attack = make_attack(spec["attack"], norm=spec["norm"] or "Linf", eps=spec["eps"], pgd_steps=args.pgd_steps,
                          pgd_alpha=parse_eps(args.pgd_alpha) if args.pgd_alpha else None,
                          restarts=args.restarts, seed=args.seed, batch_size=args.batch_size)

@@ -30,6 +30,9 @@ def per_model(rows: list[dict], measures: list[dict]) -> pd.DataFrame:
                                                 "seed": r.get("train_seed")})
         if r["attack"] == "clean":
             line["clean"] = r["clean_acc"]
+        elif r["attack"] == "autoattack":
+            line[f"autoattack|{r['norm']}|{r['eps_str']}"] = r["robust_acc"]
+            line["aa_clean"] = r["clean_acc"]  # clean accuracy on AutoAttack's own (fewer) points
         elif r["attack"] == "corruptions":
             line["corruptions"] = r["robust_acc"]
         else:
@@ -50,7 +53,7 @@ def _eps_cols(df, attack, norm):
 
 def summarize(pm: pd.DataFrame) -> pd.DataFrame:
     """Mean and std over seeds per group; columns are (name, 'mean'|'std'|'n')."""
-    metrics = [c for c in pm.columns if c not in ("model", "group", "recipe", "seed")]
+    metrics = [c for c in pm.columns if c not in ("model", "group", "recipe", "seed", "protocol")]
     g = pm.groupby("group")
     out = {}
     for c in metrics:
@@ -76,12 +79,20 @@ def _label(c) -> str:
     return f"{'AA' if c[0] == 'autoattack' else 'PGD'} {c[1]} {c[2]}"
 
 
+# the seed paper's evaluation: PGD-10 at Linf 1/255 and 2/255, L2 16/255 and 32/255
+SEED_COLUMNS = [("pgd", "Linf", "1/255"), ("pgd", "Linf", "2/255"), ("pgd", "L2", "16/255"), ("pgd", "L2", "32/255")]
+HEADS = {"clean": "Clean", "corruptions": "Corruptions", "aa_clean": "Clean (AA points)"}
+
+
 def results_table(pm: pd.DataFrame, s: pd.DataFrame) -> str:
-    cols = ["clean"] + _eps_cols(pm, "pgd", "Linf") + _eps_cols(pm, "pgd", "L2") + \
-        _eps_cols(pm, "autoattack", "Linf") + _eps_cols(pm, "autoattack", "L2") + \
+    """Clean, the seed's four PGD columns first, the other PGD columns, then AutoAttack's columns next to the
+    clean accuracy on AutoAttack's own points, then corruptions: no column compares different images."""
+    pgd = _eps_cols(pm, "pgd", "Linf") + _eps_cols(pm, "pgd", "L2")
+    seed = [c for c in SEED_COLUMNS if c in pgd]
+    aa = _eps_cols(pm, "autoattack", "Linf") + _eps_cols(pm, "autoattack", "L2")
+    cols = ["clean"] + seed + [c for c in pgd if c not in seed] + (["aa_clean"] + aa if aa else []) + \
         (["corruptions"] if "corruptions" in pm.columns else [])
-    head = ["Group", "seeds"] + [("Clean" if c == "clean" else "Corruptions" if c == "corruptions" else _label(c))
-                                 for c in cols]
+    head = ["Group", "seeds"] + [HEADS[c] if isinstance(c, str) else _label(c) for c in cols]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for grp in s.index:
         vals = [_fmt(s.loc[grp, (_key(c), "mean")], s.loc[grp, (_key(c), "std")]) for c in cols]
@@ -234,14 +245,58 @@ def _plots(pm, s, histories, out) -> list[str]:
     return paths
 
 
+def _at_text(at) -> str:
+    at = at if isinstance(at, dict) else at.__dict__
+    return f"{at['norm']} {at['eps']}: {at['steps']} steps of {at['alpha']}"
+
+
+def protocol(preset_cfg: dict, rows: list[dict], precisions: set[str]) -> list[str]:
+    """How this run's protocol differs from the seed paper's code and from RobustBench's, in plain lines."""
+    ats = [_at_text(a) for a in preset_cfg.get("at", ())]
+    sam_ats = [f"rho {rho} with {_at_text(a)}" for rho, a in preset_cfg.get("sam_at", ())]
+    aa = [r for r in rows if r.get("status") == "ok" and r.get("attack") == "autoattack"]
+    aa_seeds = sorted({r["attack_config"].get("seed") for r in aa if "attack_config" in r})
+    pgd_n, aa_n = preset_cfg.get("eval_n"), preset_cfg.get("aa_n")
+    return [
+        "Differences from the seed paper's public code (its protocol: PreActResNet-18, 100 epochs, PGD-AT with "
+        "5 steps by default, PGD-10 evaluation at Linf 1/255 and 2/255, L2 16/255 and 32/255):", "",
+        f"- **PGD-AT steps per eps**: here {'; '.join(ats) or 'no PGD-AT'}"
+        + (f"; SAM+AT {'; '.join(sam_ats)}" if sam_ats else "") + ". The seed uses 5 steps by default "
+        "(alpha 2/255 at 8/255).",
+        f"- **Precision of training forwards (attack forwards included)**: {', '.join(sorted(precisions)) or 'unknown'}; "
+        "the seed runs fp32.",
+        "- **BatchNorm during attacks**: attack forwards inside PGD-AT and SAM+AT normalise with batch statistics but "
+        "leave the running statistics alone; the seed builds attacks in train mode, so every attack forward updates "
+        "them.",
+        "- **SAM's second pass**: BatchNorm running statistics are frozen on the perturbed pass; the seed updates "
+        "them on both passes. SAM+AT's ascent direction here is the clean SAM gradient on the attacked batch; the "
+        "seed's includes the attack's parameter gradients (it skips zero_grad after PGD's backward).",
+        f"- **Seeds**: set (weights, data order, augmentation, attack starts; seeds {list(preset_cfg.get('seeds', []))}); "
+        "the seed code sets none.",
+        "- **Checkpoint**: the last epoch's, as in the seed code (no early stopping on robust accuracy).",
+        f"- **Evaluation**: PGD-{preset_cfg.get('pgd_steps')} with one random start per example seeded by (seed, "
+        "restart, index), on the first "
+        f"{pgd_n} test points; the seed evaluates PGD-10 on the full test set, and its \"AutoAttack\" is a 5-step "
+        "targeted APGD, where AutoAttack here is pyautoattack's standard version.", "",
+        "Differences from RobustBench's protocol:", "",
+        f"- **n**: AutoAttack on the first {aa_n} test points and PGD on the first {pgd_n}; RobustBench reports the "
+        "first 10000 (the full CIFAR-10 test set).",
+        f"- **AutoAttack seed**: {', '.join(str(s) for s in aa_seeds) or 'no AutoAttack row'} (fixed and in the rows' "
+        "cache keys); AutoAttack itself uses the time when given none.",
+        "- **Data**: " + ("the real CIFAR-10 subset (5085 training images), not the full training set."
+                          if "npz:" in str(preset_cfg.get("data")) else f"{preset_cfg.get('data')}."),
+    ]
+
+
 def write_report(rows, measures, ckpt_paths, out, *, preset, preset_cfg, command, device, seconds) -> str:
     os.makedirs(out, exist_ok=True)
     pm = per_model(rows, measures)
     s = summarize(pm)
-    histories = {}
+    histories, precisions = {}, set()
     first_seed = min(preset_cfg["seeds"])
     for p in ckpt_paths:
         ck = load_checkpoint(p)
+        precisions.add((ck.get("precision") or {}).get("train", "fp32 (recorded before precision was stored)"))
         if ck.get("seed") == first_seed:
             histories[os.path.basename(p).removesuffix(".pt")] = ck["history"]
     plots = _plots(pm, s, histories, out)
@@ -253,11 +308,14 @@ def write_report(rows, measures, ckpt_paths, out, *, preset, preset_cfg, command
     text += ["", "Verdicts compare group means; with few seeds and few test points, differences of a few points "
              "are within noise (see the ± columns and the 95% intervals in results.jsonl).", "",
              "## Accuracy (%; mean ± std over seeds)", "",
-             f"PGD: {preset_cfg['pgd_steps']} steps, random start, step 2.5·eps/steps, first {preset_cfg['eval_n']} "
-             f"test points. AA: AutoAttack standard on the first {preset_cfg['aa_n']} (a smaller, easier or harder set: "
-             "AA columns compare with each other, not with the Clean column). Corruptions: CIFAR-10-C "
-             "parameters, regenerated (not the official files) unless stated in the rows.", "",
-             results_table(pm, s), "", "## Why: sharpness and feature perturbation", "",
+             f"Clean, PGD and Corruptions: the first {preset_cfg['eval_n']} test points; the seed paper's "
+             f"evaluation columns come first. PGD: {preset_cfg['pgd_steps']} steps, random start, step "
+             f"2.5·eps/steps. AA: AutoAttack standard on the first {preset_cfg['aa_n']} test points, shown beside "
+             "its own clean accuracy on those points (Clean (AA points)), so no column is compared with one "
+             "computed on other images. Corruptions: CIFAR-10-C parameters, regenerated with the CIFAR "
+             "generator's algorithm (not the official files) unless stated in the rows.", "",
+             results_table(pm, s), "", "## Protocol", "", *protocol(preset_cfg, rows, precisions), "",
+             "## Why: sharpness and feature perturbation", "",
              "sharpness_worst: loss increase at the worst weight perturbation of L2 radius 0.05 (5 ascent steps); "
              "sharpness_random: mean increase under random perturbations of that radius; feature_shift: mean "
              "relative change of penultimate features under a PGD attack at the eps named in the preset.", "",

@@ -1,0 +1,72 @@
+"""Regenerated CIFAR-10-C as the CIFAR generator makes it: the vectorised path against a plain per-image port."""
+import numpy as np
+import pytest
+
+from bench.corruptions import CORRUPTIONS, GENERATOR_VERSION, SEVERITIES, cached_set, corrupt
+from bench.corruptions_reference import corrupt_reference
+
+
+def _agreement(x):
+    worst = {}
+    for name in CORRUPTIONS:
+        for s in SEVERITIES:
+            d = np.abs(corrupt(x, name, s).astype(int) - corrupt_reference(x, name, s).astype(int))
+            worst[(name, s)] = (d <= 1).mean()
+    return worst
+
+
+def test_vectorised_corruptions_match_the_per_image_port_on_real_images(subset_path):
+    x = np.load(subset_path)["x_test"][:40].transpose(0, 2, 3, 1)
+    bad = {k: v for k, v in _agreement(x).items() if v < 0.999}
+    assert not bad, bad  # within one grey level on at least 99.9% of values, for all 75 sets
+
+
+def test_vectorised_corruptions_match_the_per_image_port_on_synthetic_images():
+    rng = np.random.default_rng(7)
+    x = rng.integers(0, 256, size=(12, 32, 32, 3), dtype=np.uint8)
+    x[:4] = np.clip(x[:4].astype(int) // 64 * 64 + 32, 0, 255)  # flat patches: borders and saturation matter
+    bad = {k: v for k, v in _agreement(x).items() if v < 0.999}
+    assert not bad, bad
+
+
+def test_glass_blur_copies_pixels_as_the_generator_does():
+    """With sigma ~0 the blur leaves pixels alone; the generator's tuple "swap" then only copies: every output
+    value already exists in its 3x3 neighbourhood's input, and a true swap (which moves pixels twice as far)
+    would change more of the image."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(8, 32, 32, 3), dtype=np.uint8)
+    out = corrupt(x, "glass_blur", 1)
+    changed = (out != x).any(-1).mean()
+    assert 0.3 < changed < 0.9
+    ref = corrupt_reference(x, "glass_blur", 1)
+    assert np.array_equal(out, ref)  # the reference runs the generator's line verbatim
+
+
+def test_an_image_is_corrupted_the_same_whatever_its_batch():
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 256, size=(10, 32, 32, 3), dtype=np.uint8)
+    for name in ("gaussian_noise", "glass_blur", "snow", "elastic_transform", "frost", "fog"):
+        assert np.array_equal(corrupt(x, name, 3)[:4], corrupt(x[:4], name, 3)), name
+
+
+def test_generator_version_is_in_the_cache_and_the_row_key(tmp_path):
+    x = np.random.default_rng(2).integers(0, 256, size=(3, 32, 32, 3), dtype=np.uint8)
+    cached_set(x, "contrast", 2, str(tmp_path))
+    (f,) = list(tmp_path.glob("*.npy"))
+    assert f"-v{GENERATOR_VERSION}-" in f.name
+    from argparse import Namespace
+
+    from bench.run import attack_config
+
+    args = Namespace(corruptions=None, corruptions_dir=None, seed=0)
+    _, cfg = attack_config({"attack": "corruptions"}, args, "synthetic")
+    assert cfg["generator_version"] == GENERATOR_VERSION and cfg["source"] == "regenerated"
+
+
+def test_corruption_typo_is_one_line(tmp_path, capsys):
+    from bench import run as bench_run
+
+    code = bench_run.main(["--models", "a.pt", "b.pt", "--attacks", "corruptions", "--corruptions", "fogg",
+                           "--data", "synthetic", "--out", str(tmp_path), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0 and "fogg" in err and "fog" in err
