@@ -19,12 +19,13 @@ from zoo import classics, models
 from zoo.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_atomic, sha256_file
 
 PRETTY = {"preact_resnet18": "PreActResNet-18", "wrn28_10": "WideResNet-28-10", "wrn34_10": "WideResNet-34-10",
-          "sharp_tiny": "TinyNet"}
+          "sharp_tiny": "TinyNet", "sharp_small": "SmallNet"}
 CLASSIC_SOURCE = {
     "preact_resnet18": ([classics.PreActBlock, classics.PreActResNet], "PreActResNet((2, 2, 2, 2), num_classes=NUM_CLASSES)"),
     "wrn28_10": ([classics.PreActBlock, classics.WideResNet], "WideResNet(28, 10, num_classes=NUM_CLASSES)"),
     "wrn34_10": ([classics.PreActBlock, classics.WideResNet], "WideResNet(34, 10, num_classes=NUM_CLASSES)"),
     "sharp_tiny": ([classics.TinyNet], "TinyNet(num_classes=NUM_CLASSES)"),
+    "sharp_small": ([classics.TinyNet, classics.SmallNet], "SmallNet(num_classes=NUM_CLASSES)"),
 }
 
 

@@ -60,7 +60,7 @@ def summarize(pm: pd.DataFrame) -> pd.DataFrame:
         out[(c, "mean")] = g[c].mean()
         out[(c, "std")] = g[c].std(ddof=1)
     out[("seeds", "n")] = g.size()
-    order = {"standard": 0, "sam": 1, "pgd_at": 2, "sam_at": 3}
+    order = {"standard": 0, "sam": 1, "pgd_at": 2, "trades": 3, "awp": 4, "fgsm_rs": 5, "sam_at": 6}
     s = pd.DataFrame(out)
     return s.loc[sorted(s.index, key=lambda k: (order.get(k.split()[0], 9), k))]
 
@@ -115,13 +115,17 @@ def measures_table(s: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+# recipes that train on perturbed inputs: the "AT" side of every verdict; fgsm_rs is the cheapest (one step)
+AT_RECIPES = ("pgd_at", "trades", "awp", "fgsm_rs")
+
+
 def claims(pm: pd.DataFrame, s: pd.DataFrame) -> list[str]:
     """Plain-word verdicts on the paper's claims, with the numbers they rest on."""
     out = []
     if "standard" not in s.index:
         return ["No standard-trained model: nothing to compare against."]
     sams = [g for g in s.index if g.startswith("sam ") or g == "sam"]
-    ats = [g for g in s.index if g.startswith("pgd_at")]
+    ats = [g for g in s.index if g.split()[0] in AT_RECIPES]
 
     def m(g, c):
         c = _key(c)
@@ -157,6 +161,22 @@ def claims(pm: pd.DataFrame, s: pd.DataFrame) -> list[str]:
         held = all(v < 0 for v in lost.values())
         out.append(f"**PGD-AT costs clean accuracy:** {'held' if held else 'did not hold'}: " +
                    ", ".join(f"{g} {100 * lost[g]:+.1f} pts" for g in ats) + " against standard.")
+    cheap = [g for g in s.index if g.split()[0] == "fgsm_rs"]
+    small = (_eps_cols(pm, "pgd", "Linf") or [None])[0]
+    if cheap and sams and small is not None:
+        c = cheap[0]
+        best = max(sams, key=lambda g: m(g, small))
+        gap = m(best, "clean") - m(c, "clean")
+        equal = abs(gap) <= 0.01
+        sam_wins = m(best, small) >= m(c, small)
+        out.append(f"**SAM vs the cheapest AT ({c}) at equal clean accuracy:** " + (
+            f"{'SAM at least as robust' if sam_wins else 'the cheapest AT more robust'}: {best} "
+            f"{100 * m(best, small):.1f}% vs {100 * m(c, small):.1f}% under PGD Linf {small[2]}, clean "
+            f"{100 * m(best, 'clean'):.1f}% vs {100 * m(c, 'clean'):.1f}%." if equal else
+            f"not comparable at equal clean accuracy: clean {100 * m(best, 'clean'):.1f}% ({best}) vs "
+            f"{100 * m(c, 'clean'):.1f}% ({c}), a {100 * abs(gap):.1f}-point gap; read the trade-off plot "
+            f"(tradeoff.png): robust under PGD Linf {small[2]} {100 * m(best, small):.1f}% vs "
+            f"{100 * m(c, small):.1f}%."))
     for norm in ("Linf", "L2"):
         key = f"feature_shift_{norm}"
         if (key, "mean") not in s.columns or not sams or not ats:

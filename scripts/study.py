@@ -50,6 +50,28 @@ class Preset:
     corruptions: tuple | None  # None = all 15
     measure_n: int  # points used for sharpness and feature measures
     feature_eps: dict  # norm -> eps for the feature-perturbation measure
+    extra: tuple = ()  # more recipes (trades, awp, fgsm_rs), each with its defaults at the preset's main AT eps
+
+
+# recipes --recipes can add; each is trained once per seed at the preset's main adversarial-training setting
+EXTRA_RECIPES = ("trades", "awp", "fgsm_rs")
+
+
+def main_at(p: Preset) -> AT:
+    """The preset's main adversarial-training setting: its largest Linf eps (the paper's and RobustBench's 8/255)."""
+    from zoo.pgd import parse_eps
+
+    linf = [a for a in p.at if a.norm == "Linf"] or list(p.at)
+    return max(linf, key=lambda a: parse_eps(a.eps))
+
+
+def parse_recipes(text: str) -> tuple:
+    """'+trades,+awp' -> ('trades', 'awp'): groups added to the preset's grid."""
+    names = tuple(t.strip().lstrip("+") for t in text.split(",") if t.strip())
+    unknown = [n for n in names if n not in EXTRA_RECIPES]
+    if unknown:
+        raise ValueError(f"--recipes: cannot add {unknown[0]!r}; choose from {', '.join('+' + r for r in EXTRA_RECIPES)}")
+    return names
 
 
 PRESETS = {
@@ -75,7 +97,7 @@ PRESETS = {
         corruptions=None, measure_n=512, feature_eps={"Linf": "2/255", "L2": "32/255"}),
     # the whole pipeline on CPU in minutes: the README's main command and CI
     "smoke": Preset(
-        arch="sharp_tiny", data="digits", n_train=None, epochs=6, batch_size=64, lr=0.1, seeds=(0,),
+        arch="sharp_small", data="digits", n_train=None, epochs=8, batch_size=64, lr=0.1, seeds=(0,),
         rhos=(0.05,), at=(AT("Linf", "8/255", 3, "2/255"),), sam_at=(),
         eval_n=64, eval_eps={"Linf": ("2/255", "8/255"), "L2": ("0.5",)}, pgd_steps=5,
         aa_n=8, aa_eps={"Linf": ("8/255",)}, corruptions=("gaussian_noise", "fog", "jpeg_compression"),
@@ -95,6 +117,10 @@ def training_grid(p: Preset, device: str, zoo_dir: str, compile_: bool = False):
         for at in p.at:
             yield dataclasses.replace(base, recipe="pgd_at", norm=at.norm, eps=at.eps, steps=at.steps,
                                       alpha=at.alpha, seed=seed)
+        for recipe in p.extra:
+            at = main_at(p)
+            steps_alpha = {} if recipe == "fgsm_rs" else {"steps": at.steps, "alpha": at.alpha}  # FGSM-RS: its own
+            yield dataclasses.replace(base, recipe=recipe, norm=at.norm, eps=at.eps, seed=seed, **steps_alpha)
         for rho, at in p.sam_at:
             yield dataclasses.replace(base, recipe="sam_at", rho=rho, norm=at.norm, eps=at.eps, steps=at.steps,
                                       alpha=at.alpha, seed=seed)
@@ -184,6 +210,8 @@ def main(argv=None) -> int:
     ap.add_argument("--arch", default=None, help="override the architecture (e.g. sharp_tiny on CPU)")
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--seeds", default=None, help="comma list, e.g. 0,1,2")
+    ap.add_argument("--recipes", default="", help="add recipe groups to the preset, e.g. +trades,+awp,+fgsm_rs "
+                                                  "(each at the preset's main PGD-AT eps, with its paper's defaults)")
     ap.add_argument("--aa-n", type=int, default=None, help="override the AutoAttack test points (slow on CPU)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", default=None, help="rows, report and plots (default results/study, runs/ for smoke)")
@@ -197,6 +225,11 @@ def main(argv=None) -> int:
             if v is not None}
     if args.seeds:
         over["seeds"] = tuple(int(s) for s in args.seeds.split(","))
+    try:
+        over["extra"] = parse_recipes(args.recipes)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     p = dataclasses.replace(p, **over)
     if p.data.startswith("npz:") and not os.path.exists(p.data[4:]):
         print(f"error: {p.data[4:]} not found; pass --data digits or --data npz:PATH", file=sys.stderr)

@@ -137,3 +137,31 @@ def test_gpu_check_runs_tiny_on_cpu(tmp_path, capsys):
     assert text.count("| PASS |") == 3 and "FAIL" not in text  # eager = compiled twice; every recipe benches
     for recipe in ("standard", "sam", "pgd_at", "sam_at"):
         assert f"| {recipe} |" in text
+
+
+def test_augmentation_is_a_property_of_the_data():
+    digits, cifar_like = load_dataset("digits"), load_dataset("synthetic")
+    assert digits.augment == {"pad": 2, "flip": False} and cifar_like.augment == {"pad": 4, "flip": True}
+    # a horizontally asymmetric image: with flips off, every output is an unflipped shift of at most 2 pixels
+    x = torch.zeros(64, 3, 32, 32)
+    x[:, :, 10:20, 4:8] = 1.0
+    loader = DeviceLoader((x * 255).to(torch.uint8), torch.zeros(64, dtype=torch.long), 64, "cpu", train=True,
+                          augment=digits.augment)
+    (xb, _), = list(loader)
+    cols = xb[:, 0, 15].nonzero()[:, 1].view(64, -1)  # the bar's columns in row 15 of each image
+    assert cols.min() >= 2 and cols.max() <= 9 and (cols[:, 0] != 4).any()  # shifted, never mirrored to 24..27
+    loader.augment = cifar_like.augment
+    (xb, _), = list(loader)
+    assert (xb[:, 0, 15, 20:].sum(1) > 0).any()  # with flips on, some bars land on the right half
+
+
+def test_bench_channels_last_compiled_forward_matches_eager_on_cpu():
+    """The evaluation layout CUDA uses (channels_last, bucketed compiled forward), run on CPU."""
+    from bench.fast_eval import BucketedForward
+
+    model = _bn_net().eval()
+    fast = BucketedForward(model.to(memory_format=torch.channels_last), 16, backend="aot_eager",
+                           channels_last=True).eval()
+    x = torch.rand(11, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), model(x), rtol=1e-4, atol=1e-5)

@@ -18,6 +18,11 @@ def test_smoke_study_runs_end_to_end_and_reuses_its_work(tmp_path):
     for png in ("robust_vs_eps.png", "tradeoff.png", "training_curves.png", "robustness_Linf.png"):
         assert (out / png).stat().st_size > 0, png
     assert len(list(zoo.glob("*.pt"))) == 3
+    from zoo.checkpoint import load_checkpoint
+
+    standard = load_checkpoint(str(next(zoo.glob("*-standard-*.pt"))))
+    assert standard["metrics"]["clean_test_acc"] >= 0.95  # the demo's models are trained, not toys
+    assert standard["dataset"]["augment"] == {"pad": 2, "flip": False}  # no mirrored digits
     rows = (out / "results.jsonl").read_text()
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT, env=env)
     assert again.returncode == 0, again.stderr[-3000:]

@@ -121,7 +121,8 @@ def test_resume_of_a_finished_run_returns_its_checkpoint(tiny_cfg):
 def test_trains_on_real_cifar_subset(tiny_cfg, subset_path):
     cfg = dataclasses.replace(tiny_cfg, data=f"npz:{subset_path}", n_train=256)
     ckpt = load_checkpoint(train(cfg, progress=False))
-    assert ckpt["dataset"] == {"spec": f"npz:{subset_path}", "n_train": 256, "n_test": 1017}
+    assert ckpt["dataset"] == {"spec": f"npz:{subset_path}", "n_train": 256, "n_test": 1017,
+                               "augment": {"pad": 4, "flip": True}}  # CIFAR's crop and flip
     assert ckpt["num_classes"] == 10 and 0.0 <= ckpt["metrics"]["clean_test_acc"] <= 1.0
 
 

@@ -26,10 +26,12 @@ class TrainConfig:
     schedule: str = "piecewise"  # piecewise (x0.1 at 75%, x0.01 at 90% of epochs) | cosine
     rho: float | None = None  # SAM radius in weight space; None = 0.05 (SAM) or 0.5 (ASAM, Kwon et al.'s)
     adaptive: bool = False  # ASAM: perturbation scaled by T_w = |w| + 0.01 on weight tensors
+    beta: float = 6.0  # TRADES: weight of the KL term (Zhang et al.'s CIFAR-10 value)
+    gamma: float = 5e-3  # AWP: weight perturbation per layer, relative to the layer's norm (Wu et al.)
     norm: str = "Linf"  # PGD-AT threat model
     eps: str = ""  # PGD-AT radius in input space, e.g. "8/255"; "" = the norm's default
-    alpha: str = ""  # PGD-AT step size; "" = eps/4
-    steps: int = 0  # PGD-AT steps; 0 = the norm's default
+    alpha: str = ""  # PGD-AT step size; "" = eps/4 (fgsm_rs: 1.25 eps)
+    steps: int = 0  # PGD-AT steps; 0 = the norm's default (fgsm_rs: 1)
     seed: int = 0  # seeds weights, data order, augmentation and attack starts
     device: str = "auto"  # auto = cuda if available else cpu
     amp: str = ""  # bf16 | off: torch.autocast to bfloat16 on the training device; "" = bf16 on CUDA, off elsewhere
@@ -45,7 +47,9 @@ class TrainConfig:
         eps, steps = AT_DEFAULTS[self.norm]
         eps = self.eps or eps
         parse_eps(eps)
-        alpha = self.alpha or f"{parse_eps(eps) / 4:.8g}"
+        fgsm = self.recipe == "fgsm_rs"  # Wong et al.: one step of 1.25 eps from a uniform random start
+        alpha = self.alpha or f"{(1.25 if fgsm else 0.25) * parse_eps(eps):.8g}"
+        steps = 1 if fgsm else steps
         parse_eps(alpha)
         rho = self.rho if self.rho is not None else (0.5 if self.adaptive else 0.05)
         if self.amp not in ("", "bf16", "off"):

@@ -9,7 +9,7 @@ Specs accepted by `load_dataset`:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -30,6 +30,9 @@ class Dataset:
     x_test: torch.Tensor
     y_test: torch.Tensor
     num_classes: int
+    # training augmentation, a property of the data: CIFAR's random crop (pad 4) and horizontal flip; digits get
+    # small shifts only, because a mirrored 2 or 5 is not the same digit
+    augment: dict = field(default_factory=lambda: {"pad": 4, "flip": True})
 
     def channel_stats(self) -> tuple[list[float], list[float]]:
         """Per-channel mean and std of the training images in [0,1]: the model's built-in normalization."""
@@ -107,7 +110,7 @@ def _from_digits() -> Dataset:
     # a fixed shuffle so both splits hold every writer and class; 360 test images as in sklearn's examples
     perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
     x, y = x[perm], y[perm]
-    return Dataset("digits", x[360:], y[360:], x[:360], y[:360], num_classes=10)
+    return Dataset("digits", x[360:], y[360:], x[:360], y[:360], num_classes=10, augment={"pad": 2, "flip": False})
 
 
 def make_synthetic(n_train: int = 512, n_test: int = 256, num_classes: int = 10, seed: int = 0) -> Dataset:
@@ -141,15 +144,17 @@ def load_dataset(spec: str, data_dir: str = "data", n_train: int | None = None) 
     return ds
 
 
-def random_crop_flip(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
-    """Random crop with reflect padding plus horizontal flip, batched on x's device (float NCHW).
+def random_crop_flip(x: torch.Tensor, gen: torch.Generator, pad: int = 4, flip: bool = True) -> torch.Tensor:
+    """Random crop with reflect padding (a shift of up to `pad` pixels) plus, if flip, a horizontal flip,
+    batched on x's device (float NCHW).
 
     The offsets are drawn by `gen`, a generator on x's device: no host-to-device copy and no sync in a step.
     CPU and CUDA generators draw different (equally distributed) offsets for the same seed."""
     n, _, h, w = x.shape
     dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=x.device)
     dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=x.device)
-    flip = torch.rand(n, generator=gen, device=x.device) < 0.5
+    flipped = torch.rand(n, generator=gen, device=x.device) < 0.5
+    flip = flipped if flip else torch.zeros_like(flipped)
     padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
     rows = (dy[:, None] + torch.arange(h, device=x.device))[:, :, None]  # (n, h, 1)
     cols = dx[:, None] + torch.arange(w, device=x.device)  # (n, w)
@@ -163,8 +168,9 @@ class DeviceLoader:
     augmentation of epoch e only on (seed, e) and the device type (its generator lives on the device)."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, device, *, train: bool,
-                 seed: int = 0, drop_last: bool = False, rank: int = 0, world: int = 1):
+                 seed: int = 0, drop_last: bool = False, rank: int = 0, world: int = 1, augment: dict | None = None):
         self.x, self.y = x.to(device), y.to(device)
+        self.augment = augment or {"pad": 4, "flip": True}
         self.batch_size, self.train, self.seed, self.drop_last = batch_size, train, seed, drop_last
         self.rank, self.world = rank, world
         self.epoch = 0
@@ -191,5 +197,5 @@ class DeviceLoader:
             j = idx[b * self.batch_size:(b + 1) * self.batch_size]
             xb = self.x[j].float().div_(255.0)
             if self.train:
-                xb = random_crop_flip(xb, gen)
+                xb = random_crop_flip(xb, gen, pad=self.augment["pad"], flip=self.augment["flip"])
             yield xb, self.y[j]

@@ -90,23 +90,32 @@ def random_start(x: torch.Tensor, norm: str, eps: float, *, example_ids=None, se
 
 def pgd(model, x: torch.Tensor, y: torch.Tensor, *, norm: str = "Linf", eps: float = 8 / 255,
         alpha: float | None = None, steps: int = 10, restarts: int = 1, rand_init: bool = True,
-        example_ids=None, seed: int = 0) -> torch.Tensor:
-    """Maximise cross-entropy within the eps-ball around x, staying in [0,1].
+        example_ids=None, seed: int = 0, loss: str = "ce", init_std: float | None = None) -> torch.Tensor:
+    """Maximise a loss within the eps-ball around x, staying in [0,1].
 
-    With several restarts, each example keeps the first restart that fools the model (else the last one).
-    example_ids (indices of x's rows in the evaluated set) give each example its own random starts, seeded by
-    (seed, restart, index); without them the starts come from the global RNG. The caller decides train/eval
-    mode; the model's parameters receive no gradient.
+    loss "ce": cross-entropy with the labels (PGD, FGSM); "kl": KL(f(x) || f(x + delta)) against the model's own
+    clean prediction (TRADES' inner maximisation). init_std starts from delta ~ init_std * N(0, I) (TRADES'
+    0.001) instead of a uniform point of the ball. With several restarts, each example keeps the first restart
+    that fools the model (else the last one). example_ids (indices of x's rows in the evaluated set) give each
+    example its own random starts, seeded by (seed, restart, index); without them the starts come from the
+    global RNG. The caller decides train/eval mode; the model's parameters receive no gradient.
     """
     check_norm(norm)
     if eps == 0 or steps == 0:
         return x.detach().clone()
     alpha = 2.5 * eps / steps if alpha is None else alpha  # Madry et al.'s step rule
+    if loss not in ("ce", "kl"):
+        raise ValueError(f"unknown PGD loss {loss!r}; choose ce or kl")
     x = x.detach()
     best = x.clone()
     fooled = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    if loss == "kl":
+        with torch.no_grad():
+            p_clean = F.softmax(model(x).float(), 1)
     for r in range(restarts):
-        if rand_init:
+        if init_std is not None:
+            delta = init_std * torch.randn_like(x)
+        elif rand_init:
             delta = random_start(x, norm, eps, example_ids=example_ids, seed=seed, restart=r)
         else:
             delta = torch.zeros_like(x)
@@ -114,8 +123,12 @@ def pgd(model, x: torch.Tensor, y: torch.Tensor, *, norm: str = "Linf", eps: flo
             delta.requires_grad_(True)
             # summed, not averaged: each example's gradient is then the same whatever its batch (a mean would
             # scale it by 1/batch size, which L2's normalised step removes only up to rounding)
-            loss = F.cross_entropy(model(x + delta).float(), y, reduction="sum")
-            (grad,) = torch.autograd.grad(loss, delta)
+            logits = model(x + delta).float()
+            if loss == "ce":
+                objective = F.cross_entropy(logits, y, reduction="sum")
+            else:
+                objective = F.kl_div(F.log_softmax(logits, 1), p_clean, reduction="sum")
+            (grad,) = torch.autograd.grad(objective, delta)
             with torch.no_grad():
                 step = grad.sign() if norm == "Linf" else grad / _l2(grad)
                 delta = project(delta + alpha * step, norm, eps)

@@ -93,8 +93,23 @@ def sam_perturbation(params, rho: float, adaptive: bool) -> list[torch.Tensor]:
     return [rho * g / (norm + 1e-12) for g in grads]
 
 
-def sam_update(model, opt, x, y, cfg, autocast):
-    """Two passes: ascend to w + e(w), take the gradient there, step from w.
+def awp_perturbation(params, gamma: float) -> list[torch.Tensor]:
+    """AWP (Wu et al. 2020): per layer, v_l = gamma * ||w_l|| * g_l / ||g_l|| on weight tensors (convolution and
+    linear weights, ndim > 1), nothing on biases and BatchNorm parameters; g is the adversarial loss's gradient
+    (one normalised ascent step, as the paper's single proxy step does)."""
+    out = []
+    for p in params:
+        if p.ndim > 1 and p.grad is not None:
+            out.append(gamma * torch.linalg.vector_norm(p.detach()) * p.grad
+                       / (torch.linalg.vector_norm(p.grad) + 1e-12))
+        else:
+            out.append(torch.zeros_like(p))
+    return out
+
+
+def perturbed_update(model, opt, x, y, autocast, perturbation):
+    """Two passes: gradient at w, move to w + e(w) (e from `perturbation(params)`, reading the gradient), take
+    the gradient there, step from w. SAM and AWP differ only in e.
 
     Under DistributedDataParallel both backward passes all-reduce, so e(w) is computed from the global
     gradient and every rank perturbs identically (no m-sharpness across devices).
@@ -103,7 +118,7 @@ def sam_update(model, opt, x, y, cfg, autocast):
     opt.zero_grad(set_to_none=True)
     loss, logits = _ce_backward(model, x, y, autocast)
     with torch.no_grad():
-        e = sam_perturbation(params, cfg.rho, cfg.adaptive)
+        e = perturbation(params)
         torch._foreach_add_(params, e)
     opt.zero_grad(set_to_none=True)
     with frozen_bn_stats(model):
@@ -114,9 +129,21 @@ def sam_update(model, opt, x, y, cfg, autocast):
     return loss, logits
 
 
-def adversarial_batch(model, x, y, cfg, autocast):
+def sam_update(model, opt, x, y, cfg, autocast):
+    return perturbed_update(model, opt, x, y, autocast, lambda ps: sam_perturbation(ps, cfg.rho, cfg.adaptive))
+
+
+def adversarial_batch(model, x, y, cfg, autocast, **pgd_kw):
+    """The training attack: zoo.pgd's PGD (the bench's projection), BatchNorm running statistics frozen."""
     with frozen_bn_stats(model), autocast():
-        return pgd(model, x, y, norm=cfg.norm, eps=cfg.eps_value, alpha=cfg.alpha_value, steps=cfg.steps)
+        return pgd(model, x, y, norm=cfg.norm, eps=cfg.eps_value, alpha=cfg.alpha_value, steps=cfg.steps,
+                   **pgd_kw)
+
+
+def trades_loss(logits_nat, logits_adv, y, beta: float) -> torch.Tensor:
+    """TRADES (Zhang et al. 2019): CE(f(x), y) + beta * KL(f(x) || f(x')), the KL averaged over the batch."""
+    kl = F.kl_div(F.log_softmax(logits_adv.float(), 1), F.softmax(logits_nat.float(), 1), reduction="batchmean")
+    return F.cross_entropy(logits_nat.float(), y) + beta * kl
 
 
 def _at_tag(cfg):
@@ -151,3 +178,31 @@ def pgd_at_step(model, opt, x, y, cfg, autocast):
 def sam_at_step(model, opt, x, y, cfg, autocast):
     x_adv = adversarial_batch(model, x, y, cfg, autocast)
     return sam_update(model, opt, x_adv, y, cfg, autocast)
+
+
+@register("trades", tag=lambda cfg: f"beta{cfg.beta:g}-{_at_tag(cfg)}",
+          summary="TRADES, Zhang et al. 2019 (--beta, default 6; eps/alpha/steps as PGD-AT)")
+def trades_step(model, opt, x, y, cfg, autocast):
+    # inner maximisation of KL(f(x) || f(x')) from x + 0.001 * N(0, I), through the same PGD and projection
+    x_adv = adversarial_batch(model, x, y, cfg, autocast, loss="kl", init_std=0.001)
+    opt.zero_grad(set_to_none=True)
+    with autocast():
+        logits_nat, logits_adv = model(x), model(x_adv)
+        loss = trades_loss(logits_nat, logits_adv, y, cfg.beta)
+    loss.backward()
+    opt.step()
+    return loss.detach(), logits_nat.detach()
+
+
+@register("awp", tag=lambda cfg: f"gamma{cfg.gamma:g}-{_at_tag(cfg)}",
+          summary="AWP, Wu et al. 2020: PGD-AT with an adversarial weight perturbation (--gamma, default 5e-3)")
+def awp_step(model, opt, x, y, cfg, autocast):
+    x_adv = adversarial_batch(model, x, y, cfg, autocast)
+    return perturbed_update(model, opt, x_adv, y, autocast, lambda ps: awp_perturbation(ps, cfg.gamma))
+
+
+@register("fgsm_rs", tag=_at_tag,
+          summary="fast AT, Wong et al. 2020: one FGSM step of 1.25*eps from a uniform random start")
+def fgsm_rs_step(model, opt, x, y, cfg, autocast):
+    x_adv = adversarial_batch(model, x, y, cfg, autocast)  # steps = 1, alpha = 1.25 eps (TrainConfig.resolved)
+    return standard_step(model, opt, x_adv, y, cfg, autocast)

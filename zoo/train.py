@@ -75,8 +75,9 @@ def accuracy(model, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500, aut
 
 def config_mismatch(saved: dict, cfg: TrainConfig) -> list[str]:
     ignore = {"device", "compile", "out"}  # may change between a run and its resumption
-    now = cfg.to_dict()
-    return [k for k in now if k not in ignore and saved.get(k) != now[k]]
+    now, default = cfg.to_dict(), TrainConfig().to_dict()
+    # a field added after the run was saved counts as its default (e.g. TRADES' beta for a SAM checkpoint)
+    return [k for k in now if k not in ignore and saved.get(k, default[k]) != now[k]]
 
 
 def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, on_epoch_end=None) -> str:
@@ -119,7 +120,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, on_e
     if cfg.compile:
         net = torch.compile(net, backend=cfg.compile)
     loader = DeviceLoader(ds.x_train, ds.y_train, cfg.batch_size, device, train=True, seed=cfg.seed,
-                          rank=rank, world=world)
+                          rank=rank, world=world, augment=ds.augment)
     for epoch in range(start, cfg.epochs):
         torch.manual_seed(cfg.seed * 1000 + epoch)  # attack random starts: a resumed epoch repeats exactly
         loader.set_epoch(epoch)
@@ -165,7 +166,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, on_e
     ckpt = {
         "model": _cpu_state(model), "arch": cfg.arch, "num_classes": ds.num_classes, "recipe": cfg.recipe,
         "config": cfg.to_dict(), "seed": cfg.seed,
-        "dataset": {"spec": cfg.data, "n_train": len(ds.y_train), "n_test": len(ds.y_test)},
+        "dataset": {"spec": cfg.data, "n_train": len(ds.y_train), "n_test": len(ds.y_test), "augment": ds.augment},
         "normalization": {"mean": mean, "std": std}, "history": history,
         "metrics": {"clean_test_acc": final_acc, "n_test": len(ds.y_test)}, "versions": versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "distributed": ddp,
@@ -203,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schedule", default=d.schedule, choices=["piecewise", "cosine"])
     p.add_argument("--rho", type=float, default=None, help="SAM radius (default 0.05; 0.5 with --adaptive)")
     p.add_argument("--adaptive", action="store_true", help="ASAM (Kwon et al. 2021): T_w = |w| + 0.01 on weights")
+    p.add_argument("--beta", type=float, default=d.beta, help="TRADES: weight of the KL term (default 6)")
+    p.add_argument("--gamma", type=float, default=d.gamma, help="AWP: relative weight perturbation (default 5e-3)")
     p.add_argument("--norm", default=d.norm, help="PGD-AT norm: Linf | L2")
     p.add_argument("--eps", default="", help="PGD-AT eps, e.g. 8/255 (default: Linf 8/255, L2 0.5)")
     p.add_argument("--alpha", default="", help="PGD-AT step size (default eps/4)")
