@@ -62,7 +62,7 @@ def speed_section(archs, s, device, lines, verdicts):
     for arch in archs:
         std = None
         for recipe in ("standard", "sam", "pgd_at"):
-            cfg = TrainConfig(arch=arch, recipe=recipe, batch_size=s["batch"], steps=10).resolved()
+            cfg = TrainConfig(arch=arch, recipe=recipe, batch_size=s["batch"]).resolved()  # PGD-AT: 10 steps
             if cuda:
                 torch.cuda.reset_peak_memory_stats(device)
             ips, flops, _, syncs = ours(arch, recipe, cfg, ds, device, s["steps"], s["warmup"], cuda, False)
