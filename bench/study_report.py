@@ -53,7 +53,7 @@ def _eps_cols(df, attack, norm):
 
 def summarize(pm: pd.DataFrame) -> pd.DataFrame:
     """Mean and std over seeds per group; columns are (name, 'mean'|'std'|'n')."""
-    metrics = [c for c in pm.columns if c not in ("model", "group", "recipe", "seed", "protocol")]
+    metrics = [c for c in pm.columns if c not in ("model", "group", "recipe", "seed")]
     g = pm.groupby("group")
     out = {}
     for c in metrics:
@@ -265,8 +265,7 @@ def _plots(pm, s, histories, out) -> list[str]:
     return paths
 
 
-def _at_text(at) -> str:
-    at = at if isinstance(at, dict) else at.__dict__
+def _at_text(at: dict) -> str:
     return f"{at['norm']} {at['eps']}: {at['steps']} steps of {at['alpha']}"
 
 
