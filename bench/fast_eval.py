@@ -39,9 +39,9 @@ class BucketedForward(nn.Module):
         self.model = model
         self.buckets = buckets_for(max_batch)
         self.channels_last = channels_last
-        # one graph per (bucket, grad mode); dynamo's default limit (8) would otherwise send the rest to eager
-        limit = 2 * len(self.buckets) + 4
-        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, limit)
+        # one graph per (bucket, grad mode); dynamo's limit counts the graphs of every model compiled in this
+        # process (a bench run evaluates many), so each forward adds room for its own, else the rest go to eager
+        torch._dynamo.config.recompile_limit += 2 * len(self.buckets) + 4
         self.compiled = torch.compile(model, backend=backend, dynamic=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -134,7 +134,8 @@ def test_gpu_check_runs_tiny_on_cpu(tmp_path, capsys):
     text = out.read_text()
     for section in ("(a) Training speed", "(c) AutoAttack standard", "(d) Compiled bf16 training", "(e) Targets"):
         assert section in text, section
-    assert text.count("| PASS |") == 3 and "FAIL" not in text  # eager = compiled twice; every recipe benches
+    # eager = compiled twice; every recipe benches; each of the three sections ran
+    assert text.count("| PASS |") == 6 and text.count("section ran | PASS") == 3 and "FAIL" not in text
     for recipe in ("standard", "sam", "pgd_at", "sam_at"):
         assert f"| {recipe} |" in text
 

@@ -2,6 +2,8 @@ import importlib.util
 import os
 import re
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -29,3 +31,22 @@ def test_speed_script_prints_ratios_and_profiles_on_cpu(tmp_path, capsys):
     assert re.search(r"PGD-20 evaluation .*: \d+ images/s", text)
     assert re.search(r"^\| standard \| [\d.]+ \|", text, re.M) and re.search(r"^\| pgd_at \| [\d.]+ \|", text, re.M)
     assert text.count("## Where the time goes") == 2 and "aten::" in text
+
+
+def test_step_breakdown_names_the_source_line_of_a_host_sync():
+    spec = importlib.util.spec_from_file_location("step_breakdown", os.path.join(ROOT, "scripts", "step_breakdown.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    import torch
+
+    out = mod.breakdown("sharp_tiny", "standard", 8, 2, 1, torch.device("cpu"), [])
+    for key in ("loader img/s", "step img/s (batches fetched beforehand)", "loader + step img/s",
+                "step img/s at batch 32"):
+        assert out[key] > 0, key
+    # the sync finder on CPU: a RuntimeError raised inside project code is reported with that file and line
+    import zoo.data
+
+    with pytest.raises(RuntimeError) as info:  # reflect padding wider than the image: raised inside zoo
+        zoo.data.random_crop_flip(torch.zeros(2, 3, 8, 8), None, pad=10)
+    where = mod.project_frame(info.tb)
+    assert where.startswith("zoo/data.py:") and "random_crop_flip" in where and "F.pad" in where

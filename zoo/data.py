@@ -191,7 +191,11 @@ class DeviceLoader:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self):
-        idx = self._indices().to(self.x.device)  # once per epoch, outside the steps
+        idx = self._indices()  # once per epoch, outside the steps
+        if self.x.device.type == "cuda":  # a pageable copy would block the host: copy from pinned memory, async
+            idx = idx.pin_memory().to(self.x.device, non_blocking=True)
+        else:
+            idx = idx.to(self.x.device)
         gen = torch.Generator(device=self.x.device).manual_seed(self.seed * 7919 + self.epoch + 1)
         for b in range(len(self)):
             j = idx[b * self.batch_size:(b + 1) * self.batch_size]

@@ -118,6 +118,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, on_e
 
     net = dist.wrap(model, device)
     if cfg.compile:
+        # dynamo's recompile limit counts the graphs of every model compiled in this process (a study trains
+        # many): each run adds room for its own variants (BatchNorm momentum frozen or not, grad mode, shapes),
+        # so a later model does not silently fall back to eager
+        torch._dynamo.config.recompile_limit += 8
         net = torch.compile(net, backend=cfg.compile)
     loader = DeviceLoader(ds.x_train, ds.y_train, cfg.batch_size, device, train=True, seed=cfg.seed,
                           rank=rank, world=world, augment=ds.augment)
