@@ -150,5 +150,7 @@ def _run_stages(aa, checks, wrapped, x, y, stages, batch_size, state_path, catch
         if state_path:
             save_atomic(state, state_path)
     aa_checks = {name: found.get(name) for name in CHECKS}
+    from importlib.metadata import version
+
     return x_adv, {"stage_acc": state["stage_acc"], "stage_seconds": state["seconds"], "resumed_stages": resumed,
-                   "aa_checks": aa_checks}
+                   "aa_checks": aa_checks, "pyautoattack": version("pyautoattack")}

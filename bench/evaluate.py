@@ -66,13 +66,15 @@ def evaluate_attack(model, attack, x, y, *, norm: str, eps: float, batch_size: i
         row["stage_seconds"] = attack.info.get("stage_seconds", {})
     if "aa_checks" in attack.info:
         row["aa_checks"] = attack.info["aa_checks"]  # None per check that passed, else its warning
+        row["pyautoattack"] = attack.info.get("pyautoattack")  # the package version that ran (not in the key)
     return row
 
 
 def evaluate_corruptions(model, x_u8: torch.Tensor, y: torch.Tensor, *, device, batch_size: int = 250,
                          corruptions_dir: str | None = None, cache_dir: str = ".cache/cifar10c", seed: int = 0,
-                         names=None, progress=None) -> dict:
-    """Accuracy on each (corruption, severity): official files when present, else regenerated and cached."""
+                         names=None, progress=None, require_official: bool = False) -> dict:
+    """Accuracy on each (corruption, severity): official files when present, else regenerated and cached
+    (with require_official, a missing official file is an error instead)."""
     model.eval()
     t0 = time.perf_counter()
     names = list(names or CORRUPTIONS)
@@ -85,6 +87,9 @@ def evaluate_corruptions(model, x_u8: torch.Tensor, y: torch.Tensor, *, device, 
                 imgs, labels = official
                 yy = torch.from_numpy(labels.astype(np.int64)).to(device)
                 sources.add("official")
+            elif require_official:
+                raise EvaluationError(f"official file {name}.npy or labels.npy is missing from {corruptions_dir}; "
+                                      "fetch it with --corruptions-source official or use regenerated sets")
             else:
                 imgs, yy = cached_set(x_hwc, name, s, cache_dir, seed), y
                 sources.add("regenerated")

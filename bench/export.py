@@ -1,137 +1,198 @@
 """Export a checkpoint for submission to RobustBench: python -m bench.export CKPT --name NAME --out DIR
 
-Writes, following RobustBench's layout and loading conventions:
-  DIR/model_info/cifar10/<threat>/<NAME>.json   model-info fields, filled from measured rows
-  DIR/models/cifar10/<threat>/<NAME>.pt         {'state_dict': ...} for a model taking [0,1] inputs
-  DIR/<NAME>.py                                 a self-contained definition: build_model(), load_model(path)
+Writes under DIR, mirroring RobustBench's repository:
+  model_info/<dataset>/<threat>/<NAME>.json                 model-info fields, filled from measured rows
+  model_info/<dataset>/corruptions/unaggregated_results.<NAME>.csv   (corruptions) the per-set line
+  models/<dataset>/<threat>/<NAME>.pt                       {'state_dict': ...} for a model taking [0,1] inputs
+  robustbench/model_zoo/architectures/<name>.py             self-contained architecture module
+  robustbench/model_zoo/<dataset>_entry_<NAME>.py           the zoo dictionary entry to paste
+  SUBMISSION.md                                             the "New Model(s)" issue, filled, and the PR steps
+
+It refuses a claim RobustBench would not accept (not the full test set, not AutoAttack standard at the
+leaderboard's eps, not the official corruption files) with one line per reason and the command that fixes it;
+--draft writes the files anyway, with <NAME>.DRAFT.txt beside the JSON saying what is missing.
 """
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import sys
 
-
 from bench.results import read_rows
-from zoo import classics, models
+from bench.submit import fields, guide, rules, source
 from zoo.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_atomic, sha256_file
-
-PRETTY = {"preact_resnet18": "PreActResNet-18", "wrn28_10": "WideResNet-28-10", "wrn34_10": "WideResNet-34-10",
-          "sharp_tiny": "TinyNet", "sharp_small": "SmallNet"}
-CLASSIC_SOURCE = {
-    "preact_resnet18": ([classics.PreActBlock, classics.PreActResNet], "PreActResNet((2, 2, 2, 2), num_classes=NUM_CLASSES)"),
-    "wrn28_10": ([classics.PreActBlock, classics.WideResNet], "WideResNet(28, 10, num_classes=NUM_CLASSES)"),
-    "wrn34_10": ([classics.PreActBlock, classics.WideResNet], "WideResNet(34, 10, num_classes=NUM_CLASSES)"),
-    "sharp_tiny": ([classics.TinyNet], "TinyNet(num_classes=NUM_CLASSES)"),
-    "sharp_small": ([classics.TinyNet, classics.SmallNet], "SmallNet(num_classes=NUM_CLASSES)"),
-}
+from zoo.pgd import parse_eps
+from zoo.recipes import RECIPES
 
 
-def model_source(ckpt: dict, name: str) -> str:
-    """Python source that rebuilds the checkpoint's model with no sharpbench import."""
-    arch = ckpt["arch"]
-    norm = ckpt["normalization"]
-    parts = [f'"""RobustBench model {name}: {arch} trained with {ckpt.get("recipe")} (exported by sharpbench).',
-             "", "Takes images in [0,1]; normalization is inside the model.", '"""',
-             "import torch", "import torch.nn as nn", "import torch.nn.functional as F", ""]
-    if arch in CLASSIC_SOURCE:
-        classes, build = CLASSIC_SOURCE[arch]
-        parts += [inspect.getsource(c) for c in classes]
-    else:  # any other timm architecture: timm builds it, with the same 32x32 adaptation sharpbench applies
-        parts += ["import timm", "", inspect.getsource(models.adapt_to_32)]
-        if arch.startswith(("vit_", "deit_")):
-            build = "timm.create_model(ARCH, num_classes=NUM_CLASSES, img_size=32, patch_size=4)"
-        else:
-            build = "adapt_to_32(timm.create_model(ARCH, num_classes=NUM_CLASSES))"
-    parts += [inspect.getsource(models.Normalized),
-              f"ARCH = {arch!r}", f"NUM_CLASSES = {int(ckpt['num_classes'])}",
-              f"MEAN = {list(norm['mean'])!r}", f"STD = {list(norm['std'])!r}", "", "",
-              "def build_model():", f"    return Normalized({build}, MEAN, STD)", "", "",
-              "def load_model(path):",
-              "    ckpt = torch.load(path, map_location='cpu', weights_only=True)",
-              "    model = build_model()",
-              "    model.load_state_dict(ckpt.get('state_dict', ckpt))",
-              "    return model.eval()", ""]
-    return "\n".join(parts)
+class ExportRefused(ValueError):
+    """RobustBench would not accept the claim; .problems holds one line per reason."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__(problems[0])
+        self.problems = problems
 
 
-def measured(rows: list[dict], model_id: str, threat: str, eps: float | None) -> dict:
-    """Clean, AutoAttack (or corruption) accuracy rows for this checkpoint, newest first."""
+def benchmark_dataset(ckpt: dict) -> str:
+    spec = ckpt.get("dataset", {}).get("spec", "")
+    if spec in rules.LEADERBOARDS:
+        return spec
+    return "cifar100" if int(ckpt.get("num_classes", 10)) == 100 else "cifar10"
+
+
+def claim_row(rows: list[dict], model_id: str, threat: str, eps: float, check) -> dict | None:
+    """The row the claim comes from: the newest one RobustBench accepts, else the newest candidate (AutoAttack
+    standard first), so that the refusal names what is wrong with it."""
     mine = sorted((r for r in rows if r.get("status") == "ok" and r.get("model_id") == model_id),
-                  key=lambda r: r["time"], reverse=True)
+                  key=lambda r: r.get("time", ""), reverse=True)
     if threat == "corruptions":
-        hit = next((r for r in mine if r["attack"] == "corruptions"), None)
+        cands = [r for r in mine if r["attack"] == "corruptions"]
     else:
-        hit = next((r for r in mine if r["attack"] == "autoattack" and r["norm"] == threat
-                    and abs(r["eps"] - eps) < 1e-9), None)
-    return hit
+        cands = [r for r in mine if r["attack"] in ("autoattack", "autoattack-fast", "pgd") and r["norm"] == threat
+                 and abs(r["eps"] - eps) < 1e-9]
+    good = [r for r in cands if not check(r)]
+    if good:
+        return good[0]
+    cands.sort(key=lambda r: r["attack"] != "autoattack")  # stable: newest AutoAttack standard row first
+    return cands[0] if cands else None
 
 
-def model_info(ckpt: dict, row: dict, *, name: str, threat: str, eps_str: str, title: str, authors: str,
-               link: str, venue: str) -> dict:
-    n = row["n"]
-    foot = f"Evaluated by sharpbench on the first {n} test points of {row['data']}."
-    if n < 10000:
-        foot += " RobustBench requires the full 10000-point test set: rerun with --n-examples 10000 before submitting."
-    info = {"link": link, "name": title, "authors": authors, "additional_data": False, "number_forward_passes": 1,
-            "dataset": "cifar10", "venue": venue, "architecture": PRETTY.get(ckpt["arch"], ckpt["arch"]),
-            "eps": eps_str if threat != "corruptions" else "0.5", "clean_acc": f"{100 * row['clean_acc']:.2f}",
-            "footnote": foot}
-    acc = f"{100 * row['robust_acc']:.2f}"
-    if threat == "corruptions":
-        info["corruptions_acc"] = acc
-    else:
-        info["reported"] = acc
-        info["autoattack_acc"] = acc
-    return info
+def training_eps(ckpt: dict) -> str | None:
+    """RobustBench's corruptions `eps`: null for standard training, the training eps for adversarial training."""
+    recipe = RECIPES.get(ckpt.get("recipe", ""))
+    if recipe is None or not recipe.adversarial:
+        return None
+    return str(ckpt.get("config", {}).get("eps"))
 
 
 def export(ckpt_path: str, *, name: str, out: str, results: str, threat: str = "Linf", eps: str | None = None,
-           title: str = "", authors: str = "", link: str = "", venue: str = "") -> dict:
+           dataset: str | None = None, draft: bool = False, title: str = "", authors: str = "", link: str = "",
+           venue: str = "", reported: str | None = None, footnote: str | None = None,
+           additional_data: bool | None = None, license_: str = "") -> dict:
     ckpt = load_checkpoint(ckpt_path)
     model = model_from_checkpoint(ckpt, ckpt_path)
-    from zoo.pgd import parse_eps
+    dataset = dataset or benchmark_dataset(ckpt)
+    fatal = rules.leaderboard_problems(dataset, threat)
+    if not name.isidentifier():
+        fatal += rules.name_problems(name)
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    mangled = [k for k in state if any(s in k for s in source.MANGLED_BY_ROBUSTBENCH)]
+    if mangled:
+        fatal.append(f"weight name {mangled[0]!r} contains 'module.' or 'model.', which robustbench's loader strips "
+                     "wherever it occurs; this architecture cannot be loaded by RobustBench as it is")
+    if fatal:
+        raise ExportRefused(fatal)
+    eps_str = eps or (rules.RB_EPS[threat][0] if threat in rules.RB_EPS else "0")
+    eps_val = parse_eps(eps_str)
 
-    eps_str = eps or {"Linf": "8/255", "L2": "0.5", "corruptions": "0"}[threat]
-    row = measured(read_rows(results), sha256_file(ckpt_path), threat, parse_eps(eps_str))
+    def check(r):
+        return rules.row_problems(r, ckpt=ckpt_path, dataset=dataset, threat=threat, eps_str=eps_str, eps=eps_val)
+    row = claim_row(read_rows(results), sha256_file(ckpt_path), threat, eps_val, check)
     if row is None:
-        what = "corruptions" if threat == "corruptions" else f"autoattack at {threat} eps {eps_str}"
+        what = "corruptions" if threat == "corruptions" else f"AutoAttack {threat} eps {eps_str}"
         raise CheckpointError(f"no {what} row for {ckpt_path} in {results}; run `python -m bench.run --models "
-                              f"{ckpt_path} --attacks {'corruptions' if threat == 'corruptions' else 'autoattack'}` first")
-    info = model_info(ckpt, row, name=name, threat=threat, eps_str=eps_str, title=title or f"sharpbench {name}",
-                      authors=authors, link=link, venue=venue)
+                              f"{ckpt_path} --attacks {'clean,corruptions' if threat == 'corruptions' else 'clean,autoattack'}"
+                              f"{'' if threat == 'corruptions' else f' --norm {threat} --eps {eps_str}'}"
+                              f" --data {dataset} --out {os.path.dirname(results) or '.'}` first")
+    add, add_problems = rules.additional_data(ckpt.get("dataset", {}).get("spec", "unknown"), dataset,
+                                              additional_data)
+    problems = rules.name_problems(name) + check(row) + add_problems
+    if problems and not draft:
+        raise ExportRefused(problems)
+
+    info = fields.model_info(dataset=dataset, threat=threat, row=row, arch=ckpt["arch"],
+                             corruptions_eps=training_eps(ckpt), eps_str=eps_str, additional_data=add,
+                             title=title, authors=authors, link=link, venue=venue, reported=reported,
+                             footnote=footnote)
     paths = {
-        "info": os.path.join(out, "model_info", "cifar10", threat, f"{name}.json"),
-        "weights": os.path.join(out, "models", "cifar10", threat, f"{name}.pt"),
-        "source": os.path.join(out, f"{name}.py"),
+        "info": os.path.join(out, "model_info", dataset, threat, f"{name}.json"),
+        "weights": os.path.join(out, "models", dataset, threat, f"{name}.pt"),
+        "architecture": os.path.join(out, "robustbench", "model_zoo", "architectures", f"{source.module_name(name)}.py"),
+        "entry": os.path.join(out, "robustbench", "model_zoo", f"{dataset}_entry_{name}.py"),
+        "submission": os.path.join(out, "SUBMISSION.md"),
     }
-    os.makedirs(os.path.dirname(paths["info"]), exist_ok=True)
-    with open(paths["info"], "w") as f:
-        json.dump(info, f, indent=2)
-    save_atomic({"state_dict": {k: v.clone() for k, v in model.state_dict().items()}}, paths["weights"])
-    with open(paths["source"], "w") as f:
-        f.write(model_source(ckpt, name))
+    if threat == "corruptions":
+        paths["unaggregated"] = os.path.join(out, "model_info", dataset, "corruptions",
+                                             f"unaggregated_results.{name}.csv")
+    draft_path = os.path.join(out, "model_info", dataset, threat, f"{name}.DRAFT.txt")
+    texts = {"info": json.dumps(info, indent=2) + "\n",
+             "architecture": source.architecture_module(ckpt, name),
+             "entry": source.zoo_entry(name, dataset, threat),
+             "submission": guide.submission_md(name=name, dataset=dataset, threat=threat, info=info, row=row,
+                                               ckpt=ckpt, paths=paths, problems=problems, license_=license_)}
+    if "unaggregated" in paths:
+        texts["unaggregated"] = fields.unaggregated_csv(name, row, _rb_corruption_order())
+    for key, text in texts.items():
+        _write(paths[key], text)
+    save_atomic({"state_dict": state}, paths["weights"])
+    if problems:
+        _write(draft_path, f"DRAFT: {name} is not yet a claim RobustBench accepts. What is missing:\n" +
+               "".join(f"- {p}\n" for p in problems))
+        paths["draft"] = draft_path
+    elif os.path.exists(draft_path):  # an earlier draft export of the same name
+        os.remove(draft_path)
     return paths
+
+
+def _rb_corruption_order() -> tuple:
+    from bench.autoattack_driver import _import_autoattack
+
+    _import_autoattack()  # robustbench imports pyautoattack as `autoattack`
+    from robustbench.data import CORRUPTIONS
+
+    return tuple(CORRUPTIONS)
+
+
+def _write(path: str, text: str) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _bool(s: str) -> bool:
+    if s.lower() in ("true", "yes", "1"):
+        return True
+    if s.lower() in ("false", "no", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {s!r}")
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.export", description=__doc__.splitlines()[0])
     p.add_argument("checkpoint")
-    p.add_argument("--name", required=True, help="RobustBench model name, e.g. Smith2026Sharpness")
+    p.add_argument("--name", required=True, help="RobustBench model name: <Surname><Year><FirstWordOfTitle>")
     p.add_argument("--out", default="export")
     p.add_argument("--results", default="results/results.jsonl")
     p.add_argument("--threat-model", default="Linf", choices=["Linf", "L2", "corruptions"])
-    p.add_argument("--eps", default=None, help="default 8/255 (Linf), 0.5 (L2)")
+    p.add_argument("--dataset", default=None, choices=sorted(rules.LEADERBOARDS),
+                   help="default: the checkpoint's training data when it is cifar10/cifar100, else by class count")
+    p.add_argument("--eps", default=None, help="default the leaderboard's: 8/255 (Linf), 0.5 (L2)")
+    p.add_argument("--draft", action="store_true",
+                   help="write the files even when RobustBench would not accept the claim (<NAME>.DRAFT.txt says why)")
+    p.add_argument("--reported", default=None, help="the robust accuracy the paper reports (RobustBench's `reported`)")
+    p.add_argument("--footnote", default=None)
+    p.add_argument("--additional-data", type=_bool, default=None,
+                   help="true/false; needed when the training data is not the benchmark's own training set")
     p.add_argument("--title", default="")
     p.add_argument("--authors", default="")
     p.add_argument("--link", default="")
     p.add_argument("--venue", default="")
+    p.add_argument("--license", default="")
     a = p.parse_args(argv)
     try:
         paths = export(a.checkpoint, name=a.name, out=a.out, results=a.results, threat=a.threat_model, eps=a.eps,
-                       title=a.title, authors=a.authors, link=a.link, venue=a.venue)
+                       dataset=a.dataset, draft=a.draft, title=a.title, authors=a.authors, link=a.link,
+                       venue=a.venue, reported=a.reported, footnote=a.footnote, additional_data=a.additional_data,
+                       license_=a.license)
+    except ExportRefused as e:
+        for problem in e.problems:
+            print(f"refused: {problem}", file=sys.stderr)
+        print("error: RobustBench would not accept this export; fix the above, or pass --draft to write it anyway",
+              file=sys.stderr)
+        return 2
     except (CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -69,28 +69,44 @@ def load_state_dict_model(path: str, arch: str, num_classes: int) -> LoadedModel
                                       "verified": False})
 
 
-def load_robustbench(name: str, norm: str, model_dir: str = "models") -> LoadedModel:
+RB_DATASETS = ("cifar10", "cifar100")  # RobustBench's CIFAR leaderboards
+
+
+def rb_dataset(data_name: str, num_classes: int) -> str:
+    """Which RobustBench zoo an rb:NAME comes from: the evaluation data's, or by its class count (npz copies)."""
+    if data_name in RB_DATASETS:
+        return data_name
+    return "cifar100" if num_classes == 100 else "cifar10"
+
+
+def load_robustbench(name: str, norm: str, model_dir: str = "models", dataset: str = "cifar10") -> LoadedModel:
+    """A RobustBench zoo model through robustbench's own loader, which takes an existing
+    `<model_dir>/<dataset>/<threat>/<name>.pt` without a network and downloads it otherwise."""
     from bench.autoattack_driver import _import_autoattack
 
     _import_autoattack()  # robustbench imports `autoattack`
     from robustbench.utils import load_model
 
+    path = os.path.join(model_dir, dataset, norm, f"{name}.pt")
     try:
-        model = load_model(name, model_dir=model_dir, dataset="cifar10", threat_model=norm)
+        model = load_model(name, model_dir=model_dir, dataset=dataset, threat_model=norm)
     except KeyError:
-        raise CheckpointError(f"rb:{name} is not in RobustBench's cifar10/{norm} model zoo; "
+        raise CheckpointError(f"rb:{name} is not in RobustBench's {dataset}/{norm} model zoo; "
                               "see robustbench's model_zoo listing for names") from None
-    except Exception as e:  # offline: the Google Drive download fails
-        raise CheckpointError(f"rb:{name} could not be loaded ({type(e).__name__}: {str(e)[:120]}); it needs "
-                              f"a network, or the file already in {model_dir}/cifar10/{norm}/{name}.pt") from e
-    return LoadedModel(model.eval(), {"name": f"rb:{name}", "model_id": f"rb:{name}:{norm}", "arch": "robustbench",
-                                      "recipe": "robustbench", "hparams": "", "train_data": "cifar10",
+    except Exception as e:  # offline: the Google Drive download fails; a damaged file fails to load
+        raise CheckpointError(f"rb:{name} could not be loaded ({type(e).__name__}: {str(e).strip()[:120]}); it "
+                              f"needs a network, or an intact file at {path} (--rb-model-dir)") from e
+    # the file's hash identifies the weights: a re-downloaded, different file makes new rows
+    model_id = sha256_file(path) if os.path.isfile(path) else f"rb:{name}:{dataset}:{norm}"
+    return LoadedModel(model.eval(), {"name": f"rb:{name}", "model_id": model_id, "path": path, "arch": "robustbench",
+                                      "recipe": "robustbench", "hparams": "", "train_data": dataset,
                                       "verified": False})
 
 
-def load_model_spec(spec: str, *, arch: str | None = None, num_classes: int = 10, norm: str = "Linf") -> LoadedModel:
+def load_model_spec(spec: str, *, arch: str | None = None, num_classes: int = 10, norm: str = "Linf",
+                    rb_model_dir: str = "models", dataset: str = "cifar10") -> LoadedModel:
     if spec.startswith("rb:"):
-        return load_robustbench(spec[3:], norm)
+        return load_robustbench(spec[3:], norm, rb_model_dir, dataset)
     if arch:
         return load_state_dict_model(spec, arch, num_classes)
     ckpt = load_checkpoint(spec)

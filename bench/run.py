@@ -21,7 +21,7 @@ from bench.attacks import ATTACKS, make_attack
 from bench.corruptions import CORRUPTIONS, GENERATOR_VERSION, SEVERITIES
 from bench.evaluate import EvaluationError, evaluate_attack, evaluate_corruptions
 from bench.fast_eval import precision_note, prepare_for_eval
-from bench.loading import LOAD_ERRORS, load_model_spec
+from bench.loading import LOAD_ERRORS, load_model_spec, rb_dataset
 from bench.claims import try_claim
 from bench.results import append_row, done_keys, locked, read_rows, row_key, scan_rows
 from zoo import distributed as dist
@@ -40,7 +40,7 @@ def parse_args(argv=None):
     p.add_argument("--attacks", default="clean,pgd", help=f"comma list of {', '.join(KNOWN)}")
     p.add_argument("--norm", default="Linf", help="Linf | L2, or both as Linf,L2")
     p.add_argument("--eps", default=None, help="comma list, fractions allowed (default: Linf 8/255, L2 0.5)")
-    p.add_argument("--data", default="cifar10", help="cifar10 | npz:PATH | digits | synthetic")
+    p.add_argument("--data", default="cifar10", help="cifar10 | cifar100 | npz:PATH | digits | synthetic")
     p.add_argument("--data-dir", default="data")
     p.add_argument("--n-examples", type=int, default=10000, help="first N test points, in order")
     p.add_argument("--batch-size", type=int, default=None,
@@ -50,11 +50,22 @@ def parse_args(argv=None):
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default="results")
     p.add_argument("--arch", default=None, help="architecture for plain state_dicts (timm/zoo name or mod:fn)")
+    p.add_argument("--rb-model-dir", default="models",
+                   help="where rb:NAME models live (<dir>/<dataset>/<threat>/<NAME>.pt); an existing file needs "
+                        "no network")
+    p.add_argument("--rb-threat-model", default=None, choices=["Linf", "L2", "corruptions"],
+                   help="the RobustBench leaderboard rb:NAME comes from (default: the first --norm)")
     p.add_argument("--pgd-steps", type=int, default=20)
     p.add_argument("--pgd-alpha", default=None, help="PGD step size (default 2.5*eps/steps)")
     p.add_argument("--restarts", type=int, default=1, help="PGD restarts")
     p.add_argument("--seed", type=int, default=0, help="attack seed (random starts, AutoAttack)")
-    p.add_argument("--corruptions-dir", default=None, help="folder with the official CIFAR-10-C .npy files")
+    p.add_argument("--corruptions-dir", default=None,
+                   help="folder with the official CIFAR-10-C .npy files (default with --corruptions-source official: "
+                        "DATA_DIR/CIFAR-10-C, or CIFAR-100-C for --data cifar100)")
+    p.add_argument("--corruptions-source", default="auto", choices=["auto", "official", "regenerated"],
+                   help="official: the official files, fetched once into --corruptions-dir when missing (needs a "
+                        "network once); regenerated: the generator, seeded; auto: official files when "
+                        "--corruptions-dir holds them, else regenerated")
     p.add_argument("--corruptions", default=None, help="comma list of corruptions (default: all 15)")
     p.add_argument("--cache-dir", default=".cache/cifar10c", help="where regenerated corruption sets are kept")
     p.add_argument("--no-leaderboard", action="store_true")
@@ -89,7 +100,9 @@ def attack_config(spec: dict, args, data_spec: str):
     """(attack object or None, the config that goes into the cache key)."""
     if spec["attack"] == "corruptions":
         names = args.corruptions.split(",") if args.corruptions else list(CORRUPTIONS)
-        source = "official" if args.corruptions_dir and os.path.exists(os.path.join(args.corruptions_dir,
+        source = args.corruptions_source
+        if source == "auto":
+            source = "official" if args.corruptions_dir and os.path.exists(os.path.join(args.corruptions_dir,
                                                                                        "labels.npy")) else "regenerated"
         cfg = {"attack": "corruptions", "names": names, "severities": list(SEVERITIES), "source": source,
                "seed": args.seed}
@@ -122,6 +135,11 @@ def run(args) -> int:
     x = x_u8.float().div(255).to(device)
     data_spec = ds.name
 
+    if args.corruptions_source == "official" and any(s["attack"] == "corruptions" for s in specs):
+        from bench.official_corruptions import DIR_NAMES, fetch_official
+
+        args.corruptions_dir = args.corruptions_dir or os.path.join(args.data_dir, DIR_NAMES.get(ds.name, "CIFAR-10-C"))
+        fetch_official(args.corruptions_dir, ds.name if ds.name in DIR_NAMES else "cifar10")
     os.makedirs(args.out, exist_ok=True)
     main_path = os.path.join(args.out, "results.jsonl")
     read_rows(main_path)  # warns once about torn lines left by a killed process
@@ -140,7 +158,8 @@ def run(args) -> int:
         if model_spec not in loaded:
             try:
                 lm = load_model_spec(model_spec, arch=args.arch, num_classes=ds.num_classes,
-                                     norm=spec["norm"] or "Linf")
+                                     norm=args.rb_threat_model or args.norm.split(",")[0].strip(),
+                                     rb_model_dir=args.rb_model_dir, dataset=rb_dataset(ds.name, ds.num_classes))
                 lm.model = prepare_for_eval(lm.model, device, compile_backend=args.compile,
                                             batch_size=args.batch_size)
                 loaded[model_spec] = lm
@@ -179,9 +198,11 @@ def run(args) -> int:
             if spec["attack"] == "corruptions":
                 with tqdm(total=len(cfg["names"]) * len(SEVERITIES), desc=f"{lm.meta['name']} corruptions",
                           leave=False, disable=not args.progress or rank != 0, file=sys.stderr) as inner:
-                    result = evaluate_corruptions(lm.model, x_u8, y, device=device, batch_size=args.batch_size,
-                                                  corruptions_dir=args.corruptions_dir, cache_dir=args.cache_dir,
-                                                  seed=args.seed, names=cfg["names"], progress=inner.update)
+                    result = evaluate_corruptions(
+                        lm.model, x_u8, y, device=device, batch_size=args.batch_size,
+                        corruptions_dir=args.corruptions_dir if cfg["source"] == "official" else None,
+                        cache_dir=args.cache_dir, seed=args.seed, names=cfg["names"], progress=inner.update,
+                        require_official=cfg["source"] == "official")
             else:
                 attack.state_path = os.path.join(state_dir, f"{key}.pt")
                 result = evaluate_attack(lm.model, attack, x, y, norm=spec["norm"] or "Linf", eps=spec["eps"],

@@ -54,10 +54,12 @@ def test_pgd_rows_do_not_depend_on_the_batch_size(tiny, tmp_path):
     x, y = ds.x_test[:70].float() / 255, ds.y_test[:70]
     advs = [make_attack("pgd", norm=norm, eps=4 / 255 if norm == "Linf" else 0.3, pgd_steps=3, restarts=2,
                         batch_size=bs)(model, x, y) for norm in ("Linf", "L2") for bs in (7, 64, 250)]
-    for a in advs[1:3]:
+    for a in advs[1:3]:  # Linf: the step is the gradient's sign, bitwise the same in any batch
         assert torch.equal(a, advs[0])
+    # L2: the step is the gradient itself, normalised; the CPU's input-gradient convolution rounds differently per
+    # batch shape (a few 1e-9), which can move an example by one float32 ulp, never more than rounding
     for a in advs[4:6]:
-        assert torch.equal(a, advs[3])
+        assert (a - advs[3]).abs().max() <= 1e-6
     rows = {}
     for bs in (7, 64, 250):
         out = tmp_path / f"b{bs}"

@@ -23,6 +23,24 @@ def test_smoke_study_runs_end_to_end_and_reuses_its_work(tmp_path):
     standard = load_checkpoint(str(next(zoo.glob("*-standard-*.pt"))))
     assert standard["metrics"]["clean_test_acc"] >= 0.95  # the demo's models are trained, not toys
     assert standard["dataset"]["augment"] == {"pad": 2, "flip": False}  # no mirrored digits
+    # the smoke study's rows are no RobustBench claim: the export refuses each with its reasons
+    import pytest
+
+    from bench import export as bexport
+
+    for ck in zoo.glob("*.pt"):
+        for threat in ("Linf", "corruptions"):
+            with pytest.raises(bexport.ExportRefused) as refused:
+                bexport.export(str(ck), name="Smoke2026Study", out=str(tmp_path / "e"),
+                               results=str(out / "results.jsonl"), threat=threat)
+            text = " | ".join(refused.value.problems)
+            assert "first 8 test points of digits" in text or "first 64 test points of digits" in text, text
+            assert "--additional-data" in text  # digits are not CIFAR-10's training set
+            if threat == "corruptions":
+                assert "regenerated sets" in text and "missing: brightness" in text, text
+            else:
+                assert "AutoAttack standard" not in text  # the smoke's AutoAttack is standard at 8/255
+    assert not (tmp_path / "e").exists()
     rows = (out / "results.jsonl").read_text()
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT, env=env)
     assert again.returncode == 0, again.stderr[-3000:]

@@ -154,15 +154,34 @@ def test_npz_validation(tmp_path):
         load_dataset(f"npz:{tmp_path / 'absent.npz'}")
 
 
-def test_cifar10_offline_error_names_alternatives(tmp_path, monkeypatch):
+@pytest.mark.parametrize("spec,cls,archive", [("cifar10", "CIFAR10", "cifar-10-python.tar.gz"),
+                                               ("cifar100", "CIFAR100", "cifar-100-python.tar.gz")])
+def test_cifar_offline_error_names_alternatives(tmp_path, monkeypatch, spec, cls, archive):
     import torchvision.datasets
 
     def offline(*a, **k):
         raise RuntimeError("network unreachable")
 
-    monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
-    with pytest.raises(DataError, match="npz:PATH"):
-        load_dataset("cifar10", str(tmp_path))
+    monkeypatch.setattr(torchvision.datasets, cls, offline)
+    with pytest.raises(DataError, match="npz:PATH") as info:
+        load_dataset(spec, str(tmp_path))
+    assert archive in str(info.value) and "\n" not in str(info.value)
+
+
+def test_cifar100_loads_with_100_classes_through_torchvision(tmp_path, monkeypatch):
+    import numpy as np
+    import torchvision.datasets
+
+    class FakeCIFAR100:  # torchvision's attributes: data (N, 32, 32, 3) uint8, targets list
+        def __init__(self, root, train, download):
+            n = 300 if train else 120
+            self.data = np.random.default_rng(int(train)).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+            self.targets = [i % 100 for i in range(n)]
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR100", FakeCIFAR100)
+    ds = load_dataset("cifar100", str(tmp_path))
+    assert ds.name == "cifar100" and ds.num_classes == 100 and ds.x_train.shape == (300, 3, 32, 32)
+    assert ds.y_test[:3].tolist() == [0, 1, 2] and ds.augment == {"pad": 4, "flip": True}
 
 
 def test_real_cifar_subset(subset_path):

@@ -2,6 +2,7 @@
 
 Specs accepted by `load_dataset`:
   cifar10      torchvision's CIFAR-10, downloaded into --data-dir when a network exists
+  cifar100     torchvision's CIFAR-100 (100 classes), likewise: RobustBench's second CIFAR leaderboard
   npz:PATH     uint8 arrays x_train, y_train, x_test, y_test (NCHW or NHWC)
   digits       scikit-learn's bundled handwritten digits, brought to 3x32x32 (offline default)
   synthetic    a seeded, learnable 10-class image task for tests
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-DATA_SPECS = ("cifar10", "npz:PATH", "digits", "synthetic")
+DATA_SPECS = ("cifar10", "cifar100", "npz:PATH", "digits", "synthetic")
 
 
 class DataError(ValueError):
@@ -81,22 +82,25 @@ def _from_npz(path: str) -> Dataset:
     return Dataset(f"npz:{path}", *out["train"], *out["test"], num_classes=num_classes)
 
 
-def _from_cifar10(data_dir: str) -> Dataset:
-    from torchvision.datasets import CIFAR10
+def _from_torchvision(name: str, data_dir: str) -> Dataset:
+    """CIFAR-10 or CIFAR-100 through torchvision (downloaded once into data_dir)."""
+    from torchvision.datasets import CIFAR10, CIFAR100
 
+    cls, title, archive, classes = {"cifar10": (CIFAR10, "CIFAR-10", "cifar-10-python.tar.gz", 10),
+                                    "cifar100": (CIFAR100, "CIFAR-100", "cifar-100-python.tar.gz", 100)}[name]
     try:
-        train = CIFAR10(data_dir, train=True, download=True)
-        test = CIFAR10(data_dir, train=False, download=True)
+        train = cls(data_dir, train=True, download=True)
+        test = cls(data_dir, train=False, download=True)
     except Exception as e:  # offline: urllib raises URLError, torchvision a RuntimeError
         raise DataError(
-            f"cannot load CIFAR-10 into {data_dir} ({type(e).__name__}); offline, use --data digits, "
-            "--data npz:PATH or put cifar-10-python.tar.gz into --data-dir"
+            f"cannot load {title} into {data_dir} ({type(e).__name__}); offline, use --data digits, "
+            f"--data npz:PATH or put {archive} into --data-dir"
         ) from e
 
     def pack(ds):
         return torch.from_numpy(ds.data.transpose(0, 3, 1, 2).copy()), torch.tensor(ds.targets, dtype=torch.int64)
 
-    return Dataset("cifar10", *pack(train), *pack(test), num_classes=10)
+    return Dataset(name, *pack(train), *pack(test), num_classes=classes)
 
 
 def _from_digits() -> Dataset:
@@ -127,8 +131,8 @@ def make_synthetic(n_train: int = 512, n_test: int = 256, num_classes: int = 10,
 
 
 def load_dataset(spec: str, data_dir: str = "data", n_train: int | None = None) -> Dataset:
-    if spec == "cifar10":
-        ds = _from_cifar10(data_dir)
+    if spec in ("cifar10", "cifar100"):
+        ds = _from_torchvision(spec, data_dir)
     elif spec.startswith("npz:"):
         ds = _from_npz(spec[4:])
     elif spec == "digits":

@@ -21,14 +21,15 @@ class Recipe:
     step: Callable
     tag: Callable  # cfg -> the key hyperparameters in the checkpoint name
     summary: str
+    adversarial: bool = False  # trains on attacked inputs (its cfg.norm/eps are the training threat model)
 
 
 RECIPES: dict[str, Recipe] = {}
 
 
-def register(name: str, tag: Callable, summary: str):
+def register(name: str, tag: Callable, summary: str, adversarial: bool = False):
     def deco(step):
-        RECIPES[name] = Recipe(name, step, tag, summary)
+        RECIPES[name] = Recipe(name, step, tag, summary, adversarial)
         return step
     return deco
 
@@ -167,21 +168,21 @@ def sam_step(model, opt, x, y, cfg, autocast):
     return sam_update(model, opt, x, y, cfg, autocast)
 
 
-@register("pgd_at", tag=_at_tag, summary="Madry PGD adversarial training (--norm, --eps, --alpha, --steps)")
+@register("pgd_at", tag=_at_tag, summary="Madry PGD adversarial training (--norm, --eps, --alpha, --steps)", adversarial=True)
 def pgd_at_step(model, opt, x, y, cfg, autocast):
     x_adv = adversarial_batch(model, x, y, cfg, autocast)
     return standard_step(model, opt, x_adv, y, cfg, autocast)
 
 
 @register("sam_at", tag=lambda cfg: f"{_sam_tag(cfg)}-{_at_tag(cfg)}",
-          summary="SAM on PGD adversarial examples: weight and input perturbation together")
+          summary="SAM on PGD adversarial examples: weight and input perturbation together", adversarial=True)
 def sam_at_step(model, opt, x, y, cfg, autocast):
     x_adv = adversarial_batch(model, x, y, cfg, autocast)
     return sam_update(model, opt, x_adv, y, cfg, autocast)
 
 
 @register("trades", tag=lambda cfg: f"beta{cfg.beta:g}-{_at_tag(cfg)}",
-          summary="TRADES, Zhang et al. 2019 (--beta, default 6; eps/alpha/steps as PGD-AT)")
+          summary="TRADES, Zhang et al. 2019 (--beta, default 6; eps/alpha/steps as PGD-AT)", adversarial=True)
 def trades_step(model, opt, x, y, cfg, autocast):
     # inner maximisation of KL(f(x) || f(x')) from x + 0.001 * N(0, I), through the same PGD and projection
     x_adv = adversarial_batch(model, x, y, cfg, autocast, loss="kl", init_std=0.001)
@@ -195,14 +196,15 @@ def trades_step(model, opt, x, y, cfg, autocast):
 
 
 @register("awp", tag=lambda cfg: f"gamma{cfg.gamma:g}-{_at_tag(cfg)}",
-          summary="AWP, Wu et al. 2020: PGD-AT with an adversarial weight perturbation (--gamma, default 5e-3)")
+          summary="AWP, Wu et al. 2020: PGD-AT with an adversarial weight perturbation (--gamma, default 5e-3)",
+          adversarial=True)
 def awp_step(model, opt, x, y, cfg, autocast):
     x_adv = adversarial_batch(model, x, y, cfg, autocast)
     return perturbed_update(model, opt, x_adv, y, autocast, lambda ps: awp_perturbation(ps, cfg.gamma))
 
 
 @register("fgsm_rs", tag=_at_tag,
-          summary="fast AT, Wong et al. 2020: one FGSM step of 1.25*eps from a uniform random start")
+          summary="fast AT, Wong et al. 2020: one FGSM step of 1.25*eps from a uniform random start", adversarial=True)
 def fgsm_rs_step(model, opt, x, y, cfg, autocast):
     x_adv = adversarial_batch(model, x, y, cfg, autocast)  # steps = 1, alpha = 1.25 eps (TrainConfig.resolved)
     return standard_step(model, opt, x_adv, y, cfg, autocast)

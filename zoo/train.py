@@ -197,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="print architectures and recipes, then exit")
     p.add_argument("--arch", default=d.arch, help="timm model name or a CIFAR classic (see --list)")
     p.add_argument("--recipe", default=d.recipe, help=f"one of {', '.join(RECIPES)}")
-    p.add_argument("--data", default=d.data, help="cifar10 | npz:PATH | digits | synthetic")
+    p.add_argument("--data", default=d.data, help="cifar10 | cifar100 | npz:PATH | digits | synthetic")
     p.add_argument("--data-dir", default=d.data_dir)
     p.add_argument("--n-train", type=int, default=None, help="use the first N training images")
     p.add_argument("--epochs", type=int, default=d.epochs)
