@@ -66,11 +66,19 @@ def test_run_writes_rows_and_leaderboard_and_rerun_adds_nothing(zoo_dir, tmp_pat
     assert bench_run.main(args[:-3] + ["pgd", "--eps", "2/255"]) == 0
     rows = read_rows(str(out / "results.jsonl"))
     assert len(rows) == 2 * (1 + 1 + 1 + 1) and all(r["status"] == "ok" for r in rows)
+    from zoo.data import load_dataset
+
+    ds = load_dataset("synthetic")
     for r in rows:
-        assert r["robust_acc"] <= r["clean_acc"]
-        assert r["clean_ci95"][0] <= r["clean_acc"] <= r["clean_ci95"][1]
+        # counts re-derived here: the model's own predictions on the row's points, and Wilson's interval of them
+        model = model_from_checkpoint(load_checkpoint(r["path"])).eval()
+        with torch.no_grad():
+            right = (model(ds.x_test[:r["n"]].float() / 255).argmax(1) == ds.y_test[:r["n"]]).sum().item()
+        assert r["clean_correct"] == right and r["clean_ci95"] == list(wilson(right, r["n"]))
         if r["attack"] != "clean":
             assert r["max_perturbation"] <= r["eps"] + 1e-6
+    std_pgd = [r for r in rows if r["attack"] == "pgd" and r["eps_str"] == "8/255" and "-standard-" in r["path"]]
+    assert std_pgd and std_pgd[0]["robust_acc"] < std_pgd[0]["clean_acc"]  # the attack does hurt the standard model
     aa = [r for r in rows if r["attack"] == "autoattack"]
     for r in aa:  # each stage only removes robust points
         s = r["stage_acc"]

@@ -14,7 +14,9 @@ def test_smoke_study_runs_end_to_end_and_reuses_its_work(tmp_path):
     assert first.returncode == 0, first.stderr[-3000:]
     report = (out / "REPORT.md").read_text()
     assert "What held on this run" in report and "sam rho0.05" in report and "pgd_at linf8_255" in report
-    assert "held" in report  # each claim gets a verdict
+    held_section = report.split("## What held on this run", 1)[1].split("\n## ", 1)[0]
+    verdicts = [ln for ln in held_section.splitlines() if ln.startswith("- **")]
+    assert len(verdicts) >= 4 and all(":** held:" in v or ":** did not hold:" in v for v in verdicts)
     for png in ("robust_vs_eps.png", "tradeoff.png", "training_curves.png", "robustness_Linf.png"):
         assert (out / png).stat().st_size > 0, png
     assert len(list(zoo.glob("*.pt"))) == 3

@@ -92,17 +92,6 @@ def test_pgd_at_perturbation_within_eps_and_range(norm, eps):
     assert loss_adv > loss_clean
 
 
-def test_pgd_restarts_keep_fooling_examples():
-    torch.manual_seed(0)
-    model = create_model("sharp_tiny", 10, [0.5] * 3, [0.25] * 3).eval()
-    x, y = torch.rand(32, 3, 32, 32), torch.randint(0, 10, (32,))
-    one = pgd(model, x, y, eps=4 / 255, steps=3, restarts=1)
-    many = pgd(model, x, y, eps=4 / 255, steps=3, restarts=3)
-    with torch.no_grad():
-        assert (model(many).argmax(1) != y).sum() >= (model(one).argmax(1) != y).sum() - 2
-    assert ((many - x).abs().max() <= 4 / 255 + 1e-6)
-
-
 def test_random_crop_flip_is_a_crop():
     x = torch.rand(6, 3, 32, 32)
     out = random_crop_flip(x, torch.Generator().manual_seed(0), pad=0)

@@ -1,0 +1,252 @@
+"""Mutation run: realistic one-line bugs put into the production code, one at a time; each must make a test fail.
+
+  python scripts/mutants.py                      all mutants; writes results/mutants.md
+  python scripts/mutants.py --only 3,7           some of them (numbers as in the table)
+  python scripts/mutants.py --list               the mutants, nothing run
+
+For each mutant it checks that the original text occurs exactly once in its file, writes the mutated file,
+runs only the tests named for it (pytest -x, fresh process), restores the file (also on Ctrl-C), and records
+whether a test failed (killed) or all passed (survived). Each test selection is first run on the unmutated code:
+a selection that fails without the mutant proves nothing, and the run stops. Not part of CI (minutes).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@dataclass(frozen=True)
+class Mutant:
+    path: str  # file, relative to the repository root
+    old: str  # the exact original text (unique in the file)
+    new: str
+    why: str  # the plausible bug it stands for
+    tests: tuple  # pytest arguments selecting the tests that should kill it
+
+
+def T(*args):
+    return tuple(args)
+
+
+BEHAVIOUR = "tests/test_behaviour.py"
+MUTANTS = [
+    # ------------------------------------------------------------ training recipes
+    Mutant("zoo/recipes.py",
+           "def pgd_at_step(model, opt, x, y, cfg, autocast):\n    x_adv = adversarial_batch(model, x, y, cfg, autocast)\n"
+           "    return standard_step(model, opt, x_adv, y, cfg, autocast)",
+           "def pgd_at_step(model, opt, x, y, cfg, autocast):\n    x_adv = adversarial_batch(model, x, y, cfg, autocast)\n"
+           "    return standard_step(model, opt, x, y, cfg, autocast)",
+           "PGD-AT silently trains on clean images", T(BEHAVIOUR, "-k", "adversarial")),
+    Mutant("zoo/recipes.py", "    return sam_update(model, opt, x_adv, y, cfg, autocast)",
+           "    return sam_update(model, opt, x, y, cfg, autocast)",
+           "SAM+AT silently runs SAM on clean images", T(BEHAVIOUR, "-k", "adversarial")),
+    Mutant("zoo/recipes.py",
+           "    x_adv = adversarial_batch(model, x, y, cfg, autocast)  # steps = 1, alpha = 1.25 eps (TrainConfig.resolved)\n"
+           "    return standard_step(model, opt, x_adv, y, cfg, autocast)",
+           "    x_adv = adversarial_batch(model, x, y, cfg, autocast)  # steps = 1, alpha = 1.25 eps (TrainConfig.resolved)\n"
+           "    return standard_step(model, opt, x, y, cfg, autocast)",
+           "FGSM-RS trains on clean images", T(BEHAVIOUR, "-k", "every_adversarial")),
+    Mutant("zoo/recipes.py", "            m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch",
+           "            m.momentum = m.momentum",
+           "attack and SAM second-pass forwards update BatchNorm statistics",
+           T("tests/test_zoo_parts.py", "-k", "bn or pgd_at_perturbation")),
+    Mutant("zoo/recipes.py", "    return [rho * g / (norm + 1e-12) for g in grads]", "    return [rho * g for g in grads]",
+           "SAM's ascent step not normalised by the gradient norm", T("tests/test_zoo_parts.py", "-k", "sam_step")),
+    Mutant("zoo/recipes.py", "        torch._foreach_sub_(params, e)", "        pass",
+           "SAM/AWP forget to move the weights back before the optimizer step",
+           T("tests/test_zoo_parts.py", "-k", "sam_step")),
+    Mutant("zoo/recipes.py", "ASAM_ETA = 0.01", "ASAM_ETA = 0.0", "ASAM without Kwon et al.'s eta",
+           T("tests/test_fidelity.py", "-k", "asam")),
+    Mutant("zoo/recipes.py", "            out.append(gamma * torch.linalg.vector_norm(p.detach()) * p.grad",
+           "            out.append(gamma * p.grad", "AWP's perturbation not relative to the layer's norm",
+           T("tests/test_recipes_literature.py", "-k", "awp_perturbs")),
+    Mutant("zoo/recipes.py", 'F.softmax(logits_nat.float(), 1), reduction="batchmean")',
+           'F.softmax(logits_nat.float(), 1), reduction="sum")', "TRADES' KL summed instead of averaged",
+           T("tests/test_recipes_literature.py", "-k", "trades_loss")),
+    # ------------------------------------------------------------ PGD
+    Mutant("zoo/pgd.py", "                delta = project(delta + alpha * step, norm, eps)",
+           "                delta = project(delta - alpha * step, norm, eps)", "PGD descends the loss (a dropped sign)",
+           T("tests/test_zoo_parts.py", "-k", "pgd_at_perturbation")),
+    Mutant("zoo/pgd.py", "    return delta * (eps / _l2(delta)).clamp(max=1.0)",
+           "    return delta * (eps / _l2(delta)).clamp(min=1.0)", "L2 projection never shrinks a perturbation",
+           T("tests/test_zoo_parts.py", "-k", "pgd_at_perturbation")),
+    Mutant("zoo/pgd.py", "        fooled |= now", "        pass", "PGD restarts forget which examples are fooled",
+           T(BEHAVIOUR, "-k", "restarts")),
+    # ------------------------------------------------------------ data and training loop
+    Mutant("zoo/data.py", "    flip = flipped if flip else torch.zeros_like(flipped)",
+           "    flip = torch.zeros_like(flipped)", "augmentation never flips",
+           T(BEHAVIOUR, "-k", "augmentation")),
+    Mutant("zoo/data.py", "    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=x.device)",
+           "    dy = torch.randint(0, 2 * pad, (n,), generator=gen, device=x.device)",
+           "crop offsets miss one end of their range", T(BEHAVIOUR, "-k", "augmentation")),
+    Mutant("zoo/data.py", "        return perm[:usable][self.rank::self.world]", "        return perm[:usable]",
+           "every DDP rank trains on the whole set", T(BEHAVIOUR, "-k", "distributed")),
+    Mutant("zoo/train.py", "    return cfg.lr * (1.0 if frac < 0.75 else 0.1 if frac < 0.9 else 0.01)",
+           "    return cfg.lr * (1.0 if frac < 0.5 else 0.1 if frac < 0.9 else 0.01)",
+           "piecewise schedule decays at the wrong milestone", T(BEHAVIOUR, "-k", "schedules")),
+    Mutant("zoo/train.py", "        stats = dist.all_reduce_sum(stats)", "        pass",
+           "DDP epoch statistics count one rank's images only",
+           T("tests/test_distributed.py", "-k", "ddp_training and standard")),
+    Mutant("zoo/checkpoint.py", "        if not ok:\n            raise CheckpointError(f\"{path}: {DAMAGED}\")",
+           "        if not ok:\n            pass", "a weights checksum mismatch is ignored",
+           T("tests/test_faults.py", "-k", "checksum")),
+    # ------------------------------------------------------------ evaluation
+    Mutant("bench/evaluate.py", "        robust_ok = clean_ok & (predict(model, x_adv, batch_size) == y)",
+           "        robust_ok = predict(model, x_adv, batch_size) == y",
+           "a point wrong on clean input counts as robust when the attack makes it right",
+           T(BEHAVIOUR, "-k", "robust_only")),
+    Mutant("bench/evaluate.py", "    if worst > eps + 1e-6:", "    if worst > eps + 1.0:",
+           "an attack leaving its ball goes unnoticed", T(BEHAVIOUR, "-k", "leaving")),
+    Mutant("bench/evaluate.py", "        if not torch.isfinite(logits).all():", "        if False:",
+           "NaN logits are scored as predictions", T(BEHAVIOUR, "-k", "nan_logits")),
+    Mutant("bench/evaluate.py", "                yy = torch.from_numpy(labels.astype(np.int64)).to(device)",
+           "                yy = y", "official CIFAR-10-C sets scored against the test labels, not the files'",
+           T("tests/test_official_corruptions.py", "-k", "labels")),
+    Mutant("bench/corruptions.py", "    lo = (severity - 1) * per", "    lo = 0",
+           "every official CIFAR-10-C severity reads severity 1",
+           T("tests/test_official_corruptions.py", "-k", "labels or severity")),
+    Mutant("bench/autoattack_driver.py", "            flags[idx[fooled]] = False", "            pass",
+           "AutoAttack stages never remove fooled points",
+           T("tests/test_fidelity.py", "-k", "staged_autoattack")),
+    Mutant("bench/results.py", "    c = (p + z * z / (2 * n)) / d", "    c = p", "Wilson interval centred on p",
+           T(BEHAVIOUR, "-k", "wilson")),
+    Mutant("bench/results.py",
+           '    blob = json.dumps({"model": model_id, "attack": attack_config, "data": data, "n": n_examples}, sort_keys=True)',
+           '    blob = json.dumps({"model": model_id, "data": data, "n": n_examples}, sort_keys=True)',
+           "the cache key ignores the attack's settings", T(BEHAVIOUR, "-k", "key")),
+    Mutant("bench/results.py", '                line = b"\\n" + line  # the torn fragment becomes a line of its own, skipped by readers',
+           "                pass", "a row appended after a torn line is glued to it and lost",
+           T("tests/test_faults.py", "-k", "torn")),
+    Mutant("bench/loading.py", '    sd = {k.removeprefix("module."): v for k, v in sd.items()}', "    sd = dict(sd)",
+           "DDP-saved state_dicts ('module.' keys) fail to load", T(BEHAVIOUR, "-k", "bare_network")),
+    Mutant("bench/loading.py",
+           '    model_id = sha256_file(path) if os.path.isfile(path) else f"rb:{name}:{dataset}:{norm}"',
+           '    model_id = f"rb:{name}:{dataset}:{norm}"',
+           "a re-downloaded, different RobustBench file reuses the old rows",
+           T("tests/test_export.py", "-k", "robustbench_zoo_model")),
+    Mutant("bench/official_corruptions.py",
+           '        with requests.get(url, stream=True, timeout=60, headers={"Range": f"bytes={have}-"} if have else {}) as r:',
+           "        with requests.get(url, stream=True, timeout=60) as r:",
+           "a broken download restarts from zero", T("tests/test_official_corruptions.py", "-k", "resumes")),
+    # ------------------------------------------------------------ study report
+    Mutant("bench/study_report.py", "        held = m(best, small) > std_small", "        held = True",
+           "the small-eps verdict always says held", T(BEHAVIOUR, "-k", "verdicts")),
+    Mutant("bench/study_report.py", "            held = m(at_best, large) > max(m(g, large) for g in sams)",
+           "            held = m(at_best, large) > m('standard', large)",
+           "large-eps verdict compares AT with standard instead of SAM", T(BEHAVIOUR, "-k", "verdicts")),
+    Mutant("bench/study_report.py", "        held = diffs[worst] > -0.01", "        held = diffs[worst] > -0.1",
+           "SAM's clean-accuracy verdict allows 10 points", T(BEHAVIOUR, "-k", "verdicts")),
+    Mutant("bench/study_report.py", "        held = all(v < 0 for v in lost.values())",
+           "        held = all(v < 0.05 for v in lost.values())",
+           "PGD-AT's clean-accuracy verdict holds when AT gains accuracy", T(BEHAVIOUR, "-k", "verdicts")),
+    Mutant("bench/study_report.py", '        out[(c, "std")] = g[c].std(ddof=1)', '        out[(c, "std")] = g[c].std(ddof=0)',
+           "population instead of sample std over seeds", T(BEHAVIOUR, "-k", "summary")),
+    # ------------------------------------------------------------ RobustBench export
+    Mutant("bench/submit/rules.py", '    if row.get("data") != dataset or row.get("n") != RB_N:',
+           '    if row.get("data") != dataset:', "a claim on fewer than 10000 points is accepted",
+           T("tests/test_export.py", "-k", "preferred")),
+    Mutant("bench/submit/fields.py", '            "eps": corruptions_eps if threat == "corruptions" else eps_str,',
+           '            "eps": eps_str,', "corruptions JSON carries an eps for a standard-trained model",
+           T("tests/test_export.py", "-k", "unaggregated")),
+    Mutant("bench/export.py", "    if recipe is None or not recipe.adversarial:", "    if recipe is None:",
+           "a standard model's corruptions eps is its config's default eps", T("tests/test_export.py", "-k", "unaggregated")),
+    Mutant("bench/submit/rules.py",
+           '        if cfg.get("source") != "official" or row.get("corruption_source") != "official":',
+           "        if False:", "regenerated corruption sets accepted as RobustBench's number",
+           T("tests/test_export.py", "-k", "all_official")),
+]
+
+
+def run_tests(args: tuple, timeout: int) -> tuple[bool, float, str]:
+    t0 = time.perf_counter()
+    try:
+        res = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *args],
+                             cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                             env=dict(os.environ, PYTHONWARNINGS="ignore", PYTHONDONTWRITEBYTECODE="1"))
+        lines = res.stdout.strip().splitlines() or [""]
+        errors = [ln for ln in lines if ln.startswith("E ")][:3]  # what failed, for a baseline that should not
+        return res.returncode == 0, time.perf_counter() - t0, " / ".join([lines[-1], *errors])
+    except subprocess.TimeoutExpired:
+        return False, time.perf_counter() - t0, f"timed out after {timeout} s"
+
+
+def line_of(text: str, old: str) -> int:
+    return text[:text.index(old)].count("\n") + 1
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", default="", help="comma list of mutant numbers (1-based)")
+    ap.add_argument("--list", action="store_true")
+    ap.add_argument("--timeout", type=int, default=600, help="seconds per test run")
+    ap.add_argument("--out", default=os.path.join(ROOT, "results", "mutants.md"))
+    a = ap.parse_args(argv)
+    chosen = [(i, m) for i, m in enumerate(MUTANTS, 1) if not a.only or str(i) in a.only.split(",")]
+    for i, m in chosen:  # every mutant must apply to the code as it is
+        text = open(os.path.join(ROOT, m.path)).read()
+        if text.count(m.old) != 1:
+            print(f"error: mutant {i} ({m.path}): its original text occurs {text.count(m.old)} times; update it",
+                  file=sys.stderr)
+            return 2
+    if a.list:
+        for i, m in chosen:
+            print(f"{i:2d} {m.path}:{line_of(open(os.path.join(ROOT, m.path)).read(), m.old)}  {m.why}")
+        return 0
+    baseline = {}
+    for _, m in chosen:
+        if m.tests not in baseline:
+            ok, sec, tail = run_tests(m.tests, a.timeout)
+            baseline[m.tests] = sec
+            if not ok:
+                print(f"error: tests {' '.join(m.tests)} fail without any mutant ({tail}); fix them first",
+                      file=sys.stderr)
+                return 2
+    results = []
+    t_all = time.perf_counter()
+    for i, m in chosen:
+        path = os.path.join(ROOT, m.path)
+        original = open(path).read()
+        line = line_of(original, m.old)
+        try:
+            with open(path, "w") as f:
+                f.write(original.replace(m.old, m.new))
+            passed, sec, tail = run_tests(m.tests, a.timeout)
+        finally:
+            with open(path, "w") as f:
+                f.write(original)
+        verdict = "survived" if passed else "killed"
+        results.append((i, m, line, verdict, sec, tail))
+        print(f"{i:2d} {verdict:8s} {m.path}:{line} {m.why} ({sec:.0f} s: {tail[:300]})", flush=True)
+    killed = sum(r[3] == "killed" for r in results)
+    lines = ["# Mutation run", "",
+             f"{time.strftime('%Y-%m-%d %H:%M')}; `python scripts/mutants.py`; {killed} of {len(results)} mutants "
+             f"killed; {time.perf_counter() - t_all:.0f} s of mutated test runs (each test selection also passed "
+             "on the unmutated code first).", "",
+             "Each mutant is a one-line (or one-statement) change a plausible bug would make; a mutant is killed "
+             "when the tests named for it fail with it in place.", "",
+             "| # | where | change | the bug it stands for | tests | result |", "|---|---|---|---|---|---|"]
+    for i, m, line, verdict, sec, tail in results:
+        old = m.old.strip().splitlines()[-1].strip()
+        new = m.new.strip().splitlines()[-1].strip()
+        lines.append(f"| {i} | `{m.path}:{line}` | `{old[:70]}` → `{new[:70]}` | {m.why} | "
+                     f"`{' '.join(m.tests)}` | {verdict} ({sec:.0f} s) |")
+    text = "\n".join(lines) + "\n"
+    if not a.only:
+        os.makedirs(os.path.dirname(a.out), exist_ok=True)
+        with open(a.out, "w") as f:
+            f.write(text)
+        print(f"written: {a.out}")
+    survived = [r for r in results if r[3] == "survived"]
+    for i, m, line, *_ in survived:
+        print(f"SURVIVED: {i} {m.path}:{line} {m.why}", file=sys.stderr)
+    return 1 if survived else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
