@@ -231,9 +231,12 @@ def main(argv=None) -> int:
              "Each mutant is a one-line (or one-statement) change a plausible bug would make; a mutant is killed "
              "when the tests named for it fail with it in place.", "",
              "| # | where | change | the bug it stands for | tests | result |", "|---|---|---|---|---|---|"]
+    def cell(text):  # a '|' inside code would split the markdown cell
+        return text.replace("|", "\\|")
+
     for i, m, line, verdict, sec, tail in results:
-        old = m.old.strip().splitlines()[-1].strip()
-        new = m.new.strip().splitlines()[-1].strip()
+        old = cell(m.old.strip().splitlines()[-1].strip())
+        new = cell(m.new.strip().splitlines()[-1].strip())
         lines.append(f"| {i} | `{m.path}:{line}` | `{old[:70]}` → `{new[:70]}` | {m.why} | "
                      f"`{' '.join(m.tests)}` | {verdict} ({sec:.0f} s) |")
     text = "\n".join(lines) + "\n"
