@@ -134,6 +134,8 @@ MUTANTS = [
            '        with requests.get(url, stream=True, timeout=60, headers={"Range": f"bytes={have}-"} if have else {}) as r:',
            "        with requests.get(url, stream=True, timeout=60) as r:",
            "a broken download restarts from zero", T("tests/test_official_corruptions.py", "-k", "resumes")),
+    Mutant("bench/run.py", "            done = key in done_keys(scan_rows(main_path)[0])", "            done = False",
+           "a rerun after a kill evaluates finished rows again and doubles them", T(BEHAVIOUR, "-k", "killed")),
     # ------------------------------------------------------------ study report
     Mutant("bench/study_report.py", "        held = m(best, small) > std_small", "        held = True",
            "the small-eps verdict always says held", T(BEHAVIOUR, "-k", "verdicts")),

@@ -436,3 +436,40 @@ def test_nan_logits_are_an_evaluation_error_not_predictions():
     x[2, 0, 0, 0] = 0.95
     with pytest.raises(EvaluationError, match="NaN"):
         evaluate_attack(NaNAbove(), make_attack("clean"), x, y, norm="Linf", eps=0.0)
+
+
+# ---------------------------------------------------------------- a rank killed mid-run under a shared --out
+
+def test_a_killed_processs_claim_is_taken_over_and_no_row_is_lost_or_doubled(tmp_path):
+    """A torchrun rank (or a second shell) killed mid-evaluation leaves a finished row, a claim on the evaluation
+    it was running and no shard file: a rerun takes over the stale claim and the rows equal an uninterrupted run."""
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    from bench import run as bench_run
+    from bench.results import read_rows
+    from zoo.train import train
+
+    ckpt = train(TrainConfig(arch="sharp_tiny", data="synthetic", n_train=64, epochs=1, batch_size=64, device="cpu",
+                             out=str(tmp_path / "zoo")), progress=False)
+    args = ["--models", ckpt, "--attacks", "clean,pgd", "--eps", "2/255,8/255", "--pgd-steps", "2", "--data",
+            "synthetic", "--n-examples", "16", "--device", "cpu", "--no-progress", "--no-leaderboard"]
+    assert bench_run.main([*args, "--out", str(tmp_path / "whole")]) == 0
+    whole = read_rows(str(tmp_path / "whole" / "results.jsonl"))
+    out = tmp_path / "killed"
+    out.mkdir()
+    with open(out / "results.jsonl", "w") as f:  # the killed process had finished the first evaluation
+        f.write(json.dumps(whole[0]) + "\n")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (out / ".claims").mkdir()
+    (out / ".claims" / f"{whole[1]['key']}.claim").write_text(
+        json.dumps({"host": socket.gethostname(), "pid": dead.pid, "start": "0"}))  # it died holding the second
+    assert bench_run.main([*args, "--out", str(out)]) == 0
+    rows = read_rows(str(out / "results.jsonl"))
+    assert sorted(r["key"] for r in rows) == sorted(r["key"] for r in whole)  # none lost, none twice
+    same = {r["key"]: (r["clean_correct"], r["robust_correct"]) for r in whole}
+    assert all(same[r["key"]] == (r["clean_correct"], r["robust_correct"]) for r in rows)
+    assert not list((out / ".claims").glob("*.claim"))
