@@ -21,7 +21,8 @@ import sys
 
 from bench.results import read_rows
 from bench.submit import fields, guide, rules, source
-from zoo.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_atomic, sha256_file
+from zoo.checkpoint import (CheckpointError, load_checkpoint, model_from_checkpoint, save_atomic, sha256_file,
+                            write_text_atomic)
 from zoo.pgd import parse_eps
 from zoo.recipes import RECIPES
 
@@ -124,11 +125,11 @@ def export(ckpt_path: str, *, name: str, out: str, results: str, threat: str = "
     if "unaggregated" in paths:
         texts["unaggregated"] = fields.unaggregated_csv(name, row, _rb_corruption_order())
     for key, text in texts.items():
-        _write(paths[key], text)
+        write_text_atomic(paths[key], text)
     save_atomic({"state_dict": state}, paths["weights"])
     if problems:
-        _write(draft_path, f"DRAFT: {name} is not yet a claim RobustBench accepts. What is missing:\n" +
-               "".join(f"- {p}\n" for p in problems))
+        write_text_atomic(draft_path, f"DRAFT: {name} is not yet a claim RobustBench accepts. What is missing:\n" +
+                          "".join(f"- {p}\n" for p in problems))
         paths["draft"] = draft_path
     elif os.path.exists(draft_path):  # an earlier draft export of the same name
         os.remove(draft_path)
@@ -142,14 +143,6 @@ def _rb_corruption_order() -> tuple:
     from robustbench.data import CORRUPTIONS
 
     return tuple(CORRUPTIONS)
-
-
-def _write(path: str, text: str) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def _bool(s: str) -> bool:

@@ -11,6 +11,7 @@ import sys
 import pandas as pd
 
 from bench.results import read_rows
+from zoo.checkpoint import write_text_atomic
 
 ATTACK_LABEL = {"pgd": "PGD", "autoattack": "AA", "autoattack-fast": "AA-fast"}
 
@@ -173,10 +174,7 @@ def write_leaderboard(rows: list[dict], out: str) -> str:
     text = to_markdown(leaderboard_tables(rows))
     if plots:
         text += "\n" + "\n".join(f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in plots) + "\n"
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    write_text_atomic(path, text)
     return path
 
 

@@ -96,7 +96,7 @@ def fetch_official(folder: str, dataset: str = "cifar10", progress=None) -> str:
                         t.extractall(tmp, filter="data")
                     else:
                         t.extractall(tmp)
-                found = next((os.path.join(root) for root, _, fs in os.walk(tmp) if "labels.npy" in fs), None)
+                found = next((root for root, _, fs in os.walk(tmp) if "labels.npy" in fs), None)
                 if found is None or not complete(found):
                     raise CorruptionsSourceError(f"{tar} does not hold the {len(CORRUPTIONS)} corruption files and "
                                                  "labels.npy; delete it and run again")

@@ -32,6 +32,7 @@ sys.path.insert(0, ROOT)
 import torch  # noqa: E402
 
 from scripts.speed import matmul_rate, ours, reference  # noqa: E402
+from zoo.checkpoint import write_text_atomic  # noqa: E402
 from zoo.config import TrainConfig  # noqa: E402
 from zoo.data import make_synthetic  # noqa: E402
 from zoo.recipes import RECIPES  # noqa: E402
@@ -236,10 +237,7 @@ def main(argv=None) -> int:
         body += ["", f"whole check: {time.perf_counter() - t0:.0f} s" + ("" if final else " so far (cut short?)"), ""]
         text = "\n".join(body)
         if out:
-            os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-            with open(out + ".tmp", "w") as f:
-                f.write(text)
-            os.replace(out + ".tmp", out)
+            write_text_atomic(out, text)
         return text
 
     sections = [("(a)/(b) training speed", lambda w: speed_section([s["arch"]] + (["wrn28_10"] if a.big else []), s,

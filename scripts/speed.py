@@ -20,6 +20,7 @@ import os
 import platform
 import sys
 import time
+import traceback
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -85,26 +86,34 @@ def profile_table(step_fn, batches, device, rows=12) -> str:
     return prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=48)
 
 
-def ours(arch, recipe, cfg, ds, device, steps, warmup, compile_, profile_=False):
+def training_step(arch, recipe, cfg, device, mode=None):
+    """The project's training step as the trainer runs it (channels_last and bf16 autocast on CUDA), on a fresh
+    seeded model: a function of one batch. mode: None (eager), "default" or another torch.compile mode."""
     is_cuda = device.type == "cuda"
     torch.manual_seed(0)
     model = create_model(arch, 10, [0.49, 0.48, 0.45], [0.25, 0.24, 0.26]).to(device)
     if is_cuda:
         model = model.to(memory_format=torch.channels_last)
-    if compile_:
+    if mode:
         torch._dynamo.config.recompile_limit += 8  # each timed model gets its own graphs, none falls back to eager
-    net = torch.compile(model) if compile_ else model
+    net = torch.compile(model, mode=None if mode == "default" else mode) if mode else model
+    net.train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     autocast = bf16_autocast(device, enabled=is_cuda)  # the trainer's default: bf16 on CUDA, fp32 on CPU
     step = get_recipe(recipe).step
-    loader = DeviceLoader(ds.x_train, ds.y_train, cfg.batch_size, device, train=True, drop_last=True)
 
     def run(x, y):
         if is_cuda:
             x = x.contiguous(memory_format=torch.channels_last)
         step(net, opt, x, y, cfg, autocast)
+    return run
 
-    net.train()
+
+def ours(arch, recipe, cfg, ds, device, steps, warmup, compile_, profile_=False):
+    is_cuda = device.type == "cuda"
+    run = training_step(arch, recipe, cfg, device, "default" if compile_ else None)
+    loader = DeviceLoader(ds.x_train, ds.y_train, cfg.batch_size, device, train=True, drop_last=True)
+
     # batches come from the loader inside the timed loop: on-device augmentation is part of the cost, as the
     # reference loop's DataLoader is part of its
     ips = _timed(run, (b for _, b in zip(range(steps + warmup), _cycle(loader))), warmup, device)
@@ -118,15 +127,27 @@ def ours(arch, recipe, cfg, ds, device, steps, warmup, compile_, profile_=False)
     return ips, fc.get_total_flops() / len(y0), prof, syncs
 
 
+def project_frame(tb) -> str:
+    """The innermost frame of a traceback that lies in this project's code, as 'path:line in function'."""
+    def ours(path):  # the project's packages and scripts, not a virtual environment inside the checkout
+        return os.path.relpath(path, ROOT).split(os.sep)[0] in ("zoo", "bench", "scripts")
+    frames = [f for f in traceback.extract_tb(tb) if ours(f.filename)]
+    if not frames:
+        return "outside the project"
+    f = frames[-1]
+    return f"{os.path.relpath(f.filename, ROOT)}:{f.lineno} in {f.name} (`{(f.line or '').strip()[:70]}`)"
+
+
 def host_syncs(fn) -> str:
-    """'none' when fn runs under CUDA's sync debug mode set to error, else the first synchronising call."""
+    """'none' when fn runs under CUDA's sync debug mode set to error, else the first synchronising call and the
+    project source line that made it."""
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
         fn()
         return "none"
     except RuntimeError as e:
-        return str(e).strip().splitlines()[0][:80]
+        return f"{str(e).strip().splitlines()[0][:60]} at {project_frame(e.__traceback__)}"
     finally:
         torch.cuda.set_sync_debug_mode(0)
 

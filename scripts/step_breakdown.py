@@ -17,82 +17,24 @@ import argparse
 import os
 import sys
 import time
-import traceback
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import torch  # noqa: E402
 
+from scripts.speed import _timed, host_syncs, sync, training_step  # noqa: E402
 from zoo.config import TrainConfig  # noqa: E402
 from zoo.data import DeviceLoader, make_synthetic  # noqa: E402
-from zoo.models import create_model  # noqa: E402
-from zoo.recipes import get_recipe  # noqa: E402
-from zoo.train import bf16_autocast  # noqa: E402
-
-
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def project_frame(tb) -> str:
-    """The innermost frame of a traceback that lies in this project's code, as 'path:line in function'."""
-    def ours(path):  # the project's packages, not a virtual environment that may sit inside the checkout
-        rel = os.path.relpath(path, ROOT).split(os.sep)
-        return rel[0] in ("zoo", "bench") or (rel[0] == "scripts" and "step_breakdown" not in path)
-    frames = [f for f in traceback.extract_tb(tb) if ours(f.filename)]
-    if not frames:
-        return "outside the project"
-    f = frames[-1]
-    return f"{os.path.relpath(f.filename, ROOT)}:{f.lineno} in {f.name} (`{(f.line or '').strip()[:70]}`)"
 
 
 def first_sync(fn, device) -> str:
-    if device.type != "cuda":
-        return "n/a (CPU)"
-    sync(device)
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        fn()
-        return "none"
-    except RuntimeError as e:
-        return f"{str(e).strip().splitlines()[0][:60]} at {project_frame(e.__traceback__)}"
-    finally:
-        torch.cuda.set_sync_debug_mode(0)
-
-
-def rate(fn, batches, device, warmup) -> float:
-    for b in batches[:warmup]:
-        fn(*b)
-    sync(device)
-    t0 = time.perf_counter()
-    for b in batches[warmup:]:
-        fn(*b)
-    sync(device)
-    return sum(len(b[1]) for b in batches[warmup:]) / (time.perf_counter() - t0)
+    return host_syncs(fn) if device.type == "cuda" else "n/a (CPU)"
 
 
 def build(arch, recipe, batch, device, mode):
-    cuda = device.type == "cuda"
-    torch.manual_seed(0)
-    model = create_model(arch, 10, [0.49, 0.48, 0.45], [0.25, 0.24, 0.26]).to(device)
-    if cuda:
-        model = model.to(memory_format=torch.channels_last)
-    if mode != "eager":
-        torch._dynamo.config.recompile_limit += 8  # every model here gets its own graphs, none falls back to eager
-    net = model if mode == "eager" else torch.compile(model, mode=None if mode == "default" else mode)
-    net.train()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     cfg = TrainConfig(arch=arch, recipe=recipe, batch_size=batch).resolved()
-    autocast = bf16_autocast(device, enabled=cuda)
-    step = get_recipe(recipe).step
-
-    def run(x, y):
-        if cuda:
-            x = x.contiguous(memory_format=torch.channels_last)
-        step(net, opt, x, y, cfg, autocast)
-    return run
+    return training_step(arch, recipe, cfg, device, None if mode == "eager" else mode)
 
 
 def breakdown(arch, recipe, batch, steps, warmup, device, modes):
@@ -112,7 +54,7 @@ def breakdown(arch, recipe, batch, steps, warmup, device, modes):
     sync(device)
     out["loader img/s"] = batch * (steps + warmup) / (time.perf_counter() - t0)
     run = build(arch, recipe, batch, device, "default")
-    out["step img/s (batches fetched beforehand)"] = rate(run, batches, device, warmup)
+    out["step img/s (batches fetched beforehand)"] = _timed(run, iter(batches), warmup, device)
 
     def both():
         for b in zip(range(steps + warmup), iter(loader)):
@@ -123,8 +65,8 @@ def breakdown(arch, recipe, batch, steps, warmup, device, modes):
     sync(device)
     out["loader + step img/s"] = batch * (steps + warmup) / (time.perf_counter() - t0)
     bigb = [b for _, b in zip(range(max(steps // 4, 2) + warmup), iter(big))]
-    out[f"step img/s at batch {4 * batch}"] = rate(build(arch, recipe, 4 * batch, device, "default"), bigb, device,
-                                                   warmup)
+    out[f"step img/s at batch {4 * batch}"] = _timed(build(arch, recipe, 4 * batch, device, "default"), iter(bigb),
+                                                     warmup, device)
     acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if device.type == "cuda"
                                                     else [])
     n_prof = min(steps, 10)
@@ -144,8 +86,8 @@ def breakdown(arch, recipe, batch, steps, warmup, device, modes):
     out["kernel launches per step"] = launches
     for mode in modes:
         try:
-            out[f"step img/s, compile mode={mode}"] = rate(build(arch, recipe, batch, device, mode), batches, device,
-                                                          warmup)
+            out[f"step img/s, compile mode={mode}"] = _timed(build(arch, recipe, batch, device, mode), iter(batches),
+                                                            warmup, device)
         except Exception as e:  # a mode that fails on this stack is a finding, not the end of the breakdown
             out[f"step img/s, compile mode={mode}"] = f"failed: {type(e).__name__}: {str(e).splitlines()[0][:80]}"
     fresh = iter(loader)  # a generator that raised is finished: each probe gets its own iterator

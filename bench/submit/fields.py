@@ -4,6 +4,8 @@ from __future__ import annotations
 import io
 import re
 
+from bench.corruptions import SEVERITIES
+
 CLASSIC_NAMES = {"preact_resnet18": "PreActResNet-18", "wrn28_10": "WideResNet-28-10",
                  "wrn34_10": "WideResNet-34-10", "sharp_tiny": "TinyNet (2 conv)", "sharp_small": "SmallNet (3 conv)"}
 VIT_SIZES = {"tiny": "Ti", "small": "S", "base": "B", "large": "L", "huge": "H"}
@@ -55,7 +57,7 @@ def unaggregated_csv(name: str, row: dict, order) -> str:
     import pandas as pd
 
     per = row["corruption_severity_acc"]
-    frame = pd.DataFrame({(c, s): per[f"{c}/{s}"] for c in order for s in range(1, 6)}, index=[name])
+    frame = pd.DataFrame({(c, s): per[f"{c}/{s}"] for c in order for s in SEVERITIES}, index=[name])
     buf = io.StringIO()
     frame.to_csv(buf)
     return buf.getvalue()
