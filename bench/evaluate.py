@@ -6,8 +6,8 @@ import time
 import numpy as np
 import torch
 
-from bench.corruptions import CORRUPTIONS, SEVERITIES, cached_set, official_set
-from bench.results import wilson
+from bench.corruptions.generator import CORRUPTIONS, SEVERITIES, cached_set, official_set
+from bench.store.rows import wilson
 
 
 class EvaluationError(RuntimeError):

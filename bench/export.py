@@ -19,7 +19,7 @@ import json
 import os
 import sys
 
-from bench.results import read_rows
+from bench.store.rows import read_rows
 from bench.submit import fields, guide, rules, source
 from zoo.checkpoint import (CheckpointError, load_checkpoint, model_from_checkpoint, save_atomic, sha256_file,
                             write_text_atomic)
@@ -137,7 +137,7 @@ def export(ckpt_path: str, *, name: str, out: str, results: str, threat: str = "
 
 
 def _rb_corruption_order() -> tuple:
-    from bench.autoattack_driver import _import_autoattack
+    from bench.attacks.autoattack import _import_autoattack
 
     _import_autoattack()  # robustbench imports pyautoattack as `autoattack`
     from robustbench.data import CORRUPTIONS

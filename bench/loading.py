@@ -82,7 +82,7 @@ def rb_dataset(data_name: str, num_classes: int) -> str:
 def load_robustbench(name: str, norm: str, model_dir: str = "models", dataset: str = "cifar10") -> LoadedModel:
     """A RobustBench zoo model through robustbench's own loader, which takes an existing
     `<model_dir>/<dataset>/<threat>/<name>.pt` without a network and downloads it otherwise."""
-    from bench.autoattack_driver import _import_autoattack
+    from bench.attacks.autoattack import _import_autoattack
 
     _import_autoattack()  # robustbench imports `autoattack`
     from robustbench.utils import load_model

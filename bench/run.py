@@ -17,13 +17,13 @@ from collections import deque
 import torch
 from tqdm import tqdm
 
-from bench.attacks import ATTACKS, make_attack
-from bench.corruptions import CORRUPTIONS, GENERATOR_VERSION, SEVERITIES
+from bench.attacks.registry import ATTACKS, make_attack
+from bench.corruptions.generator import CORRUPTIONS, GENERATOR_VERSION, SEVERITIES
 from bench.evaluate import EvaluationError, evaluate_attack, evaluate_corruptions
 from bench.fast_eval import precision_note, prepare_for_eval
 from bench.loading import LOAD_ERRORS, load_model_spec, rb_dataset
-from bench.claims import try_claim
-from bench.results import append_row, done_keys, locked, read_rows, row_key, scan_rows
+from bench.store.claims import try_claim
+from bench.store.rows import append_row, done_keys, locked, read_rows, row_key, scan_rows
 from zoo import distributed as dist
 from zoo.checkpoint import versions
 from zoo.data import DataError, load_dataset
@@ -136,7 +136,7 @@ def run(args) -> int:
     data_spec = ds.name
 
     if args.corruptions_source == "official" and any(s["attack"] == "corruptions" for s in specs):
-        from bench.official_corruptions import DIR_NAMES, fetch_official
+        from bench.corruptions.official import DIR_NAMES, fetch_official
 
         args.corruptions_dir = args.corruptions_dir or os.path.join(args.data_dir, DIR_NAMES.get(ds.name, "CIFAR-10-C"))
         fetch_official(args.corruptions_dir, ds.name if ds.name in DIR_NAMES else "cifar10")
@@ -233,7 +233,7 @@ def run(args) -> int:
         for w in attack_sanity_warnings(rows):
             print(f"warning: {w}", file=sys.stderr)
         if not args.no_leaderboard:
-            from bench.leaderboard import write_leaderboard
+            from bench.report.leaderboard import write_leaderboard
 
             md = write_leaderboard(rows, args.out)
             print(f"leaderboard: {md}", file=sys.stderr)

@@ -28,7 +28,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench.results import scan_rows  # noqa: E402
+from bench.store.rows import scan_rows  # noqa: E402
 
 ENV = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
 ESSENCE = ("clean_correct", "robust_correct", "robust_acc", "stage_acc", "corruption_severity_acc")

@@ -103,7 +103,7 @@ def speed_section(archs, s, device, lines, verdicts):
 
 
 def autoattack_section(s, device, data, lines, verdicts, work):
-    from bench.attacks import make_attack
+    from bench.attacks.registry import make_attack
     from bench.evaluate import evaluate_attack
     from bench.fast_eval import prepare_for_eval
     from zoo.checkpoint import load_checkpoint, model_from_checkpoint
@@ -154,7 +154,7 @@ def autoattack_section(s, device, data, lines, verdicts, work):
 
 def training_section(s, device, data, lines, verdicts, work):
     from bench import run as bench_run
-    from bench.results import read_rows
+    from bench.store.rows import read_rows
     from zoo.checkpoint import load_checkpoint
     from zoo.train import train
 

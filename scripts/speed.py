@@ -247,7 +247,7 @@ def reference(arch, recipe, cfg, ds, device, steps, warmup, workers):
 
 
 def eval_speed(arch, device, n, batch, compile_):
-    from bench.attacks import make_attack
+    from bench.attacks.registry import make_attack
     from bench.fast_eval import prepare_for_eval
 
     model = create_model(arch, 10, [0.49, 0.48, 0.45], [0.25, 0.24, 0.26])
@@ -268,7 +268,7 @@ def autoattack_speed(arch, device, n, data, epochs, batch, compile_):
     here with the project's trainer (the cost depends on how many points stay robust, so it needs real models)."""
     import tempfile
 
-    from bench.attacks import make_attack
+    from bench.attacks.registry import make_attack
     from bench.evaluate import evaluate_attack
     from bench.fast_eval import prepare_for_eval
     from zoo.data import load_dataset

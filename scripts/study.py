@@ -175,7 +175,7 @@ def measure_all(p: Preset, paths: list[str], data: str, device: str, out: str) -
     """Sharpness and feature-perturbation measures per checkpoint, cached in OUT/measures.jsonl."""
     from bench.loading import load_model_spec
     from bench.measures import feature_perturbation, sharpness
-    from bench.results import append_row, read_rows
+    from bench.store.rows import append_row, read_rows
     from zoo.data import load_dataset
     from zoo.pgd import parse_eps
 
@@ -246,9 +246,9 @@ def main(argv=None) -> int:
     measures = measure_all(p, paths, p.data, device, out)
     t_all = time.perf_counter() - t0
 
-    from bench.leaderboard import write_leaderboard
-    from bench.results import read_rows
-    from bench.study_report import write_report
+    from bench.report.leaderboard import write_leaderboard
+    from bench.store.rows import read_rows
+    from bench.report.study import write_report
 
     from zoo.checkpoint import sha256_file
 

@@ -140,7 +140,7 @@ def _frame(sam_small, std_small, at_large, sam_large, sam_clean, at_clean, std_c
 
 
 def _verdicts(pm):
-    from bench.study_report import claims, summarize
+    from bench.report.study import claims, summarize
 
     out = {}
     for line in claims(pm, summarize(pm)):
@@ -171,7 +171,7 @@ def test_verdicts_when_the_papers_claims_fail():
 
 
 def test_summary_is_mean_and_sample_std_over_seeds():
-    from bench.study_report import summarize
+    from bench.report.study import summarize
 
     pm = _frame(sam_small=0.7, std_small=0.55, at_large=0.4, sam_large=0.05, sam_clean=0.89, at_clean=0.8)
     s = summarize(pm)
@@ -193,7 +193,7 @@ def _bench_args(**over):
 
 @pytest.mark.parametrize("attack", ["pgd", "autoattack", "autoattack-fast", "corruptions"])
 def test_every_setting_that_changes_a_result_changes_the_key(attack):
-    from bench.results import row_key
+    from bench.store.rows import row_key
     from bench.run import attack_config
 
     spec = {"attack": attack, "norm": None if attack == "corruptions" else "Linf", "eps": 8 / 255}
@@ -224,7 +224,7 @@ def test_every_setting_that_changes_a_result_changes_the_key(attack):
 
 @pytest.mark.parametrize("attack", ["pgd", "autoattack", "corruptions"])
 def test_batch_size_device_and_compile_do_not_change_the_key(attack):
-    from bench.results import row_key
+    from bench.store.rows import row_key
     from bench.run import attack_config
 
     spec = {"attack": attack, "norm": None if attack == "corruptions" else "Linf", "eps": 8 / 255}
@@ -372,7 +372,7 @@ def test_bare_network_state_dicts_load_with_or_without_ddp_prefix(tmp_path, pref
 
 
 def test_wilson_interval_matches_the_published_values():
-    from bench.results import wilson
+    from bench.store.rows import wilson
 
     lo, hi = wilson(3, 10)  # the textbook example: 3 of 10, z = 1.96
     assert (lo, hi) == pytest.approx((0.1078, 0.6032), abs=1e-4)
@@ -391,7 +391,7 @@ class _FirstPixel(nn.Module):
 
 
 def test_a_point_counts_as_robust_only_if_right_clean_and_attacked():
-    from bench.attacks import Attack
+    from bench.attacks.registry import Attack
     from bench.evaluate import evaluate_attack
 
     x = torch.full((4, 3, 4, 4), 0.45)
@@ -407,7 +407,7 @@ def test_a_point_counts_as_robust_only_if_right_clean_and_attacked():
 
 
 def test_an_attack_leaving_its_ball_or_the_unit_range_is_an_error():
-    from bench.attacks import Attack
+    from bench.attacks.registry import Attack
     from bench.evaluate import EvaluationError, evaluate_attack
 
     x, y = torch.full((2, 3, 4, 4), 0.5), torch.tensor([0, 0])
@@ -424,7 +424,7 @@ def test_an_attack_leaving_its_ball_or_the_unit_range_is_an_error():
 
 def test_nan_logits_are_an_evaluation_error_not_predictions():
     """A model that loads fine but returns NaN on some inputs (the load-time forward uses two fixed images)."""
-    from bench.attacks import make_attack
+    from bench.attacks.registry import make_attack
     from bench.evaluate import EvaluationError, evaluate_attack
 
     class NaNAbove(_FirstPixel):
@@ -449,7 +449,7 @@ def test_a_killed_processs_claim_is_taken_over_and_no_row_is_lost_or_doubled(tmp
     import sys
 
     from bench import run as bench_run
-    from bench.results import read_rows
+    from bench.store.rows import read_rows
     from zoo.train import train
 
     ckpt = train(TrainConfig(arch="sharp_tiny", data="synthetic", n_train=64, epochs=1, batch_size=64, device="cpu",

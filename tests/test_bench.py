@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from bench import run as bench_run
-from bench.attacks import make_attack
-from bench.corruptions import CORRUPTIONS, SEVERITIES, corrupt
+from bench.attacks.registry import make_attack
+from bench.corruptions.generator import CORRUPTIONS, SEVERITIES, corrupt
 from bench.evaluate import evaluate_attack
-from bench.results import read_rows, row_key, wilson
+from bench.store.rows import read_rows, row_key, wilson
 from zoo.checkpoint import load_checkpoint, model_from_checkpoint, seal
 from zoo.config import TrainConfig
 from zoo.train import train
@@ -210,7 +210,7 @@ def test_corruptions_row_regenerated_and_official(zoo_dir, tmp_path):
 def test_autoattack_resumes_from_its_own_state(zoo_dir, tmp_path, monkeypatch):
     import pyautoattack
 
-    from bench.autoattack_driver import run_autoattack
+    from bench.attacks.autoattack import run_autoattack
     from zoo.data import load_dataset
 
     model = _model(zoo_dir)

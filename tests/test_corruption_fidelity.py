@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from bench.corruptions import CORRUPTIONS, GENERATOR_VERSION, SEVERITIES, cached_set, corrupt
-from bench.corruptions_reference import corrupt_reference
+from bench.corruptions.generator import CORRUPTIONS, GENERATOR_VERSION, SEVERITIES, cached_set, corrupt
+from bench.corruptions.reference import corrupt_reference
 
 
 def _agreement(x):

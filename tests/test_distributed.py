@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from bench.results import read_rows
+from bench.store.rows import read_rows
 from zoo.checkpoint import load_checkpoint
 from zoo.config import TrainConfig
 from zoo.train import train

@@ -11,7 +11,7 @@ import torch
 
 from bench import export as bexport
 from bench import run as bench_run
-from bench.results import append_row, read_rows
+from bench.store.rows import append_row, read_rows
 from zoo.checkpoint import load_checkpoint, model_from_checkpoint, sha256_file
 from zoo.config import TrainConfig
 from zoo.train import train
@@ -20,7 +20,7 @@ SUBSET = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "
 
 
 def _rb():
-    from bench.autoattack_driver import _import_autoattack
+    from bench.attacks.autoattack import _import_autoattack
 
     _import_autoattack()
     import robustbench.model_zoo.cifar10 as rb_cifar10
@@ -189,7 +189,7 @@ def test_a_full_row_is_preferred_to_a_newer_partial_one(timm_ckpt, tmp_path):
 
 
 def _corruption_row(ckpt, source="official", names=None):
-    from bench.corruptions import CORRUPTIONS
+    from bench.corruptions.generator import CORRUPTIONS
 
     names = names or list(CORRUPTIONS)
     per = {f"{c}/{s}": round(0.5 + 0.01 * i + 0.001 * s, 6) for i, c in enumerate(names) for s in range(1, 6)}
@@ -215,7 +215,7 @@ def test_corruptions_export_fields_and_robustbench_unaggregated_layout(timm_ckpt
     assert list(frame.index) == ["Smith2026Sharp"] and frame.shape == (1, 75)
     for (c, s), v in frame.loc["Smith2026Sharp"].items():
         assert v == pytest.approx(row["corruption_severity_acc"][f"{c}/{s}"])
-    from bench.autoattack_driver import _import_autoattack
+    from bench.attacks.autoattack import _import_autoattack
 
     _import_autoattack()
     from robustbench.data import CORRUPTIONS as RB_ORDER

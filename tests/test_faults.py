@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from bench import run as bench_run
-from bench.results import append_row, read_rows, scan_rows
+from bench.store.rows import append_row, read_rows, scan_rows
 from zoo.checkpoint import CheckpointError, load_checkpoint, seal
 from zoo.train import train
 

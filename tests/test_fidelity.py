@@ -8,8 +8,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from bench import run as bench_run
-from bench.attacks import make_attack
-from bench.results import read_rows
+from bench.attacks.registry import make_attack
+from bench.store.rows import read_rows
 from zoo.config import TrainConfig
 from zoo.pgd import parse_eps
 from zoo.recipes import sam_step
@@ -146,7 +146,7 @@ class _Linear(nn.Module):
 
 
 def _aa(model, n=16, eps=8 / 255, stages=("apgd-ce", "apgd-t", "fab-t", "square")):
-    from bench.autoattack_driver import run_autoattack
+    from bench.attacks.autoattack import run_autoattack
 
     torch.manual_seed(0)
     x = torch.rand(n, 3, 32, 32)
@@ -174,7 +174,7 @@ def test_autoattack_class_count_check():
 
 
 def test_flagged_autoattack_row_is_warned_and_marked(tmp_path, monkeypatch, capsys):
-    from bench.leaderboard import leaderboard_tables, to_markdown
+    from bench.report.leaderboard import leaderboard_tables, to_markdown
 
     (tmp_path / "toyaa.py").write_text("import torch\n\ndef softmax_model():\n    torch.manual_seed(0)\n"
                                        "    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3072, 10),"
@@ -203,7 +203,7 @@ def test_staged_autoattack_equals_one_pyautoattack_run(tiny):
     import pyautoattack
     from pyautoattack import checks
 
-    from bench.autoattack_driver import Float32Logits, run_autoattack
+    from bench.attacks.autoattack import Float32Logits, run_autoattack
     from zoo.checkpoint import load_checkpoint, model_from_checkpoint
     from zoo.data import load_dataset
 

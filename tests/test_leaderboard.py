@@ -1,4 +1,4 @@
-from bench.leaderboard import leaderboard_tables, to_markdown
+from bench.report.leaderboard import leaderboard_tables, to_markdown
 from bench.run import attack_sanity_warnings
 
 

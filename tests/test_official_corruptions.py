@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from bench import official_corruptions as oc
+from bench.corruptions import official as oc
 from bench import run as bench_run
-from bench.corruptions import CORRUPTIONS, official_set
-from bench.results import read_rows
+from bench.corruptions.generator import CORRUPTIONS, official_set
+from bench.store.rows import read_rows
 
 
 def _official_files(folder, n=6, seed=0):
@@ -29,7 +29,7 @@ def _official_files(folder, n=6, seed=0):
 def test_reading_matches_robustbenchs_loader_severity_by_severity(tmp_path):
     """robustbench's loader assumes the official 10000 images per severity, so this file has the official shape
     (50000, 32, 32, 3); it is sparse on disk: only the images read are written."""
-    from bench.autoattack_driver import _import_autoattack
+    from bench.attacks.autoattack import _import_autoattack
 
     _import_autoattack()
     from robustbench.data import load_cifar10c

@@ -4,7 +4,7 @@ from __future__ import annotations
 import io
 import re
 
-from bench.corruptions import SEVERITIES
+from bench.corruptions.generator import SEVERITIES
 
 CLASSIC_NAMES = {"preact_resnet18": "PreActResNet-18", "wrn28_10": "WideResNet-28-10",
                  "wrn34_10": "WideResNet-34-10", "sharp_tiny": "TinyNet (2 conv)", "sharp_small": "SmallNet (3 conv)"}

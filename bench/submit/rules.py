@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from bench.corruptions import CORRUPTIONS, SEVERITIES
+from bench.corruptions.generator import CORRUPTIONS, SEVERITIES
 
 RB_N = 10_000  # the full CIFAR test set, in order
 RB_EPS = {"Linf": ("8/255", 8 / 255), "L2": ("0.5", 0.5)}  # the leaderboards' fixed radii

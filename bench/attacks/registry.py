@@ -68,7 +68,7 @@ def _pgd(norm, eps, pgd_steps=20, pgd_alpha=None, restarts=1, seed=0, batch_size
 
 def _autoattack(name, stages, version):
     def factory(norm, eps, seed=0, batch_size=250, **_):
-        from bench.autoattack_driver import run_autoattack
+        from bench.attacks.autoattack import run_autoattack
 
         def run(self, model, x, y):
             x_adv, self.info = run_autoattack(model, x, y, norm=norm, eps=eps, stages=stages, seed=seed,

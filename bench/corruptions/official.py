@@ -14,7 +14,7 @@ import shutil
 import tarfile
 import tempfile
 
-from bench.corruptions import CORRUPTIONS
+from bench.corruptions.generator import CORRUPTIONS
 
 CHUNK = 1 << 20
 DIR_NAMES = {"cifar10": "CIFAR-10-C", "cifar100": "CIFAR-100-C"}
@@ -72,7 +72,7 @@ def fetch_official(folder: str, dataset: str = "cifar10", progress=None) -> str:
     try:
         import requests
 
-        from bench.autoattack_driver import _import_autoattack
+        from bench.attacks.autoattack import _import_autoattack
 
         _import_autoattack()  # robustbench imports pyautoattack as `autoattack`
         from robustbench.data import ZENODO_CORRUPTIONS_LINKS, BenchmarkDataset

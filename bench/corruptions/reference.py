@@ -1,6 +1,6 @@
 """CIFAR-10-C corruptions written plainly, one image at a time, with the libraries the CIFAR generator uses.
 
-The check on bench/corruptions.py's vectorised path: the same steps as Hendrycks & Dietterich's CIFAR generator
+The check on bench/corruptions/generator.py's vectorised path: the same steps as Hendrycks & Dietterich's CIFAR generator
 (make_cifar_c.py), with scikit-image, OpenCV, scipy and PIL where it uses them, and ImageMagick's motion blur
 through the numpy port of its kernel that the `imagecorruptions` package ships (then rounded to 8 bits, as
 ImageMagick returns it). Each function takes one uint8 (32, 32, 3) image, a severity and the image's own
@@ -19,7 +19,7 @@ from scipy.ndimage import map_coordinates
 from scipy.ndimage import zoom as scizoom
 from skimage.filters import gaussian
 
-from bench.corruptions import (CORRUPTIONS, PARAMS, elastic_draws, elastic_points, frost_draw, frost_textures,
+from bench.corruptions.generator import (CORRUPTIONS, PARAMS, elastic_draws, elastic_points, frost_draw, frost_textures,
                                image_rngs, jpeg_roundtrip)
 
 REFERENCE: dict = {}

@@ -5,7 +5,7 @@ batch of uint8 images (N, 32, 32, 3); `corrupt` truncates them with np.uint8, as
 "Matches the generator" means the algorithm, not only its constants: every step is the generator's (its
 libraries' semantics: skimage's Gaussian, OpenCV's filter2D/warpAffine borders, scipy's zoom and
 map_coordinates modes, PIL's box resize and JPEG, ImageMagick's motion blur returning rounded 8-bit images),
-computed in the generator's precision (float64, float32 where it casts). bench/corruptions_reference.py writes
+computed in the generator's precision (float64, float32 where it casts). bench/corruptions/reference.py writes
 each corruption plainly, per image, with those libraries; tests/test_corruption_fidelity.py checks that the two
 agree within one grey level on real images for all 75 sets.
 

@@ -10,7 +10,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from bench.leaderboard import latest_ok
+from bench.report.leaderboard import latest_ok
 from zoo.checkpoint import load_checkpoint
 
 

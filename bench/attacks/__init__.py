@@ -1,0 +1,1 @@
+"""Attacks by name (registry) and the AutoAttack driver."""

@@ -1,0 +1,1 @@
+"""Report writers: pure functions of rows into the markdown leaderboard and the study report."""

@@ -1,0 +1,172 @@
+"""Leaderboards: pure functions of result rows -> markdown, and the writer of leaderboard.md with its PNG plots."""
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+
+from zoo.checkpoint import write_text_atomic
+
+ATTACK_LABEL = {"pgd": "PGD", "autoattack": "AA", "autoattack-fast": "AA-fast"}
+
+
+def latest_ok(rows: list[dict]) -> pd.DataFrame:
+    """One row per (model, attack, norm, eps, data, n): the latest successful one."""
+    ok = [r for r in rows if r.get("status") == "ok"]
+    if not ok:
+        return pd.DataFrame()
+    df = pd.DataFrame(ok)
+    df["eps_key"] = df["eps"].round(8)
+    df["norm"] = df["norm"].fillna("")
+    return df.sort_values("time").drop_duplicates(["model_id", "attack", "norm", "eps_key", "data", "n"], keep="last")
+
+
+FLAGS = "flagged"  # table.attrs key: per row, the cells whose AutoAttack run raised one of pyautoattack's checks
+
+
+def _flagged(row) -> bool:
+    checks = row.get("aa_checks") if hasattr(row, "get") else None
+    return isinstance(checks, dict) and any(checks.values())
+
+
+def _pct(v) -> str:
+    return "" if v is None or pd.isna(v) else f"{100 * v:.2f}"
+
+
+def _recipe(r) -> str:
+    hp = r.get("hparams") or ""
+    return f"{r.get('recipe', '')} {hp}".strip()
+
+
+def robust_columns(df: pd.DataFrame, norm: str) -> list[tuple[str, float, str]]:
+    """(attack, eps, eps_str) present for this norm, attacks in a fixed order, eps ascending."""
+    sub = df[df["norm"] == norm]
+    cols = sub[["attack", "eps_key", "eps_str"]].drop_duplicates(["attack", "eps_key"])
+    order = {a: i for i, a in enumerate(ATTACK_LABEL)}
+    return sorted(((a, e, s) for a, e, s in cols.itertuples(index=False)), key=lambda t: (t[1], order.get(t[0], 9)))
+
+
+def _sort_column(cols) -> list[str]:
+    """Most robust first: the strongest attack at the largest eps decides (AA over AA-fast over PGD)."""
+    if not cols:
+        return []
+    pref = {"autoattack": 0, "autoattack-fast": 1, "pgd": 2}
+    a, _, s = max(cols, key=lambda t: (t[1], -pref.get(t[0], 9)))
+    return [f"{ATTACK_LABEL.get(a, a)} {s}"]
+
+
+def leaderboard_tables(rows: list[dict]) -> dict[tuple[str, str, int], pd.DataFrame]:
+    """{(norm, data, n): table} with columns Model, Arch, Recipe, Clean, <attack eps>..., Corruptions."""
+    df = latest_ok(rows)
+    if df.empty:
+        return {}
+    tables = {}
+    for (data, n), part in df.groupby(["data", "n"]):
+        norms = sorted(x for x in part["norm"].unique() if x) or [""]
+        for norm in norms:
+            cols = robust_columns(part, norm) if norm else []
+            lines = []
+            for mid, m in part.groupby("model_id"):
+                first = m.iloc[0]
+                line = {"Model": first["model"], "Arch": first.get("arch", ""), "Recipe": _recipe(first)}
+                clean = m[m["attack"] == "clean"]
+                line["Clean"] = clean.iloc[0]["clean_acc"] if len(clean) else m.iloc[0]["clean_acc"]
+                flagged = []
+                for a, e, s in cols:
+                    hit = m[(m["attack"] == a) & (m["norm"] == norm) & (m["eps_key"] == e)]
+                    line[f"{ATTACK_LABEL.get(a, a)} {s}"] = hit.iloc[0]["robust_acc"] if len(hit) else None
+                    if len(hit) and _flagged(hit.iloc[0]):
+                        flagged.append(f"{ATTACK_LABEL.get(a, a)} {s}")
+                line[FLAGS] = flagged
+                corr = m[m["attack"] == "corruptions"]
+                line["Corruptions"] = corr.iloc[0]["robust_acc"] if len(corr) else None
+                lines.append(line)
+            table = pd.DataFrame(lines)
+            table = table.sort_values(_sort_column(cols) + ["Clean"], ascending=False, na_position="last").reset_index(drop=True)
+            table.attrs[FLAGS] = table.pop(FLAGS).tolist()  # per row, in the table's order
+            if table["Corruptions"].isna().all():
+                table = table.drop(columns=["Corruptions"])
+            tables[(norm, data, int(n))] = table
+    return tables
+
+
+def to_markdown(tables: dict) -> str:
+    out = ["# Leaderboard", "",
+           "Accuracy in % on the first n test points. Robust columns: a point counts only if it is classified "
+           "right clean and under the attack. AA = AutoAttack (standard), PGD = our PGD with random start. "
+           "Corruptions = mean over 15 CIFAR-10-C corruptions x 5 severities.", ""]
+    marked = False
+    for (norm, data, n), table in sorted(tables.items()):
+        out.append(f"## {norm or 'clean / corruptions'} - {data}, n={n}")
+        out.append("")
+        flags = table.attrs.get(FLAGS, [[]] * len(table))
+        shown = table.copy()
+        for c in shown.columns[3:]:
+            shown[c] = shown[c].map(_pct)
+        for i, cells in enumerate(flags):
+            for c in cells:
+                shown.loc[i, c] += " †"
+                marked = True
+        align = ["left"] * 3 + ["right"] * (len(shown.columns) - 3)
+        out.append(shown.to_markdown(index=False, disable_numparse=True, colalign=align))  # keep "50.00" as written
+        out.append("")
+    if marked:
+        out += ["† AutoAttack flagged this evaluation (randomized or probability outputs, zero gradients, a dynamic "
+                "defence, too few classes, or Square beating the gradient attacks): the number may overstate "
+                "robustness; see `aa_checks` in its row.", ""]
+    return "\n".join(out)
+
+
+def write_plots(rows: list[dict], out: str) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    df = latest_ok(rows)
+    written = []
+    if df.empty:
+        return written
+    for norm in sorted(x for x in df["norm"].unique() if x):
+        sub = df[df["norm"] == norm]
+        attack = "autoattack" if (sub["attack"] == "autoattack").any() else "pgd"
+        sub = sub[sub["attack"] == attack]
+        if sub.empty:
+            continue
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+        for mid, m in sub.groupby("model_id"):
+            m = m.sort_values("eps")
+            clean = df[(df["model_id"] == mid) & (df["attack"] == "clean")]
+            c0 = clean.iloc[0]["clean_acc"] if len(clean) else m.iloc[0]["clean_acc"]
+            xs = [0.0] + list(m["eps"] * (255 if norm == "Linf" else 1))
+            label = f"{m.iloc[0]['model']}"
+            ax1.plot(xs, [100 * c0] + list(100 * m["robust_acc"]), marker="o", label=label)
+            last = m.iloc[-1]
+            ax2.scatter(100 * last["robust_acc"], 100 * c0, s=40)
+            ax2.annotate(label, (100 * last["robust_acc"], 100 * c0), fontsize=7)
+        ax1.set_xlabel("eps" + (" (x/255)" if norm == "Linf" else ""))
+        ax1.set_ylabel(f"robust accuracy (%), {ATTACK_LABEL[attack]}")
+        ax1.set_title(f"{norm}: robust accuracy against eps")
+        ax1.legend(fontsize=6)
+        ax1.grid(alpha=0.3)
+        ax2.set_xlabel(f"robust accuracy (%) at the largest eps, {ATTACK_LABEL[attack]}")
+        ax2.set_ylabel("clean accuracy (%)")
+        ax2.set_title(f"{norm}: clean against robust")
+        ax2.grid(alpha=0.3)
+        fig.tight_layout()
+        path = os.path.join(out, f"robustness_{norm}.png")
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def write_leaderboard(rows: list[dict], out: str) -> str:
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, "leaderboard.md")
+    plots = write_plots(rows, out)
+    text = to_markdown(leaderboard_tables(rows))
+    if plots:
+        text += "\n" + "\n".join(f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in plots) + "\n"
+    write_text_atomic(path, text)
+    return path
