@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from bench.corruptions.generator import CORRUPTIONS, SEVERITIES, cached_set, official_set
+from bench.store.points import encode_sets, encode_states
 from bench.store.rows import wilson
 
 
@@ -60,7 +61,8 @@ def evaluate_attack(model, attack, x, y, *, norm: str, eps: float, batch_size: i
         robust_ok = clean_ok & (predict(model, x_adv, batch_size) == y)
     n = len(y)
     row = {**_acc_fields("clean", int(clean_ok.sum()), n), **_acc_fields("robust", int(robust_ok.sum()), n),
-           "n": n, "max_perturbation": worst, "seconds": time.perf_counter() - t0}
+           "n": n, "max_perturbation": worst, "seconds": time.perf_counter() - t0,
+           "points": encode_states(clean_ok.cpu().numpy(), robust_ok.cpu().numpy())}
     if attack.info.get("stage_acc"):
         row["stage_acc"] = attack.info["stage_acc"]
         row["stage_seconds"] = attack.info.get("stage_seconds", {})
@@ -79,7 +81,7 @@ def evaluate_corruptions(model, x_u8: torch.Tensor, y: torch.Tensor, *, device, 
     t0 = time.perf_counter()
     names = list(names or CORRUPTIONS)
     x_hwc = x_u8.permute(0, 2, 3, 1).cpu().numpy()
-    per, sources = {}, set()
+    per, flags, sources = {}, {}, set()
     for name in names:
         for s in SEVERITIES:
             official = official_set(corruptions_dir, name, s, len(y)) if corruptions_dir else None
@@ -94,7 +96,9 @@ def evaluate_corruptions(model, x_u8: torch.Tensor, y: torch.Tensor, *, device, 
                 imgs, yy = cached_set(x_hwc, name, s, cache_dir, seed), y
                 sources.add("regenerated")
             xc = torch.from_numpy(imgs).permute(0, 3, 1, 2).float().div(255).to(device)
-            per[f"{name}/{s}"] = (predict(model, xc, batch_size) == yy).float().mean().item()
+            ok = (predict(model, xc, batch_size) == yy).cpu().numpy()
+            flags[f"{name}/{s}"] = ok
+            per[f"{name}/{s}"] = int(ok.sum()) / len(ok)
             if progress:
                 progress()
     by_corruption = {n: float(np.mean([per[f"{n}/{s}"] for s in SEVERITIES])) for n in names}
@@ -104,4 +108,5 @@ def evaluate_corruptions(model, x_u8: torch.Tensor, y: torch.Tensor, *, device, 
     # no interval for the mean: the 75 sets share their images, so they are not independent trials
     return {**_acc_fields("clean", int(clean_ok.sum()), n), "robust_acc": mean, "n": n,
             "corruption_acc": by_corruption, "corruption_severity_acc": per,
-            "corruption_source": "+".join(sorted(sources)), "seconds": time.perf_counter() - t0}
+            "corruption_source": "+".join(sorted(sources)), "seconds": time.perf_counter() - t0,
+            "points": encode_sets(clean_ok.cpu().numpy(), flags)}

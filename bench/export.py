@@ -1,16 +1,19 @@
 """Export a checkpoint for submission to RobustBench: python -m bench.export CKPT --name NAME --out DIR
 
-Writes under DIR, mirroring RobustBench's repository:
+Writes under DIR, mirroring RobustBench's repository (one set per dataset and threat model, so a Linf and a
+corruptions export of one model into one DIR both survive):
   model_info/<dataset>/<threat>/<NAME>.json                 model-info fields, filled from measured rows
-  model_info/<dataset>/corruptions/unaggregated_results.<NAME>.csv   (corruptions) the per-set line
+  model_info/<dataset>/corruptions/unaggregated_results.<NAME>.csv   (corruptions) the line to append
   models/<dataset>/<threat>/<NAME>.pt                       {'state_dict': ...} for a model taking [0,1] inputs
-  robustbench/model_zoo/architectures/<name>.py             self-contained architecture module
-  robustbench/model_zoo/<dataset>_entry_<NAME>.py           the zoo dictionary entry to paste
-  SUBMISSION.md                                             the "New Model(s)" issue, filled, and the PR steps
+  robustbench/model_zoo/architectures/<module>.py           self-contained architecture module
+  robustbench/model_zoo/<dataset>.<threat>.entry.<NAME>.py   the import and the zoo entry to paste
+  ISSUE.<NAME>.<dataset>.<threat>.md                        the "New Model(s)" issue, filled in
+  PULL_REQUEST.<NAME>.<dataset>.<threat>.md                 the steps of the Model Zoo pull request
 
 It refuses a claim RobustBench would not accept (not the full test set, not AutoAttack standard at the
-leaderboard's eps, not the official corruption files) with one line per reason and the command that fixes it;
---draft writes the files anyway, with <NAME>.DRAFT.txt beside the JSON saying what is missing.
+leaderboard's eps, not the official corruption files, no paper title, link, venue or reported number) with one
+line per reason and the command that fixes it; --draft writes the files anyway, with <NAME>.DRAFT.txt beside
+the JSON saying what is missing.
 """
 from __future__ import annotations
 
@@ -19,12 +22,12 @@ import json
 import os
 import sys
 
+from bench.report.escape import one_line, sh
 from bench.store.rows import read_rows
 from bench.submit import fields, guide, rules, source
 from zoo.checkpoint import (CheckpointError, load_checkpoint, model_from_checkpoint, save_atomic, sha256_file,
                             write_text_atomic)
 from zoo.pgd import parse_eps
-from zoo.recipes import RECIPES
 
 
 class ExportRefused(ValueError):
@@ -59,24 +62,17 @@ def claim_row(rows: list[dict], model_id: str, threat: str, eps: float, check) -
     return cands[0] if cands else None
 
 
-def training_eps(ckpt: dict) -> str | None:
-    """RobustBench's corruptions `eps`: null for standard training, the training eps for adversarial training."""
-    recipe = RECIPES.get(ckpt.get("recipe", ""))
-    if recipe is None or not recipe.adversarial:
-        return None
-    return str(ckpt.get("config", {}).get("eps"))
-
-
 def export(ckpt_path: str, *, name: str, out: str, results: str, threat: str = "Linf", eps: str | None = None,
            dataset: str | None = None, draft: bool = False, title: str = "", authors: str = "", link: str = "",
            venue: str = "", reported: str | None = None, footnote: str | None = None,
            additional_data: bool | None = None, license_: str = "") -> dict:
+    fatal = rules.unsafe_name(name)  # names files: refused before the checkpoint is read
+    if fatal:
+        raise ExportRefused(fatal)
     ckpt = load_checkpoint(ckpt_path)
     model = model_from_checkpoint(ckpt, ckpt_path)
     dataset = dataset or benchmark_dataset(ckpt)
     fatal = rules.leaderboard_problems(dataset, threat)
-    if not name.isidentifier():
-        fatal += rules.name_problems(name)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     mangled = [k for k in state if any(s in k for s in source.MANGLED_BY_ROBUSTBENCH)]
     if mangled:
@@ -92,57 +88,56 @@ def export(ckpt_path: str, *, name: str, out: str, results: str, threat: str = "
     row = claim_row(read_rows(results), sha256_file(ckpt_path), threat, eps_val, check)
     if row is None:
         what = "corruptions" if threat == "corruptions" else f"AutoAttack {threat} eps {eps_str}"
+        attacks = "clean,corruptions" if threat == "corruptions" else "clean,autoattack"
+        norm = "" if threat == "corruptions" else f" --norm {threat} --eps {sh(eps_str)}"
         raise CheckpointError(f"no {what} row for {ckpt_path} in {results}; run `python -m bench.run --models "
-                              f"{ckpt_path} --attacks {'clean,corruptions' if threat == 'corruptions' else 'clean,autoattack'}"
-                              f"{'' if threat == 'corruptions' else f' --norm {threat} --eps {eps_str}'}"
-                              f" --data {dataset} --out {os.path.dirname(results) or '.'}` first")
+                              f"{sh(ckpt_path)} --attacks {attacks}{norm} --data {dataset} "
+                              f"--out {sh(os.path.dirname(results) or '.')}` first")
     add, add_problems = rules.additional_data(ckpt.get("dataset", {}).get("spec", "unknown"), dataset,
                                               additional_data)
-    problems = rules.name_problems(name) + check(row) + add_problems
+    problems = (rules.name_problems(name, dataset, threat) + check(row) + add_problems +
+                rules.paper_problems(title=title, link=link, venue=venue, reported=reported))
     if problems and not draft:
         raise ExportRefused(problems)
 
-    info = fields.model_info(dataset=dataset, threat=threat, row=row, arch=ckpt["arch"],
-                             corruptions_eps=training_eps(ckpt), eps_str=eps_str, additional_data=add,
-                             title=title, authors=authors, link=link, venue=venue, reported=reported,
-                             footnote=footnote)
+    info = fields.model_info(dataset=dataset, threat=threat, row=row, arch=ckpt["arch"], eps_str=eps_str,
+                             additional_data=add, title=title, authors=authors, link=link, venue=venue,
+                             reported=reported, footnote=footnote)
+    claim = f"{name}.{dataset}.{threat}"
     paths = {
+        "checkpoint": ckpt_path,
         "info": os.path.join(out, "model_info", dataset, threat, f"{name}.json"),
         "weights": os.path.join(out, "models", dataset, threat, f"{name}.pt"),
         "architecture": os.path.join(out, "robustbench", "model_zoo", "architectures", f"{source.module_name(name)}.py"),
-        "entry": os.path.join(out, "robustbench", "model_zoo", f"{dataset}_entry_{name}.py"),
-        "submission": os.path.join(out, "SUBMISSION.md"),
+        "entry": os.path.join(out, "robustbench", "model_zoo", f"{dataset}.{threat}.entry.{name}.py"),
+        "issue": os.path.join(out, f"ISSUE.{claim}.md"),
+        "pull_request": os.path.join(out, f"PULL_REQUEST.{claim}.md"),
     }
     if threat == "corruptions":
         paths["unaggregated"] = os.path.join(out, "model_info", dataset, "corruptions",
                                              f"unaggregated_results.{name}.csv")
     draft_path = os.path.join(out, "model_info", dataset, threat, f"{name}.DRAFT.txt")
+    known_arch = ckpt["arch"] in source.ROBUSTBENCH_HAS or ckpt["arch"] not in source.CLASSIC_SOURCE
     texts = {"info": json.dumps(info, indent=2) + "\n",
              "architecture": source.architecture_module(ckpt, name),
              "entry": source.zoo_entry(name, dataset, threat),
-             "submission": guide.submission_md(name=name, dataset=dataset, threat=threat, info=info, row=row,
-                                               ckpt=ckpt, paths=paths, problems=problems, license_=license_)}
+             "issue": guide.issue_md(name=name, dataset=dataset, threat=threat, info=info, row=row, arch=ckpt["arch"],
+                                     known_arch=known_arch, license_=license_),
+             "pull_request": guide.pull_request_md(name=name, dataset=dataset, threat=threat, paths=paths,
+                                                   problems=problems)}
     if "unaggregated" in paths:
-        texts["unaggregated"] = fields.unaggregated_csv(name, row, _rb_corruption_order())
+        texts["unaggregated"] = fields.unaggregated_csv(name, row, dataset)
     for key, text in texts.items():
         write_text_atomic(paths[key], text)
     save_atomic({"state_dict": state}, paths["weights"])
     if problems:
         write_text_atomic(draft_path, f"DRAFT: {name} is not yet a claim RobustBench accepts. What is missing:\n" +
-                          "".join(f"- {p}\n" for p in problems))
+                          "".join(f"- {one_line(p)}\n" for p in problems))
         paths["draft"] = draft_path
     elif os.path.exists(draft_path):  # an earlier draft export of the same name
         os.remove(draft_path)
+    del paths["checkpoint"]
     return paths
-
-
-def _rb_corruption_order() -> tuple:
-    from bench.attacks.autoattack import _import_autoattack
-
-    _import_autoattack()  # robustbench imports pyautoattack as `autoattack`
-    from robustbench.data import CORRUPTIONS
-
-    return tuple(CORRUPTIONS)
 
 
 def _bool(s: str) -> bool:
@@ -156,7 +151,8 @@ def _bool(s: str) -> bool:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.export", description=__doc__.splitlines()[0])
     p.add_argument("checkpoint")
-    p.add_argument("--name", required=True, help="RobustBench model name: <Surname><Year><FirstWordOfTitle>")
+    p.add_argument("--name", required=True,
+                   help="RobustBench model name: <Surname><Year><FirstWordOfTitle>[_suffix], e.g. Smith2026Sharp")
     p.add_argument("--out", default="export")
     p.add_argument("--results", default="results/results.jsonl")
     p.add_argument("--threat-model", default="Linf", choices=["Linf", "L2", "corruptions"])
@@ -169,11 +165,11 @@ def main(argv=None) -> int:
     p.add_argument("--footnote", default=None)
     p.add_argument("--additional-data", type=_bool, default=None,
                    help="true/false; needed when the training data is not the benchmark's own training set")
-    p.add_argument("--title", default="")
+    p.add_argument("--title", default="", help="the paper's title (required unless --draft)")
     p.add_argument("--authors", default="")
-    p.add_argument("--link", default="")
-    p.add_argument("--venue", default="")
-    p.add_argument("--license", default="")
+    p.add_argument("--link", default="", help="the paper's URL (required unless --draft)")
+    p.add_argument("--venue", default="", help="e.g. 'ICLR 2026' or 'arXiv, Nov 2026' (required unless --draft)")
+    p.add_argument("--license", default="", help="MIT, or the URL of a custom licence (ticks the issue's box)")
     a = p.parse_args(argv)
     try:
         paths = export(a.checkpoint, name=a.name, out=a.out, results=a.results, threat=a.threat_model, eps=a.eps,
@@ -186,8 +182,8 @@ def main(argv=None) -> int:
         print("error: RobustBench would not accept this export; fix the above, or pass --draft to write it anyway",
               file=sys.stderr)
         return 2
-    except (CheckpointError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (CheckpointError, ValueError, OSError) as e:
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
     for k, v in paths.items():
         print(f"{k}: {v}")

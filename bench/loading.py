@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from zoo.checkpoint import (CheckpointError, check_forward, is_verified, load_checkpoint, load_weights,
-                            model_from_checkpoint, sha256_file)
+from zoo.checkpoint import (MAX_BYTES, CheckpointError, check_forward, content_id, is_verified, load_checkpoint,
+                            load_weights, model_from_checkpoint, sha256_file)
 from zoo.models import ArchError
 from zoo.recipes import get_recipe
 
@@ -51,8 +51,9 @@ def _build_arch(arch: str, num_classes: int) -> torch.nn.Module:
     return create_model(arch, num_classes, [0.0, 0.0, 0.0], [1.0, 1.0, 1.0])
 
 
-def load_state_dict_model(path: str, arch: str, num_classes: int) -> LoadedModel:
-    sd = load_checkpoint(path)
+def load_state_dict_model(path: str, arch: str, num_classes: int, max_bytes: int = MAX_BYTES,
+                          model_id: str | None = None) -> LoadedModel:
+    sd = load_checkpoint(path, max_bytes)
     if isinstance(sd, dict) and "state_dict" in sd:  # RobustBench's own checkpoint layout
         sd = sd["state_dict"]
     if not isinstance(sd, dict) or not sd or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in sd.items()):
@@ -64,7 +65,7 @@ def load_state_dict_model(path: str, arch: str, num_classes: int) -> LoadedModel
     load_weights(model, sd, path, arch)
     check_forward(model, num_classes, path)
     name = os.path.basename(path).removesuffix(".pt")
-    return LoadedModel(model.eval(), {"name": name, "model_id": sha256_file(path), "path": path, "arch": arch,
+    return LoadedModel(model.eval(), {"name": name, "model_id": model_id or sha256_file(path), "path": path, "arch": arch,
                                       "recipe": "unknown", "hparams": "", "train_data": "unknown",
                                       "verified": False})
 
@@ -79,6 +80,19 @@ def rb_dataset(data_name: str, num_classes: int) -> str:
     return "cifar100" if num_classes == 100 else "cifar10"
 
 
+def rb_path(name: str, norm: str, model_dir: str, dataset: str) -> str:
+    """Where robustbench's loader keeps (and looks for) a zoo model's weights."""
+    return os.path.join(model_dir, dataset, norm, f"{name}.pt")
+
+
+def spec_content_id(spec: str, *, norm: str, rb_model_dir: str, dataset: str, max_bytes: int = MAX_BYTES) -> str:
+    """What a --models entry's outcome depends on: its file's content (an rb:NAME's local file, if any)."""
+    if spec.startswith("rb:"):
+        path = rb_path(spec[3:], norm, rb_model_dir, dataset)
+        return f"{spec}:{dataset}:{norm}:" + (content_id(path, max_bytes) if os.path.lexists(path) else "absent")
+    return content_id(spec, max_bytes)
+
+
 def load_robustbench(name: str, norm: str, model_dir: str = "models", dataset: str = "cifar10") -> LoadedModel:
     """A RobustBench zoo model through robustbench's own loader, which takes an existing
     `<model_dir>/<dataset>/<threat>/<name>.pt` without a network and downloads it otherwise."""
@@ -87,7 +101,7 @@ def load_robustbench(name: str, norm: str, model_dir: str = "models", dataset: s
     _import_autoattack()  # robustbench imports `autoattack`
     from robustbench.utils import load_model
 
-    path = os.path.join(model_dir, dataset, norm, f"{name}.pt")
+    path = rb_path(name, norm, model_dir, dataset)
     try:
         model = load_model(name, model_dir=model_dir, dataset=dataset, threat_model=norm)
     except KeyError:
@@ -104,17 +118,19 @@ def load_robustbench(name: str, norm: str, model_dir: str = "models", dataset: s
 
 
 def load_model_spec(spec: str, *, arch: str | None = None, num_classes: int = 10, norm: str = "Linf",
-                    rb_model_dir: str = "models", dataset: str = "cifar10") -> LoadedModel:
+                    rb_model_dir: str = "models", dataset: str = "cifar10", max_bytes: int = MAX_BYTES,
+                    model_id: str | None = None) -> LoadedModel:
+    """model_id: the file's sha256 when the caller has computed it already."""
     if spec.startswith("rb:"):
         return load_robustbench(spec[3:], norm, rb_model_dir, dataset)
     if arch:
-        return load_state_dict_model(spec, arch, num_classes)
-    ckpt = load_checkpoint(spec)
+        return load_state_dict_model(spec, arch, num_classes, max_bytes, model_id)
+    ckpt = load_checkpoint(spec, max_bytes)
     if isinstance(ckpt, dict) and "arch" not in ckpt and ckpt and all(torch.is_tensor(v) for v in ckpt.values()):
         raise CheckpointError(f"{spec} is a plain state_dict; pass --arch NAME (a timm/zoo name or module:factory)")
     model = model_from_checkpoint(ckpt, spec)
     ds = ckpt.get("dataset", {})
-    meta = {"name": os.path.basename(spec).removesuffix(".pt"), "model_id": sha256_file(spec), "path": spec,
+    meta = {"name": os.path.basename(spec).removesuffix(".pt"), "model_id": model_id or sha256_file(spec), "path": spec,
             "arch": ckpt["arch"], "recipe": ckpt.get("recipe", "unknown"), "hparams": _recipe_hparams(ckpt),
             "train_data": ds.get("spec", "unknown"), "n_train": ds.get("n_train"), "seed": ckpt.get("seed"),
             "num_classes": ckpt["num_classes"], "verified": is_verified(ckpt)}

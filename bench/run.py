@@ -21,11 +21,11 @@ from bench.attacks.registry import ATTACKS, make_attack
 from bench.corruptions.generator import CORRUPTIONS, GENERATOR_VERSION, SEVERITIES
 from bench.evaluate import EvaluationError, evaluate_attack, evaluate_corruptions
 from bench.fast_eval import precision_note, prepare_for_eval
-from bench.loading import LOAD_ERRORS, load_model_spec, rb_dataset
+from bench.loading import LOAD_ERRORS, load_model_spec, rb_dataset, spec_content_id
 from bench.store.claims import try_claim
-from bench.store.rows import append_row, done_keys, locked, read_rows, row_key, scan_rows
+from bench.store.rows import RowStore, append_row, locked, row_key
 from zoo import distributed as dist
-from zoo.checkpoint import versions
+from zoo.checkpoint import MAX_BYTES, versions
 from zoo.data import DataError, load_dataset
 from zoo.pgd import check_norm, parse_eps
 from zoo.train import resolve_device
@@ -68,6 +68,10 @@ def parse_args(argv=None):
                         "--corruptions-dir holds them, else regenerated")
     p.add_argument("--corruptions", default=None, help="comma list of corruptions (default: all 15)")
     p.add_argument("--cache-dir", default=".cache/cifar10c", help="where regenerated corruption sets are kept")
+    p.add_argument("--max-checkpoint-gb", type=float, default=MAX_BYTES / 2 ** 30,
+                   help="refuse model files larger than this without reading them (default %(default)g)")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="run again what failed before on the same file and settings (skipped otherwise)")
     p.add_argument("--no-leaderboard", action="store_true")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     return p.parse_args(argv)
@@ -123,8 +127,34 @@ def _model_fields(meta: dict) -> dict:
     return out
 
 
+def check_out(out: str) -> None:
+    """--out must be a folder we can write to: refused before any data is loaded or model evaluated."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"--out {out} is a file, not a folder; pass a folder for results.jsonl")
+    try:
+        os.makedirs(out, exist_ok=True)
+        probe = os.path.join(out, f".write-test-{os.getpid()}")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as e:
+        raise ValueError(f"--out {out} is not writable ({e.strerror or type(e).__name__}); pass a folder you can "
+                         "write to") from None
+
+
+def _one_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[0][:300] if lines else ""
+
+
+def _first_line(e: BaseException) -> str:
+    return _one_line(str(e)) or type(e).__name__
+
+
 def run(args) -> int:
     specs = plan_evaluations(args)
+    check_out(args.out)
+    max_bytes = int(args.max_checkpoint_gb * 2 ** 30)
     device = resolve_device(args.device)
     if args.batch_size is None:
         args.batch_size = 1000 if device.type == "cuda" else 250
@@ -140,9 +170,11 @@ def run(args) -> int:
 
         args.corruptions_dir = args.corruptions_dir or os.path.join(args.data_dir, DIR_NAMES.get(ds.name, "CIFAR-10-C"))
         fetch_official(args.corruptions_dir, ds.name if ds.name in DIR_NAMES else "cifar10")
-    os.makedirs(args.out, exist_ok=True)
     main_path = os.path.join(args.out, "results.jsonl")
-    read_rows(main_path)  # warns once about torn lines left by a killed process
+    store = RowStore(main_path)
+    with locked(main_path):
+        store.refresh()
+    store.warn()  # torn lines left by a killed process, rows that cannot be trusted
     state_dir = os.path.join(args.out, ".attack_state")
     claim_dir = os.path.join(args.out, ".claims")
     common = {"data": data_spec, "n": n, "device": str(device), "versions": versions(),
@@ -150,36 +182,65 @@ def run(args) -> int:
 
     jobs = [(m, s) for m in args.models for s in specs]
     queue = deque(j for i, j in enumerate(jobs) if i % world == rank)  # torchrun: evaluation i on rank i mod world
-    failures, added, skipped, deferred_in_a_row = 0, 0, 0, 0
+    failures, added, skipped, skipped_failed, deferred_in_a_row = 0, 0, 0, 0, 0
     loaded: dict[str, object] = {}
     bar = tqdm(total=len(queue), desc="bench", disable=not args.progress or rank != 0, file=sys.stderr)
+
+    def failed_before(key: str) -> bool:
+        with locked(main_path):
+            store.refresh()
+        return key in store.failed and not args.retry_failed
+
     while queue:
         model_spec, spec = queue.popleft()
         if model_spec not in loaded:
-            try:
-                lm = load_model_spec(model_spec, arch=args.arch, num_classes=ds.num_classes,
-                                     norm=args.rb_threat_model or args.norm.split(",")[0].strip(),
-                                     rb_model_dir=args.rb_model_dir, dataset=rb_dataset(ds.name, ds.num_classes))
-                lm.model = prepare_for_eval(lm.model, device, compile_backend=args.compile,
-                                            batch_size=args.batch_size)
-                loaded[model_spec] = lm
-            except LOAD_ERRORS as e:
-                loaded[model_spec] = e
-                print(f"error: {e}", file=sys.stderr)
-                append_row(main_path, {"status": "failed", "stage": "load", "model": model_spec, "path": model_spec,
-                                       "error": str(e), "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **common})
-                failures += 1
+            # a file that failed to load is recorded once per (content, settings): an unchanged file is not
+            # retried on a rerun, a changed one is
+            rb_norm = args.rb_threat_model or args.norm.split(",")[0].strip()
+            rb_ds = rb_dataset(ds.name, ds.num_classes)
+            cid = spec_content_id(model_spec, norm=rb_norm, rb_model_dir=args.rb_model_dir, dataset=rb_ds,
+                                  max_bytes=max_bytes)
+            load_key = row_key(cid, {"stage": "load", "arch": args.arch, "rb_threat_model": args.rb_threat_model,
+                                     "sharpbench": common["versions"]["sharpbench"]}, data_spec, n)
+            if failed_before(load_key):
+                loaded[model_spec] = "skipped"
+                print(f"skipped {model_spec}: it failed to load before and is unchanged "
+                      f"({_one_line(str(store.failed[load_key].get('error', '')))}); "
+                      "pass --retry-failed to try again", file=sys.stderr)
+            else:
+                try:
+                    lm = load_model_spec(model_spec, arch=args.arch, num_classes=ds.num_classes, norm=rb_norm,
+                                         rb_model_dir=args.rb_model_dir, dataset=rb_ds, max_bytes=max_bytes,
+                                         model_id=None if cid.startswith(("unreadable:", "rb:")) else cid)
+                    lm.model = prepare_for_eval(lm.model, device, compile_backend=args.compile,
+                                                batch_size=args.batch_size)
+                    loaded[model_spec] = lm
+                except Exception as e:  # noqa: BLE001 - whatever one file does, the other models still run
+                    loaded[model_spec] = e
+                    msg = _first_line(e) if isinstance(e, LOAD_ERRORS) else f"{type(e).__name__}: {_first_line(e)}"
+                    print(f"error: {msg}", file=sys.stderr)
+                    append_row(main_path, {"key": load_key, "status": "failed", "stage": "load", "model": model_spec,
+                                           "path": model_spec, "error": msg,
+                                           "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **common})
+                    failures += 1
         lm = loaded[model_spec]
+        if lm == "skipped":
+            skipped_failed += 1
+            bar.update()
+            continue
         if isinstance(lm, Exception):
             bar.update()
             continue
         attack, cfg = attack_config(spec, args, data_spec)
         key = row_key(lm.meta["model_id"], cfg, data_spec, n)
         with locked(main_path):  # check and claim in one step: another process may share this folder
-            done = key in done_keys(scan_rows(main_path)[0])
-            claim = None if done else try_claim(claim_dir, key)
-        if done:
-            skipped += 1
+            store.refresh()
+            done = key in store.done
+            retry_blocked = key in store.failed and not args.retry_failed
+            claim = None if done or retry_blocked else try_claim(claim_dir, key)
+        if done or retry_blocked:
+            skipped += done
+            skipped_failed += retry_blocked
             bar.update()
             continue
         if claim is None:  # a live process is evaluating it: do other work, then look again
@@ -190,13 +251,13 @@ def run(args) -> int:
             continue
         deferred_in_a_row = 0
         label = f"{lm.meta['name']} {spec['attack']} {spec['norm'] or ''} {spec['eps_str']}"
-        bar.set_description(label)
+        bar.set_description(label[:60])
         row = {"key": key, **_model_fields(lm.meta), "attack": spec["attack"], "norm": spec["norm"],
                "eps": spec["eps"], "eps_str": spec["eps_str"], "attack_config": cfg, **common,
                "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
         try:
             if spec["attack"] == "corruptions":
-                with tqdm(total=len(cfg["names"]) * len(SEVERITIES), desc=f"{lm.meta['name']} corruptions",
+                with tqdm(total=len(cfg["names"]) * len(SEVERITIES), desc=f"{lm.meta['name'][:40]} corruptions",
                           leave=False, disable=not args.progress or rank != 0, file=sys.stderr) as inner:
                     result = evaluate_corruptions(
                         lm.model, x_u8, y, device=device, batch_size=args.batch_size,
@@ -207,8 +268,8 @@ def run(args) -> int:
                 attack.state_path = os.path.join(state_dir, f"{key}.pt")
                 result = evaluate_attack(lm.model, attack, x, y, norm=spec["norm"] or "Linf", eps=spec["eps"],
                                          batch_size=args.batch_size)
-        except (EvaluationError, RuntimeError, ValueError) as e:
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        except Exception as e:  # noqa: BLE001 - one model's failure is its row, never the others'
+            msg = _first_line(e)
             print(f"error: {label}: {msg}", file=sys.stderr)
             if not isinstance(e, EvaluationError):
                 traceback.print_exc(limit=3)
@@ -229,15 +290,24 @@ def run(args) -> int:
 
     dist.barrier()
     if rank == 0:
-        rows = read_rows(main_path)
+        with locked(main_path):
+            store.refresh()
+        rows = store.rows
         for w in attack_sanity_warnings(rows):
             print(f"warning: {w}", file=sys.stderr)
         if not args.no_leaderboard:
-            from bench.report.leaderboard import write_leaderboard
+            try:
+                from bench.report.leaderboard import write_leaderboard
 
-            md = write_leaderboard(rows, args.out)
-            print(f"leaderboard: {md}", file=sys.stderr)
-        print(f"{added} rows added, {skipped} already computed, {failures} failed -> {main_path}")
+                md = write_leaderboard(rows, args.out)
+                print(f"leaderboard: {md}", file=sys.stderr)
+            except Exception as e:  # noqa: BLE001 - the rows are safe; say what failed and still summarise
+                print(f"error: the leaderboard could not be written ({_first_line(e)}); the rows are in {main_path}; "
+                      "rebuild it with `python -m bench.leaderboard`", file=sys.stderr)
+                failures += 1
+        retry = (f", {skipped_failed} skipped (failed before on the same file and settings; --retry-failed runs them "
+                 "again)") if skipped_failed else ""
+        print(f"{added} rows added, {skipped} already computed, {failures} failed{retry} -> {main_path}")
     failed_all = dist.all_reduce_sum(torch.tensor([failures]))
     return 1 if int(failed_all.item()) else 0
 
@@ -261,8 +331,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         return run(args)
-    except (DataError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (DataError, ValueError, OSError) as e:
+        print(f"error: {_first_line(e)}", file=sys.stderr)
         return 2
 
 

@@ -12,6 +12,9 @@ What it measures (CPU, tiny models, seconds to minutes; not a CI test: it prints
   fuzz          scripts/fuzz_checkpoints.py at --fuzz-n files: crashes (anything but a one-line error or a correct load).
   concurrent    two bench.run processes started together on one --out: rows duplicated, lost or changed against
                 a single process's.
+  hostile       each hostile input (checkpoint metadata, special files, a zip bomb, untrusted rows, names, paths,
+                --out) run through bench.run or bench.export with a good model after it: what the bench does, its
+                seconds and peak memory. `--only-hostile` runs this part alone and rewrites that section.
 """
 from __future__ import annotations
 
@@ -103,15 +106,168 @@ def bench_cmd(models: list[str], out: str, cache: str) -> list[str]:
             "--cache-dir", cache, "--no-progress", "--no-leaderboard"]
 
 
+_MEASURED = """
+import resource, sys, time
+t0 = time.perf_counter()
+code = 0
+try:
+    from {module} import main
+    code = main({argv!r})
+except SystemExit as e:
+    code = e.code
+print("MEASURED", code, time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+"""
+
+
+def _measured(module: str, argv: list[str]) -> dict:
+    """Run `module.main(argv)` in a child; its exit code, seconds, peak RSS (MB) and what it printed."""
+    p = subprocess.run([sys.executable, "-c", _MEASURED.format(module=module, argv=argv)], cwd=ROOT, env=ENV,
+                       capture_output=True, text=True, timeout=600)
+    code, seconds, rss = p.stderr.rsplit("MEASURED", 1)[1].split()
+    return {"code": int(code) if code.lstrip("-").isdigit() else code, "seconds": float(seconds),
+            "rss_mb": int(rss) / 1024, "stdout": p.stdout, "stderr": p.stderr.rsplit("MEASURED", 1)[0]}
+
+
+def _cell(text: str, limit: int = 150) -> str:
+    text = " ".join(str(text).split()).replace("|", "\\|")
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def hostile_inputs(work: str) -> list[str]:
+    """The hostile-input table: each input of the untrusted-input issue, what the bench does with it now."""
+    from bench.store.rows import append_row, read_rows, row_key
+    from scripts.fuzz_checkpoints import HOSTILE, HTML, MD, zip_bomb
+    from zoo.checkpoint import sha256_file
+
+    folder = os.path.join(work, "hostile")
+    os.makedirs(folder)
+    _finish([sys.executable, "-m", "zoo.train", "--arch", "sharp_tiny", "--data", "synthetic", "--epochs", "1",
+             "--n-train", "64", "--device", "cpu", "--out", os.path.join(folder, "zoo"), "--no-progress"])
+    good = os.path.join(folder, "zoo", "sharp_tiny-standard-s0.pt")
+    good_name = os.path.basename(good).removesuffix(".pt")
+    cases = dict(HOSTILE)
+    cases["deflated data.pkl padded with 1 GiB of zeros"] = lambda g, p: zip_bomb(g, p, 1 << 30)
+    lines = ["## Hostile inputs", "",
+             f"Each input below, then a good checkpoint, through `python -m bench.run --models BAD GOOD --attacks clean` "
+             "(bench.export where named), in a child process: what happened, the run's seconds and peak memory "
+             "(the whole process: Python, torch and the good model's evaluation included; the good model alone is "
+             "the first line).", "",
+             "| input | what the bench does | good model's row | s | peak MB |", "|---|---|---|---|---|"]
+
+    def bench(models, out, *extra):
+        return _measured("bench.run", ["--models", *models, "--attacks", "clean", "--data", "synthetic",
+                                       "--n-examples", "16", "--device", "cpu", "--out", out, "--no-progress", *extra])
+
+    base = bench([good], os.path.join(folder, "base"))
+    lines.append(f"| (none: the good model alone) | exit {base['code']} | yes | {base['seconds']:.1f} | "
+                 f"{base['rss_mb']:.0f} |")
+    for i, (what, make) in enumerate(cases.items()):
+        bad = make(good, os.path.join(folder, f"bad{i}.pt"))
+        out = os.path.join(folder, f"out{i}")
+        r = bench([bad, good], out)
+        rows = read_rows(os.path.join(out, "results.jsonl"))
+        error = next((x["error"] for x in rows if x["status"] == "failed"), "no failed row: " + r["stderr"][-200:])
+        ok = any(x["status"] == "ok" and x["model"] == good_name for x in rows)
+        lines.append(f"| {_cell(what)} | refused: {_cell(error.replace(bad, 'BAD'))} | {'yes' if ok else 'NO'} | "
+                     f"{r['seconds']:.1f} | {r['rss_mb']:.0f} |")
+
+    # the worst three alone: the refusal's own time and memory, against a process that only imports the loader
+    probe = ("import resource, sys, time\nfrom zoo.checkpoint import CheckpointError, load_checkpoint\n"
+             "t0 = time.perf_counter()\nbase = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+             "try:\n    load_checkpoint(sys.argv[1])\nexcept CheckpointError:\n    pass\n"
+             "print(time.perf_counter() - t0, base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    alone = []
+    for what, make in (("symlink to /dev/zero", HOSTILE["symlink to /dev/zero"]),
+                       ("FIFO named *.pt", HOSTILE["FIFO named *.pt"]),
+                       ("deflated data.pkl padded with 1 GiB of zeros", cases["deflated data.pkl padded with 1 GiB of zeros"])):
+        bad = make(good, os.path.join(folder, f"alone{len(alone)}.pt"))
+        res = subprocess.run([sys.executable, "-c", probe, bad], cwd=ROOT, env=ENV, capture_output=True, text=True,
+                             timeout=120)
+        seconds, before, after = res.stdout.split()
+        alone.append(f"| {what} ({os.path.getsize(bad) if os.path.isfile(bad) else 0} bytes on disk) | "
+                     f"{1000 * float(seconds):.1f} ms | {(int(after) - int(before)) / 1024:.1f} MB above the "
+                     f"{int(before) / 1024:.0f} MB of Python and torch |")
+
+    # rows other people wrote
+    out = os.path.join(folder, "rows")
+    os.makedirs(out)
+    path = os.path.join(out, "results.jsonl")
+    model_id = sha256_file(good)
+    real = {"key": row_key(model_id, {"attack": "clean"}, "synthetic", 16), "status": "ok", "attack": "clean",
+            "norm": None, "eps": 0.0, "eps_str": "0", "model": good_name, "model_id": model_id, "data": "synthetic",
+            "n": 16, "time": "2026-01-01T00:00:00", "attack_config": {"attack": "clean"}, "clean_correct": 3,
+            "clean_acc": 3 / 16, "robust_correct": 3, "robust_acc": 3 / 16}
+    for what, row in (("`key` a list", {**real, "key": ["a"]}), ("an ok row without `attack`", {
+            k: v for k, v in real.items() if k != "attack"}), ("`eps` a string", {**real, "eps": "8/255"}),
+            ("`time` an int", {**real, "time": 5}), ("`robust_correct` 6240 of n = 16", {
+                **real, "robust_correct": 6240, "robust_acc": 390.0}),
+            ("`robust_correct` negative", {**real, "robust_correct": -5, "robust_acc": -5 / 16})):
+        append_row(path, row)
+        r = bench([good], out)
+        rows = read_rows(path)
+        fresh = [x for x in rows if x["key"] == real["key"]]
+        warned = "row skipped, not trusted" in r["stderr"]
+        lines.append(f"| results.jsonl row: {what} | {'skipped with a warning naming its line' if warned else 'NOT warned'}"
+                     f"; the evaluation is {'recomputed' if fresh else 'NOT recomputed'} "
+                     f"(exit {r['code']}) | {'yes' if fresh else 'NO'} | {r['seconds']:.1f} | {r['rss_mb']:.0f} |")
+        os.remove(path)
+
+    # names, paths and --out
+    import shutil
+
+    named = os.path.join(folder, f"{HTML} {MD}.pt".replace("/", "_"))
+    shutil.copy(good, named)
+    r = bench([named, good], os.path.join(folder, "names"))
+    board = open(os.path.join(folder, "names", "leaderboard.md")).read()
+    lines.append(f"| a file name holding `<img onerror=...>`, `\\|`, a newline and `# heading` | loaded and "
+                 f"benchmarked; leaderboard.md shows it as text: raw `<img` {'absent' if '<img' not in board else 'PRESENT'}, "
+                 f"`# heading` line {'absent' if chr(10) + '# heading' not in board else 'PRESENT'} | yes | "
+                 f"{r['seconds']:.1f} | {r['rss_mb']:.0f} |")
+    for what, out in (("`--out` a file", good), ("`--out` under a file", os.path.join(good, "sub"))):
+        r = bench([good], out)
+        lines.append(f"| {what} | exit {r['code']}: {_cell(r['stderr'].strip().splitlines()[-1])} | n/a (nothing "
+                     f"run) | {r['seconds']:.1f} | {r['rss_mb']:.0f} |")
+    odd = os.path.join(folder, "a;touch x")
+    os.makedirs(odd)
+    shutil.copy(good, os.path.join(odd, "m.pt"))
+    bench([os.path.join(odd, "m.pt")], os.path.join(folder, "odd"))
+    for what, argv in (("`bench.export` of a path holding `;touch x`",
+                        [os.path.join(odd, "m.pt"), "--name", "Smith2026Sharp", "--out", os.path.join(folder, "e"),
+                         "--results", os.path.join(folder, "odd", "results.jsonl")]),
+                       ("`bench.export --name __init__`", [good, "--name", "__init__", "--draft", "--out",
+                                                           os.path.join(folder, "e2"), "--results", path])):
+        r = _measured("bench.export", argv)
+        first = next((ln for ln in r["stderr"].splitlines() if "python -m bench.run" in ln or "cannot name" in ln),
+                     r["stderr"].strip().splitlines()[-1])
+        lines.append(f"| {what} | exit {r['code']}: {_cell(first.replace(folder, 'DIR'), 220)} | n/a | "
+                     f"{r['seconds']:.1f} | {r['rss_mb']:.0f} |")
+    lines += ["", "The refusal alone (`zoo.checkpoint.load_checkpoint` in a fresh process):", "",
+              "| input | time to refuse | peak memory added |", "|---|---|---|", *alone, "",
+              "Payloads in each format (Python through a docstring, markdown, HTML, CSV, shell) through the "
+              "leaderboard, the study report and the export are checked by `tests/test_hostile.py`.", ""]
+    return lines
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kills", type=int, default=20, help="SIGKILLs each for bench.run and zoo.train")
     ap.add_argument("--fuzz-n", type=int, default=1000, help="fuzzed checkpoint files")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=os.path.join("results", "faults.md"))
+    ap.add_argument("--only-hostile", action="store_true",
+                    help="run the hostile-input table alone and rewrite that section of --out")
     a = ap.parse_args(argv)
     rng = random.Random(a.seed)
     work = tempfile.mkdtemp(prefix="faults")
+    if a.only_hostile:
+        section = hostile_inputs(work)
+        old = open(a.out).read().split("## Hostile inputs")[0].rstrip() + "\n\n" if os.path.exists(a.out) else ""
+        text = old + "\n".join(section)
+        print("\n".join(section))
+        with open(a.out, "w") as f:
+            f.write(text)
+        shutil.rmtree(work, ignore_errors=True)
+        return 0
     lines = []
     t_start = time.perf_counter()
 
@@ -203,6 +359,7 @@ def main(argv=None) -> int:
         lines.append(f"- {kind}: " + " / ".join(str(fuzz["counts"][(kind, o)]) for o in ("error", "loaded", "crash")))
     for path, kind, detail in fuzz["crashes"][:20]:
         lines.append(f"- CRASH {kind}: {detail}")
+    lines += [""] + hostile_inputs(work)
     text = "\n".join(lines) + "\n"
     print(text)
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)

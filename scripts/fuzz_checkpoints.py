@@ -25,7 +25,13 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 KINDS = ("random_bytes", "random_with_magic", "truncated", "byte_flips", "wrong_objects", "wrong_arch",
-         "wrong_tensors", "nan_weights", "pickled_code", "legacy_format")
+         "wrong_tensors", "nan_weights", "pickled_code", "legacy_format", "hostile")
+
+# payloads in the forms the writers escape: Python (closing a docstring), HTML, markdown, CSV formula, shell
+DOCSTRING_ESCAPE = 'standard"""\nimport os; os.system("touch MARKER")\n"""'
+HTML = '<img src=x onerror="document.title=1">'
+MD = "a|b\n# heading"
+CSV = "=cmd|' /C calc'!A0"
 
 
 def _save(obj, path, legacy=False):
@@ -69,6 +75,61 @@ def _deeply_nested(path: str, template: str) -> None:
         for item in src.infolist():
             data = pkl if item.filename.endswith("data.pkl") else src.read(item.filename)
             dst.writestr(item, data)
+
+
+def edited(good_path: str, path: str, **fields) -> str:
+    """The good checkpoint with metadata fields replaced (a__b names ckpt[a][b]); weights and checksum untouched."""
+    ck = torch.load(good_path, weights_only=True)
+    for dotted, value in fields.items():
+        target = ck
+        *parents, last = dotted.split("__")
+        for part in parents:
+            target = target[part]
+        target[last] = value
+    _save(ck, path)
+    return path
+
+
+def zip_bomb(good_path: str, path: str, pad_bytes: int) -> str:
+    """The good checkpoint with data.pkl deflated and padded with zeros after the pickle's STOP: small on disk,
+    pad_bytes when inflated."""
+    with zipfile.ZipFile(good_path) as src, zipfile.ZipFile(path, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if not info.filename.endswith("data.pkl"):
+                dst.writestr(info, data)
+                continue
+            zi = zipfile.ZipInfo(info.filename)
+            zi.compress_type = zipfile.ZIP_DEFLATED
+            with dst.open(zi, "w", force_zip64=True) as f:
+                f.write(data)
+                for _ in range(pad_bytes >> 20):
+                    f.write(bytes(1 << 20))
+    return path
+
+
+# each hostile input of the issue's table: (what it is, how to make it from a good checkpoint at a path)
+HOSTILE = {
+    "recipe closing a docstring": lambda g, p: edited(g, p, recipe=DOCSTRING_ESCAPE),
+    "symlink to /dev/zero": lambda g, p: os.symlink("/dev/zero", p) or p,
+    "FIFO named *.pt": lambda g, p: os.mkfifo(p) or p,
+    "symlink loop": lambda g, p: os.symlink(p, p) or p,
+    "directory named *.pt": lambda g, p: os.mkdir(p) or p,
+    "deflated data.pkl padded with 64 MiB of zeros": lambda g, p: zip_bomb(g, p, 64 << 20),
+    "dataset a string": lambda g, p: edited(g, p, dataset="cifar10"),
+    "config a list": lambda g, p: edited(g, p, config=[1, 2]),
+    "recipe a list": lambda g, p: edited(g, p, recipe=["standard"]),
+    "dataset.spec a list": lambda g, p: edited(g, p, dataset__spec=["cifar10"]),
+    "NaN rho": lambda g, p: edited(g, p, config__rho=float("nan")),
+    "std = 0": lambda g, p: edited(g, p, normalization__std=[0.0, 0.2, 0.2]),
+    "seed a shell string": lambda g, p: edited(g, p, seed="0; rm -rf /"),
+    "versions holding HTML and newlines": lambda g, p: edited(g, p, versions={"torch": HTML + "\n" * 3}),
+    "history holding strings": lambda g, p: edited(g, p, history=[{"epoch": "<script>"}]),
+    "metrics infinite": lambda g, p: edited(g, p, metrics={"clean_test_acc": float("inf")}),
+    "config.eps holding HTML": lambda g, p: edited(g, p, config__eps=HTML),
+    "config.eps holding | and a newline": lambda g, p: edited(g, p, config__eps="8/255|x\ny"),
+    "arch holding a formula": lambda g, p: edited(g, p, arch=CSV),
+}
 
 
 def make_cases(good_path: str, folder: str, n: int, seed: int = 0, marker: str | None = None) -> list[dict]:
@@ -149,6 +210,9 @@ def make_cases(good_path: str, folder: str, n: int, seed: int = 0, marker: str |
         elif kind == "legacy_format":
             same = (i // len(KINDS)) % 2 == 0
             _save(good if same else {"model": Evil(marker)}, path, legacy=True)
+        elif kind == "hostile":
+            make = list(HOSTILE.values())[(i // len(KINDS)) % len(HOSTILE)]
+            make(good_path, path)
         cases.append({"path": path, "kind": kind, "arch": arch, "same_as_good": same})
     return cases
 
@@ -159,6 +223,8 @@ def check_case(case: dict, good_sd: dict) -> tuple[str, str]:
 
     try:
         lm = load_model_spec(case["path"], arch=case["arch"])
+        if case["kind"] == "hostile":
+            return "crash", "a hostile file loaded"
     except LOAD_ERRORS as e:
         msg = str(e)
         if "\n" in msg or not msg.strip():

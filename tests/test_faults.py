@@ -118,16 +118,25 @@ def test_resume_state_is_verified(tiny_cfg):
         train(cfg, resume=True, progress=False)
 
 
+def clean_row(key: str, correct: int = 3, n: int = 4) -> dict:
+    """A minimal trusted row: a clean evaluation with its counts."""
+    return {"key": key, "status": "ok", "attack": "clean", "norm": None, "eps": 0.0, "eps_str": "0", "model": "m",
+            "model_id": "m" * 64, "data": "synthetic", "time": "2026-01-01T00:00:00", "attack_config": {},
+            "n": n, "clean_correct": correct, "clean_acc": correct / n, "robust_correct": correct,
+            "robust_acc": correct / n}
+
+
 def test_torn_line_costs_only_itself(tmp_path, capsys):
     path = str(tmp_path / "results.jsonl")
-    append_row(path, {"key": "a", "status": "ok"})
+    a, b, c, d = (k * 20 for k in "abcd")
+    append_row(path, clean_row(a))
     with open(path, "a") as f:
-        f.write('{"key": "b", "sta')  # a process killed mid-write
-    append_row(path, {"key": "c", "status": "ok"})
-    append_row(path, {"key": "d", "status": "ok"})
+        f.write('{"key": "%s", "sta' % b)  # a process killed mid-write
+    append_row(path, clean_row(c))
+    append_row(path, clean_row(d))
     rows, torn = scan_rows(path)
-    assert [r["key"] for r in rows] == ["a", "c", "d"] and torn == 1
-    assert [r["key"] for r in read_rows(path)] == ["a", "c", "d"]
+    assert [r["key"] for r in rows] == [a, c, d] and torn == 1
+    assert [r["key"] for r in read_rows(path)] == [a, c, d]
     assert "skipped 1 torn line" in capsys.readouterr().err
 
 

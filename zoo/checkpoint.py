@@ -11,6 +11,7 @@ import math
 import os
 import platform
 import re
+import stat
 import warnings
 import zipfile
 
@@ -20,6 +21,8 @@ REQUIRED = ("model", "arch", "num_classes", "normalization")
 CHECKSUM = "weights_sha256"  # sha256 over the tensors of `model` (and `optimizer` in resume states)
 CHECKSUMMED = ("model", "optimizer")
 DAMAGED = "weights do not match their checksum: the file is damaged; re-train or re-download it"
+MAX_BYTES = 4 << 30  # the largest checkpoint opened unless raised (--max-checkpoint-gb): WRN-70-16 is 1.1 GB
+MAX_ENTRIES = 100_000  # zip records in one checkpoint (torch.save writes one per tensor storage, plus a few)
 
 
 class CheckpointError(ValueError):
@@ -88,6 +91,21 @@ def sha256_file(path: str) -> str:
     return h.hexdigest()
 
 
+def content_id(path: str, max_bytes: int = MAX_BYTES) -> str:
+    """What identifies a model file's content without trusting it: the sha256 of a regular file under the size
+    limit; otherwise what it is and where ('unreadable:...'), so a refusal can be recorded and recognised."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        return f"unreadable:{e.strerror or type(e).__name__}:{os.path.abspath(path)}"
+    if not stat.S_ISREG(st.st_mode) or st.st_size > max_bytes:
+        return f"unreadable:mode{st.st_mode:o}:size{st.st_size}:{os.path.abspath(path)}"
+    try:
+        return sha256_file(path)
+    except OSError as e:
+        return f"unreadable:{e.strerror or type(e).__name__}:{os.path.abspath(path)}"
+
+
 def versions() -> dict:
     import timm
 
@@ -113,16 +131,55 @@ def _read_error(path: str, e: Exception) -> CheckpointError:
                            "checkpoint; re-train or re-download it")
 
 
-def _zip_damage(path: str) -> str | None:
-    """What is wrong with a zip-format checkpoint's records (CRC-32 mismatch, bad headers), or None.
+_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 
-    torch.load does not check the CRC-32 that torch.save writes for every record; checking it catches a damaged
-    byte anywhere (pickle, names, tensor data), also in files that carry no checksum of ours."""
-    if not zipfile.is_zipfile(path):
-        return None  # the legacy format, or not a zip at all: torch.load decides
+
+def _check_openable(path: str, max_bytes: int) -> int:
+    """Before a byte is read: the path (links resolved) must be a regular, non-empty file under max_bytes. A FIFO
+    would block forever and /dev/zero never ends; neither is opened. Returns the file's size."""
     try:
+        st = os.stat(path)  # follows links: a link to /dev/zero is judged as /dev/zero
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint not found: {path}; train one with `python -m zoo.train`") from None
+    except OSError as e:  # a symlink loop, a name too long, no permission
+        raise CheckpointError(f"cannot open checkpoint {path} ({e.strerror or type(e).__name__}); pass an "
+                              "existing file") from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = next((what for test, what in _FILE_KINDS if test(st.st_mode)), "not a regular file")
+        raise CheckpointError(f"refused {path}: it is {kind}, not a checkpoint file; pass a regular .pt file")
+    if st.st_size == 0:
+        raise CheckpointError(f"cannot read checkpoint {path} (the file is empty); re-train or re-download it")
+    if st.st_size > max_bytes:
+        raise CheckpointError(f"refused {path}: {st.st_size / 2**30:.2f} GiB is over the {max_bytes / 2**30:g} GiB "
+                              "limit for one checkpoint; raise it with --max-checkpoint-gb if the file is trusted")
+    return st.st_size
+
+
+def _zip_damage(path: str, size: int, max_bytes: int) -> str | None:
+    """What is wrong with a zip-format checkpoint's records, or None. Every record's declared size is checked
+    against the file before anything is decompressed or read, and compressed records are refused: torch.save
+    stores records uncompressed, so a deflated record is a decompression bomb, not a checkpoint. Then the CRC-32
+    of every record is checked, which torch.load does not do: a damaged byte anywhere (pickle, names, tensor
+    data) is caught, also in files that carry no checksum of ours."""
+    try:
+        if not zipfile.is_zipfile(path):
+            return None  # the legacy format, or not a zip at all: torch.load decides
         with zipfile.ZipFile(path) as z:
-            for info in z.infolist():
+            infos = z.infolist()
+            if len(infos) > MAX_ENTRIES:
+                return f"{len(infos)} zip records, more than a checkpoint has ({MAX_ENTRIES})"
+            total = 0
+            for info in infos:
+                if info.compress_type != zipfile.ZIP_STORED:
+                    return (f"record {info.filename[:60]!r} is compressed; torch.save stores records uncompressed "
+                            "(refused as a possible decompression bomb)")
+                if info.file_size > size or info.compress_size > size:
+                    return f"record {info.filename[:60]!r} declares {info.file_size} bytes, more than the file holds"
+                total += info.file_size
+            if total > max(size, max_bytes):
+                return f"its records declare {total} bytes, more than the file holds"
+            for info in infos:
                 if info.CRC == 0 and info.file_size:
                     continue  # saved with torch.serialization.set_crc32_options(False): no CRC to check
                 with z.open(info) as f:
@@ -133,15 +190,15 @@ def _zip_damage(path: str) -> str | None:
     return None
 
 
-def load_checkpoint(path: str) -> dict:
-    """torch.load(weights_only=True), every failure as one CheckpointError; record CRCs and a stored checksum
-    of the weights are verified."""
-    if not os.path.exists(path):
-        raise CheckpointError(f"checkpoint not found: {path}; train one with `python -m zoo.train`")
-    damage = _zip_damage(path)
+def load_checkpoint(path: str, max_bytes: int = MAX_BYTES) -> dict:
+    """torch.load(weights_only=True), every failure as one CheckpointError. Only a regular file under max_bytes
+    is opened; zip records are checked (declared sizes, no compression, CRC-32) before torch reads them; a stored
+    checksum of the weights is verified."""
+    size = _check_openable(path, max_bytes)
+    damage = _zip_damage(path, size, max_bytes)
     if damage:
-        raise CheckpointError(f"cannot read checkpoint {path} ({damage}): the file is damaged; re-train or "
-                              "re-download it")
+        raise CheckpointError(f"cannot read checkpoint {path} ({damage}): the file is damaged or hostile; "
+                              "re-train or re-download it")
     try:
         with warnings.catch_warnings():  # a hostile file must not make torch print paragraphs
             warnings.simplefilter("ignore")
@@ -159,23 +216,23 @@ def load_checkpoint(path: str) -> dict:
 
 
 def _check_metadata(ckpt, path: str) -> None:
+    from zoo.metadata import MetadataError, check_metadata
+
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in REQUIRED):
         missing = [k for k in REQUIRED if not isinstance(ckpt, dict) or k not in ckpt]
         raise CheckpointError(f"{path} is not a sharpbench checkpoint (missing {missing}); for a plain "
                               "state_dict pass --arch")
-    norm, n = ckpt["normalization"], ckpt["num_classes"]
+    n = ckpt["num_classes"]
     problems = []
-    if not isinstance(ckpt["arch"], str):
-        problems.append("arch is not a name")
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 100_000:
-        problems.append(f"num_classes {n!r} is not a class count")
-    stats = [norm.get(k) for k in ("mean", "std")] if isinstance(norm, dict) else [None, None]
-    if not all(isinstance(s, (list, tuple)) and 1 <= len(s) <= 4 and len(s) == len(stats[0])
-               and all(isinstance(v, (int, float)) and math.isfinite(v) for v in s) for s in stats):
-        problems.append("normalization is not per-channel mean and std")
+        problems.append(f"num_classes {str(n)[:20]!r} is not a class count")
     sd = ckpt["model"]
     if not isinstance(sd, dict) or not sd or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in sd.items()):
         problems.append("model is not a state_dict of tensors")
+    try:
+        check_metadata(ckpt)
+    except MetadataError as e:
+        problems.append(str(e))
     if problems:
         raise CheckpointError(f"{path} has malformed metadata ({'; '.join(problems)}); re-train or re-download it")
 

@@ -4,7 +4,10 @@ Each corruption is a function (x_u8, severity, rngs) -> values on the generator'
 batch of uint8 images (N, 32, 32, 3); `corrupt` truncates them with np.uint8, as the generator's script does.
 "Matches the generator" means the algorithm, not only its constants: every step is the generator's (its
 libraries' semantics: skimage's Gaussian, OpenCV's filter2D/warpAffine borders, scipy's zoom and
-map_coordinates modes, PIL's box resize and JPEG, ImageMagick's motion blur returning rounded 8-bit images),
+map_coordinates modes, PIL's box resize and JPEG, ImageMagick's motion blur returning rounded 8-bit images:
+CIFAR-10-C was made before ImageMagick 6.9.10-69 (2019), which since floors 8-bit output; the project rounds,
+as the ImageMagick of the published files did, so against a current ImageMagick motion_blur and snow differ by
+1-2 grey levels on part of the pixels while every deterministic corruption matches within one),
 computed in the generator's precision (float64, float32 where it casts). bench/corruptions/reference.py writes
 each corruption plainly, per image, with those libraries; tests/test_corruption_fidelity.py checks that the two
 agree within one grey level on real images for all 75 sets.

@@ -5,6 +5,7 @@ import os
 
 import pandas as pd
 
+from bench.report.escape import md
 from zoo.checkpoint import write_text_atomic
 
 ATTACK_LABEL = {"pgd": "PGD", "autoattack": "AA", "autoattack-fast": "AA-fast"}
@@ -97,16 +98,19 @@ def to_markdown(tables: dict) -> str:
            "Corruptions = mean over 15 CIFAR-10-C corruptions x 5 severities.", ""]
     marked = False
     for (norm, data, n), table in sorted(tables.items()):
-        out.append(f"## {norm or 'clean / corruptions'} - {data}, n={n}")
+        out.append(f"## {norm or 'clean / corruptions'} - {md(data)}, n={n}")
         out.append("")
         flags = table.attrs.get(FLAGS, [[]] * len(table))
         shown = table.copy()
+        for c in shown.columns[:3]:  # names and settings come from files: text, never table structure or HTML
+            shown[c] = shown[c].map(lambda v: md("" if v is None or (isinstance(v, float) and pd.isna(v)) else v))
         for c in shown.columns[3:]:
             shown[c] = shown[c].map(_pct)
         for i, cells in enumerate(flags):
             for c in cells:
                 shown.loc[i, c] += " †"
                 marked = True
+        shown.columns = [md(c) for c in shown.columns]
         align = ["left"] * 3 + ["right"] * (len(shown.columns) - 3)
         out.append(shown.to_markdown(index=False, disable_numparse=True, colalign=align))  # keep "50.00" as written
         out.append("")

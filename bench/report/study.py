@@ -10,6 +10,7 @@ import os
 import numpy as np
 import pandas as pd
 
+from bench.report.escape import md, md_code
 from bench.report.leaderboard import latest_ok
 from zoo.checkpoint import load_checkpoint
 
@@ -92,11 +93,11 @@ def results_table(pm: pd.DataFrame, s: pd.DataFrame) -> str:
     aa = _eps_cols(pm, "autoattack", "Linf") + _eps_cols(pm, "autoattack", "L2")
     cols = ["clean"] + seed + [c for c in pgd if c not in seed] + (["aa_clean"] + aa if aa else []) + \
         (["corruptions"] if "corruptions" in pm.columns else [])
-    head = ["Group", "seeds"] + [HEADS[c] if isinstance(c, str) else _label(c) for c in cols]
+    head = ["Group", "seeds"] + [HEADS[c] if isinstance(c, str) else md(_label(c)) for c in cols]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for grp in s.index:
         vals = [_fmt(s.loc[grp, (_key(c), "mean")], s.loc[grp, (_key(c), "std")]) for c in cols]
-        lines.append(f"| {grp} | {int(s.loc[grp, ('seeds', 'n')])} | " + " | ".join(vals) + " |")
+        lines.append(f"| {md(grp)} | {int(s.loc[grp, ('seeds', 'n')])} | " + " | ".join(vals) + " |")
     return "\n".join(lines)
 
 
@@ -111,7 +112,7 @@ def measures_table(s: pd.DataFrame) -> str:
         for k in keys:
             m, sd = s.loc[grp, (k, "mean")], s.loc[grp, (k, "std")]
             vals.append(f"{m:.4f}" + ("" if pd.isna(sd) else f" ± {sd:.4f}"))
-        lines.append(f"| {grp} | " + " | ".join(vals) + " |")
+        lines.append(f"| {md(grp)} | " + " | ".join(vals) + " |")
     return "\n".join(lines)
 
 
@@ -320,7 +321,7 @@ def write_report(rows, measures, ckpt_paths, out, *, preset, preset_cfg, command
             histories[os.path.basename(p).removesuffix(".pt")] = ck["history"]
     plots = _plots(pm, s, histories, out)
     text = [f"# Study report: does SAM alone improve adversarial robustness? (preset `{preset}`)", "",
-            f"Produced by `{command}` on {device}; training {seconds['train'] / 60:.1f} min, "
+            f"Produced by {md_code(command)} on {md(device)}; training {seconds['train'] / 60:.1f} min, "
             f"whole pipeline {seconds['total'] / 60:.1f} min (reused checkpoints and rows cost nothing).", "",
             "## What held on this run", ""]
     text += [f"- {c}" for c in claims(pm, s)]

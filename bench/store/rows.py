@@ -68,35 +68,99 @@ def locked(results_path: str):
             os.close(entry[0])
 
 
-def scan_rows(path: str) -> tuple[list[dict], int]:
-    """(complete rows, number of torn lines skipped). A torn line is what a kill mid-write leaves."""
-    if not os.path.exists(path):
-        return [], 0
-    rows, torn = [], 0
-    with open(path, "rb") as f:
-        for line in f:
-            line = line.strip()
-            if not line:
+class RowStore:
+    """The rows of one results file, read incrementally: each refresh parses only the lines appended since the
+    last one, so a process's cost per evaluation does not grow with the file. Rows that fail `check` are kept
+    out (with their line number and why) and their keys never count as done; torn lines (a kill mid-write) are
+    counted. An unterminated last line waits for the next refresh: the next append terminates it."""
+
+    def __init__(self, path: str, check=None):
+        from bench.store.schema import check_result_row
+
+        self.path = path
+        self.check = check_result_row if check is None else check
+        self._reset(None)
+
+    def _reset(self, ident) -> None:
+        self.rows: list[dict] = []
+        self.torn = 0
+        self.invalid: list[tuple[int, str]] = []  # (line number, why)
+        self.done: set[str] = set()  # keys of ok rows
+        self.failed: dict[str, dict] = {}  # key -> the latest failed row
+        self._offset = self._lines = 0
+        self._ident = ident
+
+    def refresh(self, final: bool = False) -> list[dict]:
+        """Read what was appended since the last call; returns the new trusted rows. With final, an
+        unterminated last line is read too (a file edited by hand may lack the last newline)."""
+        from bench.store.schema import RowError
+
+        try:
+            f = open(self.path, "rb")
+        except FileNotFoundError:
+            return []
+        with f:
+            st = os.fstat(f.fileno())
+            if (st.st_dev, st.st_ino) != self._ident or st.st_size < self._offset:  # replaced or truncated
+                self._reset((st.st_dev, st.st_ino))
+            f.seek(self._offset)
+            data = f.read(max(st.st_size - self._offset, 0))
+        end = len(data) if final else data.rfind(b"\n") + 1
+        new = []
+        for raw in data[:end].split(b"\n")[: None if final else -1]:
+            self._lines += 1
+            raw = raw.strip()
+            if not raw:
                 continue
             try:
-                row = json.loads(line)
+                row = json.loads(raw)
             except (json.JSONDecodeError, UnicodeDecodeError):
-                torn += 1
+                self.torn += 1
                 continue
-            if isinstance(row, dict):
-                rows.append(row)
-            else:
-                torn += 1
-    return rows, torn
+            if not isinstance(row, dict):
+                self.torn += 1
+                continue
+            try:
+                self.check(row)
+            except RowError as e:
+                self.invalid.append((self._lines, str(e)))
+                continue
+            new.append(row)
+            key = row.get("key")
+            if isinstance(key, str):
+                if row["status"] == "ok":
+                    self.done.add(key)
+                else:
+                    self.failed[key] = row
+        self._offset += end
+        self.rows.extend(new)
+        return new
+
+    def warn(self, start: int = 0) -> None:
+        """One warning for torn lines, one per untrusted row (from the start-th on), on stderr."""
+        if self.torn:
+            print(f"warning: {self.path}: skipped {self.torn} torn line{'s' * (self.torn > 1)} (a process was "
+                  "killed mid-write); the rows around them are intact", file=sys.stderr)
+        for line, why in self.invalid[start:start + 5]:
+            print(f"warning: {self.path}:{line}: row skipped, not trusted ({why}); it is recomputed when asked "
+                  "for", file=sys.stderr)
+        if len(self.invalid) - start > 5:
+            print(f"warning: {self.path}: {len(self.invalid) - start - 5} more rows skipped", file=sys.stderr)
 
 
-def read_rows(path: str) -> list[dict]:
-    """All complete rows; torn lines are skipped and counted in one warning."""
-    rows, torn = scan_rows(path)
-    if torn:
-        print(f"warning: {path}: skipped {torn} torn line{'s' * (torn > 1)} (a process was killed mid-write); "
-              "the rows around them are intact", file=sys.stderr)
-    return rows
+def scan_rows(path: str, check=None) -> tuple[list[dict], int]:
+    """(trusted complete rows, number of torn lines skipped). A torn line is what a kill mid-write leaves."""
+    store = RowStore(path, check)
+    store.refresh(final=True)
+    return store.rows, store.torn
+
+
+def read_rows(path: str, check=None) -> list[dict]:
+    """All trusted rows; torn lines and untrusted rows are skipped, with warnings."""
+    store = RowStore(path, check)
+    store.refresh(final=True)
+    store.warn()
+    return store.rows
 
 
 def append_row(path: str, row: dict) -> None:
@@ -112,7 +176,3 @@ def append_row(path: str, row: dict) -> None:
         f.write(line)  # append mode: always at the end, whatever was read
         f.flush()
         os.fsync(f.fileno())
-
-
-def done_keys(rows: list[dict]) -> set[str]:
-    return {r["key"] for r in rows if r.get("status") == "ok" and "key" in r}

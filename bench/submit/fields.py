@@ -31,33 +31,51 @@ def pct(acc: float) -> str:
     return f"{100 * acc:.2f}"
 
 
-def model_info(*, dataset: str, threat: str, row: dict, arch: str, corruptions_eps: str | None, eps_str: str,
-               additional_data: bool, title: str, authors: str, link: str, venue: str, reported: str | None,
+def model_info(*, dataset: str, threat: str, row: dict, arch: str, eps_str: str, additional_data: bool,
+               title: str, authors: str, link: str, venue: str, reported: str | None,
                footnote: str | None) -> dict:
-    """The fields of `model_info/<dataset>/<threat>/<Name>.json` in RobustBench's order and types: strings for
-    accuracies and eps, booleans and ints as such. `reported` is the paper's own number (omitted when not given),
-    `footnote` only what the author writes."""
+    """The fields of `model_info/<dataset>/<threat>/<Name>.json` as RobustBench's own files have them, in their
+    order and types (strings for accuracies and eps). Read off its files (tests/data/robustbench/):
+    - `reported` is always there (the paper's own number, "" when none is given);
+    - `footnote` only when the author writes one (most entries without one leave it out);
+    - Linf/L2 entries carry `unreliable: false`; corruptions entries carry no `unreliable` at all;
+    - corruptions entries leave `eps` null, adversarially trained models included (27 of its 36 CIFAR-10/100
+      corruptions entries, Addepalli2021Towards_WRN34 among the adversarially trained ones)."""
     info = {"link": link, "name": title, "authors": authors, "additional_data": bool(additional_data),
             "number_forward_passes": 1, "dataset": dataset, "venue": venue, "architecture": readable_arch(arch),
-            # corruptions: null for standard training, the training eps for adversarially trained models
-            "eps": corruptions_eps if threat == "corruptions" else eps_str,
-            "clean_acc": pct(row["clean_acc"])}
-    if reported is not None:
-        info["reported"] = reported
-    info["footnote"] = footnote or None
-    info["unreliable"] = False
+            "eps": None if threat == "corruptions" else eps_str,
+            "clean_acc": pct(row["clean_acc"]), "reported": "" if reported is None else str(reported)}
     info["corruptions_acc" if threat == "corruptions" else "autoattack_acc"] = pct(row["robust_acc"])
+    if footnote:
+        info["footnote"] = footnote
+    if threat != "corruptions":
+        info["unreliable"] = False
     return info
 
 
-def unaggregated_csv(name: str, row: dict, order) -> str:
-    """The model's line of `model_info/<dataset>/corruptions/unaggregated_results.csv` with its two header rows,
-    as robustbench's corruptions evaluation writes it: a pandas frame whose columns are (corruption, severity)
-    in robustbench's corruption order, one row indexed by the model name, accuracies as fractions."""
+# the column order of each dataset's `model_info/<dataset>/corruptions/unaggregated_results.csv` header, as
+# RobustBench's files have it (they differ: CIFAR-100's is alphabetical); tests check these against copies
+UNAGGREGATED_ORDER = {
+    "cifar10": ("shot_noise", "motion_blur", "snow", "pixelate", "gaussian_noise", "defocus_blur", "brightness", "fog",
+                "zoom_blur", "frost", "glass_blur", "impulse_noise", "contrast", "jpeg_compression",
+                "elastic_transform"),
+    "cifar100": ("brightness", "contrast", "defocus_blur", "elastic_transform", "fog", "frost", "gaussian_noise",
+                 "glass_blur", "impulse_noise", "jpeg_compression", "motion_blur", "pixelate", "shot_noise", "snow",
+                 "zoom_blur"),
+}
+
+
+def unaggregated_csv(name: str, row: dict, dataset: str) -> str:
+    """The model's line of `model_info/<dataset>/corruptions/unaggregated_results.csv` under that file's two
+    header rows: columns (corruption, severity) in the order of that dataset's file, one row indexed by the model
+    name, accuracies as fractions (pandas' to_csv, as robustbench's corruptions evaluation writes it)."""
     import pandas as pd
 
+    from bench.report.escape import csv_cell
+
     per = row["corruption_severity_acc"]
-    frame = pd.DataFrame({(c, s): per[f"{c}/{s}"] for c in order for s in SEVERITIES}, index=[name])
+    order = UNAGGREGATED_ORDER[dataset]
+    frame = pd.DataFrame({(c, s): per[f"{c}/{s}"] for c in order for s in SEVERITIES}, index=[csv_cell(name)])
     buf = io.StringIO()
     frame.to_csv(buf)
     return buf.getvalue()

@@ -4,30 +4,75 @@ Each problem is one line: what is wrong with the claim, then the command that fi
 """
 from __future__ import annotations
 
+import functools
 import re
 
 from bench.corruptions.generator import CORRUPTIONS, SEVERITIES
+from bench.report.escape import sh
 
 RB_N = 10_000  # the full CIFAR test set, in order
 RB_EPS = {"Linf": ("8/255", 8 / 255), "L2": ("0.5", 0.5)}  # the leaderboards' fixed radii
 AA_STANDARD = ["apgd-ce", "apgd-t", "fab-t", "square"]
 # the threat models RobustBench 1.1.1 keeps a CIFAR leaderboard (and a zoo dictionary) for
 LEADERBOARDS = {"cifar10": ("Linf", "L2", "corruptions"), "cifar100": ("Linf", "corruptions")}
-NAME_RULE = re.compile(r"^[A-Z][A-Za-z]*[0-9]{4}[A-Z][A-Za-z0-9_]*$")  # <Surname><Year><FirstWordOfTitle>[_suffix]
+# what a name may hold at all: it names files (model_info/<ds>/<threat>/<Name>.json, models/.../<Name>.pt), so no
+# path separators, dots or spaces; RobustBench's own names use letters, digits, '_' and '-' (Jia2022LAS-AT_34_10)
+SAFE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,99}$")
+# RobustBench's convention: <Surname><Year><FirstWordOfTitle>, then an optional suffix (Wang2023Better_WRN-70-16)
+NAME_RULE = re.compile(r"^[A-Z][A-Za-z]*[0-9]{4}[A-Za-z0-9_-]*$")
 
 
 def _rerun(ckpt: str, dataset: str, attacks: str, extra: str = "") -> str:
-    return f"`python -m bench.run --models {ckpt} --attacks {attacks} --data {dataset} --n-examples {RB_N}{extra}`"
+    return (f"`python -m bench.run --models {sh(ckpt)} --attacks {attacks} --data {dataset} --n-examples {RB_N}"
+            f"{extra}`")
 
 
-def name_problems(name: str) -> list[str]:
-    if not name.isidentifier():
-        return [f"model name {name!r} is not a Python identifier (RobustBench's files and zoo entries are named "
-                "after it); pass --name like Smith2026Sharpness"]
-    if not NAME_RULE.match(name):
-        return [f"model name {name!r} does not follow RobustBench's <Surname><Year><FirstWordOfTitle> (e.g. "
-                "Wong2020Fast); pass such a --name"]
+@functools.lru_cache(maxsize=1)
+def zoo_names() -> dict[tuple[str, str], frozenset]:
+    """{(dataset, threat model): names} in robustbench's model-zoo dictionaries, as installed."""
+    from bench.attacks.autoattack import _import_autoattack
+
+    _import_autoattack()  # robustbench imports pyautoattack as `autoattack`
+    from robustbench.model_zoo import model_dicts
+
+    return {(ds.value, tm.value): frozenset(entries) for ds, d in model_dicts.items() for tm, entries in d.items()}
+
+
+def unsafe_name(name: str) -> list[str]:
+    """Fatal even for a draft: a name that cannot be a file name in RobustBench's repository."""
+    if not SAFE_NAME.match(name):
+        return [f"model name {name[:60]!r} cannot name RobustBench's files: use letters, digits, '_' and '-', "
+                "starting with a letter (e.g. Smith2026Sharp or Smith2026Sharp_WRN-28-10)"]
     return []
+
+
+def name_problems(name: str, dataset: str | None = None, threat: str | None = None) -> list[str]:
+    """Why RobustBench would not take this name: not its convention (names its own zoo holds are accepted), or
+    already taken in the leaderboard the claim is for."""
+    out = unsafe_name(name)
+    if out:
+        return out
+    known = set().union(*zoo_names().values())
+    if not NAME_RULE.match(name) and name not in known:
+        out.append(f"model name {name!r} does not follow RobustBench's <Surname><Year><FirstWordOfTitle> (e.g. "
+                   "Wong2020Fast, Wang2023Better_WRN-70-16); pass such a --name")
+    if dataset and threat and name in zoo_names().get((dataset, threat), ()):
+        out.append(f"model name {name!r} already names an entry of RobustBench's {dataset} {threat} zoo; pass "
+                   "another --name (e.g. with a suffix)")
+    return out
+
+
+def paper_problems(*, title: str, link: str, venue: str, reported: str | None) -> list[str]:
+    """RobustBench renders an empty link and an empty venue as such: a submission states all four."""
+    out = []
+    for flag, value in (("--title", title), ("--link", link), ("--venue", venue)):
+        if not (value or "").strip():
+            out.append(f"{flag} is empty; RobustBench shows the paper's {flag[2:]} on its leaderboard: pass "
+                       f"{flag} (for a paper not yet out, e.g. --venue 'arXiv, Nov 2026' and the preprint's link)")
+    if reported is None or not str(reported).strip():
+        out.append("--reported is missing: RobustBench shows the robust accuracy the paper reports beside its own; "
+                   "pass --reported (the paper's number, in %)")
+    return out
 
 
 def leaderboard_problems(dataset: str, threat: str) -> list[str]:

@@ -3,7 +3,9 @@
 sharpbench) and the entry for the threat model's dictionary in `robustbench/model_zoo/<dataset>.py`."""
 from __future__ import annotations
 
+import hashlib
 import inspect
+import re
 
 from zoo import classics, models
 
@@ -15,6 +17,9 @@ CLASSIC_SOURCE = {
     "sharp_tiny": ([classics.TinyNet], "TinyNet(num_classes=NUM_CLASSES)"),
     "sharp_small": ([classics.TinyNet, classics.SmallNet], "SmallNet(num_classes=NUM_CLASSES)"),
 }
+# classics robustbench's architectures/ already has (resnet.py: PreActResNet; wide_resnet.py: WideResNet): the
+# issue template's "I use an architecture that is included" box; timm architectures qualify too
+ROBUSTBENCH_HAS = ("preact_resnet18", "wrn28_10", "wrn34_10")
 # robustbench.utils.load_model drops the first len('module.') / len('model.') characters of every key that holds
 # either string anywhere, so weights whose names contain them would load mangled
 MANGLED_BY_ROBUSTBENCH = ("module.", "model.")
@@ -22,19 +27,27 @@ ZOO_DICT = {"Linf": "linf", "L2": "l2", "corruptions": "common_corruptions"}
 
 
 def module_name(name: str) -> str:
-    return name.lower()
+    """The architecture module's name: a valid Python identifier (a hyphen cannot be in a module name), lower
+    case like robustbench's own modules, never `__init__` or one of robustbench's modules, and distinct for
+    names that differ only in case (which share a file on case-insensitive file systems): the lower-cased name
+    followed by six hex digits of the exact name's sha256."""
+    snake = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "model"
+    return f"{snake}_{hashlib.sha256(name.encode()).hexdigest()[:6]}"
 
 
 def class_name(name: str) -> str:
-    return f"{name}Net"
+    """`<Name>Net` with every character that cannot be in an identifier made '_' (Wang2023Better_WRN-70-16 ->
+    Wang2023Better_WRN_70_16Net), as robustbench names its zoo classes."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", name) + "Net"
 
 
 def architecture_module(ckpt: dict, name: str) -> str:
     """Python source defining `<Name>Net` (no arguments, RobustBench's `'model'` constructor) for [0,1] inputs,
-    and `load_model(path)` for use outside RobustBench."""
+    and `load_model(path)` for use outside RobustBench. Values from the checkpoint reach the source only through
+    repr(), as constants: its docstring and comments are fixed text, so no metadata can end them."""
     arch = ckpt["arch"]
     norm = ckpt["normalization"]
-    parts = [f'"""{name}: {arch} trained with the {ckpt.get("recipe")} recipe, for RobustBench\'s model zoo.',
+    parts = ['"""A RobustBench model-zoo architecture exported by sharpbench (see MODEL_NAME, ARCH and RECIPE).',
              "", "Takes images in [0,1]; the normalization is inside the model (buffers `mean` and `std`).", '"""',
              "import torch", "import torch.nn as nn", "import torch.nn.functional as F", ""]
     if arch in CLASSIC_SOURCE:
@@ -47,8 +60,9 @@ def architecture_module(ckpt: dict, name: str) -> str:
         else:
             build = "adapt_to_32(timm.create_model(ARCH, num_classes=NUM_CLASSES))"
     parts += [inspect.getsource(models.Normalized),
-              f"ARCH = {arch!r}", f"NUM_CLASSES = {int(ckpt['num_classes'])}",
-              f"MEAN = {list(norm['mean'])!r}", f"STD = {list(norm['std'])!r}", "", "",
+              f"MODEL_NAME = {name!r}", f"ARCH = {arch!r}", f"RECIPE = {str(ckpt.get('recipe'))!r}",
+              f"NUM_CLASSES = {int(ckpt['num_classes'])!r}",
+              f"MEAN = {[float(v) for v in norm['mean']]!r}", f"STD = {[float(v) for v in norm['std']]!r}", "", "",
               f"class {class_name(name)}(Normalized):",
               "    def __init__(self):",
               f"        super().__init__({build}, MEAN, STD)", "", "",
@@ -61,14 +75,23 @@ def architecture_module(ckpt: dict, name: str) -> str:
 
 
 def zoo_entry(name: str, dataset: str, threat: str) -> str:
-    """A valid Python file holding the import and the `ENTRY` tuple to paste into
-    `robustbench/model_zoo/<dataset>.py`; `gdrive_id` is a placeholder the author fills in."""
+    """A valid Python file holding the import and the entry for `robustbench/model_zoo/<dataset>.py`, written as
+    RobustBench's own entries are (indented four spaces inside the threat model's OrderedDict, `}),` closing
+    it); `gdrive_id` is a placeholder the author fills in."""
+    var = ZOO_DICT[threat]
     return "\n".join([
-        f'"""Paste into robustbench/model_zoo/{dataset}.py: the import beside the others at the top, and the ENTRY',
-        f"tuple (without `ENTRY = `) into the `{ZOO_DICT[threat]} = OrderedDict([...])` list, where the",
-        'leaderboard order wants it. Replace the gdrive_id placeholder with the id of the uploaded weights."""',
-        f"from robustbench.model_zoo.architectures.{module_name(name)} import {class_name(name)}", "",
-        f"ENTRY = ('{name}', {{",
-        f"    'model': {class_name(name)},",
-        f"    'gdrive_id': 'FILL_IN_GDRIVE_ID',  # Google Drive id of models/{dataset}/{threat}/{name}.pt",
-        "})", ""])
+        f"# The model-zoo entry for robustbench/model_zoo/{dataset}.py, exported by sharpbench.",
+        "# 1. Put the import beside the others at the top of that file.",
+        f"# 2. Put the entry (the lines between `{var} = OrderedDict([` and `])` below) into that file's",
+        f"#    `{var}` OrderedDict, where the leaderboard order wants it, and replace FILL_IN_GDRIVE_ID with the",
+        "#    Google Drive id of the uploaded weights.",
+        "from collections import OrderedDict",
+        "",
+        f"from robustbench.model_zoo.architectures.{module_name(name)} import {class_name(name)}",
+        "",
+        f"{var} = OrderedDict([",
+        f"    ({name!r}, {{",
+        f"        'model': {class_name(name)},",
+        "        'gdrive_id': 'FILL_IN_GDRIVE_ID',",
+        "    }),",
+        "])", ""])

@@ -1,0 +1,55 @@
+"""Escaping for every format a value from a checkpoint or a row is written into.
+
+Model names come from file names, recipes and settings from checkpoint metadata, rows from results folders that
+other people wrote: all of it is data. Each writer passes such values through the function for its format, so
+that a value shows as text and never becomes structure (a table column, a heading, an HTML element, a formula, a
+shell command, a line of Python). HTML pages are escaped by Jinja2's autoescaping (bench.report.site);
+generated Python receives values only through repr() (bench.submit.source).
+"""
+from __future__ import annotations
+
+import re
+import shlex
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+_MD_SPECIAL = re.compile(r"([\\`\[\]|])")
+
+
+def one_line(value) -> str:
+    """The value as text on one line: newlines and other control characters become one space."""
+    return _CONTROL.sub(" ", str(value))
+
+
+def md(value) -> str:
+    """Markdown text, safe inside a table cell, a list item or a heading: on one line, `|` cannot end a cell,
+    HTML shows as text (entities), and the punctuation that makes links, images and code spans is backslash-
+    escaped. Emphasis characters are left alone: at worst they make text italic, never structure, and names like
+    pgd_at stay readable in the raw file."""
+    text = one_line(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def md_code(value) -> str:
+    """Inline code in markdown (paths, commands): a fence longer than any backtick run inside; `|` escaped so a
+    table cell is not split (GitHub's tables split on `|` even inside code)."""
+    text = one_line(value)
+    run = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    fence = "`" * (run + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text.replace('|', chr(92) + '|')}{pad}{fence}"
+
+
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value):
+    """A CSV cell a spreadsheet will not run: text beginning with =, +, -, @ (or a tab or carriage return) is
+    prefixed with a quote (OWASP's advice). Numbers are left as numbers."""
+    if isinstance(value, str) and value.startswith(_FORMULA):
+        return "'" + value
+    return value
+
+
+def sh(value) -> str:
+    """A word of a shell command shown to the user to paste: quoted when it needs to be."""
+    return shlex.quote(str(value))
