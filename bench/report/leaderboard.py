@@ -56,11 +56,18 @@ def _sort_column(cols) -> list[str]:
     return [f"{ATTACK_LABEL.get(a, a)} {s}"]
 
 
+WORST = "worst"  # table.attrs key: per row, {worst-case column: (contributing attacks, {attack: points it missed})}
+
+
 def leaderboard_tables(rows: list[dict]) -> dict[tuple[str, str, int], pd.DataFrame]:
-    """{(norm, data, n): table} with columns Model, Arch, Recipe, Clean, <attack eps>..., Corruptions."""
+    """{(norm, data, n): table} with columns Model, Arch, Recipe, Clean, <attack eps>..., Worst <eps> (where more
+    than one attack ran at that eps: a point counts only if it survived all of them), Corruptions."""
+    from bench.report.worst_case import worst_cases
+
     df = latest_ok(rows)
     if df.empty:
         return {}
+    worst = worst_cases(rows)
     tables = {}
     for (data, n), part in df.groupby(["data", "n"]):
         norms = sorted(x for x in part["norm"].unique() if x) or [""]
@@ -79,12 +86,29 @@ def leaderboard_tables(rows: list[dict]) -> dict[tuple[str, str, int], pd.DataFr
                     if len(hit) and _flagged(hit.iloc[0]):
                         flagged.append(f"{ATTACK_LABEL.get(a, a)} {s}")
                 line[FLAGS] = flagged
+                line[WORST] = {}
+                for e, s in dict.fromkeys((e, s) for _, e, s in cols):
+                    wc = worst.get((mid, data, int(n), norm, e))
+                    if wc is not None and len(wc.attacks) > 1:
+                        line[f"Worst {s}"] = wc.acc
+                        line[WORST][f"Worst {s}"] = (wc.attacks, {a: wc.missed_by(a) for a in wc.attacks})
                 corr = m[m["attack"] == "corruptions"]
                 line["Corruptions"] = corr.iloc[0]["robust_acc"] if len(corr) else None
                 lines.append(line)
             table = pd.DataFrame(lines)
             table = table.sort_values(_sort_column(cols) + ["Clean"], ascending=False, na_position="last").reset_index(drop=True)
             table.attrs[FLAGS] = table.pop(FLAGS).tolist()  # per row, in the table's order
+            table.attrs[WORST] = table.pop(WORST).tolist()
+            # each eps's worst case right after that eps's attack columns
+            head = ["Model", "Arch", "Recipe", "Clean"]
+            ordered = []
+            for _, _, s in cols:
+                for c in (f"{ATTACK_LABEL.get(a, a)} {s}" for a, _, s2 in cols if s2 == s):
+                    if c not in ordered:
+                        ordered.append(c)
+                if f"Worst {s}" in table.columns and f"Worst {s}" not in ordered:
+                    ordered.append(f"Worst {s}")
+            table = table[head + ordered + ["Corruptions"]]
             if table["Corruptions"].isna().all():
                 table = table.drop(columns=["Corruptions"])
             tables[(norm, data, int(n))] = table
@@ -110,10 +134,23 @@ def to_markdown(tables: dict) -> str:
             for c in cells:
                 shown.loc[i, c] += " †"
                 marked = True
+        notes = []
+        for i, cells in enumerate(table.attrs.get(WORST, [])):
+            for col, (attacks, missed) in cells.items():
+                aa_missed = {a: k for a, k in missed.items() if a.startswith("AA") and k}
+                if aa_missed:
+                    shown.loc[i, col] += " ↓"
+                notes.append(f"- {md(table.loc[i, 'Model'])}, {md(col)}: over " + ", ".join(map(md, attacks)) +
+                             "".join(f"; {md(a)} missed {k} point{'s' * (k > 1)} another attack fooled"
+                                     for a, k in aa_missed.items()))
         shown.columns = [md(c) for c in shown.columns]
         align = ["left"] * 3 + ["right"] * (len(shown.columns) - 3)
         out.append(shown.to_markdown(index=False, disable_numparse=True, colalign=align))  # keep "50.00" as written
         out.append("")
+        if notes:
+            out += ["Worst case: a point counts as robust only if it survived every attack run on it (rows with "
+                    "per-point flags). ↓: lower than AutoAttack's own number, because AutoAttack missed points "
+                    "another attack fooled.", "", *notes, ""]
     if marked:
         out += ["† AutoAttack flagged this evaluation (randomized or probability outputs, zero gradients, a dynamic "
                 "defence, too few classes, or Square beating the gradient attacks): the number may overstate "

@@ -38,6 +38,15 @@ def per_model(rows: list[dict], measures: list[dict]) -> pd.DataFrame:
             line["corruptions"] = r["robust_acc"]
         else:
             line[f"{r['attack']}|{r['norm']}|{r['eps_str']}"] = r["robust_acc"]
+    from bench.report.worst_case import worst_cases
+
+    eps_strs = {(r["norm"], round(float(r["eps"]), 8)): r["eps_str"] for r in df.to_dict("records") if r["norm"]}
+    best: dict = {}
+    for (mid, _data, n, norm, eps), wc in worst_cases(rows).items():
+        col = f"worst|{norm}|{eps_strs.get((norm, eps), eps)}"
+        if mid in lines and len(wc.attacks) > 1 and n >= best.get((mid, col), 0):
+            best[(mid, col)] = n  # the most points on which more than one attack ran
+            lines[mid][col] = wc.acc
     for m in measures:
         if m["model_id"] in lines:
             lines[m["model_id"]].update({k: m[k] for k in m if k.startswith(("sharpness", "feature_shift"))})
@@ -77,7 +86,7 @@ def _fmt(mean, std) -> str:
 
 
 def _label(c) -> str:
-    return f"{'AA' if c[0] == 'autoattack' else 'PGD'} {c[1]} {c[2]}"
+    return f"{ {'autoattack': 'AA', 'worst': 'Worst'}.get(c[0], 'PGD')} {c[1]} {c[2]}"
 
 
 # the seed paper's evaluation: PGD-10 at Linf 1/255 and 2/255, L2 16/255 and 32/255
@@ -87,10 +96,13 @@ HEADS = {"clean": "Clean", "corruptions": "Corruptions", "aa_clean": "Clean (AA 
 
 def results_table(pm: pd.DataFrame, s: pd.DataFrame) -> str:
     """Clean, the seed's four PGD columns first, the other PGD columns, then AutoAttack's columns next to the
-    clean accuracy on AutoAttack's own points, then corruptions: no column compares different images."""
+    clean accuracy on AutoAttack's own points and the worst case over every attack on those points (Worst: a
+    point counts only if PGD and AutoAttack both failed on it), then corruptions: no column compares different
+    images."""
     pgd = _eps_cols(pm, "pgd", "Linf") + _eps_cols(pm, "pgd", "L2")
     seed = [c for c in SEED_COLUMNS if c in pgd]
     aa = _eps_cols(pm, "autoattack", "Linf") + _eps_cols(pm, "autoattack", "L2")
+    aa += _eps_cols(pm, "worst", "Linf") + _eps_cols(pm, "worst", "L2")  # on AutoAttack's points
     cols = ["clean"] + seed + [c for c in pgd if c not in seed] + (["aa_clean"] + aa if aa else []) + \
         (["corruptions"] if "corruptions" in pm.columns else [])
     head = ["Group", "seeds"] + [HEADS[c] if isinstance(c, str) else md(_label(c)) for c in cols]
@@ -120,8 +132,96 @@ def measures_table(s: pd.DataFrame) -> str:
 AT_RECIPES = ("pgd_at", "trades", "awp", "fgsm_rs")
 
 
-def claims(pm: pd.DataFrame, s: pd.DataFrame) -> list[str]:
-    """Plain-word verdicts on the paper's claims, with the numbers they rest on."""
+def point_flags(rows: list[dict]) -> dict:
+    """{group: {column: {train seed: boolean flags}}} from rows with per-point flags: column 'clean' (right
+    clean, from clean rows) and (attack, norm, eps_str) (robust under that attack)."""
+    from bench.store.points import decode_states
+
+    df = latest_ok(rows)
+    out: dict = {}
+    if df.empty or "points" not in df.columns:
+        return out
+    for r in df.to_dict("records"):
+        if not isinstance(r.get("points"), dict) or r["attack"] == "corruptions":
+            continue
+        clean, robust = decode_states(r["points"])
+        col = "clean" if r["attack"] == "clean" else (r["attack"], r["norm"], r["eps_str"])
+        out.setdefault(group_of(r), {}).setdefault(col, {})[r.get("train_seed")] = clean if col == "clean" else robust
+    return out
+
+
+def _paired_line(flags, a: str, b: str, col, threshold: float, side: str):
+    """(verdict, 'A vs B: +x points [lo, hi] (McNemar ...)') or None when either lacks flags on this column."""
+    from bench.report.paired import compare, describe, verdict
+
+    fa, fb = flags.get(a, {}).get(col), flags.get(b, {}).get(col)
+    if not fa or not fb or len({len(f) for f in (*fa.values(), *fb.values())}) != 1:
+        return None
+    p = compare(fa, fb)
+    return verdict(p, threshold, side), f"{md(a)} vs {md(b)}: {describe(p, (md(a), md(b)))}"
+
+
+def _combined(results) -> str:
+    """One verdict for a claim judged on several comparisons: theirs when they agree, else each named."""
+    verdicts = [v for v, _ in results]
+    return verdicts[0] if len(set(verdicts)) == 1 else "mixed"
+
+
+def paired_claims(pm: pd.DataFrame, s: pd.DataFrame, flags: dict) -> list[str] | None:
+    """The paper's claims decided from per-point flags (bench.report.paired); None when the rows have none."""
+    if "standard" not in s.index or "standard" not in flags:
+        return None
+    sams = [g for g in s.index if g.startswith("sam ") or g == "sam"]
+    ats = [g for g in s.index if g.split()[0] in AT_RECIPES]
+    out = []
+
+    def m(g, c):
+        c = _key(c)
+        return s.loc[g, (c, "mean")] if (c, "mean") in s.columns else np.nan
+
+    def claim(title, comparisons, note=""):
+        results = [r for r in comparisons if r is not None]
+        if not results:
+            return
+        if len(results) == 1:
+            body = f"{results[0][0]}: {results[0][1]}"
+        else:
+            body = f"{_combined(results)}: " + "; ".join(f"{text}, {v}" for v, text in results)
+        out.append(f"**{title}:** {body}." + (f" {note}" if note else ""))
+
+    for norm in ("Linf", "L2"):
+        cols = _eps_cols(pm, "pgd", norm)
+        if not cols or not sams:
+            continue
+        small, large = cols[0], cols[-1]
+        claim(f"SAM raises small-eps robustness ({norm} {small[2]}, PGD)",
+              [_paired_line(flags, g, "standard", small, 0.0, ">") for g in sams])
+        if ats:
+            at_best = max(ats, key=lambda g: m(g, large))
+            sam_best = max(sams, key=lambda g: m(g, large))
+            claim(f"PGD-AT buys more robustness at large eps than SAM ({norm} {large[2]}, PGD)",
+                  [_paired_line(flags, at_best, sam_best, large, 0.0, ">")],
+                  "(Each side's best setting by mean, chosen on these same points.)")
+    if sams:
+        claim("SAM keeps clean accuracy (within 1 point)",
+              [_paired_line(flags, g, "standard", "clean", -0.01, ">") for g in sams])
+    if ats:
+        claim("PGD-AT costs clean accuracy", [_paired_line(flags, g, "standard", "clean", 0.0, "<") for g in ats])
+    return out or None
+
+
+def claims(pm: pd.DataFrame, s: pd.DataFrame, flags: dict | None = None) -> list[str]:
+    """Plain-word verdicts on the paper's claims, with the numbers they rest on: from per-point flags (paired
+    intervals, three verdicts) where the rows carry them, else from group means."""
+    paired = paired_claims(pm, s, flags) if flags else None
+    out = list(paired or [])
+    if paired:
+        return out + [c for c in _mean_claims(pm, s) if c.startswith(("**SAM vs the cheapest", "**Feature"))]
+    return _mean_claims(pm, s)
+
+
+def _mean_claims(pm: pd.DataFrame, s: pd.DataFrame) -> list[str]:
+    """Verdicts from group means (rows without per-point flags, and the claims no point decides)."""
     out = []
     if "standard" not in s.index:
         return ["No standard-trained model: nothing to compare against."]
@@ -141,14 +241,14 @@ def claims(pm: pd.DataFrame, s: pd.DataFrame) -> list[str]:
         best = max(sams, key=lambda g: m(g, small))
         held = m(best, small) > std_small
         out.append(f"**SAM raises small-eps robustness ({norm} {small[2]}, PGD):** "
-                   f"{'held' if held else 'did not hold'}: best SAM ({best}) {100 * m(best, small):.1f}% vs standard "
+                   f"{'held' if held else 'did not hold'}: best SAM ({md(best)}) {100 * m(best, small):.1f}% vs standard "
                    f"{100 * std_small:.1f}%; all SAM settings: "
-                   + ", ".join(f"{g} {100 * m(g, small):.1f}%" for g in sams) + ".")
+                   + ", ".join(f"{md(g)} {100 * m(g, small):.1f}%" for g in sams) + ".")
         if ats:
             at_best = max(ats, key=lambda g: m(g, large))
             held = m(at_best, large) > max(m(g, large) for g in sams)
             out.append(f"**PGD-AT buys more robustness at large eps ({norm} {large[2]}):** "
-                       f"{'held' if held else 'did not hold'}: {at_best} {100 * m(at_best, large):.1f}% vs best SAM "
+                       f"{'held' if held else 'did not hold'}: {md(at_best)} {100 * m(at_best, large):.1f}% vs best SAM "
                        f"{100 * max(m(g, large) for g in sams):.1f}% and standard {100 * m('standard', large):.1f}%.")
     if sams:
         diffs = {g: m(g, "clean") - m("standard", "clean") for g in sams}
@@ -156,12 +256,12 @@ def claims(pm: pd.DataFrame, s: pd.DataFrame) -> list[str]:
         held = diffs[worst] > -0.01
         out.append(f"**SAM keeps clean accuracy (within 1 point):** {'held' if held else 'did not hold'}: standard "
                    f"{100 * m('standard', 'clean'):.1f}%, SAM " +
-                   ", ".join(f"{g} {100 * m(g, 'clean'):.1f}%" for g in sams) + ".")
+                   ", ".join(f"{md(g)} {100 * m(g, 'clean'):.1f}%" for g in sams) + ".")
     if ats:
         lost = {g: m(g, "clean") - m("standard", "clean") for g in ats}
         held = all(v < 0 for v in lost.values())
         out.append(f"**PGD-AT costs clean accuracy:** {'held' if held else 'did not hold'}: " +
-                   ", ".join(f"{g} {100 * lost[g]:+.1f} pts" for g in ats) + " against standard.")
+                   ", ".join(f"{md(g)} {100 * lost[g]:+.1f} pts" for g in ats) + " against standard.")
     cheap = [g for g in s.index if g.split()[0] == "fgsm_rs"]
     small = (_eps_cols(pm, "pgd", "Linf") or [None])[0]
     if cheap and sams and small is not None:
@@ -170,12 +270,12 @@ def claims(pm: pd.DataFrame, s: pd.DataFrame) -> list[str]:
         gap = m(best, "clean") - m(c, "clean")
         equal = abs(gap) <= 0.01
         sam_wins = m(best, small) >= m(c, small)
-        out.append(f"**SAM vs the cheapest AT ({c}) at equal clean accuracy:** " + (
-            f"{'SAM at least as robust' if sam_wins else 'the cheapest AT more robust'}: {best} "
+        out.append(f"**SAM vs the cheapest AT ({md(c)}) at equal clean accuracy:** " + (
+            f"{'SAM at least as robust' if sam_wins else 'the cheapest AT more robust'}: {md(best)} "
             f"{100 * m(best, small):.1f}% vs {100 * m(c, small):.1f}% under PGD Linf {small[2]}, clean "
             f"{100 * m(best, 'clean'):.1f}% vs {100 * m(c, 'clean'):.1f}%." if equal else
-            f"not comparable at equal clean accuracy: clean {100 * m(best, 'clean'):.1f}% ({best}) vs "
-            f"{100 * m(c, 'clean'):.1f}% ({c}), a {100 * abs(gap):.1f}-point gap; read the trade-off plot "
+            f"not comparable at equal clean accuracy: clean {100 * m(best, 'clean'):.1f}% ({md(best)}) vs "
+            f"{100 * m(c, 'clean'):.1f}% ({md(c)}), a {100 * abs(gap):.1f}-point gap; read the trade-off plot "
             f"(tradeoff.png): robust under PGD Linf {small[2]} {100 * m(best, small):.1f}% vs "
             f"{100 * m(c, small):.1f}%."))
     for norm in ("Linf", "L2"):
@@ -186,7 +286,7 @@ def claims(pm: pd.DataFrame, s: pd.DataFrame) -> list[str]:
         ordered = fs["standard"] >= max(fs[g] for g in sams) and max(fs[g] for g in sams) >= min(fs[g] for g in ats)
         out.append(f"**Feature perturbation ordering standard ≥ SAM ≥ AT under a {norm} attack:** "
                    f"{'held' if ordered else 'did not hold'}: relative penultimate-feature shift " +
-                   ", ".join(f"{g} {fs[g]:.3f}" for g in s.index) +
+                   ", ".join(f"{md(g)} {fs[g]:.3f}" for g in s.index) +
                    ". The paper's explanation expects SAM's effect to be a weaker form of AT's.")
     return out
 
@@ -324,9 +424,21 @@ def write_report(rows, measures, ckpt_paths, out, *, preset, preset_cfg, command
             f"Produced by {md_code(command)} on {md(device)}; training {seconds['train'] / 60:.1f} min, "
             f"whole pipeline {seconds['total'] / 60:.1f} min (reused checkpoints and rows cost nothing).", "",
             "## What held on this run", ""]
-    text += [f"- {c}" for c in claims(pm, s)]
-    text += ["", "Verdicts compare group means; with few seeds and few test points, differences of a few points "
-             "are within noise (see the ± columns and the 95% intervals in results.jsonl).", "",
+    flags = point_flags(rows)
+    verdicts = claims(pm, s, flags)
+    text += [f"- {c}" for c in verdicts]
+    if paired_claims(pm, s, flags):
+        text += ["", "Each verdict compares two groups on the same test points: the difference (A minus B, in "
+                 "points, seeds averaged) with its 95% interval from a bootstrap that resamples seeds and test "
+                 "points, and McNemar's counts of points only one of them got right (seed by seed). **held**: the "
+                 "whole interval is on the claimed side; **did not hold**: the whole interval is on the other side; "
+                 "**inconclusive**: the interval straddles the claim's threshold, so this data cannot decide. "
+                 "The SAM-vs-cheapest-AT and feature-shift lines compare group means.", ""]
+    else:
+        text += ["", "Verdicts compare group means (these rows carry no per-point flags); with few seeds and few "
+                 "test points, differences of a few points are within noise (see the ± columns and the 95% "
+                 "intervals in results.jsonl).", ""]
+    text += [
              "## Accuracy (%; mean ± std over seeds)", "",
              f"Clean, PGD and Corruptions: the first {preset_cfg['eval_n']} test points; the seed paper's "
              f"evaluation columns come first. PGD: {preset_cfg['pgd_steps']} steps, random start, step "

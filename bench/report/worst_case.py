@@ -1,0 +1,83 @@
+"""The worst case over every attack run: a point is robust only if it survived all of them.
+
+Each attack's robust accuracy is an upper bound on the true one; RobustBench's "best known robust accuracy" is
+the tightest of them. With per-point flags we can do better than the minimum of the bounds: a point PGD fooled
+is not robust, even if AutoAttack missed it. For one model, dataset, norm and eps, every ok row of PGD (any
+steps, restarts, seed), AutoAttack or AutoAttack-fast that covers the first n test points contributes its flags
+on those points; the worst case is their AND. Rows cover "the first n points in order", so a row on 1017 points
+also covers a table of the first 64.
+
+Pure functions of rows; rows without per-point flags (written before flags existed) cannot contribute.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bench.store.points import decode_states
+
+ATTACKS = ("pgd", "autoattack", "autoattack-fast")
+
+
+def attack_label(row: dict) -> str:
+    """PGD-10, PGD-20x5 (restarts), AA, AA-fast: the attack and what makes it stronger or weaker."""
+    cfg = row.get("attack_config") or {}
+    if row["attack"] == "pgd":
+        restarts = cfg.get("restarts", 1)
+        return f"PGD-{cfg.get('steps', '?')}" + (f"x{restarts}" if restarts and restarts > 1 else "")
+    return {"autoattack": "AA", "autoattack-fast": "AA-fast"}.get(row["attack"], row["attack"])
+
+
+@dataclass
+class WorstCase:
+    robust: np.ndarray  # bool per point: survived every attack
+    own: dict = field(default_factory=dict)  # attack label -> that attack's own robust flags on these points
+
+    @property
+    def n(self) -> int:
+        return len(self.robust)
+
+    @property
+    def acc(self) -> float:
+        return float(self.robust.mean()) if self.n else float("nan")
+
+    @property
+    def attacks(self) -> list[str]:
+        return list(self.own)
+
+    def missed_by(self, label: str) -> int:
+        """Points the attack left robust that another attack fooled."""
+        return int((self.own[label] & ~self.robust).sum())
+
+
+def eps_key(eps: float) -> float:
+    return round(float(eps), 8)
+
+
+def _flags(rows: list[dict]) -> dict:
+    """(model_id, data, norm, eps_key) -> [(n, label, robust flags)], one entry per distinct row key."""
+    out, seen = {}, set()
+    for r in rows:
+        if r.get("status") != "ok" or r.get("attack") not in ATTACKS or "points" not in r or r["key"] in seen:
+            continue
+        seen.add(r["key"])
+        _, robust = decode_states(r["points"])
+        out.setdefault((r["model_id"], r["data"], r["norm"], eps_key(r["eps"])), []).append(
+            (len(robust), attack_label(r), robust))
+    return out
+
+
+def worst_cases(rows: list[dict]) -> dict[tuple, WorstCase]:
+    """{(model_id, data, n, norm, eps_key): WorstCase} for every n some attack row was run on."""
+    out = {}
+    for (mid, data, norm, eps), runs in _flags(rows).items():
+        for n in sorted({m for m, _, _ in runs}):
+            own = {}
+            for m, label, robust in runs:
+                if m >= n:
+                    # two runs of one attack label (e.g. two PGD seeds) count as one attack: AND of both
+                    own[label] = own[label] & robust[:n] if label in own else robust[:n].copy()
+            worst = np.logical_and.reduce(list(own.values()))
+            out[(mid, data, n, norm, eps)] = WorstCase(worst, dict(sorted(own.items())))
+    return out
