@@ -72,7 +72,8 @@ def parse_args(argv=None):
                    help="refuse model files larger than this without reading them (default %(default)g)")
     p.add_argument("--retry-failed", action="store_true",
                    help="run again what failed before on the same file and settings (skipped otherwise)")
-    p.add_argument("--no-leaderboard", action="store_true")
+    p.add_argument("--no-leaderboard", action="store_true", help="write neither leaderboard.md nor the site")
+    p.add_argument("--no-site", action="store_true", help="write leaderboard.md but not the site (OUT/site/)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     return p.parse_args(argv)
 
@@ -301,6 +302,10 @@ def run(args) -> int:
 
                 md = write_leaderboard(rows, args.out)
                 print(f"leaderboard: {md}", file=sys.stderr)
+                if not args.no_site:
+                    from bench.site import write_site
+
+                    print(f"site: {write_site(main_path, rows=rows)}", file=sys.stderr)
             except Exception as e:  # noqa: BLE001 - the rows are safe; say what failed and still summarise
                 print(f"error: the leaderboard could not be written ({_first_line(e)}); the rows are in {main_path}; "
                       "rebuild it with `python -m bench.leaderboard`", file=sys.stderr)

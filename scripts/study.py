@@ -260,8 +260,13 @@ def main(argv=None) -> int:
     command = "python scripts/study.py " + " ".join(argv if argv is not None else sys.argv[1:])
     report = write_report(rows, measures, paths, out, preset=args.preset, preset_cfg=dataclasses.asdict(p),
                           command=command, device=device, seconds={"train": t_train, "total": t_all})
+    from bench.report.site import build_site, load_metas
+
+    site = build_site(rows, os.path.join(out, "site"), metas=load_metas(rows), measures=measures,
+                      report_md=open(report, encoding="utf-8").read(), report_dir=out,
+                      title=f"sharpbench study ({args.preset})")
     print(open(board).read())
-    print(f"report: {report}\nleaderboard: {board}\nplots: {out}/*.png")
+    print(f"report: {report}\nleaderboard: {board}\nsite: {site} (REPORT.html beside it)\nplots: {out}/*.png")
     return 0
 
 

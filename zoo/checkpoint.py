@@ -78,7 +78,7 @@ def write_text_atomic(path: str, text: str) -> None:
     """A text file written beside the target and renamed into place: readers never see half of it."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
+    with open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
     os.replace(tmp, path)
 

@@ -176,6 +176,7 @@ CHECKS = {
     "created": lambda v: text(v, "created", 64),
     "distributed": lambda v: check_flat(v, "distributed", lambda x, f: number(x, f, optional=True)),
     "precision": lambda v: check_flat(v, "precision", plain),
+    "cost": lambda v: check_flat(v, "cost", plain),
 }
 
 

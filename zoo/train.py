@@ -165,6 +165,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, on_e
             on_epoch_end(epoch + 1)
 
     ddp = {"world_size": world, "max_weight_diff_across_ranks": dist.max_param_diff(model)}
+    cost = training_cost(history, device, world)
     # the stored metric is fp32: re-measure only when the epochs were evaluated under bf16
     final_acc = history[-1]["test_acc"] if autocast is nullcontext and history else accuracy(model, ds.x_test, ds.y_test)
     ckpt = {
@@ -173,7 +174,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, on_e
         "dataset": {"spec": cfg.data, "n_train": len(ds.y_train), "n_test": len(ds.y_test), "augment": ds.augment},
         "normalization": {"mean": mean, "std": std}, "history": history,
         "metrics": {"clean_test_acc": final_acc, "n_test": len(ds.y_test)}, "versions": versions(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "distributed": ddp,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "distributed": ddp, "cost": cost,
         # what actually ran: training steps (and per-epoch test accuracies) under this precision and layout;
         # metrics.clean_test_acc is always measured in fp32
         "precision": {"train": "bf16 autocast" if cfg.amp == "bf16" else "fp32", "device": device.type,
@@ -185,6 +186,22 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, on_e
             os.remove(state_path)
     dist.barrier()
     return path
+
+
+def training_cost(history: list[dict], device: torch.device, world: int) -> dict:
+    """What the training cost on what: device seconds over all epochs (those of this run and of the runs it
+    resumed), images per second, peak memory (GPU memory allocated by torch on CUDA, the process's peak
+    resident memory on CPU)."""
+    import resource
+
+    seconds = sum(e["seconds"] for e in history)
+    images = sum(e["seconds"] * e["images_per_s"] for e in history)
+    if device.type == "cuda":
+        name, peak = torch.cuda.get_device_name(device), torch.cuda.max_memory_allocated(device)
+    else:
+        name, peak = "cpu", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {"device": device.type, "device_name": name, "devices": world, "train_seconds": seconds,
+            "images_per_s": images / seconds if seconds else None, "peak_memory_bytes": int(peak)}
 
 
 def _cpu_state(model) -> dict:

@@ -1,0 +1,124 @@
+"""The leaderboard site: static pages, a pure function of rows (and the checkpoints' metadata and measures).
+
+    build_site(rows, out, metas=..., measures=..., report_md=...)
+
+writes out/index.html (one sortable, searchable table per dataset, n and threat model, configurations with
+mean ± std over seeds, robust-vs-eps and trade-off plots with a model selector), out/models/<model>.html (one
+page per model, with its rows as JSON and CSV beside it), out/REPORT.html when a study report is given, and the
+shared scripts once in out/assets/. Templates are Jinja2 with autoescaping on: every string from a checkpoint
+or a row is text on the page. The files work from file://, from `python -m http.server` and from GitHub Pages.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import time
+
+from bench.report.escape import csv_cell
+from bench.report.site import pages
+from bench.report.site.assets import write_assets
+from zoo.checkpoint import write_text_atomic
+
+TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
+
+
+def environment():
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
+                             trim_blocks=True, lstrip_blocks=True)
+    def number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    env.filters["pct"] = lambda v, digits=2: f"{100 * v:.{digits}f}" if number(v) else ""
+    env.filters["num"] = lambda v, digits=1: f"{v:,.{digits}f}" if number(v) else ""
+    env.filters["mib"] = lambda v: f"{v / 2 ** 20:,.0f}" if number(v) and v else ""
+    return env
+
+
+def rows_csv(rows: list[dict]) -> str:
+    """A model's rows as CSV: flat fields, nested ones as JSON text, every cell neutralised for spreadsheets."""
+    fields = sorted({k for r in rows for k in r if k != "points"})
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(fields)
+    for r in rows:
+        w.writerow([csv_cell(json.dumps(r[k], sort_keys=True) if isinstance(r.get(k), (dict, list)) else r.get(k))
+                    for k in fields])
+    return buf.getvalue()
+
+
+def build_site(rows: list[dict], out: str, *, metas: dict | None = None, measures: list[dict] | None = None,
+               report_md: str | None = None, report_dir: str | None = None,
+               title: str = "sharpbench leaderboard") -> str:
+    """Write the site under out; returns the index's path. report_dir: where the report's images are."""
+    import markdown
+
+    metas, measures = metas or {}, measures or []
+    env = environment()
+    os.makedirs(os.path.join(out, "models"), exist_ok=True)
+    assets = write_assets(out)
+    info = pages.models(rows, metas)
+    sections = pages.sections(rows, info)
+    built = time.strftime("%Y-%m-%d %H:%M")
+    common = {"title": title, "built": built, "has_report": report_md is not None}
+    write_text_atomic(os.path.join(out, "index.html"), env.get_template("index.html").render(
+        root="", assets=assets, sections=sections, datasets=sorted({s["dataset"] for s in sections}),
+        n_models=len(info), n_rows=sum(r.get("status") == "ok" for r in rows), **common))
+    for mid, m in info.items():
+        mine = [r for r in rows if r.get("model_id") == mid]
+        page = pages.model_page(m, rows, measures)
+        write_text_atomic(os.path.join(out, m["page"]), env.get_template("model.html").render(
+            root="../", assets=assets, page=page, **common))
+        base = os.path.join(out, "models", m["slug"])
+        write_text_atomic(base + ".rows.json", json.dumps(mine, indent=1, sort_keys=True) + "\n")
+        write_text_atomic(base + ".rows.csv", rows_csv(mine))
+    if report_md is not None:
+        report_md = _copy_report_images(report_md, report_dir, out)
+        # the report's markdown escapes every value it took from rows (bench.report.escape.md), so the HTML
+        # markdown makes of it holds no element that came from data
+        body = markdown.markdown(report_md, extensions=["tables", "fenced_code"])
+        write_text_atomic(os.path.join(out, "REPORT.html"), env.get_template("report.html").render(
+            root="", assets=assets, body=body, sections=sections, **common))
+    return os.path.join(out, "index.html")
+
+
+def _copy_report_images(text: str, report_dir: str | None, out: str) -> str:
+    """The PNGs a report references, copied under out/report/, and the references pointed at the copies."""
+    import re
+    import shutil
+
+    def move(m):
+        name = os.path.basename(m.group(2))
+        src = os.path.join(report_dir or ".", m.group(2))
+        if not os.path.isfile(src):
+            return m.group(0)
+        os.makedirs(os.path.join(out, "report"), exist_ok=True)
+        shutil.copyfile(src, os.path.join(out, "report", name))
+        return f"![{m.group(1)}](report/{name})"
+
+    return re.sub(r"!\[([^\]]*)\]\(([A-Za-z0-9_.-]+\.png)\)", move, text)
+
+
+def load_metas(rows: list[dict]) -> dict:
+    """Each model's checkpoint metadata, read from the path its rows name when the file is there and loads
+    (the same checks bench.run applies); a model whose file is gone shows its rows only."""
+    from zoo.checkpoint import CheckpointError, _check_metadata, load_checkpoint, sha256_file
+
+    metas = {}
+    for r in rows:
+        mid, path = r.get("model_id"), r.get("path")
+        if r.get("status") != "ok" or mid in metas or not path or path.startswith("rb:"):
+            continue
+        try:
+            if sha256_file(path) != mid:  # the file was replaced since the rows were computed
+                raise CheckpointError(path)
+            ck = load_checkpoint(path)
+            _check_metadata(ck, path)
+        except (CheckpointError, OSError):
+            metas[mid] = None
+            continue
+        metas[mid] = {k: v for k, v in ck.items() if k not in ("model", "optimizer")}
+    return metas

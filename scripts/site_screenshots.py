@@ -1,0 +1,57 @@
+"""Screenshots of the leaderboard site in headless Chromium, for the README: the index and one model page.
+
+  python scripts/site_screenshots.py [--results results/study/results.jsonl] [--out results]
+
+Builds the site beside the rows (python -m bench.site), opens it from file:// in Debian's Chromium through
+Playwright, and writes OUT/site_index.png and OUT/site_model.png (the best-ranked model's page).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run", "--disable-sync"]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--results", default=os.path.join("results", "study", "results.jsonl"))
+    p.add_argument("--out", default="results")
+    p.add_argument("--chromium", default="/usr/bin/chromium")
+    a = p.parse_args(argv)
+    from playwright.sync_api import sync_playwright
+
+    from bench.site import write_site
+
+    index = write_site(a.results)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=a.chromium, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto("file://" + os.path.abspath(index))
+        page.wait_for_selector(".dt-container")
+        page.wait_for_timeout(800)
+        shot = os.path.join(a.out, "site_index.png")
+        page.screenshot(path=shot, full_page=False)
+        print(shot)
+        page.click("table.leaderboard tbody tr:first-child a")
+        page.wait_for_selector("#rows")
+        page.wait_for_timeout(800)
+        shot = os.path.join(a.out, "site_model.png")
+        page.screenshot(path=shot, full_page=True)
+        print(shot)
+        browser.close()
+    if errors:
+        print("page errors: " + "; ".join(errors), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
