@@ -86,32 +86,41 @@ def profile_table(step_fn, batches, device, rows=12) -> str:
     return prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=48)
 
 
-def training_step(arch, recipe, cfg, device, mode=None):
+def training_step(arch, recipe, cfg, device, mode=None, whole=None, backend=None):
     """The project's training step as the trainer runs it (channels_last and bf16 autocast on CUDA), on a fresh
-    seeded model: a function of one batch. mode: None (eager), "default" or another torch.compile mode."""
+    seeded model: a function of one batch. mode: None (eager), "default" or another torch.compile mode for the
+    model. whole: a torch.compile mode for the whole step instead (zoo.train's --compile-step: forward, backward,
+    extra passes, attack and the optimizer update, the learning rate a device tensor), with backend (default
+    inductor)."""
+    import dataclasses
+
+    from zoo.train import compiled_step, make_optimizer, set_lr
+
     is_cuda = device.type == "cuda"
     torch.manual_seed(0)
     model = create_model(arch, 10, [0.49, 0.48, 0.45], [0.25, 0.24, 0.26]).to(device)
     if is_cuda:
         model = model.to(memory_format=torch.channels_last)
-    if mode:
+    if mode or whole:
         torch._dynamo.config.recompile_limit += 8  # each timed model gets its own graphs, none falls back to eager
-    net = torch.compile(model, mode=None if mode == "default" else mode) if mode else model
+    net = torch.compile(model, mode=None if mode == "default" else mode) if mode and not whole else model
     net.train()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    cfg = dataclasses.replace(cfg, lr=0.01, compile_step=whole or "", compile=backend or "")
+    opt = make_optimizer(model, cfg, device)
     autocast = bf16_autocast(device, enabled=is_cuda)  # the trainer's default: bf16 on CUDA, fp32 on CPU
-    step = get_recipe(recipe).step
+    step = compiled_step(get_recipe(recipe), cfg) if whole else get_recipe(recipe).step
+    set_lr(opt, 0.01)
 
     def run(x, y):
         if is_cuda:
             x = x.contiguous(memory_format=torch.channels_last)
-        step(net, opt, x, y, cfg, autocast)
+        return step(net, opt, x, y, cfg, autocast)
     return run
 
 
-def ours(arch, recipe, cfg, ds, device, steps, warmup, compile_, profile_=False):
+def ours(arch, recipe, cfg, ds, device, steps, warmup, compile_, profile_=False, whole=None, backend=None):
     is_cuda = device.type == "cuda"
-    run = training_step(arch, recipe, cfg, device, "default" if compile_ else None)
+    run = training_step(arch, recipe, cfg, device, "default" if compile_ else None, whole=whole, backend=backend)
     loader = DeviceLoader(ds.x_train, ds.y_train, cfg.batch_size, device, train=True, drop_last=True)
 
     # batches come from the loader inside the timed loop: on-device augmentation is part of the cost, as the
@@ -119,8 +128,9 @@ def ours(arch, recipe, cfg, ds, device, steps, warmup, compile_, profile_=False)
     ips = _timed(run, (b for _, b in zip(range(steps + warmup), _cycle(loader))), warmup, device)
     batches = [b for _, b in zip(range(6), _cycle(loader))]
     x0, y0 = batches[0]
+    counted = training_step(arch, recipe, cfg, device) if whole else run  # an eager twin: the same FLOPs
     with FlopCounterMode(display=False) as fc:  # FLOPs of one real step, forward and backward included
-        run(x0, y0)
+        counted(x0, y0)
     fresh = _cycle(loader)
     syncs = host_syncs(lambda: run(*next(fresh))) if is_cuda else None  # loader and step together
     prof = profile_table(run, batches, device) if profile_ else None

@@ -7,6 +7,8 @@ import torch
 
 from zoo.pgd import check_norm, parse_eps
 
+# torch.compile modes for the whole step ("" = not compiled as a whole)
+COMPILE_STEP_MODES = ("", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 # PGD-AT defaults per norm when the user gives none: (eps, steps); alpha defaults to eps/4
 AT_DEFAULTS = {"Linf": ("8/255", 10), "L2": ("0.5", 10)}
 
@@ -37,6 +39,10 @@ class TrainConfig:
     amp: str = ""  # bf16 | off: torch.autocast to bfloat16 on the training device; "" = bf16 on CUDA, off elsewhere
     channels_last: bool | None = None  # NHWC memory format; None = on CUDA only
     compile: str = ""  # torch.compile backend (inductor, aot_eager, ...); "" = eager
+    # torch.compile the whole training step (forward, backward, the recipe's extra passes and attack, the optimizer
+    # update) with this mode: "" = off, "default", "reduce-overhead" (CUDA graphs), "max-autotune"; backend from
+    # `compile` (inductor when empty)
+    compile_step: str = ""
     out: str = "zoo"  # folder the checkpoint is written to
 
     def resolved(self) -> "TrainConfig":
@@ -52,6 +58,9 @@ class TrainConfig:
         steps = 1 if fgsm else steps
         parse_eps(alpha)
         rho = self.rho if self.rho is not None else (0.5 if self.adaptive else 0.05)
+        if self.compile_step not in COMPILE_STEP_MODES:
+            raise ValueError(f"unknown --compile-step {self.compile_step!r}; choose one of "
+                             f"{', '.join(m for m in COMPILE_STEP_MODES if m)}")
         if self.amp not in ("", "bf16", "off"):
             raise ValueError(f"unknown --amp {self.amp!r}; choose bf16 or off")
         cuda = self.device.startswith("cuda") or (self.device == "auto" and torch.cuda.is_available())

@@ -74,10 +74,34 @@ def accuracy(model, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500, aut
 
 
 def config_mismatch(saved: dict, cfg: TrainConfig) -> list[str]:
-    ignore = {"device", "compile", "out"}  # may change between a run and its resumption
+    ignore = {"device", "compile", "compile_step", "out"}  # may change between a run and its resumption
     now, default = cfg.to_dict(), TrainConfig().to_dict()
     # a field added after the run was saved counts as its default (e.g. TRADES' beta for a SAM checkpoint)
     return [k for k in now if k not in ignore and saved.get(k, default[k]) != now[k]]
+
+
+def make_optimizer(model, cfg: TrainConfig, device: torch.device) -> torch.optim.SGD:
+    """SGD with momentum and weight decay. A compiled whole step reads the learning rate from a tensor on the
+    device, so a schedule changes its value without recompiling the step or baking a number into it."""
+    lr = torch.tensor(cfg.lr, device=device) if cfg.compile_step else cfg.lr
+    return torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def set_lr(opt, lr: float) -> None:
+    for g in opt.param_groups:
+        if torch.is_tensor(g["lr"]):
+            g["lr"].fill_(lr)  # in place: the compiled step keeps reading the same tensor
+        else:
+            g["lr"] = lr
+
+
+def compiled_step(recipe, cfg: TrainConfig):
+    """The recipe's whole step under torch.compile: forward, backward, the recipe's second pass or attack and
+    the optimizer update are traced together (backward and autograd.grad split it into a few graphs), and with
+    mode reduce-overhead each graph is replayed as a CUDA graph. The outputs (loss, logits) are read into the
+    epoch's statistics before the next step replays over them."""
+    mode = None if cfg.compile_step == "default" else cfg.compile_step
+    return torch.compile(recipe.step, backend=cfg.compile or "inductor", mode=mode)
 
 
 def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, on_epoch_end=None) -> str:
@@ -93,7 +117,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, on_e
     model = create_model(cfg.arch, ds.num_classes, mean, std).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    opt = make_optimizer(model, cfg, device)
 
     path = os.path.join(cfg.out, checkpoint_name(cfg))
     state_path = resume_path(path)
@@ -113,15 +137,22 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, on_e
                              "rerun with the same settings or without --resume")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
+        if cfg.compile_step:  # the learning rate back on the device, where the compiled step reads it
+            for g in opt.param_groups:
+                g["lr"] = torch.as_tensor(float(g["lr"]), device=device)
         start, history = state["epoch"], state["history"]
         dist.log(rank, f"resuming {path} after epoch {start}")
 
     net = dist.wrap(model, device)
-    if cfg.compile:
+    step = recipe.step
+    if cfg.compile or cfg.compile_step:
         # dynamo's recompile limit counts the graphs of every model compiled in this process (a study trains
         # many): each run adds room for its own variants (BatchNorm momentum frozen or not, grad mode, shapes),
         # so a later model does not silently fall back to eager
         torch._dynamo.config.recompile_limit += 8
+    if cfg.compile_step:
+        step = compiled_step(recipe, cfg)
+    elif cfg.compile:
         net = torch.compile(net, backend=cfg.compile)
     loader = DeviceLoader(ds.x_train, ds.y_train, cfg.batch_size, device, train=True, seed=cfg.seed,
                           rank=rank, world=world, augment=ds.augment)
@@ -133,16 +164,15 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, on_e
         t0 = time.perf_counter()
         bar = tqdm(loader, desc=f"{cfg.recipe} epoch {epoch + 1}/{cfg.epochs}", leave=False,
                    disable=not progress or rank != 0, file=sys.stderr)
-        for step, (x, y) in enumerate(bar):
+        for i, (x, y) in enumerate(bar):
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            lr = lr_at(cfg, epoch, step, len(loader))
-            for g in opt.param_groups:
-                g["lr"] = lr
-            loss, logits = recipe.step(net, opt, x, y, cfg, autocast)
+            lr = lr_at(cfg, epoch, i, len(loader))
+            set_lr(opt, lr)
+            loss, logits = step(net, opt, x, y, cfg, autocast)
             stats[:2] += torch.stack([loss.detach().double() * len(y), (logits.argmax(1) == y).sum().double()])
             stats[2] += len(y)  # a Python scalar: no host-to-device copy inside the step
-            if step % 20 == 19:  # the only host sync inside the epoch
+            if i % 20 == 19:  # the only host sync inside the epoch
                 s = stats.tolist()
                 bar.set_postfix(loss=f"{s[0] / s[2]:.3f}", acc=f"{s[1] / s[2]:.3f}",
                                 img_s=f"{s[2] * world / (time.perf_counter() - t0):.0f}")
@@ -178,7 +208,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, on_e
         # what actually ran: training steps (and per-epoch test accuracies) under this precision and layout;
         # metrics.clean_test_acc is always measured in fp32
         "precision": {"train": "bf16 autocast" if cfg.amp == "bf16" else "fp32", "device": device.type,
-                      "channels_last": cfg.channels_last, "compile": cfg.compile or None, "final_metric": "fp32"},
+                      "channels_last": cfg.channels_last, "compile": cfg.compile or None,
+                      "compile_step": cfg.compile_step or None, "final_metric": "fp32"},
     }
     if rank == 0:
         save_atomic(seal(ckpt), path)
@@ -240,6 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     p.add_argument("--compile", nargs="?", const="inductor", default="", metavar="BACKEND",
                    help="torch.compile the model (default backend inductor; aot_eager for a cheap check)")
+    p.add_argument("--compile-step", nargs="?", const="reduce-overhead", default="", metavar="MODE",
+                   help="torch.compile the whole training step (forward, backward, attack, optimizer update) with "
+                        "this mode (default reduce-overhead: CUDA graphs); the backend is --compile's (inductor)")
     p.add_argument("--out", default=d.out, help="folder for the checkpoint")
     p.add_argument("--resume", action="store_true", help="continue from the last finished epoch")
     p.add_argument("--no-progress", dest="progress", action="store_false")

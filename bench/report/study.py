@@ -422,7 +422,8 @@ def write_report(rows, measures, ckpt_paths, out, *, preset, preset_cfg, command
     plots = _plots(pm, s, histories, out)
     text = [f"# Study report: does SAM alone improve adversarial robustness? (preset `{preset}`)", "",
             f"Produced by {md_code(command)} on {md(device)}; training {seconds['train'] / 60:.1f} min, "
-            f"whole pipeline {seconds['total'] / 60:.1f} min (reused checkpoints and rows cost nothing).", "",
+            f"whole pipeline {seconds['total'] / 60:.1f} min, summed over the grid's cells (workers run cells "
+            "side by side; reused checkpoints and rows cost nothing).", "",
             "## What held on this run", ""]
     flags = point_flags(rows)
     verdicts = claims(pm, s, flags)

@@ -1,0 +1,139 @@
+"""A cell of the study's grid: one checkpoint to train, then its evaluations and measures.
+
+Cells are what workers claim. Each has a key (the resolved training settings that make its checkpoint, so a
+changed preset makes new cells), and a cost (epochs x training images x forward-backward passes per step) so
+that the most expensive cells start first and the last to finish is a short one.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+from bench.grid.presets import Preset, training_grid
+
+
+@dataclass(frozen=True)
+class Cell:
+    cfg: object  # zoo.config.TrainConfig, resolved
+    key: str
+    path: str  # the checkpoint it makes
+    cost: float  # relative: epochs x images x passes per step
+
+    @property
+    def name(self) -> str:
+        return os.path.basename(self.path).removesuffix(".pt")
+
+
+def passes(cfg) -> float:
+    """Forward-backward passes per training step, counting an attack step (input gradient only) as 2/3 of one."""
+    attack = cfg.steps * 2 / 3
+    return {"standard": 1, "sam": 2, "pgd_at": 1 + attack, "sam_at": 2 + attack, "trades": 2 + attack,
+            "awp": 2 + attack, "fgsm_rs": 1 + attack}.get(cfg.recipe, 1 + attack)
+
+
+def cell_key(cfg) -> str:
+    """What makes the checkpoint: every resolved setting but where it runs and is written."""
+    d = {k: v for k, v in cfg.to_dict().items() if k not in ("device", "out", "compile")}
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def cells(p: Preset, device: str, zoo_dir: str, compile_: bool = False, n_train: int | None = None) -> list[Cell]:
+    """The grid's cells, most expensive first (ties in the grid's order)."""
+    from zoo.train import checkpoint_name
+
+    out = []
+    for cfg in training_grid(p, device, zoo_dir, compile_):
+        cfg = cfg.resolved()
+        images = cfg.n_train or n_train or 50_000
+        out.append(Cell(cfg, cell_key(cfg), os.path.join(zoo_dir, checkpoint_name(cfg)),
+                        cfg.epochs * images * passes(cfg)))
+    return sorted(out, key=lambda c: -c.cost)
+
+
+def resumed_epoch(path: str) -> int:
+    """The last finished epoch a killed training left in its resume state (0 when there is none)."""
+    from zoo.checkpoint import CheckpointError, load_checkpoint
+    from zoo.train import resume_path
+
+    state = resume_path(path)
+    if not os.path.exists(state):
+        return 0
+    try:
+        return int(load_checkpoint(state).get("epoch", 0))
+    except (CheckpointError, OSError, ValueError):
+        return 0
+
+
+def train_cell(cell: Cell, progress: bool) -> tuple[str, int, float]:
+    """Train (or reuse, or resume) the cell's checkpoint; returns (path, epoch resumed from, seconds)."""
+    from zoo.checkpoint import load_checkpoint
+    from zoo.train import config_mismatch, train
+
+    path = cell.path
+    stale = os.path.exists(path) and config_mismatch(load_checkpoint(path)["config"], cell.cfg)
+    if os.path.exists(path) and not stale:
+        print(f"reuse {path}", file=sys.stderr)
+        return path, -1, 0.0
+    if stale:  # same name, other settings (the preset changed): retrain rather than report stale numbers
+        print(f"{path} was trained with other {', '.join(stale)}; retraining", file=sys.stderr)
+        os.remove(path)
+    start = resumed_epoch(path)
+    t0 = time.perf_counter()
+    print(f"train {cell.name}" + (f" (resuming after epoch {start})" if start else ""), file=sys.stderr)
+    path = train(cell.cfg, resume=True, progress=progress)
+    return path, start, time.perf_counter() - t0
+
+
+def bench_cell(p: Preset, path: str, data: str, device: str, out: str, progress: bool, compile_: bool = False):
+    """The preset's evaluations of one checkpoint (rows in OUT/results.jsonl, each claimed and cached)."""
+    from bench import run as bench_run
+
+    common = ["--models", path, "--data", data, "--device", device, "--out", out, "--no-leaderboard"]
+    if compile_:
+        common.append("--compile")
+    if not progress:
+        common.append("--no-progress")
+    calls = [["--attacks", "clean", "--n-examples", str(p.eval_n)]]
+    for norm, eps in p.eval_eps.items():
+        calls.append(["--attacks", "pgd", "--norm", norm, "--eps", ",".join(eps), "--n-examples", str(p.eval_n),
+                      "--pgd-steps", str(p.pgd_steps)])
+    for norm, eps in p.aa_eps.items():
+        calls.append(["--attacks", "autoattack", "--norm", norm, "--eps", ",".join(eps), "--n-examples", str(p.aa_n)])
+    corr = ["--corruptions", ",".join(p.corruptions)] if p.corruptions else []
+    calls.append(["--attacks", "corruptions", "--n-examples", str(p.eval_n), *corr])
+    for extra in calls:
+        print(f"bench: {' '.join(extra)}", file=sys.stderr)
+        bench_run.main(common + extra)
+
+
+def measure_cell(p: Preset, path: str, data: str, device: str, out: str) -> dict | None:
+    """Sharpness and feature-perturbation measures of one checkpoint, cached in OUT/measures.jsonl."""
+    from bench.loading import load_model_spec
+    from bench.measures import feature_perturbation, sharpness
+    from bench.store.rows import append_row, read_rows
+    from bench.store.schema import check_measure_row
+    from zoo.data import load_dataset
+    from zoo.pgd import parse_eps
+
+    rows_path = os.path.join(out, "measures.jsonl")
+    lm = load_model_spec(path)
+    have = {(r["model_id"], r["measure_n"]) for r in read_rows(rows_path, check=check_measure_row)}
+    if (lm.meta["model_id"], p.measure_n) in have:
+        return None
+    ds = load_dataset(data)
+    x = ds.x_test[:p.measure_n].float().div(255).to(device)
+    y = ds.y_test[:p.measure_n].to(device)
+    model = lm.model.to(device)
+    row = {"model_id": lm.meta["model_id"], "model": lm.meta["name"], "measure_n": p.measure_n,
+           **sharpness(model, x, y, rho=0.05, seed=0)}
+    for norm, eps in p.feature_eps.items():
+        fp = feature_perturbation(model, x, y, norm=norm, eps=parse_eps(eps))
+        row[f"feature_shift_{norm}"] = fp["feature_shift"]
+        row[f"feature_eps_{norm}"] = eps
+    append_row(rows_path, row)
+    print(f"measured {lm.meta['name']}: sharpness {row['sharpness_worst']:.4f}", file=sys.stderr)
+    return row

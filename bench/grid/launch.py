@@ -1,0 +1,157 @@
+"""Starting the study's workers with what labs already run: local processes, SLURM through submitit, or one
+worker per rank of `torchrun` / `srun`. Every worker runs bench.grid.queue.work on one shared results folder.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+
+# what torchrun and srun put in a rank's environment; a study worker is independent (no process group), so
+# these are read for the GPU and the name, then removed before training or the bench could join a group
+RANK_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK", "ROLE_WORLD_SIZE",
+             "MASTER_ADDR", "MASTER_PORT")
+
+
+def launched_rank() -> tuple[int, int, int] | None:
+    """(rank, world, local rank) when this process is one of several ranks of torchrun or srun, else None."""
+    env = os.environ
+    if "LOCAL_RANK" in env and "WORLD_SIZE" in env:
+        return int(env.get("RANK", 0)), int(env["WORLD_SIZE"]), int(env["LOCAL_RANK"])
+    if env.get("SLURM_STEP_ID") is not None and int(env.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in env:
+        return int(env["SLURM_PROCID"]), int(env["SLURM_NTASKS"]), int(env.get("SLURM_LOCALID", "0"))
+    return None
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES entries (all of them when it is unset)."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [g for g in listed.split(",") if g.strip()]
+    try:
+        import torch
+
+        return [str(i) for i in range(torch.cuda.device_count())]
+    except Exception:  # noqa: BLE001 - no CUDA build, no driver: no GPU
+        return []
+
+
+def become_rank_worker(local_rank: int, rank: int, world: int) -> None:
+    """Under torchrun/srun: take this rank's GPU (the local rank-th visible one, shared round-robin when ranks
+    outnumber GPUs) and leave the process group's variables behind."""
+    gpus = visible_gpus()
+    if gpus:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus[local_rank % len(gpus)]
+    os.environ.setdefault("SHARPBENCH_WORKER", f"rank {rank}/{world}")
+    for var in RANK_VARS:
+        os.environ.pop(var, None)
+
+
+def local_workers(argv: list[str], n: int | None, per_gpu: int | None, out: str) -> int:
+    """Start workers as local processes (K per visible GPU with per_gpu), wait for all; logs in OUT/logs/."""
+    gpus = visible_gpus()
+    per_gpu = per_gpu or 1
+    if n is None:
+        n = len(gpus) * per_gpu if gpus else 1
+    run = f"local-{uuid.uuid4().hex[:12]}"
+    os.makedirs(os.path.join(out, "logs"), exist_ok=True)
+    procs = []
+    for i in range(n):
+        env = dict(os.environ, SHARPBENCH_RUN_ID=run, SHARPBENCH_WORKER=f"local {i}/{n}")
+        if gpus:
+            env["CUDA_VISIBLE_DEVICES"] = gpus[(i // per_gpu) % len(gpus)]
+        else:  # CPU workers share the cores instead of each taking all of them
+            env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // n)))
+        log = os.path.join(out, "logs", f"worker-{i}.log")
+        with open(log, "a") as f:
+            procs.append(subprocess.Popen([sys.executable, *argv, "--worker"], env=env, stdout=f,
+                                          stderr=subprocess.STDOUT))
+        print(f"worker {i}: pid {procs[-1].pid}" + (f", GPU {env['CUDA_VISIBLE_DEVICES']}" if gpus else "") +
+              f", log {log}", file=sys.stderr)
+    codes = [p.wait() for p in procs]
+    for i, code in enumerate(codes):
+        if code:
+            print(f"worker {i} exited with {code}; see {out}/logs/worker-{i}.log", file=sys.stderr)
+    return max(codes, default=0)
+
+
+class SubmititWorker:
+    """What each SLURM array task runs: one study worker. On preemption or timeout submitit calls checkpoint()
+    and requeues the same task; the worker's state is all on the shared filesystem (claims, resume states,
+    rows), so the requeued task carries on where it stopped."""
+
+    def __init__(self, argv: list[str], run: str, cwd: str):
+        self.argv, self.run, self.cwd = argv, run, cwd
+
+    def __call__(self, index: int) -> int:
+        os.chdir(self.cwd)
+        os.environ["SHARPBENCH_RUN_ID"] = self.run
+        os.environ["SHARPBENCH_WORKER"] = f"array task {index}"
+        script = self.argv[0]
+        if self.cwd not in sys.path:
+            sys.path.insert(0, self.cwd)
+        import runpy
+
+        sys.argv = [script, *self.argv[1:], "--worker"]
+        try:
+            runpy.run_path(script, run_name="__main__")
+        except SystemExit as e:
+            return int(e.code or 0)
+        return 0
+
+    def checkpoint(self, index: int):
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(SubmititWorker(self.argv, self.run, self.cwd), index)
+
+
+def minutes(text: str) -> int:
+    """SLURM's time formats as minutes: 90, 1:30:00, 2-00:00:00."""
+    days, _, rest = text.rpartition("-")
+    parts = [int(p) for p in rest.split(":")]
+    if len(parts) == 1:
+        m = parts[0] * 60 if days else parts[0]  # D-HH, or minutes
+    elif len(parts) == 2:
+        m = parts[0] * 60 + parts[1] if days else parts[0] + parts[1] / 60
+    else:
+        m = parts[0] * 60 + parts[1] + parts[2] / 60
+    return int(round((int(days) if days else 0) * 1440 + m))
+
+
+def submit(argv: list[str], *, workers: int, out: str, launcher: str, partition: str | None, time_limit: str,
+           gpus_per_worker: int, cpus_per_worker: int, wait: bool) -> int:
+    """Submit an array of `workers` study workers through submitit (SLURM, or its local executor for testing)
+    and return, or wait for them with wait=True."""
+    import submitit
+
+    folder = os.path.join(out, "slurm", "%j")
+    if launcher == "submitit-local":
+        executor = submitit.LocalExecutor(folder=folder)
+        executor.update_parameters(timeout_min=minutes(time_limit))
+    else:
+        executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
+        params = {"timeout_min": minutes(time_limit), "name": "sharpbench-study", "cpus_per_task": cpus_per_worker,
+                  "slurm_array_parallelism": workers}
+        if partition:
+            params["slurm_partition"] = partition
+        if gpus_per_worker:
+            params["gpus_per_node"] = gpus_per_worker
+        executor.update_parameters(**params)
+    run = f"submitit-{uuid.uuid4().hex[:12]}"
+    worker = SubmititWorker(argv, run, os.getcwd())
+    jobs = executor.map_array(worker, list(range(workers)))
+    print(f"submitted {len(jobs)} workers: job {jobs[0].job_id.split('_')[0]}; logs in {os.path.dirname(folder)}",
+          file=sys.stderr)
+    print(f"follow: python {' '.join(argv)} --status", file=sys.stderr)
+    if not wait:
+        return 0
+    codes = []
+    for job in jobs:
+        try:
+            codes.append(job.result())
+        except Exception as e:  # noqa: BLE001 - a failed task: say which and go on collecting the others
+            print(f"task {job.job_id} failed: {str(e).strip().splitlines()[-1] if str(e).strip() else e}",
+                  file=sys.stderr)
+            codes.append(1)
+    return max(codes, default=0)

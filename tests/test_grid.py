@@ -1,0 +1,217 @@
+"""The study as a queue of cells: several workers (local processes, submitit's local executor, torchrun ranks)
+share one results folder; every cell runs once; a killed worker's training is taken over and resumed."""
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# a smoke-sized grid: three cells (standard, SAM, PGD-AT), two epochs each
+GRID = ["--preset", "smoke", "--epochs", "2", "--no-progress"]
+ENV = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")  # one thread each: runs comparable bitwise
+
+
+def study(tmp, name, *extra, env=None, timeout=900):
+    out, zoo = tmp / name / "out", tmp / name / "zoo"
+    cmd = [sys.executable, "scripts/study.py", *GRID, "--out", str(out), "--zoo-dir", str(zoo), *extra]
+    res = subprocess.run(cmd, cwd=ROOT, env=env or ENV, capture_output=True, text=True, timeout=timeout)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return out, zoo, res
+
+
+def cell_rows(out):
+    return [json.loads(line) for line in open(out / "cells.jsonl")]
+
+
+def essence(out):
+    """Each row by what it measured (checkpoint files differ in their timestamps, so keys do too)."""
+    from bench.store.rows import read_rows
+
+    rows = [r for r in read_rows(str(out / "results.jsonl")) if r["status"] == "ok"]
+    by = {}
+    for r in rows:
+        what = (r["model"], r["attack"], r["norm"], r["eps_str"], r["n"])
+        assert what not in by, f"{what} evaluated twice"
+        by[what] = (r.get("clean_correct"), r.get("robust_correct"), r.get("robust_acc"), json.dumps(r.get("points")))
+    return by
+
+
+def report_body(out):
+    text = (out / "REPORT.md").read_text()
+    return [ln for ln in text.splitlines() if not ln.startswith("Produced by")]
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory):
+    return study(tmp_path_factory.mktemp("grid"), "single")
+
+
+def test_three_local_workers_do_every_cell_once_and_match_one_process(single, tmp_path):
+    out1, _, _ = single
+    out3, zoo3, res = study(tmp_path, "three", "--workers", "3")
+    cells = cell_rows(out3)
+    done = [r for r in cells if r["kind"] == "cell" and r["status"] == "done"]
+    assert len(done) == 3 and len({r["cell"] for r in done}) == 3  # every cell exactly once
+    assert len({r["worker"] for r in done}) >= 2  # the cells were spread over the workers
+    assert len([r for r in cells if r["kind"] == "report"]) == 1  # written once, by one worker
+    assert len({r["run"] for r in cells}) == 1
+    assert essence(out3) == essence(out1)  # the same rows, flags included
+    assert report_body(out3) == report_body(out1)
+    assert (out3 / "site" / "index.html").exists() and (out3 / "site" / "REPORT.html").exists()
+    # a rerun does no cell again but writes the report again
+    _, _, again = study(tmp_path, "three", "--workers", "2")
+    cells2 = cell_rows(out3)
+    assert len([r for r in cells2 if r["kind"] == "cell"]) == 3
+    assert len([r for r in cells2 if r["kind"] == "report"]) == 2
+
+
+def test_submitit_local_executor_runs_the_same_workers(single, tmp_path):
+    pytest.importorskip("submitit")
+    out1, _, _ = single
+    out, _, res = study(tmp_path, "submitit", "--launcher", "submitit-local", "--gpus", "2", "--wait")
+    done = [r for r in cell_rows(out) if r["kind"] == "cell" and r["status"] == "done"]
+    assert len(done) == 3 and len({r["cell"] for r in done}) == 3
+    assert all("array task" in r["worker"] for r in done)
+    assert essence(out) == essence(out1) and report_body(out) == report_body(out1)
+    assert "submitted 2 workers" in res.stderr
+
+
+def test_torchrun_ranks_are_workers_with_no_flag(single, tmp_path):
+    out1, _, _ = single
+    out, zoo = tmp_path / "tr" / "out", tmp_path / "tr" / "zoo"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "scripts/study.py",
+           *GRID, "--out", str(out), "--zoo-dir", str(zoo)]
+    res = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    done = [r for r in cell_rows(out) if r["kind"] == "cell" and r["status"] == "done"]
+    assert len(done) == 3 and {re.sub(r".*\((rank \d/2)\)", r"\1", r["worker"]) for r in done} <= {"rank 0/2", "rank 1/2"}
+    assert len([r for r in cell_rows(out) if r["kind"] == "report"]) == 1
+    assert essence(out) == essence(out1)
+
+
+def test_a_killed_worker_is_taken_over_and_its_training_resumed(tmp_path):
+    import dataclasses
+
+    sys.path.insert(0, ROOT)
+    from bench.grid.cells import resumed_epoch
+    from bench.grid.presets import PRESETS
+    from bench.grid.queue import Study
+
+    out, zoo = tmp_path / "out", tmp_path / "zoo"
+    grid = Study("smoke", dataclasses.replace(PRESETS["smoke"], epochs=6), "cpu", str(out), str(zoo), False, False,
+                 "x").cells()
+    costly = grid[0]  # PGD-AT, the most expensive cell: the first one claimed
+    args = [sys.executable, "scripts/study.py", "--preset", "smoke", "--epochs", "6", "--no-progress", "--out",
+            str(out), "--zoo-dir", str(zoo), "--worker"]
+    env = dict(ENV, SHARPBENCH_RUN_ID="kill-test")
+    procs = {}
+    for i in range(2):
+        p = subprocess.Popen(args, cwd=ROOT, env=dict(env, SHARPBENCH_WORKER=f"w{i}"), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+        procs[p.pid] = p
+    claim = out / ".claims" / f"cell-{costly.key}.claim"
+    victim, killed_at, deadline = None, 0, time.time() + 600
+    while victim is None and time.time() < deadline:
+        killed_at = resumed_epoch(costly.path)
+        if killed_at >= 2 and claim.exists():  # two epochs finished, four to go
+            victim = procs[json.loads(claim.read_text())["pid"]]
+            victim.send_signal(signal.SIGKILL)
+            victim.wait()
+        time.sleep(0.1)
+    assert victim is not None, "no worker was caught training PGD-AT"
+    (survivor,) = [p for p in procs.values() if p is not victim]
+    assert survivor.wait(timeout=900) == 0, survivor.stderr.read()[-3000:]
+    cells = cell_rows(out)
+    done = [r for r in cells if r["kind"] == "cell" and r["status"] == "done"]
+    assert len(done) == 3 and len({r["cell"] for r in done}) == 3  # nothing lost, nothing doubled
+    (row,) = [r for r in done if r["cell"] == costly.key]
+    assert row["resumed_from"] >= killed_at >= 2  # resumed, not restarted
+    assert len([r for r in cells if r["kind"] == "report"]) == 1
+    essence(out)  # no evaluation twice
+
+
+def test_status_of_a_half_done_grid(tmp_path):
+    sys.path.insert(0, ROOT)
+    from bench.grid.queue import Study, _row
+    from bench.grid.presets import PRESETS
+    from bench.grid.status import format_status, status
+    from bench.store.claims import try_claim
+    from bench.store.rows import append_row
+
+    import dataclasses
+
+    p = dataclasses.replace(PRESETS["smoke"], epochs=2)
+    s = Study("smoke", p, "cpu", str(tmp_path / "out"), str(tmp_path / "zoo"), False, False, "x")
+    grid = s.cells()
+    append_row(s.cells_path, _row("r", kind="cell", cell=grid[2].key, name=grid[2].name, status="done",
+                                  checkpoint="c", model_id="m", resumed_from=0, train_seconds=10.0, seconds=30.0))
+    claim = try_claim(str(tmp_path / "out" / ".claims"), f"cell-{grid[0].key}")  # a live worker: this process
+    try:
+        st = status(s)
+        assert (len(st["done"]), len(st["running"]), len(st["waiting"])) == (1, 1, 1)
+        assert st["running"][0]["cell"] == grid[0].name and st["running"][0]["worker"].endswith(str(os.getpid()))
+        text = format_status(st)
+        assert text.startswith("1 done, 1 running, 1 waiting of 3 cells") and grid[1].name in text
+    finally:
+        claim.release()
+    # the command prints the same
+    res = subprocess.run([sys.executable, "scripts/study.py", "--preset", "smoke", "--epochs", "2", "--out",
+                          str(tmp_path / "out"), "--zoo-dir", str(tmp_path / "zoo"), "--status"], cwd=ROOT, env=ENV,
+                         capture_output=True, text=True, timeout=120)
+    assert res.stdout.startswith("1 done, 0 running, 2 waiting of 3 cells"), res.stdout + res.stderr
+
+
+@pytest.mark.skipif(shutil.which("sbatch") is None, reason="no SLURM here (sbatch not found); "
+                                                            "bash ../shared/tools/slurm-local.sh starts one")
+def test_slurm_launcher_submits_an_array_that_finishes_the_grid(tmp_path):
+    out, zoo = tmp_path / "out", tmp_path / "zoo"
+    res = subprocess.run([sys.executable, "scripts/study.py", *GRID, "--out", str(out), "--zoo-dir", str(zoo),
+                          "--launcher", "slurm", "--gpus", "2", "--gpus-per-worker", "0", "--cpus-per-worker", "1",
+                          "--time", "30", "--wait"], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=1200)
+    assert res.returncode == 0, res.stderr[-3000:]
+    done = [r for r in cell_rows(out) if r["kind"] == "cell" and r["status"] == "done"]
+    assert len(done) == 3 and all("array task" in r["worker"] for r in done)
+    assert (out / "REPORT.md").exists()
+
+
+@pytest.mark.skipif(shutil.which("sbatch") is None, reason="no SLURM here (sbatch not found)")
+def test_the_readmes_sbatch_script_runs_as_is(tmp_path):
+    script = os.path.join(ROOT, "scripts", "study.sbatch")
+    work = tmp_path / "clone"
+    os.makedirs(work / "results" / "study" / "slurm")
+    res = subprocess.run(["sbatch", "--wait", "--array=0-1", "--gpus=0", "--cpus-per-task=1", "--time=30",
+                          f"--output={work}/results/study/slurm/%A_%a.log", script, *GRID, "--out", str(tmp_path / "out"),
+                          "--zoo-dir", str(tmp_path / "zoo")], cwd=ROOT, env=ENV, capture_output=True, text=True,
+                         timeout=1200)
+    assert res.returncode == 0, res.stdout + res.stderr
+    done = [r for r in cell_rows(tmp_path / "out") if r["kind"] == "cell" and r["status"] == "done"]
+    assert len(done) == 3
+
+
+def test_projection_counts_every_training_and_evaluation_of_the_paper_grid():
+    import dataclasses
+
+    sys.path.insert(0, ROOT)
+    from bench.grid.cost import project
+    from bench.grid.presets import PRESETS
+
+    p = dataclasses.replace(PRESETS["paper"], seeds=(0, 1, 2))
+    speeds = {"standard": 1000.0, "sam": 500.0, "pgd_at": 100.0, "pgd_s_per_image_step": 1e-5,
+              "aa_s_per_image_standard": 2e-4, "aa_s_per_image_pgd_at": 4e-3, "forward_s_per_image": 1e-6}
+    res = project(p, speeds)
+    assert len(res["cells"]) == 3 * (1 + 6 + 8 + 1)  # per seed: standard, 6 SAM radii, 8 PGD-AT radii, SAM+AT
+    # training, written out: seconds per image of standard 1e-3, SAM 2e-3, an attack step (1e-2 - 1e-3) / 10
+    step = (1e-2 - 1e-3) / 10
+    per_seed = 1e-3 + 6 * 2e-3 + sum(1e-3 + s * step for s in (5, 5, 10, 10, 10, 10, 10, 10)) + (2e-3 + 5 * step)
+    assert res["train_h"] == pytest.approx(3 * 100 * 50_000 * per_seed / 3600)
+    pgd, corr = 8 * 10_000 * 10 * 1e-5, 76 * 10_000 * 1e-6
+    std_cell, at_cell = pgd + 5 * 10_000 * 2e-4 + corr, pgd + 5 * 10_000 * 4e-3 + corr
+    assert res["eval_h"] == pytest.approx(3 * (7 * std_cell + 9 * at_cell) / 3600)
+    faster = project(p, speeds, {"standard": 2.0, "pgd_at": 1.6})  # K per GPU speeds training only
+    assert faster["eval_h"] == pytest.approx(res["eval_h"]) and faster["train_h"] < res["train_h"] / 1.6 + 1e-9
