@@ -156,13 +156,35 @@ def test_issue_is_robustbenchs_new_model_template_filled_in(timm_ckpt, tmp_path)
     assert "- [x] I agree to release" in open(lin["issue"]).read()
 
 
-def test_entry_file_gives_the_entry_as_robustbenchs_files_write_it(timm_ckpt, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("dataset,threat,opening,indent", [
+    ("cifar10", "Linf", ["linf = OrderedDict(", "    ["], 8),  # robustbench/model_zoo/cifar10.py's linf layout
+    ("cifar10", "corruptions", ["common_corruptions = OrderedDict(["], 4),
+    ("cifar100", "Linf", ["linf = OrderedDict(["], 4)])
+def test_entry_file_gives_the_entry_as_robustbenchs_files_write_it(timm_ckpt, tmp_path, dataset, threat, opening,  # noqa: F811
+                                                                    indent):
     results = tmp_path / "results.jsonl"
-    _write_row(results, timm_ckpt)
-    paths = bexport.export(timm_ckpt, name="Smith2026Sharp", out=str(tmp_path / "e"), results=str(results), **PAPER)
+    row = _corruption_row(timm_ckpt) if threat == "corruptions" else {}
+    _write_row(results, timm_ckpt, data=dataset, **row)
+    paths = bexport.export(timm_ckpt, name="Smith2026Sharp", out=str(tmp_path / "e"), results=str(results),
+                           threat=threat, dataset=dataset, additional_data=False, **PAPER)
     text = open(paths["entry"]).read()
     assert "ENTRY" not in text
     lines = text.splitlines()
-    start = lines.index("linf = OrderedDict([")
-    assert lines[start + 1:start + 6] == ["    ('Smith2026Sharp', {", "        'model': Smith2026SharpNet,",
-                                          "        'gdrive_id': 'FILL_IN_GDRIVE_ID',", "    }),", "])"]
+    start = lines.index(opening[0])
+    assert lines[start:start + len(opening)] == opening
+    pad = " " * indent
+    assert lines[start + len(opening):start + len(opening) + 4] == [
+        f"{pad}('Smith2026Sharp', {{", f"{pad}    'model': Smith2026SharpNet,",
+        f"{pad}    'gdrive_id': 'FILL_IN_GDRIVE_ID',", f"{pad}}}),"]
+    # RobustBench's own file opens and indents the same way (the robustbench package ships it)
+    import importlib.util
+
+    from bench.attacks.autoattack import _import_autoattack
+
+    _import_autoattack()
+    src = open(importlib.util.find_spec(f"robustbench.model_zoo.{dataset}").origin).read().splitlines()
+    at = src.index(opening[0])
+    assert src[at:at + len(opening)] == opening
+    first = next(line for line in src[at + len(opening):] if line.strip())
+    assert len(first) - len(first.lstrip()) == indent and first.lstrip().startswith("('")
+    compile(text, paths["entry"], "exec")

@@ -74,24 +74,32 @@ def architecture_module(ckpt: dict, name: str) -> str:
     return "\n".join(parts)
 
 
+# how each dictionary of robustbench/model_zoo/<dataset>.py opens, indents its entries and closes (read off its
+# files: CIFAR-10's linf alone opens on two lines and indents its entries by eight spaces)
+ENTRY_LAYOUT = {("cifar10", "Linf"): ("linf = OrderedDict(\n    [", 8, "    ])")}
+
+
 def zoo_entry(name: str, dataset: str, threat: str) -> str:
     """A valid Python file holding the import and the entry for `robustbench/model_zoo/<dataset>.py`, written as
-    RobustBench's own entries are (indented four spaces inside the threat model's OrderedDict, `}),` closing
-    it); `gdrive_id` is a placeholder the author fills in."""
+    that file writes its entries (its opening of the threat model's OrderedDict, its indentation, `}),` closing
+    each entry), so the lines between the opening and the closing paste in as they are; `gdrive_id` is a
+    placeholder the author fills in."""
     var = ZOO_DICT[threat]
+    opening, indent, closing = ENTRY_LAYOUT.get((dataset, threat), (f"{var} = OrderedDict([", 4, "])"))
+    pad = " " * indent
     return "\n".join([
         f"# The model-zoo entry for robustbench/model_zoo/{dataset}.py, exported by sharpbench.",
         "# 1. Put the import beside the others at the top of that file.",
-        f"# 2. Put the entry (the lines between `{var} = OrderedDict([` and `])` below) into that file's",
-        f"#    `{var}` OrderedDict, where the leaderboard order wants it, and replace FILL_IN_GDRIVE_ID with the",
-        "#    Google Drive id of the uploaded weights.",
+        f"# 2. Put the entry (the lines between `{var} = OrderedDict(...[` and its closing `])` below) into that",
+        f"#    file's `{var}` OrderedDict, where the leaderboard order wants it, and replace FILL_IN_GDRIVE_ID with",
+        "#    the Google Drive id of the uploaded weights.",
         "from collections import OrderedDict",
         "",
         f"from robustbench.model_zoo.architectures.{module_name(name)} import {class_name(name)}",
         "",
-        f"{var} = OrderedDict([",
-        f"    ({name!r}, {{",
-        f"        'model': {class_name(name)},",
-        "        'gdrive_id': 'FILL_IN_GDRIVE_ID',",
-        "    }),",
-        "])", ""])
+        opening,
+        f"{pad}({name!r}, {{",
+        f"{pad}    'model': {class_name(name)},",
+        f"{pad}    'gdrive_id': 'FILL_IN_GDRIVE_ID',",
+        f"{pad}}}),",
+        closing, ""])
