@@ -44,6 +44,18 @@ def _fraction(v, field):
     return v
 
 
+def _fractions(row, field) -> dict:
+    """An optional mapping of names to accuracies (per-stage, per corruption set); {} when absent."""
+    values = row.get(field)
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise RowError(f"{field} is not a mapping")
+    for k, v in values.items():
+        _fraction(v, f"{field}.{k}")
+    return values
+
+
 def _agrees(row, field, correct, n):
     if abs(_fraction(row.get(field), field) - correct / n) > TOLERANCE:
         raise RowError(f"{field} {row.get(field)} disagrees with its count {correct}/{n}")
@@ -83,22 +95,12 @@ def _check_ok(row: dict) -> None:
     if checks is not None and (not isinstance(checks, dict) or
                                not all(isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in checks.items())):
         raise RowError("aa_checks is not a mapping of check to warning")
-    stages = row.get("stage_acc")
-    if stages is not None:
-        if not isinstance(stages, dict):
-            raise RowError("stage_acc is not a mapping")
-        for k, v in stages.items():
-            _fraction(v, f"stage_acc.{k}")
+    _fractions(row, "stage_acc")
     if attack == "corruptions":
         _fraction(row.get("robust_acc"), "robust_acc")
-        per = row.get("corruption_severity_acc")
-        if per is not None:
-            if not isinstance(per, dict):
-                raise RowError("corruption_severity_acc is not a mapping")
-            for k, v in per.items():
-                _fraction(v, f"corruption_severity_acc.{k}")
+        per = _fractions(row, "corruption_severity_acc")
         if "points" in row:
-            _check_set_points(row, n, clean, per or {})
+            _check_set_points(row, n, clean, per)
         return
     robust = _int(row, "robust_correct", 0, clean)
     _agrees(row, "robust_acc", robust, n)
