@@ -186,7 +186,7 @@ def test_hostile_file_names_stay_text_in_the_leaderboard_and_the_study_report(go
         r["recipe"], r["hparams"] = "standard", HTML + " " + MD  # as if the metadata had got through
     report = write_report(rows, [], [good], str(tmp_path / "study"), preset="smoke",
                           preset_cfg={"seeds": [0], "eval_n": 16, "pgd_steps": 5, "aa_n": 8}, command=f"x {MD}",
-                          device="cpu", seconds={"train": 1, "total": 2})
+                          device="cpu", seconds={"train": 1, "eval": 2})
     text = open(report).read()
     assert "<img" not in text and "\n# heading" not in text
     for table in re.split(r"\n\n", text):

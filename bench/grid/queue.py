@@ -192,12 +192,14 @@ def write_outputs(study: Study, grid: list[Cell], done: dict[str, dict]) -> dict
                 if m["model_id"] in ids]
     board = write_leaderboard(rows, study.out)
     cell_rows = [done[c.key] for c in grid if c.key in done]
-    seconds = {"train": sum(r.get("train_seconds") or 0 for r in cell_rows),
-               "total": sum(r.get("seconds") or 0 for r in cell_rows)}
+    metas = load_metas(rows)
+    # compute the artifacts record, whichever run made them: the checkpoints' epoch times and the rows' seconds
+    seconds = {"train": sum(e.get("seconds") or 0 for m in metas.values() if m for e in m.get("history") or []),
+               "eval": sum(r.get("seconds") or 0 for r in rows if r.get("status") == "ok")}
     report = write_report(rows, measures, paths, study.out, preset=study.preset_name,
                           preset_cfg=dataclasses.asdict(study.preset), command=study.command, device=study.device,
                           seconds=seconds)
-    site = build_site(rows, os.path.join(study.out, "site"), metas=load_metas(rows), measures=measures,
+    site = build_site(rows, os.path.join(study.out, "site"), metas=metas, measures=measures,
                       report_md=open(report, encoding="utf-8").read(), report_dir=study.out,
                       title=f"sharpbench study ({study.preset_name})")
     print(f"report: {report}\nleaderboard: {board}\nsite: {site} (REPORT.html beside it)", file=sys.stderr)

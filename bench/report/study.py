@@ -421,9 +421,9 @@ def write_report(rows, measures, ckpt_paths, out, *, preset, preset_cfg, command
             histories[os.path.basename(p).removesuffix(".pt")] = ck["history"]
     plots = _plots(pm, s, histories, out)
     text = [f"# Study report: does SAM alone improve adversarial robustness? (preset `{preset}`)", "",
-            f"Produced by {md_code(command)} on {md(device)}; training {seconds['train'] / 60:.1f} min, "
-            f"whole pipeline {seconds['total'] / 60:.1f} min, summed over the grid's cells (workers run cells "
-            "side by side; reused checkpoints and rows cost nothing).", "",
+            f"Produced by {md_code(command)} on {md(device)}; {seconds['train'] / 60:.1f} min of training and "
+            f"{seconds.get('eval', 0) / 60:.1f} min of evaluation, as the checkpoints' epoch times and the rows' "
+            "seconds record them (summed: workers run cells side by side, and reruns reuse both).", "",
             "## What held on this run", ""]
     flags = point_flags(rows)
     verdicts = claims(pm, s, flags)
