@@ -199,7 +199,7 @@
       new DataTable(rows, {columnDefs: columnDefs(rows), order: [], paging: rows.tBodies[0].rows.length > 50});
       rows.addEventListener("click", function (ev) {
         if (!ev.target.matches("button.copy")) return;
-        var code = ev.target.parentElement.querySelector("code.cmd").textContent;
+        var code = ev.target.closest("td").querySelector("code.cmd").textContent;
         if (navigator.clipboard) navigator.clipboard.writeText(code).catch(function () {});
         ev.target.textContent = "copied";
       });
