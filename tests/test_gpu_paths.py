@@ -25,7 +25,7 @@ def test_each_recipe_trains_under_bf16_channels_last_and_compile(tiny_cfg, recip
     h = ckpt["history"][0]
     assert torch.isfinite(torch.tensor([h["train_loss"], h["train_acc"]])).all()
     assert ckpt["precision"] == {"train": "bf16 autocast", "device": "cpu", "channels_last": True,
-                                 "compile": "aot_eager", "final_metric": "fp32"}
+                                 "compile": "aot_eager", "compile_step": None, "final_metric": "fp32"}
     assert ckpt["config"]["amp"] == "bf16" and ckpt["config"]["channels_last"] is True
     ds = load_dataset("synthetic")
     model = model_from_checkpoint(ckpt)  # fp32, contiguous, eager

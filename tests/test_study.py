@@ -48,4 +48,4 @@ def test_smoke_study_runs_end_to_end_and_reuses_its_work(tmp_path):
     rows = (out / "results.jsonl").read_text()
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT, env=env)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "reuse" in again.stderr and (out / "results.jsonl").read_text() == rows
+    assert "3 of 3 cells already done" in again.stderr and (out / "results.jsonl").read_text() == rows

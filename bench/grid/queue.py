@@ -124,7 +124,11 @@ def work(study: Study, run: str | None = None) -> int:
     claim_dir = os.path.join(study.out, ".claims")
     store = RowStore(study.cells_path, check=check_cell_row)
     os.makedirs(study.out, exist_ok=True)
-    print(f"worker {worker_name()} on {study.device}: {len(grid)} cells, run {run}", file=sys.stderr)
+    with locked(study.results):
+        store.refresh()
+    already = sum(c.key in finished(store) for c in grid)
+    print(f"worker {worker_name()} on {study.device}, run {run}: {already} of {len(grid)} cells already done",
+          file=sys.stderr)
     while True:
         with locked(study.results):
             store.refresh()
