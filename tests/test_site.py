@@ -101,12 +101,15 @@ def test_site_in_a_real_browser(site):
                 table = "s0-models"
                 heads = page.eval_on_selector_all(f"#{table} thead th", "ths => ths.map(t => t.textContent.trim())")
                 col = heads.index("PGD 8/255")
-                page.click(f"#{table} thead th:nth-child({col + 1})")
+                header = f"#{table} thead th:nth-child({col + 1})"
+                page.click(header)
+                page.wait_for_selector(f"{header}.dt-ordering-asc")  # DataTables has sorted on it
                 got = _order(page, table, col)
                 values = [float(v) for v in got if v]
                 assert values == sorted(values) and all(v for v in got[:len(values)])
                 assert got[len(values):] == [""] * (len(got) - len(values))  # the forged model has no PGD row
-                page.click(f"#{table} thead th:nth-child({col + 1})")
+                page.click(header)
+                page.wait_for_selector(f"{header}.dt-ordering-desc")
                 got = _order(page, table, col)
                 values = [float(v) for v in got if v]
                 assert values == sorted(values, reverse=True) and got[-1] == ""  # missing still last

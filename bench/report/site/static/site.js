@@ -15,9 +15,11 @@
     return el ? JSON.parse(el.textContent) : null;
   }
 
-  // numbers from data-order; a missing value ("") sorts last in either direction, ties keep the table's order
+  // numbers from data-order; a missing value sorts last in either direction, ties keep the table's order. An
+  // empty data-order may reach us as the cell's text ("–"), so anything that is not a finite number is missing.
   function num(x) {
-    return x === "" || x === null || x === undefined ? null : parseFloat(x);
+    var v = typeof x === "number" ? x : parseFloat(x);
+    return isFinite(v) ? v : null;
   }
   DataTable.type("num-missing-last", {
     order: {
