@@ -167,8 +167,45 @@ def test_status_of_a_half_done_grid(tmp_path):
     assert res.stdout.startswith("1 done, 0 running, 2 waiting of 3 cells"), res.stdout + res.stderr
 
 
-@pytest.mark.skipif(shutil.which("sbatch") is None, reason="no SLURM here (sbatch not found); "
-                                                            "bash ../shared/tools/slurm-local.sh starts one")
+def slurm_answers() -> bool:
+    """sbatch installed is not a cluster: the controller must answer too."""
+    if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
+        return False
+    try:
+        return subprocess.run(["sinfo", "-h"], capture_output=True, timeout=20).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+NO_SLURM = "no SLURM controller answers here (sinfo); bash ../shared/tools/slurm-local.sh starts one"
+
+
+def test_a_refused_slurm_submission_is_one_line_naming_the_check(tmp_path):
+    # an sbatch that cannot reach its controller, as on a machine with SLURM's tools but no cluster
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("sbatch", "srun"):
+        fake = bin_dir / tool
+        fake.write_text(f"#!/bin/sh\necho '{tool}: error: Batch job submission failed: Unable to contact slurm "
+                        "controller (connect failure)' >&2\nexit 1\n")
+        fake.chmod(0o755)
+    env = dict(ENV, PATH=f"{bin_dir}{os.pathsep}{ENV['PATH']}")
+    res = subprocess.run([sys.executable, "scripts/study.py", *GRID, "--out", str(tmp_path / "out"), "--zoo-dir",
+                          str(tmp_path / "zoo"), "--launcher", "slurm", "--gpus", "2"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2
+    assert "Traceback" not in res.stderr
+    line = [x for x in res.stderr.splitlines() if x.startswith("error:")]
+    assert len(line) == 1 and "Unable to contact slurm controller" in line[0] and "sinfo" in line[0]
+    # and with no SLURM tools at all, it says which are missing
+    res = subprocess.run([sys.executable, "scripts/study.py", *GRID, "--out", str(tmp_path / "out2"), "--zoo-dir",
+                          str(tmp_path / "zoo"), "--launcher", "slurm", "--gpus", "2"], cwd=ROOT,
+                         env=dict(ENV, PATH=os.path.dirname(sys.executable)), capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 2 and "Traceback" not in res.stderr and "needs SLURM's sbatch and srun" in res.stderr
+
+
+@pytest.mark.skipif(not slurm_answers(), reason=NO_SLURM)
 def test_slurm_launcher_submits_an_array_that_finishes_the_grid(tmp_path):
     out, zoo = tmp_path / "out", tmp_path / "zoo"
     res = subprocess.run([sys.executable, "scripts/study.py", *GRID, "--out", str(out), "--zoo-dir", str(zoo),
@@ -180,7 +217,7 @@ def test_slurm_launcher_submits_an_array_that_finishes_the_grid(tmp_path):
     assert (out / "REPORT.md").exists()
 
 
-@pytest.mark.skipif(shutil.which("sbatch") is None, reason="no SLURM here (sbatch not found)")
+@pytest.mark.skipif(not slurm_answers(), reason=NO_SLURM)
 def test_the_readmes_sbatch_script_runs_as_is(tmp_path):
     script = os.path.join(ROOT, "scripts", "study.sbatch")
     work = tmp_path / "clone"

@@ -4,6 +4,7 @@ worker per rank of `torchrun` / `srun`. Every worker runs bench.grid.queue.work 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -130,6 +131,11 @@ def submit(argv: list[str], *, workers: int, out: str, launcher: str, partition:
         executor = submitit.LocalExecutor(folder=folder)
         executor.update_parameters(timeout_min=minutes(time_limit))
     else:
+        missing = [tool for tool in ("sbatch", "srun") if shutil.which(tool) is None]
+        if missing:
+            print(f"error: --launcher slurm needs SLURM's {' and '.join(missing)} on PATH; run on a cluster's login "
+                  f"node, or use --workers N for local processes", file=sys.stderr)
+            return 2
         executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
         params = {"timeout_min": minutes(time_limit), "name": "sharpbench-study", "cpus_per_task": cpus_per_worker,
                   "slurm_array_parallelism": workers}
@@ -140,7 +146,13 @@ def submit(argv: list[str], *, workers: int, out: str, launcher: str, partition:
         executor.update_parameters(**params)
     run = f"submitit-{uuid.uuid4().hex[:12]}"
     worker = SubmititWorker(argv, run, os.getcwd())
-    jobs = executor.map_array(worker, list(range(workers)))
+    try:
+        jobs = executor.map_array(worker, list(range(workers)))
+    except submitit.core.utils.FailedJobError as e:  # sbatch refused: its own words, one line, and what to check
+        reason = " ".join(str(e).split()) or "no reason given"
+        print(f"error: the SLURM submission was refused ({reason}); check the cluster answers with `sinfo` "
+              f"(a local one: bash ../shared/tools/slurm-local.sh) and the partition/time/GPU flags", file=sys.stderr)
+        return 2
     print(f"submitted {len(jobs)} workers: job {jobs[0].job_id.split('_')[0]}; logs in {os.path.dirname(folder)}",
           file=sys.stderr)
     print(f"follow: python {' '.join(argv)} --status", file=sys.stderr)
