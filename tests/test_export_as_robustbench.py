@@ -188,3 +188,48 @@ def test_entry_file_gives_the_entry_as_robustbenchs_files_write_it(timm_ckpt, tm
     first = next(line for line in src[at + len(opening):] if line.strip())
     assert len(first) - len(first.lstrip()) == indent and first.lstrip().startswith("('")
     compile(text, paths["entry"], "exec")
+
+
+@pytest.mark.parametrize("dataset,threat", [(d, t) for d, ts in rules.LEADERBOARDS.items() for t in ts])
+def test_the_entry_pasted_last_into_robustbenchs_dictionary_as_the_steps_say_parses_there(timm_ckpt, tmp_path,  # noqa: F811
+                                                                                          dataset, threat):
+    """The last place in each dictionary is where a paste goes wrong: CIFAR-10's common_corruptions ends its last
+    entry in `})`, no comma. Following the steps (the entry file's and PULL_REQUEST's), the file still parses and
+    the dictionary ends with our entry."""
+    import ast
+    import importlib.util
+
+    from bench.attacks.autoattack import _import_autoattack
+    from bench.submit.source import ZOO_DICT
+
+    results = tmp_path / "results.jsonl"
+    _write_row(results, timm_ckpt, data=dataset, **(_corruption_row(timm_ckpt) if threat == "corruptions" else
+                                                    {"norm": threat, "eps": 0.5 if threat == "L2" else 8 / 255,
+                                                     "eps_str": "0.5" if threat == "L2" else "8/255",
+                                                     "attack_config": {"attack": "autoattack", "norm": threat,
+                                                                       "eps": 0.5 if threat == "L2" else
+                                                                       round(8 / 255, 10), "version": "standard",
+                                                                       "stages": ["apgd-ce", "apgd-t", "fab-t",
+                                                                                  "square"], "seed": 0}}))
+    paths = bexport.export(timm_ckpt, name="Smith2026Sharp", out=str(tmp_path / "e"), results=str(results),
+                           threat=threat, dataset=dataset, additional_data=False, **PAPER)
+    entry_file, steps = open(paths["entry"]).read(), open(paths["pull_request"]).read()
+    assert "add the comma" in entry_file and "add the comma" in steps
+    lines = entry_file.splitlines()
+    var = ZOO_DICT[threat]
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"{var} = OrderedDict("))
+    while not lines[start].rstrip().endswith("["):
+        start += 1
+    end = max(i for i, line in enumerate(lines) if line.strip() == "])")
+    entry = lines[start + 1:end]
+    _import_autoattack()
+    zoo = open(importlib.util.find_spec(f"robustbench.model_zoo.{dataset}").origin).read().splitlines()
+    at = next(i for i, line in enumerate(zoo) if line.startswith(f"{var} = OrderedDict("))
+    close = next(i for i in range(at + 1, len(zoo)) if zoo[i].strip() == "])")
+    if zoo[close - 1].rstrip().endswith("})"):  # the step: the entry above ends in `})` with no comma
+        zoo[close - 1] = zoo[close - 1].rstrip() + ","
+    zoo[close:close] = entry
+    tree = ast.parse("\n".join(zoo))
+    value = next(n.value for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == var)
+    last = value.args[0].elts[-1]
+    assert last.elts[0].value == "Smith2026Sharp"
