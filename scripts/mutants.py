@@ -168,7 +168,7 @@ MUTANTS = [
     Mutant("zoo/metadata.py", "    if CONTROL.search(value):", "    if False:",
            "a recipe that closes a docstring is accepted", T("tests/test_hostile.py", "-k", "hostile_files")),
     Mutant("bench/store/schema.py", '    robust = _int(row, "robust_correct", 0, clean)',
-           '    robust = row.get("robust_correct")', "a row with robust_correct above n is trusted as done",
+           '    robust = row.get("robust_correct")', "a row with robust_correct above clean_correct (or n) is trusted as done",
            T("tests/test_hostile.py", "-k", "untrusted_rows")),
     Mutant("bench/report/escape.py",
            '    text = one_line(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")',

@@ -147,11 +147,15 @@ def test_untrusted_rows_are_skipped_with_a_warning_and_recomputed(good, tmp_path
     append_row(path, {**_row_for(good, tmp_path), "robust_correct": 3, "robust_acc": 3 / 16, "time": 5})
     append_row(path, _row_for(good, tmp_path))  # counts outside 0..n, under the real key of this evaluation
     append_row(path, {**_row_for(good, tmp_path), "robust_correct": -5, "robust_acc": -5 / 16})
+    # within 0..n and agreeing with its accuracy, but robust above clean: no attack makes a wrong point right
+    append_row(path, {**_row_for(good, tmp_path), "robust_correct": 4, "robust_acc": 4 / 16})
     with open(path, "a") as f:
         f.write("[1, 2]\n")
     code, err, _ = _bench([good], out)
     assert code == 0, err
+    # five named, then a count of the rest
     assert len(re.findall(r"results\.jsonl:\d+: row skipped", err)) == 5 and "Traceback" not in err
+    assert "2 more rows skipped" in err
     rows = read_rows(path)
     assert len(rows) == 1 and rows[0]["robust_correct"] <= rows[0]["clean_correct"] <= 16  # recomputed
     board = open(out / "leaderboard.md").read()
