@@ -177,7 +177,7 @@ def slurm_answers() -> bool:
         return False
 
 
-NO_SLURM = "no SLURM controller answers here (sinfo); bash ../shared/tools/slurm-local.sh starts one"
+NO_SLURM = "no SLURM controller answers here (sinfo); a one-node slurm-wlm cluster is enough to run these"
 
 
 def test_a_refused_slurm_submission_is_one_line_naming_the_check(tmp_path):

@@ -151,7 +151,7 @@ def submit(argv: list[str], *, workers: int, out: str, launcher: str, partition:
     except submitit.core.utils.FailedJobError as e:  # sbatch refused: its own words, one line, and what to check
         reason = " ".join(str(e).split()) or "no reason given"
         print(f"error: the SLURM submission was refused ({reason}); check the cluster answers with `sinfo` "
-              f"(a local one: bash ../shared/tools/slurm-local.sh) and the partition/time/GPU flags", file=sys.stderr)
+              f"and the partition/time/GPU flags", file=sys.stderr)
         return 2
     print(f"submitted {len(jobs)} workers: job {jobs[0].job_id.split('_')[0]}; logs in {os.path.dirname(folder)}",
           file=sys.stderr)

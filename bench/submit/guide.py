@@ -93,7 +93,7 @@ def pull_request_md(*, name: str, dataset: str, threat: str, paths: dict, proble
         f"`robustbench/model_zoo/architectures/{module_name(name)}.py`;",
         f"   - from {md_code(paths['entry'])}, put the import at the top of `robustbench/model_zoo/{dataset}.py` and "
         f"the entry into its `{ZOO_DICT[threat]}` OrderedDict (class `{class_name(name)}`); if the entry just above "
-        "yours ends in `})` with no comma (the last entry of some of these dictionaries does), add the comma;",
+        "yours ends in `})` with no comma (the last entry of some of these dictionaries does), add the comma.",
         f"3. Upload {md_code(paths['weights'])} to Google Drive (anyone with the link can view) and put its id in "
         "place of `FILL_IN_GDRIVE_ID`.",
     ]
