@@ -108,13 +108,19 @@ def test_zoo_to_bench_to_export_to_robustbench_loader_gives_identical_logits(tmp
 PAPER = {"title": "Sharp minima", "link": "https://arxiv.org/abs/2611.00001", "venue": "ICLR 2026", "reported": "45.10"}
 
 
+def _autoattack_row(norm="Linf"):
+    """The attack fields of an AutoAttack standard row at the leaderboard's eps for `norm`."""
+    eps, eps_str = (0.5, "0.5") if norm == "L2" else (8 / 255, "8/255")
+    return {"attack": "autoattack", "norm": norm, "eps": eps, "eps_str": eps_str,
+            "attack_config": {"attack": "autoattack", "norm": norm, "eps": round(eps, 10), "version": "standard",
+                              "stages": ["apgd-ce", "apgd-t", "fab-t", "square"], "seed": 0}}
+
+
 def _write_row(results, ckpt, **over):
     """A row as bench.run writes it (counts that agree with the accuracies), with the fields in `over`."""
-    row = {"status": "ok", "model_id": sha256_file(ckpt), "model": "m", "attack": "autoattack", "norm": "Linf",
-           "eps": 8 / 255, "eps_str": "8/255", "data": "cifar10", "n": 10000, "clean_acc": 0.8734, "robust_acc": 0.4421,
-           "attack_config": {"attack": "autoattack", "norm": "Linf", "eps": round(8 / 255, 10), "version": "standard",
-                             "stages": ["apgd-ce", "apgd-t", "fab-t", "square"], "seed": 0},
-           "time": "2026-11-26T00:00:00", "pyautoattack": "0.2.0"}
+    row = {"status": "ok", "model_id": sha256_file(ckpt), "model": "m", **_autoattack_row(), "data": "cifar10",
+           "n": 10000, "clean_acc": 0.8734, "robust_acc": 0.4421, "time": "2026-11-26T00:00:00",
+           "pyautoattack": "0.2.0"}
     row.update(over)
     row["clean_correct"] = round(row["clean_acc"] * row["n"])
     row["clean_acc"] = row["clean_correct"] / row["n"]

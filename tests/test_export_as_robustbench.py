@@ -9,7 +9,8 @@ import pytest
 
 from bench import export as bexport
 from bench.submit import rules, source
-from test_export import PAPER, RB_FILES, _corruption_row, _write_row, timm_ckpt  # noqa: F401 - fixture
+from test_export import (PAPER, RB_FILES, _autoattack_row, _corruption_row, _write_row,  # noqa: F401 - fixture
+                         timm_ckpt)
 
 RB = RB_FILES
 
@@ -203,14 +204,8 @@ def test_the_entry_pasted_last_into_robustbenchs_dictionary_as_the_steps_say_par
     from bench.submit.source import ZOO_DICT
 
     results = tmp_path / "results.jsonl"
-    _write_row(results, timm_ckpt, data=dataset, **(_corruption_row(timm_ckpt) if threat == "corruptions" else
-                                                    {"norm": threat, "eps": 0.5 if threat == "L2" else 8 / 255,
-                                                     "eps_str": "0.5" if threat == "L2" else "8/255",
-                                                     "attack_config": {"attack": "autoattack", "norm": threat,
-                                                                       "eps": 0.5 if threat == "L2" else
-                                                                       round(8 / 255, 10), "version": "standard",
-                                                                       "stages": ["apgd-ce", "apgd-t", "fab-t",
-                                                                                  "square"], "seed": 0}}))
+    claim = _corruption_row(timm_ckpt) if threat == "corruptions" else _autoattack_row(threat)
+    _write_row(results, timm_ckpt, data=dataset, **claim)
     paths = bexport.export(timm_ckpt, name="Smith2026Sharp", out=str(tmp_path / "e"), results=str(results),
                            threat=threat, dataset=dataset, additional_data=False, **PAPER)
     entry_file, steps = open(paths["entry"]).read(), open(paths["pull_request"]).read()

@@ -177,6 +177,7 @@ def slurm_answers() -> bool:
         return False
 
 
+SLURM_UP = slurm_answers()  # asked once: sinfo may take its timeout where a controller is configured but down
 NO_SLURM = "no SLURM controller answers here (sinfo); a one-node slurm-wlm cluster is enough to run these"
 
 
@@ -205,7 +206,7 @@ def test_a_refused_slurm_submission_is_one_line_naming_the_check(tmp_path):
     assert res.returncode == 2 and "Traceback" not in res.stderr and "needs SLURM's sbatch and srun" in res.stderr
 
 
-@pytest.mark.skipif(not slurm_answers(), reason=NO_SLURM)
+@pytest.mark.skipif(not SLURM_UP, reason=NO_SLURM)
 def test_slurm_launcher_submits_an_array_that_finishes_the_grid(tmp_path):
     out, zoo = tmp_path / "out", tmp_path / "zoo"
     res = subprocess.run([sys.executable, "scripts/study.py", *GRID, "--out", str(out), "--zoo-dir", str(zoo),
@@ -217,7 +218,7 @@ def test_slurm_launcher_submits_an_array_that_finishes_the_grid(tmp_path):
     assert (out / "REPORT.md").exists()
 
 
-@pytest.mark.skipif(not slurm_answers(), reason=NO_SLURM)
+@pytest.mark.skipif(not SLURM_UP, reason=NO_SLURM)
 def test_the_readmes_sbatch_script_runs_as_is(tmp_path):
     script = os.path.join(ROOT, "scripts", "study.sbatch")
     work = tmp_path / "clone"
