@@ -4,6 +4,8 @@
   python scripts/speed.py --big                adds wrn28_10
   python scripts/speed.py --out results/speed.md
   python scripts/speed.py --compile --profile  compiled training and evaluation; top kernels of each step
+  python scripts/speed.py --whole-step --arch sharp_small --batch-size 128 --recipes standard,sam,pgd_at \
+      --out results/speed_whole_step.md        eager vs the whole step compiled (inductor), per recipe
 
 For each recipe it times training images/s of (a) the project's trainer step (device-resident data, on-device
 augmentation, bf16 autocast + channels_last on CUDA, optional torch.compile, no host syncs) and (b) a
@@ -94,7 +96,7 @@ def training_step(arch, recipe, cfg, device, mode=None, whole=None, backend=None
     inductor)."""
     import dataclasses
 
-    from zoo.train import compiled_step, make_optimizer, set_lr
+    from zoo.train import compiled_step, make_optimizer
 
     is_cuda = device.type == "cuda"
     torch.manual_seed(0)
@@ -106,10 +108,9 @@ def training_step(arch, recipe, cfg, device, mode=None, whole=None, backend=None
     net = torch.compile(model, mode=None if mode == "default" else mode) if mode and not whole else model
     net.train()
     cfg = dataclasses.replace(cfg, lr=0.01, compile_step=whole or "", compile=backend or "")
-    opt = make_optimizer(model, cfg, device)
+    opt = make_optimizer(model, cfg)
     autocast = bf16_autocast(device, enabled=is_cuda)  # the trainer's default: bf16 on CUDA, fp32 on CPU
     step = compiled_step(get_recipe(recipe), cfg) if whole else get_recipe(recipe).step
-    set_lr(opt, 0.01)
 
     def run(x, y):
         if is_cuda:
@@ -135,6 +136,46 @@ def ours(arch, recipe, cfg, ds, device, steps, warmup, compile_, profile_=False,
     syncs = host_syncs(lambda: run(*next(fresh))) if is_cuda else None  # loader and step together
     prof = profile_table(run, batches, device) if profile_ else None
     return ips, fc.get_total_flops() / len(y0), prof, syncs
+
+
+def graphs_per_step(arch, recipe, cfg, device, x, y) -> tuple[int, int]:
+    """(graphs, graph breaks) that dynamo makes of one call of the recipe's step (torch._dynamo.explain)."""
+    from zoo.train import make_optimizer
+
+    torch.manual_seed(0)
+    model = create_model(arch, 10, [0.49, 0.48, 0.45], [0.25, 0.24, 0.26]).to(device).train()
+    opt = make_optimizer(model, cfg)
+    autocast = bf16_autocast(device, enabled=device.type == "cuda")
+    e = torch._dynamo.explain(get_recipe(recipe).step)(model, opt, x, y, cfg, autocast)
+    return e.graph_count, e.graph_break_count
+
+
+def whole_step_rows(arch, recipes, ds, bs, device, steps, warmup, backend="inductor") -> list[str]:
+    """Per recipe, side by side in this process: the eager step's images/s and the whole step compiled
+    (zoo.train --compile-step default, this backend) images/s, with the compile time (the first call) and
+    dynamo's graphs and breaks for one step."""
+    import dataclasses
+
+    out = ["| arch | recipe | eager img/s | whole step img/s | whole / eager | compile s | graphs / breaks |",
+           "|---|---|---|---|---|---|---|"]
+    loader = DeviceLoader(ds.x_train, ds.y_train, bs, device, train=True, drop_last=True)
+    for recipe in recipes:
+        cfg = TrainConfig(arch=arch, recipe=recipe, batch_size=bs).resolved()
+        batches = [b for _, b in zip(range(steps + warmup), _cycle(loader))]
+        eager = training_step(arch, recipe, cfg, device)
+        eager_ips = _timed(eager, iter(batches), warmup, device)
+        whole = training_step(arch, recipe, cfg, device, whole="default", backend=backend)
+        t0 = time.perf_counter()
+        whole(*batches[0])  # compiles
+        sync(device)
+        compile_s = time.perf_counter() - t0
+        whole_ips = _timed(whole, iter(batches), warmup, device)
+        graphs, breaks = graphs_per_step(arch, recipe, dataclasses.replace(cfg, compile_step="default"), device,
+                                         *batches[0])
+        out.append(f"| {arch} | {recipe} | {eager_ips:.1f} | {whole_ips:.1f} | {whole_ips / eager_ips:.2f}x | "
+                   f"{compile_s:.0f} | {graphs} / {breaks} |")
+        print(out[-1], flush=True)
+    return out
 
 
 def project_frame(tb) -> str:
@@ -320,6 +361,9 @@ def main(argv=None) -> int:
                          "subset in ../shared when present, else digits)")
     ap.add_argument("--aa-epochs", type=int, default=None)
     ap.add_argument("--no-aa", action="store_true")
+    ap.add_argument("--whole-step", action="store_true",
+                    help="only the eager step against the whole step compiled (--compile-step default, inductor), "
+                         "per recipe of --recipes, side by side")
     ap.add_argument("--out", default="results/speed.md")
     a = ap.parse_args(argv)
 
@@ -335,6 +379,24 @@ def main(argv=None) -> int:
     subset = os.path.join(ROOT, "..", "shared", "data", "cifar10_subset.npz")
     aa_data = a.aa_data or (f"npz:{os.path.relpath(subset)}" if os.path.exists(subset) else "digits")
 
+    if a.whole_step:
+        rows = whole_step_rows(archs[0], a.recipes.split(","), ds, bs, device, steps, warmup)
+        lines = [f"# Speed: the whole training step compiled ({time.strftime('%Y-%m-%d')})", "",
+                 f"device: {torch.cuda.get_device_name(device) if cuda else platform.processor() or 'cpu'} "
+                 f"({os.cpu_count()} CPU cores, {torch.get_num_threads()} threads); torch {torch.__version__}; "
+                 f"batch {bs}; {steps} timed steps after {warmup} warm-up, the same batches for both; fp32 on CPU, "
+                 "bf16 autocast on CUDA. Eager: the recipe's step as `zoo.train` runs it by default. Whole step: "
+                 "`zoo.train --compile-step default` (torch.compile, fullgraph=True, inductor): attack, forwards, "
+                 "gradients and SGD update in one graph. Compile s: the first call. Graphs / breaks: "
+                 "torch._dynamo.explain of one step.", "", *rows]
+        text = "\n".join(lines) + "\n"
+        print(text)
+        if a.out:
+            os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
+            with open(a.out, "w") as f:
+                f.write(text)
+            print(f"written: {a.out}")
+        return 0
     peak_bf16 = matmul_rate(device, torch.bfloat16, 8192 if cuda else 1024)
     peak_fp32 = matmul_rate(device, torch.float32, 8192 if cuda else 1024)
     lines = [f"# Speed ({time.strftime('%Y-%m-%d')})", "",

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from zoo.config import TrainConfig
 from zoo.models import create_model
+from zoo.optim import SGD
 from zoo.pgd import pgd
 from zoo.recipes import RECIPES
 
@@ -29,10 +30,18 @@ def _batch(n=16):
 
 
 def _params(model):
-    return [t.detach().clone() for t in model.state_dict().values()]
+    """Weights and BatchNorm running statistics (num_batches_tracked is checked on its own: it counts only the
+    forwards that moved the statistics, where the momentum-0 references below count every forward)."""
+    return [t.detach().clone() for k, t in model.state_dict().items() if not k.endswith("num_batches_tracked")]
 
 
 def _opt(model):
+    """The trainer's optimizer (zoo.optim.SGD: foreach ops a compiled step traces)."""
+    return SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+
+
+def _ref_opt(model):
+    """torch's own SGD, for the references written out below."""
     return torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
 
 
@@ -92,14 +101,16 @@ def test_adversarial_recipes_step_on_the_attacked_batch(recipe):
     torch.manual_seed(7)
     x_adv = _reference_attack(ref, x, y, cfg)
     assert (x_adv - x).abs().max() > cfg.eps_value / 2  # the attack moved the batch
-    opt = _opt(ref)
+    opt = _ref_opt(ref)
     if recipe == "pgd_at":
         _reference_sgd(ref, opt, x_adv, y)
     else:
         _reference_sam(ref, opt, x_adv, y, cfg.rho)
     assert _close(_params(ours), _params(ref))
+    tracked = {k: int(v) for k, v in ours.state_dict().items() if k.endswith("num_batches_tracked")}
+    assert tracked and set(tracked.values()) == {1}  # one forward trained; the attack's and SAM's second did not
     # the same update on the clean batch is a different model: the attacked batch is what was trained on
-    copt = _opt(clean)
+    copt = _ref_opt(clean)
     _reference_sgd(clean, copt, x, y) if recipe == "pgd_at" else _reference_sam(clean, copt, x, y, cfg.rho)
     assert not _close(_params(ours), _params(clean))
 

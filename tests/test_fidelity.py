@@ -11,6 +11,7 @@ from bench import run as bench_run
 from bench.attacks.registry import make_attack
 from bench.store.rows import read_rows
 from zoo.config import TrainConfig
+from zoo.optim import SGD
 from zoo.pgd import parse_eps
 from zoo.recipes import sam_step
 from zoo.train import checkpoint_name, train
@@ -107,7 +108,7 @@ def test_asam_scales_weight_tensors_only_by_abs_w_plus_eta():
     norm = torch.sqrt(sum((v ** 2).sum() for v in tg))
     e = [rho * ti * v / norm for ti, v in zip(t, tg)]
     expected = [wi - lr * gi for wi, gi in zip(w, grads_at([wi + ei for wi, ei in zip(w, e)]))]
-    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    opt = SGD(model.parameters(), lr=lr)
     sam_step(model, opt, x, y, TrainConfig(recipe="sam", adaptive=True).resolved(), nullcontext)
     for p, ex in zip(model.parameters(), expected):
         torch.testing.assert_close(p.detach(), ex, rtol=1e-5, atol=1e-6)

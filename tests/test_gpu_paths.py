@@ -11,6 +11,7 @@ from zoo.checkpoint import load_checkpoint, model_from_checkpoint
 from zoo.config import TrainConfig
 from zoo.data import DeviceLoader, load_dataset
 from zoo.models import create_model
+from zoo.optim import SGD
 from zoo.recipes import RECIPES, adversarial_batch, sam_step
 from zoo.train import accuracy, train
 
@@ -59,7 +60,7 @@ def test_sam_batchnorm_switch_and_input_gradients_hold_under_compile():
     x, y = torch.rand(16, 3, 32, 32), torch.randint(0, 10, (16,))
     cfg = TrainConfig(recipe="sam", rho=0.5).resolved()
     for net, params in ((eager, eager), (compiled, compiled_base)):
-        opt = torch.optim.SGD(params.parameters(), lr=0.1)
+        opt = SGD(params.parameters(), lr=0.1)
         sam_step(net, opt, x, y, cfg, nullcontext)
     for (name, a), b in zip(eager.state_dict().items(), compiled_base.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)  # running stats moved once, as eager

@@ -10,6 +10,7 @@ from zoo.config import TrainConfig
 from zoo.data import DataError, DeviceLoader, load_dataset, random_crop_flip
 from zoo.models import ArchError, create_model
 from zoo.pgd import parse_eps, pgd
+from zoo.optim import SGD
 from zoo.recipes import adversarial_batch, sam_step
 
 
@@ -49,7 +50,7 @@ def test_sam_step_matches_two_step_formula(adaptive):
     g2 = grad_at([wi + ei for wi, ei in zip(w, e)])
     expected = [wi - lr * gi for wi, gi in zip(w, g2)]
 
-    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    opt = SGD(model.parameters(), lr=lr)
     cfg = TrainConfig(rho=rho, adaptive=adaptive)
     sam_step(model, opt, x, y, cfg, nullcontext)
     for p, ex in zip(model.parameters(), expected):
@@ -66,7 +67,7 @@ def test_sam_second_pass_leaves_bn_running_stats_alone():
     start = bn.running_mean.clone()
     with torch.no_grad():
         expected = 0.9 * start + 0.1 * model[0](x).mean(dim=(0, 2, 3))  # one update from the clean pass
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    opt = SGD(model.parameters(), lr=0.1)
     sam_step(model, opt, x, y, TrainConfig(rho=0.5), nullcontext)
     assert torch.allclose(bn.running_mean, expected, atol=1e-6)
     assert bn.momentum == 0.1

@@ -43,6 +43,9 @@ class TrainConfig:
     # update) with this mode: "" = off, "default", "reduce-overhead" (CUDA graphs), "max-autotune"; backend from
     # `compile` (inductor when empty)
     compile_step: str = ""
+    # the short last batch of each epoch is dropped (shuffled anew each epoch, so every image is still seen):
+    # every step then has one shape, and a compiled step never recompiles for it
+    drop_last: bool = True
     out: str = "zoo"  # folder the checkpoint is written to
 
     def resolved(self) -> "TrainConfig":

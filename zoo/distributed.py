@@ -1,4 +1,4 @@
-"""torchrun support: process-group setup from the environment, DDP wrapping, reductions. No-ops when alone."""
+"""torchrun support: process-group setup from the environment, broadcasts, reductions. No-ops when alone."""
 from __future__ import annotations
 
 import os
@@ -28,11 +28,12 @@ def is_active() -> bool:
     return td.is_available() and td.is_initialized() and td.get_world_size() > 1
 
 
-def wrap(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    if not is_active():
-        return model
-    ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
-    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+@torch.no_grad()
+def broadcast_module(model: torch.nn.Module) -> None:
+    """Every rank takes rank 0's parameters and buffers (what DistributedDataParallel does when it wraps)."""
+    if is_active():
+        for t in [*model.parameters(), *model.buffers()]:
+            td.broadcast(t.data, src=0)
 
 
 def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:

@@ -117,7 +117,7 @@ def check_config(cfg) -> None:
         "amp": lambda v, f: choice(v, f, ("", "bf16", "off")),
         "channels_last": lambda v, f: flag(v, f, optional=True),
         "compile": lambda v, f: text(v, f, 64, re.compile(r"^$|^[A-Za-z_][A-Za-z0-9_]*$")),
-        "compile_step": lambda v, f: choice(v, f, COMPILE_STEP_MODES),
+        "compile_step": lambda v, f: choice(v, f, COMPILE_STEP_MODES), "drop_last": flag,
     }
     assert set(rules) == {f for f in TrainConfig.__dataclass_fields__}, "a TrainConfig field has no rule"
     for k, v in cfg.items():

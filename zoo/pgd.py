@@ -1,8 +1,10 @@
 """Projected gradient descent on inputs in [0,1]: the one PGD used by PGD-AT training and by the bench.
 
 It lives in `zoo` because bench already depends on zoo (to rebuild checkpoints); bench's `pgd` attack wraps it.
-Gradients are taken with respect to the input only (torch.autograd.grad), so the model's .grad buffers are
-never touched: a SAM step on adversarial examples sees only its own gradients.
+Gradients are taken with respect to the input only (`input_gradient`), so the model's .grad buffers are never
+touched, and inside a compiled training step the loop traces into the step's one graph.
+`model` is any callable from [0,1] images to logits that mutates nothing: an eval-mode module in the bench, the
+training step's forward with BatchNorm's running statistics left out (zoo.recipes) in training.
 """
 from __future__ import annotations
 
@@ -88,6 +90,19 @@ def random_start(x: torch.Tensor, norm: str, eps: float, *, example_ids=None, se
     return (x + delta).clamp(0, 1) - x
 
 
+def input_gradient(objective, delta: torch.Tensor) -> torch.Tensor:
+    """d objective / d delta. Inside a compiled training step torch.func.grad, which dynamo traces into the
+    step's graph (torch.autograd.grad would break it); eagerly torch.autograd.grad, which can also run a model
+    compiled on its own (the bench's --compile), where torch.func.grad from eager code cannot. Equal values."""
+    if torch.compiler.is_compiling():
+        with torch.no_grad():  # torch.func.grad differentiates inside; nothing outside records a graph
+            return torch.func.grad(objective)(delta)
+    with torch.enable_grad():
+        delta = delta.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(objective(delta), delta)
+    return grad
+
+
 def pgd(model, x: torch.Tensor, y: torch.Tensor, *, norm: str = "Linf", eps: float = 8 / 255,
         alpha: float | None = None, steps: int = 10, restarts: int = 1, rand_init: bool = True,
         example_ids=None, seed: int = 0, loss: str = "ce", init_std: float | None = None) -> torch.Tensor:
@@ -112,6 +127,15 @@ def pgd(model, x: torch.Tensor, y: torch.Tensor, *, norm: str = "Linf", eps: flo
     if loss == "kl":
         with torch.no_grad():
             p_clean = F.softmax(model(x).float(), 1)
+
+    def objective(delta):
+        # summed, not averaged: each example's gradient is then the same whatever its batch (a mean would scale
+        # it by 1/batch size, which L2's normalised step removes only up to rounding)
+        logits = model(x + delta).float()
+        if loss == "ce":
+            return F.cross_entropy(logits, y, reduction="sum")
+        return F.kl_div(F.log_softmax(logits, 1), p_clean, reduction="sum")
+
     for r in range(restarts):
         if init_std is not None:
             delta = init_std * torch.randn_like(x)
@@ -120,15 +144,7 @@ def pgd(model, x: torch.Tensor, y: torch.Tensor, *, norm: str = "Linf", eps: flo
         else:
             delta = torch.zeros_like(x)
         for _ in range(steps):
-            delta.requires_grad_(True)
-            # summed, not averaged: each example's gradient is then the same whatever its batch (a mean would
-            # scale it by 1/batch size, which L2's normalised step removes only up to rounding)
-            logits = model(x + delta).float()
-            if loss == "ce":
-                objective = F.cross_entropy(logits, y, reduction="sum")
-            else:
-                objective = F.kl_div(F.log_softmax(logits, 1), p_clean, reduction="sum")
-            (grad,) = torch.autograd.grad(objective, delta)
+            grad = input_gradient(objective, delta)
             with torch.no_grad():
                 step = grad.sign() if norm == "Linf" else grad / _l2(grad)
                 delta = project(delta + alpha * step, norm, eps)

@@ -1,16 +1,27 @@
 """Training recipes. They differ only in their step function; zoo.train owns the one loop.
 
-A step takes (model, optimizer, x, y, cfg, autocast) and returns (loss, logits) as tensors, without host syncs.
+A step takes (model, opt, x, y, cfg, autocast), with `opt` a zoo.optim.SGD over the model's parameters, and
+returns (loss, logits) as tensors. Each step is written functionally, so that the same definition runs eagerly
+and compiles into ONE graph with torch.compile(fullgraph=True) (zoo.train --compile-step):
+- forwards go through torch.func.functional_call with the parameters and buffers as arguments;
+- gradients come from torch.func.grad_and_value (parameters) and torch.func.grad (inputs, in zoo.pgd), never
+  from .backward() or .grad, so the step has no graph break and reads or writes no .grad;
+- the forward that trains moves BatchNorm's running statistics (its buffers are an argument of the
+  differentiated function, updated in place); every other forward (SAM/AWP's second pass, every attack
+  forward) is given no running statistics, so BatchNorm normalises with the batch's own and leaves the
+  buffers as they were (num_batches_tracked counts only the forwards that moved them);
+- the update is zoo.optim.SGD's foreach ops with the learning rate a device tensor;
+- nothing reads a value back to the host (.item(), .cpu(), .tolist(), Python branches on tensors).
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.func import functional_call, grad_and_value
 
 from zoo.pgd import pgd
 
@@ -40,31 +51,75 @@ def get_recipe(name: str) -> Recipe:
     return RECIPES[name]
 
 
-@contextmanager
-def frozen_bn_stats(model: nn.Module):
-    """BatchNorm still normalises with batch statistics but its running statistics stay as they are.
+_BN_STATS = ("running_mean", "running_var", "num_batches_tracked")
 
-    Used for SAM's perturbed second pass and for attack forwards inside adversarial training, so that only
-    the forward on the examples actually trained on moves the running statistics.
-    """
-    saved = []
-    for m in model.modules():
+
+def _parameters(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The trainable parameters, detached: torch.func differentiates with respect to them, and nothing outside
+    the transform records a graph (the SGD update writes into the parameters themselves)."""
+    return {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def _untracked(model: nn.Module) -> dict[str, None]:
+    """BatchNorm's running statistics replaced by None: a train-mode forward then normalises with the batch's
+    statistics and updates nothing (torch's BatchNorm with track_running_stats off for that call)."""
+    out = {}
+    for name, m in model.named_modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            saved.append((m, m.momentum))
-            m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch
-    try:
-        yield
-    finally:
-        for m, mom in saved:
-            m.momentum = mom
+            for stat in _BN_STATS:
+                if getattr(m, stat, None) is not None:
+                    out[f"{name}.{stat}" if name else stat] = None
+    return out
 
 
-def _ce_backward(model, x, y, autocast):
-    with autocast():
-        logits = model(x)
-        loss = F.cross_entropy(logits.float(), y)
-    loss.backward()
-    return loss.detach(), logits.detach()
+def frozen_forward(model: nn.Module, params: dict | None = None) -> Callable:
+    """x -> logits at these parameters (default the model's own, detached), moving no running statistic:
+    the forward attacks and SAM/AWP's second pass use. It mutates nothing, so torch.func may differentiate
+    through it."""
+    params = _parameters(model) if params is None else params
+    untracked = _untracked(model)
+    return lambda x: functional_call(model, {**params, **untracked}, (x,))
+
+
+def value_and_grad(model: nn.Module, opt, objective: Callable, params: dict | None = None,
+                   track_stats: bool = True):
+    """(gradients, loss, logits): objective(forward) -> (loss, logits) differentiated with respect to the
+    parameters (default the model's own; SAM passes w + e). With track_stats the forwards update BatchNorm's
+    running statistics in place; without, they leave them alone. The gradients are averaged over torchrun's
+    ranks (opt.reduce), a list in the parameters' order.
+
+    Inside a compiled step the gradient is torch.func.grad_and_value, which dynamo traces into the step's one
+    graph (the buffers BatchNorm updates are an argument of the differentiated function, as torch.func
+    requires); eagerly it is torch.autograd.grad on the same forward, which also runs a model compiled on its
+    own (--compile without --compile-step), something torch.func cannot call from eager code. Both take the
+    same gradient of the same function.
+    """
+    params = _parameters(model) if params is None else params
+    buffers = dict(model.named_buffers()) if track_stats else {}
+    untracked = {} if track_stats else _untracked(model)
+
+    def f(p, b):
+        loss, logits = objective(lambda x: functional_call(model, {**p, **b, **untracked}, (x,)))
+        return loss, (loss.detach(), logits.detach())
+
+    if torch.compiler.is_compiling():
+        grads, (_, (loss, logits)) = grad_and_value(f, has_aux=True)(params, buffers)
+        grads = list(grads.values())
+    else:
+        with torch.enable_grad():
+            leaves = {n: p.detach().requires_grad_(True) for n, p in params.items()}
+            value, (loss, logits) = f(leaves, buffers)
+            grads = list(torch.autograd.grad(value, list(leaves.values())))
+    return opt.reduce(grads), loss, logits
+
+
+def cross_entropy(x, y, autocast) -> Callable:
+    """The objective of plain training on (x, y): mean cross-entropy, computed in fp32 from (bf16) logits."""
+    def objective(forward):
+        with autocast():
+            logits = forward(x)
+        return F.cross_entropy(logits.float(), y), logits
+    return objective
 
 
 def global_norm(tensors) -> torch.Tensor:
@@ -75,7 +130,7 @@ def global_norm(tensors) -> torch.Tensor:
 ASAM_ETA = 0.01  # Kwon et al. 2021's eta in T_w = |w| + eta
 
 
-def sam_perturbation(params, rho: float, adaptive: bool) -> list[torch.Tensor]:
+def sam_perturbation(params, grads, rho: float, adaptive: bool) -> list[torch.Tensor]:
     """SAM (Foret et al. 2021): e(w) = rho * g / ||g||.
 
     ASAM (Kwon et al. 2021): e(w) = rho * T_w^2 g / ||T_w g|| with the element-wise T_w = |w| + eta, eta = 0.01,
@@ -84,7 +139,6 @@ def sam_perturbation(params, rho: float, adaptive: bool) -> list[torch.Tensor]:
     name`, which also scales BatchNorm's affine weight; davda54/sam's variant scales every parameter by |w|,
     without eta, and suggests rho 2.0.) The radius defaults to the paper's 0.5 (TrainConfig.resolved).
     """
-    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
     if adaptive:
         t = [p.detach().abs() + ASAM_ETA if p.ndim > 1 else None for p in params]
         scaled = [g if ti is None else ti * g for ti, g in zip(t, grads)]  # T_w g
@@ -94,51 +148,43 @@ def sam_perturbation(params, rho: float, adaptive: bool) -> list[torch.Tensor]:
     return [rho * g / (norm + 1e-12) for g in grads]
 
 
-def awp_perturbation(params, gamma: float) -> list[torch.Tensor]:
+def awp_perturbation(params, grads, gamma: float) -> list[torch.Tensor]:
     """AWP (Wu et al. 2020): per layer, v_l = gamma * ||w_l|| * g_l / ||g_l|| on weight tensors (convolution and
     linear weights, ndim > 1), nothing on biases and BatchNorm parameters; g is the adversarial loss's gradient
     (one normalised ascent step, as the paper's single proxy step does)."""
-    out = []
-    for p in params:
-        if p.ndim > 1 and p.grad is not None:
-            out.append(gamma * torch.linalg.vector_norm(p.detach()) * p.grad
-                       / (torch.linalg.vector_norm(p.grad) + 1e-12))
-        else:
-            out.append(torch.zeros_like(p))
-    return out
+    return [gamma * torch.linalg.vector_norm(p.detach()) * g / (torch.linalg.vector_norm(g) + 1e-12)
+            if p.ndim > 1 else torch.zeros_like(p) for p, g in zip(params, grads)]
 
 
 def perturbed_update(model, opt, x, y, autocast, perturbation):
-    """Two passes: gradient at w, move to w + e(w) (e from `perturbation(params)`, reading the gradient), take
-    the gradient there, step from w. SAM and AWP differ only in e.
+    """Two passes: gradient at w, gradient at w + e(w) (e from `perturbation(params, grads)`), step from w with
+    the second. SAM and AWP differ only in e. w + e is a new set of tensors, so w is never moved and restored:
+    the step leaves from exactly w. The second pass moves no running statistic.
 
-    Under DistributedDataParallel both backward passes all-reduce, so e(w) is computed from the global
-    gradient and every rank perturbs identically (no m-sharpness across devices).
+    Under torchrun both gradients are averaged over the ranks, so e(w) is computed from the global gradient and
+    every rank perturbs identically (no m-sharpness across devices).
     """
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt.zero_grad(set_to_none=True)
-    loss, logits = _ce_backward(model, x, y, autocast)
+    params = _parameters(model)
+    grads, loss, logits = value_and_grad(model, opt, cross_entropy(x, y, autocast), params)
     with torch.no_grad():
-        e = perturbation(params)
-        torch._foreach_add_(params, e)
-    opt.zero_grad(set_to_none=True)
-    with frozen_bn_stats(model):
-        _ce_backward(model, x, y, autocast)
-    with torch.no_grad():
-        torch._foreach_sub_(params, e)
-    opt.step()
+        e = perturbation(list(params.values()), grads)
+        moved = {n: p.detach() + ei for (n, p), ei in zip(params.items(), e)}
+    grads, _, _ = value_and_grad(model, opt, cross_entropy(x, y, autocast), moved, track_stats=False)
+    opt.update(grads)
     return loss, logits
 
 
 def sam_update(model, opt, x, y, cfg, autocast):
-    return perturbed_update(model, opt, x, y, autocast, lambda ps: sam_perturbation(ps, cfg.rho, cfg.adaptive))
+    return perturbed_update(model, opt, x, y, autocast,
+                            lambda ps, gs: sam_perturbation(ps, gs, cfg.rho, cfg.adaptive))
 
 
 def adversarial_batch(model, x, y, cfg, autocast, **pgd_kw):
-    """The training attack: zoo.pgd's PGD (the bench's projection), BatchNorm running statistics frozen."""
-    with frozen_bn_stats(model), autocast():
-        return pgd(model, x, y, norm=cfg.norm, eps=cfg.eps_value, alpha=cfg.alpha_value, steps=cfg.steps,
-                   **pgd_kw)
+    """The training attack: zoo.pgd's PGD (the bench's projection) on the model's train-mode forward with
+    BatchNorm's running statistics left alone."""
+    with autocast():
+        return pgd(frozen_forward(model), x, y, norm=cfg.norm, eps=cfg.eps_value, alpha=cfg.alpha_value,
+                   steps=cfg.steps, **pgd_kw)
 
 
 def trades_loss(logits_nat, logits_adv, y, beta: float) -> torch.Tensor:
@@ -157,9 +203,8 @@ def _sam_tag(cfg):
 
 @register("standard", tag=lambda cfg: "", summary="SGD on clean images")
 def standard_step(model, opt, x, y, cfg, autocast):
-    opt.zero_grad(set_to_none=True)
-    loss, logits = _ce_backward(model, x, y, autocast)
-    opt.step()
+    grads, loss, logits = value_and_grad(model, opt, cross_entropy(x, y, autocast))
+    opt.update(grads)
     return loss, logits
 
 
@@ -186,13 +231,15 @@ def sam_at_step(model, opt, x, y, cfg, autocast):
 def trades_step(model, opt, x, y, cfg, autocast):
     # inner maximisation of KL(f(x) || f(x')) from x + 0.001 * N(0, I), through the same PGD and projection
     x_adv = adversarial_batch(model, x, y, cfg, autocast, loss="kl", init_std=0.001)
-    opt.zero_grad(set_to_none=True)
-    with autocast():
-        logits_nat, logits_adv = model(x), model(x_adv)
-        loss = trades_loss(logits_nat, logits_adv, y, cfg.beta)
-    loss.backward()
-    opt.step()
-    return loss.detach(), logits_nat.detach()
+
+    def objective(forward):
+        with autocast():
+            logits_nat, logits_adv = forward(x), forward(x_adv)
+        return trades_loss(logits_nat, logits_adv, y, cfg.beta), logits_nat
+
+    grads, loss, logits = value_and_grad(model, opt, objective)
+    opt.update(grads)
+    return loss, logits
 
 
 @register("awp", tag=lambda cfg: f"gamma{cfg.gamma:g}-{_at_tag(cfg)}",
@@ -200,7 +247,7 @@ def trades_step(model, opt, x, y, cfg, autocast):
           adversarial=True)
 def awp_step(model, opt, x, y, cfg, autocast):
     x_adv = adversarial_batch(model, x, y, cfg, autocast)
-    return perturbed_update(model, opt, x_adv, y, autocast, lambda ps: awp_perturbation(ps, cfg.gamma))
+    return perturbed_update(model, opt, x_adv, y, autocast, lambda ps, gs: awp_perturbation(ps, gs, cfg.gamma))
 
 
 @register("fgsm_rs", tag=_at_tag,

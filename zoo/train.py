@@ -21,6 +21,7 @@ from zoo.checkpoint import CheckpointError, load_checkpoint, save_atomic, seal, 
 from zoo.config import TrainConfig
 from zoo.data import DataError, DeviceLoader, load_dataset
 from zoo.models import ArchError, create_model, known_archs
+from zoo.optim import SGD
 from zoo.recipes import RECIPES, get_recipe
 
 
@@ -80,28 +81,19 @@ def config_mismatch(saved: dict, cfg: TrainConfig) -> list[str]:
     return [k for k in now if k not in ignore and saved.get(k, default[k]) != now[k]]
 
 
-def make_optimizer(model, cfg: TrainConfig, device: torch.device) -> torch.optim.SGD:
-    """SGD with momentum and weight decay. A compiled whole step reads the learning rate from a tensor on the
-    device, so a schedule changes its value without recompiling the step or baking a number into it."""
-    lr = torch.tensor(cfg.lr, device=device) if cfg.compile_step else cfg.lr
-    return torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-
-
-def set_lr(opt, lr: float) -> None:
-    for g in opt.param_groups:
-        if torch.is_tensor(g["lr"]):
-            g["lr"].fill_(lr)  # in place: the compiled step keeps reading the same tensor
-        else:
-            g["lr"] = lr
+def make_optimizer(model, cfg: TrainConfig, device: torch.device | None = None) -> SGD:
+    """SGD with momentum and weight decay (zoo.optim): the learning rate lives in a tensor on the model's
+    device, so a schedule changes its value without recompiling a compiled step or baking a number into it."""
+    return SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
 def compiled_step(recipe, cfg: TrainConfig):
-    """The recipe's whole step under torch.compile: forward, backward, the recipe's second pass or attack and
-    the optimizer update are traced together (backward and autograd.grad split it into a few graphs), and with
-    mode reduce-overhead each graph is replayed as a CUDA graph. The outputs (loss, logits) are read into the
-    epoch's statistics before the next step replays over them."""
+    """The recipe's whole step (attack, forwards, gradients, the recipe's second pass, the SGD update) as ONE
+    graph: torch.compile with fullgraph=True, so a graph break is an error naming its reason, never a silent
+    split. With mode reduce-overhead the graph is replayed as one CUDA graph per step. The outputs (loss,
+    logits) are read into the epoch's statistics before the next step replays over them."""
     mode = None if cfg.compile_step == "default" else cfg.compile_step
-    return torch.compile(recipe.step, backend=cfg.compile or "inductor", mode=mode)
+    return torch.compile(recipe.step, backend=cfg.compile or "inductor", mode=mode, fullgraph=True)
 
 
 def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, on_epoch_end=None) -> str:
@@ -111,7 +103,15 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, on_e
     rank, world = dist.setup(device)
     autocast = bf16_autocast(device, cfg.amp == "bf16")
 
+    if cfg.compile_step and world > 1:
+        raise ValueError("--compile-step under torchrun is not supported yet: the step all-reduces its gradients "
+                         "with torch.distributed.all_reduce, outside a compiled graph; drop --compile-step (or use "
+                         "--compile for the model alone)")
     ds = load_dataset(cfg.data, cfg.data_dir, cfg.n_train)
+    per_rank = (len(ds.y_train) - len(ds.y_train) % world) // world
+    if cfg.drop_last and per_rank < cfg.batch_size:
+        raise ValueError(f"--batch-size {cfg.batch_size} is larger than the {per_rank} training images each process "
+                         f"has, and the short last batch is dropped; pass --batch-size {per_rank} or less")
     mean, std = ds.channel_stats()
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.arch, ds.num_classes, mean, std).to(device)
@@ -137,13 +137,13 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, on_e
                              "rerun with the same settings or without --resume")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-        if cfg.compile_step:  # the learning rate back on the device, where the compiled step reads it
-            for g in opt.param_groups:
-                g["lr"] = torch.as_tensor(float(g["lr"]), device=device)
         start, history = state["epoch"], state["history"]
         dist.log(rank, f"resuming {path} after epoch {start}")
 
-    net = dist.wrap(model, device)
+    # the step averages its gradients over the ranks itself (zoo.optim.SGD.reduce): no DDP wrapper, whose hooks
+    # a functional step would bypass; every rank starts from rank 0's weights, as DDP would make them
+    dist.broadcast_module(model)
+    net = model
     step = recipe.step
     if cfg.compile or cfg.compile_step:
         # dynamo's recompile limit counts the graphs of every model compiled in this process (a study trains
@@ -155,7 +155,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, on_e
     elif cfg.compile:
         net = torch.compile(net, backend=cfg.compile)
     loader = DeviceLoader(ds.x_train, ds.y_train, cfg.batch_size, device, train=True, seed=cfg.seed,
-                          rank=rank, world=world, augment=ds.augment)
+                          drop_last=cfg.drop_last, rank=rank, world=world, augment=ds.augment)
     for epoch in range(start, cfg.epochs):
         torch.manual_seed(cfg.seed * 1000 + epoch)  # attack random starts: a resumed epoch repeats exactly
         loader.set_epoch(epoch)
@@ -168,7 +168,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, on_e
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             lr = lr_at(cfg, epoch, i, len(loader))
-            set_lr(opt, lr)
+            opt.set_lr(lr)
             loss, logits = step(net, opt, x, y, cfg, autocast)
             stats[:2] += torch.stack([loss.detach().double() * len(y), (logits.argmax(1) == y).sum().double()])
             stats[2] += len(y)  # a Python scalar: no host-to-device copy inside the step
