@@ -6,24 +6,10 @@ import time
 import numpy as np
 import torch
 
+from bench.attacks.predict import EvaluationError, predict
 from bench.corruptions.generator import CORRUPTIONS, SEVERITIES, cached_set, official_set
 from bench.store.points import encode_sets, encode_states
-from bench.store.rows import wilson
-
-
-class EvaluationError(RuntimeError):
-    """The model or the attack misbehaved (NaN logits, a perturbation outside the ball)."""
-
-
-@torch.no_grad()
-def predict(model, x: torch.Tensor, batch_size: int) -> torch.Tensor:
-    out = []
-    for i in range(0, len(x), batch_size):
-        logits = model(x[i:i + batch_size]).float()
-        if not torch.isfinite(logits).all():
-            raise EvaluationError("model returns NaN/inf logits; check the checkpoint (was training diverging?)")
-        out.append(logits.argmax(1))
-    return torch.cat(out)
+from bench.stats import wilson
 
 
 def check_adversarial(x, x_adv, norm: str, eps: float, name: str) -> float:

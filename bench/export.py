@@ -25,8 +25,8 @@ import sys
 from bench.report.escape import one_line, sh
 from bench.store.rows import read_rows
 from bench.submit import fields, guide, rules, source
-from zoo.checkpoint import (CheckpointError, load_checkpoint, model_from_checkpoint, save_atomic, sha256_file,
-                            write_text_atomic)
+from zoo.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, sha256_file
+from zoo.files import save_atomic, write_text_atomic
 from zoo.pgd import parse_eps
 
 

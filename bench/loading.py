@@ -96,9 +96,9 @@ def spec_content_id(spec: str, *, norm: str, rb_model_dir: str, dataset: str, ma
 def load_robustbench(name: str, norm: str, model_dir: str = "models", dataset: str = "cifar10") -> LoadedModel:
     """A RobustBench zoo model through robustbench's own loader, which takes an existing
     `<model_dir>/<dataset>/<threat>/<name>.pt` without a network and downloads it otherwise."""
-    from bench.attacks.autoattack import _import_autoattack
+    from bench.deps import import_robustbench
 
-    _import_autoattack()  # robustbench imports `autoattack`
+    import_robustbench()
     from robustbench.utils import load_model
 
     path = rb_path(name, norm, model_dir, dataset)

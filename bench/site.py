@@ -10,24 +10,6 @@ import os
 import sys
 
 
-def write_site(results: str, out: str | None = None, *, title: str | None = None, rows: list[dict] | None = None) -> str:
-    """Read the rows (unless given: a caller that has just read them) and the measures, the study report and the
-    checkpoints they name; build the site."""
-    from bench.report.site import build_site, load_metas
-    from bench.store.rows import read_rows
-    from bench.store.schema import check_measure_row
-
-    folder = os.path.dirname(os.path.abspath(results))
-    out = out or os.path.join(folder, "site")
-    rows = read_rows(results) if rows is None else rows
-    measures_path = os.path.join(folder, "measures.jsonl")
-    measures = read_rows(measures_path, check=check_measure_row) if os.path.exists(measures_path) else []
-    report = os.path.join(folder, "REPORT.md")
-    report_md = open(report, encoding="utf-8").read() if os.path.exists(report) else None
-    return build_site(rows, out, metas=load_metas(rows), measures=measures, report_md=report_md,
-                      report_dir=folder, title=title or "sharpbench leaderboard")
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.site", description=__doc__.splitlines()[0])
     p.add_argument("--results", default="results/results.jsonl", help="the rows (results.jsonl)")
@@ -38,7 +20,10 @@ def main(argv=None) -> int:
         print(f"error: {a.results} not found; run `python -m bench.run` first, or pass --results", file=sys.stderr)
         return 2
     try:
-        index = write_site(a.results, a.out, title=a.title)
+        from bench.report.outputs import write_site
+        from bench.store.rows import read_rows
+
+        index = write_site(read_rows(a.results), os.path.dirname(os.path.abspath(a.results)), a.out, title=a.title)
     except OSError as e:
         print(f"error: the site could not be written ({e.strerror or e}); pass an --out you can write to",
               file=sys.stderr)

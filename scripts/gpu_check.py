@@ -16,7 +16,7 @@ that the bench loads, and a PASS/FAIL line per target.
     CIFAR-10 is absent: a timing figure, labelled so); both runs' robust accuracies must agree;
 (d) a 2-epoch `zoo.train` per recipe with --compile and bf16, whose checkpoints the bench loads and evaluates;
 (f) K = 1, 2, 4 training processes sharing the GPU (standard and PGD-AT, whole step compiled): aggregate images/s;
-(g) the projected cost of `scripts/study.py --preset paper --seeds 0,1,2` on this GPU, training and evaluation
+(g) the projected cost of `python -m bench.study --preset paper --seeds 0,1,2` on this GPU, training and evaluation
     hours apart, for K = 1, 2, 4 (bench.grid.cost, from the speeds measured above);
 (e) PASS/FAIL against the targets below.
 
@@ -28,6 +28,7 @@ condition for making it the default on CUDA).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import sys
@@ -39,8 +40,8 @@ sys.path.insert(0, ROOT)
 
 import torch  # noqa: E402
 
-from scripts.speed import matmul_rate, ours, reference  # noqa: E402
-from zoo.checkpoint import write_text_atomic  # noqa: E402
+from scripts.speed import graphs_per_step, matmul_rate, ours, reference  # noqa: E402
+from zoo.files import write_text_atomic  # noqa: E402
 from zoo.config import TrainConfig  # noqa: E402
 from zoo.data import make_synthetic  # noqa: E402
 from zoo.recipes import RECIPES  # noqa: E402
@@ -58,9 +59,10 @@ def sizes(tiny: bool, cuda: bool, quick: bool = False) -> dict:
     """aa_n: images AutoAttack runs on per model; a smaller count than AA_TARGET_N is timed and its seconds scaled
     linearly to AA_TARGET_N (an estimate, labelled as one). recipes: those (d) trains."""
     if tiny:
-        return dict(arch="sharp_tiny", batch=32, steps=3, warmup=1, aa_n={"standard": 16, "pgd_at": 16},
+        # PGD-AT with 2 attack steps: the same code path, a shorter graph to compile in every K process
+        return dict(arch="sharp_tiny", batch=32, steps=3, warmup=1, aa_n={"standard": 8, "pgd_at": 8},
                     aa_epochs=1, aa_batch=250, train_epochs=1, n_train=256, bench_n=32, compile="aot_eager",
-                    workers=0, recipes=tuple(RECIPES), whole="default", k_steps=4)
+                    workers=0, recipes=tuple(RECIPES), whole="default", k_steps=4, attack_steps=2)
     full = dict(arch="preact_resnet18", batch=128, steps=50, warmup=10,
                 aa_n={"standard": AA_TARGET_N, "pgd_at": AA_TARGET_N}, aa_epochs=15,
                 aa_batch=1000 if cuda else 250, train_epochs=2, n_train=None, bench_n=1000, compile="inductor",
@@ -83,14 +85,16 @@ def speed_section(archs, s, device, lines, verdicts):
               f"or the whole step compiled (mode {s['whole']}, backend {backend}); reference: fp32 loop with a "
               f"DataLoader ({s['workers']} workers). Measured {'bf16' if cuda else 'fp32'} matmul rate: "
               f"{peak / 1e12:.2f} TFLOP/s. Ratios and MFU are the whole step's.", "",
-              "| arch | recipe | model compiled img/s | whole step img/s | reference img/s | whole / reference | "
-              "vs our standard | MFU | peak GPU memory | host syncs in a step |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
-    faster = []
+              "| arch | recipe | eager img/s | model compiled img/s | whole step img/s | graphs / breaks per step "
+              "(whole) | reference img/s | whole / reference | vs our standard | MFU | peak GPU memory | host syncs in "
+              "a step |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    faster, one_graph = [], []
     for arch in archs:
         std = None
         for recipe in ("standard", "sam", "pgd_at"):
-            cfg = TrainConfig(arch=arch, recipe=recipe, batch_size=s["batch"]).resolved()  # PGD-AT: 10 steps
+            cfg = TrainConfig(arch=arch, recipe=recipe, batch_size=s["batch"],
+                              steps=s.get("attack_steps", 0)).resolved()  # PGD-AT: 10 steps
+            eager_ips, _, _, _ = ours(arch, recipe, cfg, ds, device, s["steps"], s["warmup"], False, False)
             model_ips, _, _, _ = ours(arch, recipe, cfg, ds, device, s["steps"], s["warmup"], cuda, False)
             if cuda:
                 torch.cuda.reset_peak_memory_stats(device)
@@ -98,8 +102,14 @@ def speed_section(archs, s, device, lines, verdicts):
                                         whole=s["whole"], backend=backend)
             mem = f"{torch.cuda.max_memory_allocated(device) / 2 ** 30:.2f} GiB" if cuda else "n/a (CPU)"
             ref = reference(arch, recipe, cfg, ds, device, s["steps"], s["warmup"], s["workers"])
+            x0 = ds.x_train[:s["batch"]].float().div(255).to(device)
+            y0 = ds.y_train[:s["batch"]].to(device)
+            graphs, breaks = graphs_per_step(arch, recipe, dataclasses.replace(cfg, compile_step=s["whole"]), device,
+                                             x0, y0)
+            one_graph.append((recipe, graphs, breaks))
             std = ips if recipe == "standard" else std
-            lines.append(f"| {arch} | {recipe} | {model_ips:.0f} | {ips:.0f} | {ref:.0f} | {ips / ref:.2f}x | "
+            lines.append(f"| {arch} | {recipe} | {eager_ips:.0f} | {model_ips:.0f} | {ips:.0f} | {graphs} / {breaks} | "
+                         f"{ref:.0f} | {ips / ref:.2f}x | "
                          f"{ips / std:.3f} | {100 * ips * flops / peak:.1f}% | {mem} | "
                          f"{syncs if syncs is not None else 'n/a (CPU)'} |")
             print(lines[-1], flush=True)
@@ -119,6 +129,9 @@ def speed_section(archs, s, device, lines, verdicts):
                                  f"{ips / std:.3f}x"))
             if syncs is not None:
                 verdicts.append((f"no host sync in a {recipe} step", syncs == "none", syncs))
+    verdicts.append(("the whole step is one graph with no break, every recipe",
+                     all(g == 1 and b == 0 for _, g, b in one_graph),
+                     ", ".join(f"{r} {g}/{b}" for r, g, b in one_graph)))
     verdicts.append(("whole step compiled faster than the model compiled, every recipe (then it becomes the "
                      "default on CUDA)", all(w > m for _, w, m in faster),
                      ", ".join(f"{r} {w / m:.2f}x" for r, w, m in faster)))
@@ -130,20 +143,20 @@ def k_worker(argv) -> int:
     its warm-up it waits for the others (files in a barrier folder), then times its steps; prints a JSON line."""
     import json
 
-    from scripts.speed import _cycle, sync, training_step
+    from scripts.speed import cycle_batches, sync, training_step
     from zoo.data import DeviceLoader
 
     ap = argparse.ArgumentParser()
     for name in ("recipe", "arch", "barrier", "whole", "backend", "device"):
         ap.add_argument(f"--{name}")
-    for name in ("batch", "steps", "warmup", "index", "count"):
-        ap.add_argument(f"--{name}", type=int)
+    for name in ("batch", "steps", "warmup", "index", "count", "attack_steps"):
+        ap.add_argument(f"--{name.replace('_', '-')}", type=int, default=0)
     a = ap.parse_args(argv)
     device = torch.device(a.device)
-    cfg = TrainConfig(arch=a.arch, recipe=a.recipe, batch_size=a.batch).resolved()
+    cfg = TrainConfig(arch=a.arch, recipe=a.recipe, batch_size=a.batch, steps=a.attack_steps).resolved()
     ds = make_synthetic(n_train=a.batch * 8, n_test=16)
     run = training_step(a.arch, a.recipe, cfg, device, whole=a.whole, backend=a.backend)
-    batches = _cycle(DeviceLoader(ds.x_train, ds.y_train, a.batch, device, train=True, drop_last=True))
+    batches = cycle_batches(DeviceLoader(ds.x_train, ds.y_train, a.batch, device, train=True, drop_last=True))
     for _ in range(a.warmup):
         run(*next(batches))
     sync(device)
@@ -183,7 +196,7 @@ def k_section(s, device, lines, verdicts, work):
             cmd = [sys.executable, os.path.abspath(__file__), "--k-worker", "--recipe", recipe, "--arch", s["arch"],
                    "--barrier", barrier, "--whole", s["whole"], "--backend", s["compile"], "--device", str(device),
                    "--batch", str(s["batch"]), "--steps", str(s["k_steps"]), "--warmup", str(s["warmup"] + 2),
-                   "--count", str(k)]
+                   "--count", str(k), "--attack-steps", str(s.get("attack_steps", 0))]
             procs = [subprocess.Popen(cmd + ["--index", str(i)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True) for i in range(k)]
             results = []
@@ -215,7 +228,7 @@ def projection_section(s, lines, verdicts):
     speeds = {**s["measured"], **s["eval_rates"]}
     trainings = len(p.seeds) * (1 + len(p.rhos) + len(p.at) + len(p.sam_at))
     lines += ["## (g) The paper grid on this GPU", "",
-              f"`scripts/study.py --preset paper --seeds 0,1,2`: {trainings} trainings of {p.arch}, {p.epochs} "
+              f"`python -m bench.study --preset paper --seeds 0,1,2`: {trainings} trainings of {p.arch}, {p.epochs} "
               "epochs on 50000 images, each at its recipe's images/s measured in (a) (adversarial training "
               "interpolated per attack step between standard and PGD-AT(10)); per checkpoint PGD-"
               f"{p.pgd_steps} at {sum(len(e) for e in p.eval_eps.values())} radii on {p.eval_n} points, AutoAttack "
@@ -276,7 +289,7 @@ def autoattack_section(s, device, data, lines, verdicts, work):
         rates = s.setdefault("eval_rates", {})
         rates[f"aa_s_per_image_{recipe}"] = min(sec for sec, _ in got.values()) / n
         if recipe == "standard":  # PGD-10 and a plain forward on the same model and images: evaluation's other costs
-            from bench.evaluate import predict
+            from bench.attacks.predict import predict
 
             model = prepare_for_eval(base, device, compile_backend=None, batch_size=s["aa_batch"])
             t1 = time.perf_counter()

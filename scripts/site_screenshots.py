@@ -26,9 +26,10 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     from playwright.sync_api import sync_playwright
 
-    from bench.site import write_site
+    from bench.report.outputs import write_site
+    from bench.store.rows import read_rows
 
-    index = write_site(a.results)
+    index = write_site(read_rows(a.results), os.path.dirname(os.path.abspath(a.results)))
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=a.chromium, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1440, "height": 1000})

@@ -58,7 +58,7 @@ def matmul_rate(device, dtype, n) -> float:
     return 2 * n ** 3 * reps / (time.perf_counter() - t0)
 
 
-def _timed(step_fn, batches, warmup, device) -> float:
+def timed(step_fn, batches, warmup, device) -> float:
     """images/s over the timed batches, after warmup batches (compilation, autotuning, caches)."""
     it = iter(batches)
     for _ in range(warmup):
@@ -126,13 +126,13 @@ def ours(arch, recipe, cfg, ds, device, steps, warmup, compile_, profile_=False,
 
     # batches come from the loader inside the timed loop: on-device augmentation is part of the cost, as the
     # reference loop's DataLoader is part of its
-    ips = _timed(run, (b for _, b in zip(range(steps + warmup), _cycle(loader))), warmup, device)
-    batches = [b for _, b in zip(range(6), _cycle(loader))]
+    ips = timed(run, (b for _, b in zip(range(steps + warmup), cycle_batches(loader))), warmup, device)
+    batches = [b for _, b in zip(range(6), cycle_batches(loader))]
     x0, y0 = batches[0]
     counted = training_step(arch, recipe, cfg, device) if whole else run  # an eager twin: the same FLOPs
     with FlopCounterMode(display=False) as fc:  # FLOPs of one real step, forward and backward included
         counted(x0, y0)
-    fresh = _cycle(loader)
+    fresh = cycle_batches(loader)
     syncs = host_syncs(lambda: run(*next(fresh))) if is_cuda else None  # loader and step together
     prof = profile_table(run, batches, device) if profile_ else None
     return ips, fc.get_total_flops() / len(y0), prof, syncs
@@ -161,15 +161,15 @@ def whole_step_rows(arch, recipes, ds, bs, device, steps, warmup, backend="induc
     loader = DeviceLoader(ds.x_train, ds.y_train, bs, device, train=True, drop_last=True)
     for recipe in recipes:
         cfg = TrainConfig(arch=arch, recipe=recipe, batch_size=bs).resolved()
-        batches = [b for _, b in zip(range(steps + warmup), _cycle(loader))]
+        batches = [b for _, b in zip(range(steps + warmup), cycle_batches(loader))]
         eager = training_step(arch, recipe, cfg, device)
-        eager_ips = _timed(eager, iter(batches), warmup, device)
+        eager_ips = timed(eager, iter(batches), warmup, device)
         whole = training_step(arch, recipe, cfg, device, whole="default", backend=backend)
         t0 = time.perf_counter()
         whole(*batches[0])  # compiles
         sync(device)
         compile_s = time.perf_counter() - t0
-        whole_ips = _timed(whole, iter(batches), warmup, device)
+        whole_ips = timed(whole, iter(batches), warmup, device)
         graphs, breaks = graphs_per_step(arch, recipe, dataclasses.replace(cfg, compile_step="default"), device,
                                          *batches[0])
         out.append(f"| {arch} | {recipe} | {eager_ips:.1f} | {whole_ips:.1f} | {whole_ips / eager_ips:.2f}x | "
@@ -203,7 +203,7 @@ def host_syncs(fn) -> str:
         torch.cuda.set_sync_debug_mode(0)
 
 
-def _cycle(loader):
+def cycle_batches(loader):
     epoch = 0
     while True:
         loader.set_epoch(epoch)
@@ -294,7 +294,7 @@ def reference(arch, recipe, cfg, ds, device, steps, warmup, workers):
                 n += 1
                 yield b
 
-    return _timed(run, batches(), warmup, device)
+    return timed(run, batches(), warmup, device)
 
 
 def eval_speed(arch, device, n, batch, compile_):

@@ -23,7 +23,7 @@ sys.path.insert(0, ROOT)
 
 import torch  # noqa: E402
 
-from scripts.speed import _timed, host_syncs, sync, training_step  # noqa: E402
+from scripts.speed import timed, host_syncs, sync, training_step  # noqa: E402
 from zoo.config import TrainConfig  # noqa: E402
 from zoo.data import DeviceLoader, make_synthetic  # noqa: E402
 
@@ -54,7 +54,7 @@ def breakdown(arch, recipe, batch, steps, warmup, device, modes):
     sync(device)
     out["loader img/s"] = batch * (steps + warmup) / (time.perf_counter() - t0)
     run = build(arch, recipe, batch, device, "default")
-    out["step img/s (batches fetched beforehand)"] = _timed(run, iter(batches), warmup, device)
+    out["step img/s (batches fetched beforehand)"] = timed(run, iter(batches), warmup, device)
 
     def both():
         for b in zip(range(steps + warmup), iter(loader)):
@@ -65,7 +65,7 @@ def breakdown(arch, recipe, batch, steps, warmup, device, modes):
     sync(device)
     out["loader + step img/s"] = batch * (steps + warmup) / (time.perf_counter() - t0)
     bigb = [b for _, b in zip(range(max(steps // 4, 2) + warmup), iter(big))]
-    out[f"step img/s at batch {4 * batch}"] = _timed(build(arch, recipe, 4 * batch, device, "default"), iter(bigb),
+    out[f"step img/s at batch {4 * batch}"] = timed(build(arch, recipe, 4 * batch, device, "default"), iter(bigb),
                                                      warmup, device)
     acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if device.type == "cuda"
                                                     else [])
@@ -86,7 +86,7 @@ def breakdown(arch, recipe, batch, steps, warmup, device, modes):
     out["kernel launches per step"] = launches
     for mode in modes:
         try:
-            out[f"step img/s, compile mode={mode}"] = _timed(build(arch, recipe, batch, device, mode), iter(batches),
+            out[f"step img/s, compile mode={mode}"] = timed(build(arch, recipe, batch, device, mode), iter(batches),
                                                             warmup, device)
         except Exception as e:  # a mode that fails on this stack is a finding, not the end of the breakdown
             out[f"step img/s, compile mode={mode}"] = f"failed: {type(e).__name__}: {str(e).splitlines()[0][:80]}"

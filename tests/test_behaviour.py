@@ -205,7 +205,7 @@ def _bench_args(**over):
 @pytest.mark.parametrize("attack", ["pgd", "autoattack", "autoattack-fast", "corruptions"])
 def test_every_setting_that_changes_a_result_changes_the_key(attack):
     from bench.store.rows import row_key
-    from bench.run import attack_config
+    from bench.engine import attack_config
 
     spec = {"attack": attack, "norm": None if attack == "corruptions" else "Linf", "eps": 8 / 255}
     _, cfg = attack_config(spec, _bench_args(), "cifar10")
@@ -236,7 +236,7 @@ def test_every_setting_that_changes_a_result_changes_the_key(attack):
 @pytest.mark.parametrize("attack", ["pgd", "autoattack", "corruptions"])
 def test_batch_size_device_and_compile_do_not_change_the_key(attack):
     from bench.store.rows import row_key
-    from bench.run import attack_config
+    from bench.engine import attack_config
 
     spec = {"attack": attack, "norm": None if attack == "corruptions" else "Linf", "eps": 8 / 255}
     keys = {row_key("m", attack_config(spec, _bench_args(**extra), "cifar10")[1], "cifar10", 100)
@@ -245,7 +245,7 @@ def test_batch_size_device_and_compile_do_not_change_the_key(attack):
 
 
 def test_generator_version_only_keys_regenerated_corruptions(tmp_path):
-    from bench.run import attack_config
+    from bench.engine import attack_config
 
     (tmp_path / "labels.npy").write_bytes(b"")
     spec = {"attack": "corruptions", "norm": None, "eps": 0.0}
@@ -383,7 +383,7 @@ def test_bare_network_state_dicts_load_with_or_without_ddp_prefix(tmp_path, pref
 
 
 def test_wilson_interval_matches_the_published_values():
-    from bench.store.rows import wilson
+    from bench.stats import wilson
 
     lo, hi = wilson(3, 10)  # the textbook example: 3 of 10, z = 1.96
     assert (lo, hi) == pytest.approx((0.1078, 0.6032), abs=1e-4)
@@ -419,7 +419,8 @@ def test_a_point_counts_as_robust_only_if_right_clean_and_attacked():
 
 def test_an_attack_leaving_its_ball_or_the_unit_range_is_an_error():
     from bench.attacks.registry import Attack
-    from bench.evaluate import EvaluationError, evaluate_attack
+    from bench.attacks.predict import EvaluationError
+    from bench.evaluate import evaluate_attack
 
     x, y = torch.full((2, 3, 4, 4), 0.5), torch.tensor([0, 0])
     outside = Attack("far", {}, lambda self, m, xx, yy: xx + 0.2)
@@ -436,7 +437,8 @@ def test_an_attack_leaving_its_ball_or_the_unit_range_is_an_error():
 def test_nan_logits_are_an_evaluation_error_not_predictions():
     """A model that loads fine but returns NaN on some inputs (the load-time forward uses two fixed images)."""
     from bench.attacks.registry import make_attack
-    from bench.evaluate import EvaluationError, evaluate_attack
+    from bench.attacks.predict import EvaluationError
+    from bench.evaluate import evaluate_attack
 
     class NaNAbove(_FirstPixel):
         def forward(self, x):

@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 import torch
 
+from bench import engine as bench_engine
 from bench import run as bench_run
 from bench.attacks.registry import make_attack
 from bench.corruptions.generator import CORRUPTIONS, SEVERITIES, corrupt
 from bench.evaluate import evaluate_attack
-from bench.store.rows import read_rows, row_key, wilson
+from bench.stats import wilson
+from bench.store.rows import read_rows, row_key
 from zoo.checkpoint import load_checkpoint, model_from_checkpoint, seal
 from zoo.config import TrainConfig
 from zoo.train import train
@@ -96,7 +98,7 @@ def test_killed_run_resumes_with_first_models_rows_intact(zoo_dir, tmp_path, mon
     out = tmp_path / "r"
     models = _ckpts(zoo_dir)
     args = _args(models, out, "--attacks", "clean,pgd")
-    real = bench_run.evaluate_attack
+    real = bench_engine.evaluate_attack
 
     def dies_on_second(model, attack, x, y, **kw):
         if dies_on_second.calls >= 2:
@@ -105,12 +107,12 @@ def test_killed_run_resumes_with_first_models_rows_intact(zoo_dir, tmp_path, mon
         return real(model, attack, x, y, **kw)
 
     dies_on_second.calls = 0
-    monkeypatch.setattr(bench_run, "evaluate_attack", dies_on_second)
+    monkeypatch.setattr(bench_engine, "evaluate_attack", dies_on_second)
     with pytest.raises(KeyboardInterrupt):
         bench_run.main(args)
     first = (out / "results.jsonl").read_text()
     assert len(first.splitlines()) == 2
-    monkeypatch.setattr(bench_run, "evaluate_attack", real)
+    monkeypatch.setattr(bench_engine, "evaluate_attack", real)
     assert bench_run.main(args) == 0
     text = (out / "results.jsonl").read_text()
     assert text.startswith(first) and len(text.splitlines()) == 4
@@ -315,3 +317,49 @@ def test_compiled_bench_gives_the_same_rows_as_eager(zoo_dir, tmp_path, capfd, b
     for a, b in zip(eager, compiled):
         assert b["compile"] == backend and a["compile"] is None
         assert (a["clean_correct"], a["robust_correct"]) == (b["clean_correct"], b["robust_correct"]), a["attack"]
+
+
+def test_engine_returns_outcomes_and_bounds_retries_of_a_failing_evaluation(zoo_dir, tmp_path, monkeypatch):
+    """ok, cached, failed with its reason, then refused once it failed max_failures times; --retry-failed runs
+    it regardless; an out-of-memory failure is retried once at half the batch, and the row says so."""
+    from bench.engine import EvalSettings, evaluate
+
+    model = _ckpts(zoo_dir)[:1]
+    s = EvalSettings(attacks="clean,pgd", data="synthetic", n_examples=16, device="cpu", out=str(tmp_path),
+                     progress=False, max_failures=2, batch_size=8)
+    real = bench_engine.evaluate_attack
+    batches = []
+
+    def broken(model, attack, x, y, **kw):
+        if attack.name == "pgd":
+            batches.append(kw["batch_size"])
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(model, attack, x, y, **kw)
+
+    monkeypatch.setattr(bench_engine, "evaluate_attack", broken)
+    first = evaluate(model, s)
+    assert [o.status for o in first] == ["ok", "failed"] and "out of memory" in first[1].reason
+    assert batches == [8, 4]  # once at the batch asked for, once at half
+    assert [o.status for o in evaluate(model, s)] == ["cached", "failed"]  # below the bound: tried again
+    third = evaluate(model, s)
+    assert [o.status for o in third] == ["cached", "refused"] and "out of memory" in third[1].reason
+    assert len(batches) == 4  # the refused evaluation did not run
+    monkeypatch.setattr(bench_engine, "evaluate_attack", real)
+    assert [o.status for o in evaluate(model, s)] == ["cached", "refused"]
+    again = evaluate(model, dataclasses.replace(s, retry_failed=True))
+    assert [o.status for o in again] == ["cached", "ok"]
+    rows = read_rows(str(tmp_path / "results.jsonl"))
+    assert [r["status"] for r in rows if r["attack"] == "pgd"] == ["failed", "failed", "ok"]
+
+    def oom_once(model, attack, x, y, **kw):
+        if attack.name == "pgd" and kw["batch_size"] == 8:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return real(model, attack, x, y, **kw)
+
+    monkeypatch.setattr(bench_engine, "evaluate_attack", oom_once)
+    out2 = tmp_path / "halved"
+    assert [o.status for o in evaluate(model, dataclasses.replace(s, out=str(out2)))] == ["ok", "ok"]
+    (pgd_row,) = [r for r in read_rows(str(out2 / "results.jsonl")) if r["attack"] == "pgd"]
+    assert pgd_row["oom_retry"] == {"batch_size": 8, "retried_at": 4} and pgd_row["batch_size"] == 4
+    (ref,) = [r for r in rows if r["attack"] == "pgd" and r["status"] == "ok"]
+    assert pgd_row["robust_correct"] == ref["robust_correct"] and pgd_row["key"] == ref["key"]

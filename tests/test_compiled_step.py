@@ -46,6 +46,23 @@ def test_every_recipe_step_is_one_graph_without_a_break(recipe, extra):
     assert explained.graph_count == 1
 
 
+def test_a_graph_break_in_a_step_is_an_error_naming_its_reason():
+    from zoo.recipes import Recipe
+    from zoo.train import compiled_step
+
+    def logging_step(model, opt, x, y, cfg, autocast):  # a step that reads its loss back to the host
+        loss, logits = get_recipe("standard").step(model, opt, x, y, cfg, autocast)
+        print(f"loss {loss.item():.3f}")
+        return loss, logits
+
+    cfg = TrainConfig(arch="sharp_tiny", compile="aot_eager", compile_step="default").resolved()
+    model = _model()
+    step = compiled_step(Recipe("logging", logging_step, lambda c: "", "a step with a break"), cfg)
+    with pytest.raises(torch._dynamo.exc.Unsupported, match="item|print|builtin"):
+        step(model, make_optimizer(model, cfg), torch.rand(8, 3, 32, 32), torch.randint(0, 10, (8,)), cfg,
+             nullcontext)
+
+
 def _train(tmp, recipe, extra, **over):
     from zoo.checkpoint import load_checkpoint
     from zoo.train import train

@@ -22,9 +22,9 @@ SUBSET = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "
 
 
 def _rb():
-    from bench.attacks.autoattack import _import_autoattack
+    from bench.deps import import_autoattack
 
-    _import_autoattack()
+    import_autoattack()
     import robustbench.model_zoo.cifar10 as rb_cifar10
     import robustbench.model_zoo.cifar100 as rb_cifar100
     import robustbench.utils as rb_utils

@@ -180,9 +180,9 @@ def test_entry_file_gives_the_entry_as_robustbenchs_files_write_it(timm_ckpt, tm
     # RobustBench's own file opens and indents the same way (the robustbench package ships it)
     import importlib.util
 
-    from bench.attacks.autoattack import _import_autoattack
+    from bench.deps import import_autoattack
 
-    _import_autoattack()
+    import_autoattack()
     src = open(importlib.util.find_spec(f"robustbench.model_zoo.{dataset}").origin).read().splitlines()
     at = src.index(opening[0])
     assert src[at:at + len(opening)] == opening
@@ -200,7 +200,7 @@ def test_the_entry_pasted_last_into_robustbenchs_dictionary_as_the_steps_say_par
     import ast
     import importlib.util
 
-    from bench.attacks.autoattack import _import_autoattack
+    from bench.deps import import_autoattack
     from bench.submit.source import ZOO_DICT
 
     results = tmp_path / "results.jsonl"
@@ -217,7 +217,7 @@ def test_the_entry_pasted_last_into_robustbenchs_dictionary_as_the_steps_say_par
         start += 1
     end = max(i for i, line in enumerate(lines) if line.strip() == "])")
     entry = lines[start + 1:end]
-    _import_autoattack()
+    import_autoattack()
     zoo = open(importlib.util.find_spec(f"robustbench.model_zoo.{dataset}").origin).read().splitlines()
     at = next(i for i, line in enumerate(zoo) if line.startswith(f"{var} = OrderedDict("))
     close = next(i for i in range(at + 1, len(zoo)) if zoo[i].strip() == "])")

@@ -12,14 +12,21 @@ import time
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# a smoke-sized grid: three cells (standard, SAM, PGD-AT), two epochs each
-GRID = ["--preset", "smoke", "--epochs", "2", "--no-progress"]
+# the smoke grid: three cells (standard, SAM, PGD-AT). The tests of the queue run it on a copy of the session's
+# smoke checkpoints (the cells reuse them and run every evaluation); those that need training use SHORT
+GRID = ["--preset", "smoke", "--no-progress"]
+SHORT = GRID + ["--epochs", "2"]  # two epochs each
 ENV = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")  # one thread each: runs comparable bitwise
 
 
-def study(tmp, name, *extra, env=None, timeout=900):
-    out, zoo = tmp / name / "out", tmp / name / "zoo"
-    cmd = [sys.executable, "scripts/study.py", *GRID, "--out", str(out), "--zoo-dir", str(zoo), *extra]
+def copy_zoo(smoke_study, dest):
+    shutil.copytree(smoke_study[1], dest)
+    return dest
+
+
+def study(tmp, name, *extra, env=None, timeout=900, zoo=None):
+    out, zoo = tmp / name / "out", zoo or tmp / name / "zoo"
+    cmd = [sys.executable, "-m", "bench.study", *GRID, "--out", str(out), "--zoo-dir", str(zoo), *extra]
     res = subprocess.run(cmd, cwd=ROOT, env=env or ENV, capture_output=True, text=True, timeout=timeout)
     assert res.returncode == 0, res.stderr[-3000:]
     return out, zoo, res
@@ -48,13 +55,16 @@ def report_body(out):
 
 
 @pytest.fixture(scope="module")
-def single(tmp_path_factory):
-    return study(tmp_path_factory.mktemp("grid"), "single")
+def single(smoke_study, tmp_path_factory):
+    """One process evaluating the smoke checkpoints: what every multi-worker run below must equal."""
+    tmp = tmp_path_factory.mktemp("grid")
+    return study(tmp, "single", zoo=copy_zoo(smoke_study, tmp / "zoo"))
 
 
-def test_three_local_workers_do_every_cell_once_and_match_one_process(single, tmp_path):
+def test_three_local_workers_do_every_cell_once_and_match_one_process(single, smoke_study, tmp_path):
     out1, _, _ = single
-    out3, zoo3, res = study(tmp_path, "three", "--workers", "3")
+    zoo = copy_zoo(smoke_study, tmp_path / "zoo")
+    out3, zoo3, res = study(tmp_path, "three", "--workers", "3", zoo=zoo)
     cells = cell_rows(out3)
     done = [r for r in cells if r["kind"] == "cell" and r["status"] == "done"]
     assert len(done) == 3 and len({r["cell"] for r in done}) == 3  # every cell exactly once
@@ -65,16 +75,17 @@ def test_three_local_workers_do_every_cell_once_and_match_one_process(single, tm
     assert report_body(out3) == report_body(out1)
     assert (out3 / "site" / "index.html").exists() and (out3 / "site" / "REPORT.html").exists()
     # a rerun does no cell again but writes the report again
-    _, _, again = study(tmp_path, "three", "--workers", "2")
+    _, _, again = study(tmp_path, "three", "--workers", "2", zoo=zoo)
     cells2 = cell_rows(out3)
     assert len([r for r in cells2 if r["kind"] == "cell"]) == 3
     assert len([r for r in cells2 if r["kind"] == "report"]) == 2
 
 
-def test_submitit_local_executor_runs_the_same_workers(single, tmp_path):
+def test_submitit_local_executor_runs_the_same_workers(single, smoke_study, tmp_path):
     pytest.importorskip("submitit")
     out1, _, _ = single
-    out, _, res = study(tmp_path, "submitit", "--launcher", "submitit-local", "--gpus", "2", "--wait")
+    out, _, res = study(tmp_path, "submitit", "--launcher", "submitit-local", "--gpus", "2", "--wait",
+                        zoo=copy_zoo(smoke_study, tmp_path / "zoo"))
     done = [r for r in cell_rows(out) if r["kind"] == "cell" and r["status"] == "done"]
     assert len(done) == 3 and len({r["cell"] for r in done}) == 3
     assert all("array task" in r["worker"] for r in done)
@@ -82,10 +93,10 @@ def test_submitit_local_executor_runs_the_same_workers(single, tmp_path):
     assert "submitted 2 workers" in res.stderr
 
 
-def test_torchrun_ranks_are_workers_with_no_flag(single, tmp_path):
+def test_torchrun_ranks_are_workers_with_no_flag(single, smoke_study, tmp_path):
     out1, _, _ = single
-    out, zoo = tmp_path / "tr" / "out", tmp_path / "tr" / "zoo"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "scripts/study.py",
+    out, zoo = tmp_path / "tr" / "out", copy_zoo(smoke_study, tmp_path / "tr" / "zoo")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "bench.study",
            *GRID, "--out", str(out), "--zoo-dir", str(zoo)]
     res = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -107,7 +118,7 @@ def test_a_killed_worker_is_taken_over_and_its_training_resumed(tmp_path):
     grid = Study("smoke", dataclasses.replace(PRESETS["smoke"], epochs=6), "cpu", str(out), str(zoo), False, False,
                  "x").cells()
     costly = grid[0]  # PGD-AT, the most expensive cell: the first one claimed
-    args = [sys.executable, "scripts/study.py", "--preset", "smoke", "--epochs", "6", "--no-progress", "--out",
+    args = [sys.executable, "-m", "bench.study", "--preset", "smoke", "--epochs", "6", "--no-progress", "--out",
             str(out), "--zoo-dir", str(zoo), "--worker"]
     env = dict(ENV, SHARPBENCH_RUN_ID="kill-test")
     procs = {}
@@ -161,7 +172,7 @@ def test_status_of_a_half_done_grid(tmp_path):
     finally:
         claim.release()
     # the command prints the same
-    res = subprocess.run([sys.executable, "scripts/study.py", "--preset", "smoke", "--epochs", "2", "--out",
+    res = subprocess.run([sys.executable, "-m", "bench.study", "--preset", "smoke", "--epochs", "2", "--out",
                           str(tmp_path / "out"), "--zoo-dir", str(tmp_path / "zoo"), "--status"], cwd=ROOT, env=ENV,
                          capture_output=True, text=True, timeout=120)
     assert res.stdout.startswith("1 done, 0 running, 2 waiting of 3 cells"), res.stdout + res.stderr
@@ -191,7 +202,7 @@ def test_a_refused_slurm_submission_is_one_line_naming_the_check(tmp_path):
                         "controller (connect failure)' >&2\nexit 1\n")
         fake.chmod(0o755)
     env = dict(ENV, PATH=f"{bin_dir}{os.pathsep}{ENV['PATH']}")
-    res = subprocess.run([sys.executable, "scripts/study.py", *GRID, "--out", str(tmp_path / "out"), "--zoo-dir",
+    res = subprocess.run([sys.executable, "-m", "bench.study", *SHORT, "--out", str(tmp_path / "out"), "--zoo-dir",
                           str(tmp_path / "zoo"), "--launcher", "slurm", "--gpus", "2"], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 2
@@ -199,7 +210,7 @@ def test_a_refused_slurm_submission_is_one_line_naming_the_check(tmp_path):
     line = [x for x in res.stderr.splitlines() if x.startswith("error:")]
     assert len(line) == 1 and "Unable to contact slurm controller" in line[0] and "sinfo" in line[0]
     # and with no SLURM tools at all, it says which are missing
-    res = subprocess.run([sys.executable, "scripts/study.py", *GRID, "--out", str(tmp_path / "out2"), "--zoo-dir",
+    res = subprocess.run([sys.executable, "-m", "bench.study", *SHORT, "--out", str(tmp_path / "out2"), "--zoo-dir",
                           str(tmp_path / "zoo"), "--launcher", "slurm", "--gpus", "2"], cwd=ROOT,
                          env=dict(ENV, PATH=os.path.dirname(sys.executable)), capture_output=True, text=True,
                          timeout=120)
@@ -209,7 +220,7 @@ def test_a_refused_slurm_submission_is_one_line_naming_the_check(tmp_path):
 @pytest.mark.skipif(not SLURM_UP, reason=NO_SLURM)
 def test_slurm_launcher_submits_an_array_that_finishes_the_grid(tmp_path):
     out, zoo = tmp_path / "out", tmp_path / "zoo"
-    res = subprocess.run([sys.executable, "scripts/study.py", *GRID, "--out", str(out), "--zoo-dir", str(zoo),
+    res = subprocess.run([sys.executable, "-m", "bench.study", *SHORT, "--out", str(out), "--zoo-dir", str(zoo),
                           "--launcher", "slurm", "--gpus", "2", "--gpus-per-worker", "0", "--cpus-per-worker", "1",
                           "--time", "30", "--wait"], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=1200)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -224,7 +235,7 @@ def test_the_readmes_sbatch_script_runs_as_is(tmp_path):
     work = tmp_path / "clone"
     os.makedirs(work / "results" / "study" / "slurm")
     res = subprocess.run(["sbatch", "--wait", "--array=0-1", "--gpus=0", "--cpus-per-task=1", "--time=30",
-                          f"--output={work}/results/study/slurm/%A_%a.log", script, *GRID, "--out", str(tmp_path / "out"),
+                          f"--output={work}/results/study/slurm/%A_%a.log", script, *SHORT, "--out", str(tmp_path / "out"),
                           "--zoo-dir", str(tmp_path / "zoo")], cwd=ROOT, env=ENV, capture_output=True, text=True,
                          timeout=1200)
     assert res.returncode == 0, res.stdout + res.stderr

@@ -29,9 +29,9 @@ def _official_files(folder, n=6, seed=0):
 def test_reading_matches_robustbenchs_loader_severity_by_severity(tmp_path):
     """robustbench's loader assumes the official 10000 images per severity, so this file has the official shape
     (50000, 32, 32, 3); it is sparse on disk: only the images read are written."""
-    from bench.attacks.autoattack import _import_autoattack
+    from bench.deps import import_autoattack
 
-    _import_autoattack()
+    import_autoattack()
     from robustbench.data import load_cifar10c
 
     folder = tmp_path / "CIFAR-10-C"

@@ -113,21 +113,9 @@ def test_new_recipes_train_an_epoch_on_real_cifar(tiny_cfg, subset_path, recipe)
     assert ckpt["metrics"]["n_test"] == 1017
 
 
-def _study():
-    import importlib.util
-    import os
-    import sys
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    spec = importlib.util.spec_from_file_location("study", os.path.join(root, "scripts", "study.py"))
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["study"] = mod  # dataclasses look their module up while the file executes
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_study_adds_recipe_groups_at_the_presets_main_eps():
-    study = _study()
+    from bench.grid import presets as study
+
     assert study.parse_recipes("+trades,+awp,+fgsm_rs") == ("trades", "awp", "fgsm_rs")
     with pytest.raises(ValueError, match=r"\+trades"):
         study.parse_recipes("+sgd")

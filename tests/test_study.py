@@ -1,17 +1,13 @@
 import os
+import re
 import subprocess
-import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_smoke_study_runs_end_to_end_and_reuses_its_work(tmp_path):
-    out, zoo = tmp_path / "study", tmp_path / "zoo"
-    cmd = [sys.executable, "scripts/study.py", "--preset", "smoke", "--out", str(out), "--zoo-dir", str(zoo),
-           "--no-progress"]
+def test_smoke_study_runs_end_to_end_and_reuses_its_work(smoke_study, tmp_path):
+    out, zoo, cmd, first = smoke_study
     env = dict(os.environ, PYTHONWARNINGS="ignore")
-    first = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT, env=env)
-    assert first.returncode == 0, first.stderr[-3000:]
     report = (out / "REPORT.md").read_text()
     assert "What held on this run" in report and "sam rho0.05" in report and "pgd_at linf8_255" in report
     held_section = report.split("## What held on this run", 1)[1].split("\n## ", 1)[0]
@@ -49,3 +45,50 @@ def test_smoke_study_runs_end_to_end_and_reuses_its_work(tmp_path):
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT, env=env)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "3 of 3 cells already done" in again.stderr and (out / "results.jsonl").read_text() == rows
+
+
+def test_failed_evaluations_fail_their_cells_are_named_everywhere_and_a_rerun_completes_them(smoke_zoo, tmp_path,
+                                                                                            monkeypatch, capsys):
+    """Every AutoAttack evaluation fails the way a CUDA out-of-memory does: no cell is done, the study exits
+    non-zero, --status, REPORT.md, leaderboard.md and the site name what is missing; a rerun without the fault
+    completes every evaluation."""
+    import json
+
+    import bench.attacks.autoattack as aa
+    from bench import study
+
+    out = tmp_path / "out"
+    argv = ["--preset", "smoke", "--out", str(out), "--zoo-dir", str(smoke_zoo), "--no-progress"]
+    batches = []
+
+    def out_of_memory(model, x, y, **kw):
+        batches.append(kw["batch_size"])
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(aa, "run_autoattack", out_of_memory)
+    assert study.main(argv) == 1
+    cells = [json.loads(line) for line in open(out / "cells.jsonl")]
+    assert [c["status"] for c in cells if c["kind"] == "cell"] == ["failed"] * 3  # none is done
+    for c in cells:
+        if c["kind"] == "cell":
+            assert [m["evaluation"] for m in c["missing"]] == ["autoattack Linf 8/255"]
+            assert "out of memory" in c["missing"][0]["reason"]
+    assert batches == [250, 125] * 3  # each retried once at half the batch before it failed
+    assert "error: 3 cells failed" in capsys.readouterr().err
+    assert study.main([*argv, "--status"]) == 0
+    status = capsys.readouterr().out
+    assert status.startswith("0 done, 0 running, 0 waiting, 3 failed of 3 cells")
+    assert status.count("failed   autoattack Linf 8/255: CUDA out of memory") == 3  # each cell, what it misses
+    report, board = (out / "REPORT.md").read_text(), (out / "leaderboard.md").read_text()
+    for text in (report, board, (out / "site" / "index.html").read_text()):
+        assert "Missing evaluations (3)" in text and text.count("CUDA out of memory") >= 3
+    assert len(re.findall(r"\|\s*failed\s*\|", board)) >= 3  # in the AA column, where the numbers would be
+
+    monkeypatch.undo()
+    assert study.main(argv) == 0
+    cells = [json.loads(line) for line in open(out / "cells.jsonl")]
+    assert sum(c["status"] == "done" for c in cells if c["kind"] == "cell") == 3
+    rows = [json.loads(line) for line in open(out / "results.jsonl")]
+    assert sum(r["attack"] == "autoattack" and r["status"] == "ok" for r in rows) == 3
+    assert "Missing evaluations" not in (out / "REPORT.md").read_text()
+    assert "Missing evaluations" not in (out / "leaderboard.md").read_text()

@@ -7,7 +7,6 @@ into one `CheckpointError` whose message is one line naming the file and the fix
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import platform
 import re
@@ -62,25 +61,6 @@ def seal(ckpt: dict) -> dict:
 def is_verified(ckpt) -> bool:
     """True when the checkpoint carries a checksum (load_checkpoint has already refused a wrong one)."""
     return isinstance(ckpt, dict) and CHECKSUM in ckpt
-
-
-def save_atomic(obj, path: str) -> None:
-    """Write to a temporary file beside the target and rename: a kill never leaves a half-written file."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    torch.save(obj, tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def write_text_atomic(path: str, text: str) -> None:
-    """A text file written beside the target and renamed into place: readers never see half of it."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def sha256_file(path: str) -> str:
@@ -215,7 +195,7 @@ def load_checkpoint(path: str, max_bytes: int = MAX_BYTES) -> dict:
     return ckpt
 
 
-def _check_metadata(ckpt, path: str) -> None:
+def check_metadata(ckpt, path: str) -> None:
     from zoo.metadata import MetadataError, check_metadata
 
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in REQUIRED):
@@ -285,7 +265,7 @@ def model_from_checkpoint(ckpt: dict, path: str = "<checkpoint>"):
     """Rebuild the architecture named in the checkpoint, load its weights, run a first forward (eval mode, CPU)."""
     from zoo.models import create_model
 
-    _check_metadata(ckpt, path)
+    check_metadata(ckpt, path)
     norm = ckpt["normalization"]
     model = create_model(ckpt["arch"], ckpt["num_classes"], list(norm["mean"]), list(norm["std"]))
     load_weights(model, ckpt["model"], path, ckpt["arch"])

@@ -17,7 +17,8 @@ import torch
 from tqdm import tqdm
 
 from zoo import distributed as dist
-from zoo.checkpoint import CheckpointError, load_checkpoint, save_atomic, seal, versions
+from zoo.checkpoint import CheckpointError, load_checkpoint, seal, versions
+from zoo.files import save_atomic
 from zoo.config import TrainConfig
 from zoo.data import DataError, DeviceLoader, load_dataset
 from zoo.models import ArchError, create_model, known_archs

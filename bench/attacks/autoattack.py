@@ -10,20 +10,13 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import time
 
 import torch
 
-from bench.evaluate import predict
-from zoo.checkpoint import save_atomic
-
-
-def _import_autoattack():
-    import pyautoattack
-
-    sys.modules.setdefault("autoattack", pyautoattack)  # robustbench imports it under this name
-    return pyautoattack.AutoAttack
+from bench.attacks.predict import predict
+from bench.deps import import_autoattack
+from zoo.files import save_atomic
 
 
 class Float32Logits(torch.nn.Module):
@@ -90,7 +83,7 @@ def _pre_checks(aa, checks, x, y, batch_size, logger) -> None:
 def run_autoattack(model, x, y, *, norm, eps, stages, seed=0, batch_size=250, state_path=None):
     """Returns (x_adv, info); info['stage_acc'] maps each stage to the robust accuracy after it, info['aa_checks']
     each of pyautoattack's sanity checks to None (passed) or the warning it gave."""
-    AutoAttack = _import_autoattack()
+    AutoAttack = import_autoattack()
     from pyautoattack import checks
 
     logger = logging.getLogger("auto-attack")

@@ -72,9 +72,9 @@ def fetch_official(folder: str, dataset: str = "cifar10", progress=None) -> str:
     try:
         import requests
 
-        from bench.attacks.autoattack import _import_autoattack
+        from bench.deps import import_robustbench
 
-        _import_autoattack()  # robustbench imports pyautoattack as `autoattack`
+        import_robustbench()
         from robustbench.data import ZENODO_CORRUPTIONS_LINKS, BenchmarkDataset
         from robustbench.zenodo_download import RECORDS_ENTRY_POINT
     except ImportError as e:

@@ -11,9 +11,13 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bench.grid.presets import Preset, training_grid
+
+# an evaluation that failed this often on the same checkpoint and settings is not run again by a rerun (a
+# damaged file or a bad setting fails the same way every time); `--retry-failed` runs it once more regardless
+MAX_FAILURES = 3
 
 
 @dataclass(frozen=True)
@@ -88,26 +92,36 @@ def train_cell(cell: Cell, progress: bool) -> tuple[str, int, float]:
     return path, start, time.perf_counter() - t0
 
 
-def bench_cell(p: Preset, path: str, data: str, device: str, out: str, progress: bool, compile_: bool = False):
-    """The preset's evaluations of one checkpoint (rows in OUT/results.jsonl, each claimed and cached)."""
-    from bench import run as bench_run
+def evaluations(p: Preset, path: str, data: str, device: str, out: str, progress: bool,
+                compile_: bool = False, retry_failed: bool = False) -> list:
+    """The preset's evaluations of one checkpoint as bench.engine settings: clean, PGD per norm, AutoAttack per
+    norm, corruptions (rows in OUT/results.jsonl, each claimed and cached)."""
+    from bench.engine import EvalSettings
 
-    common = ["--models", path, "--data", data, "--device", device, "--out", out, "--no-leaderboard"]
-    if compile_:
-        common.append("--compile")
-    if not progress:
-        common.append("--no-progress")
-    calls = [["--attacks", "clean", "--n-examples", str(p.eval_n)]]
+    base = EvalSettings(data=data, device=device, out=out, progress=progress, compile="inductor" if compile_ else None,
+                        retry_failed=retry_failed, max_failures=MAX_FAILURES)
+    calls = [replace(base, attacks="clean", n_examples=p.eval_n)]
     for norm, eps in p.eval_eps.items():
-        calls.append(["--attacks", "pgd", "--norm", norm, "--eps", ",".join(eps), "--n-examples", str(p.eval_n),
-                      "--pgd-steps", str(p.pgd_steps)])
+        calls.append(replace(base, attacks="pgd", norm=norm, eps=",".join(eps), n_examples=p.eval_n,
+                             pgd_steps=p.pgd_steps))
     for norm, eps in p.aa_eps.items():
-        calls.append(["--attacks", "autoattack", "--norm", norm, "--eps", ",".join(eps), "--n-examples", str(p.aa_n)])
-    corr = ["--corruptions", ",".join(p.corruptions)] if p.corruptions else []
-    calls.append(["--attacks", "corruptions", "--n-examples", str(p.eval_n), *corr])
-    for extra in calls:
-        print(f"bench: {' '.join(extra)}", file=sys.stderr)
-        bench_run.main(common + extra)
+        calls.append(replace(base, attacks="autoattack", norm=norm, eps=",".join(eps), n_examples=p.aa_n))
+    calls.append(replace(base, attacks="corruptions", n_examples=p.eval_n,
+                         corruptions=",".join(p.corruptions) if p.corruptions else None))
+    return calls
+
+
+def bench_cell(p: Preset, path: str, data: str, device: str, out: str, progress: bool, compile_: bool = False,
+               retry_failed: bool = False) -> list:
+    """Run the cell's evaluations through bench.engine; returns every evaluation's Outcome."""
+    from bench.engine import evaluate
+
+    outcomes = []
+    for settings in evaluations(p, path, data, device, out, progress, compile_, retry_failed):
+        print(f"bench: {settings.attacks} {settings.norm if settings.attacks in ('pgd', 'autoattack') else ''}"
+              .rstrip(), file=sys.stderr)
+        outcomes += evaluate([path], settings)
+    return outcomes
 
 
 def measure_cell(p: Preset, path: str, data: str, device: str, out: str) -> dict | None:

@@ -89,14 +89,14 @@ class SubmititWorker:
         os.chdir(self.cwd)
         os.environ["SHARPBENCH_RUN_ID"] = self.run
         os.environ["SHARPBENCH_WORKER"] = f"array task {index}"
-        script = self.argv[0]
         if self.cwd not in sys.path:
             sys.path.insert(0, self.cwd)
         import runpy
 
-        sys.argv = [script, *self.argv[1:], "--worker"]
+        module, args = self.argv[1], self.argv[2:]  # ["-m", "bench.study", ...]: what `python` is given
+        sys.argv = [module, *args, "--worker"]
         try:
-            runpy.run_path(script, run_name="__main__")
+            runpy.run_module(module, run_name="__main__", alter_sys=True)
         except SystemExit as e:
             return int(e.code or 0)
         return 0

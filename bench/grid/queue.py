@@ -40,6 +40,7 @@ class Study:
     compile: bool
     progress: bool
     command: str  # the command the report names
+    retry_failed: bool = False  # run failed evaluations again even past the retry bound (cells.MAX_FAILURES)
 
     @property
     def results(self) -> str:
@@ -66,6 +67,14 @@ def check_cell_row(row) -> None:
             v = row.get(field)
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
                 raise RowError(f"{field} is not a number")
+        for field in ("checkpoint", "model_id", "error"):
+            if row.get(field) is not None and not isinstance(row[field], str):
+                raise RowError(f"{field} is not a string")
+        missing = row.get("missing", [])
+        if not isinstance(missing, list) or not all(
+                isinstance(m, dict) and all(isinstance(m.get(k), str) for k in ("evaluation", "status", "reason"))
+                for m in missing):
+            raise RowError("missing is not a list of evaluations with their status and reason")
 
 
 def run_id() -> str:
@@ -103,17 +112,34 @@ def _failed_in(store: RowStore, run: str) -> set[str]:
     return {r["cell"] for r in store.rows if r["kind"] == "cell" and r["status"] == "failed" and r["run"] == run}
 
 
+class CellFailed(RuntimeError):
+    """Some of a cell's evaluations did not give a row; `missing` lists them with their reasons."""
+
+    def __init__(self, missing: list[dict], result: dict):
+        self.missing, self.result = missing, result
+        first = missing[0]
+        super().__init__(f"{len(missing)} evaluation{'s' * (len(missing) > 1)} failed: {first['evaluation']}: "
+                         f"{first['reason']}")
+
+
 def run_cell(study: Study, cell: Cell) -> dict:
-    """Train, evaluate and measure one cell; returns what its done row records."""
+    """Train, evaluate and measure one cell; returns what its done row records. Raises CellFailed when any
+    evaluation failed or was refused: a cell is done only when every evaluation has its row."""
     p = study.preset
     t0 = time.perf_counter()
     path, resumed_from, train_seconds = train_cell(cell, study.progress)
-    bench_cell(p, path, p.data, study.device, study.out, study.progress, study.compile)
+    outcomes = bench_cell(p, path, p.data, study.device, study.out, study.progress, study.compile,
+                          study.retry_failed)
     measure_cell(p, path, p.data, study.device, study.out)
     from zoo.checkpoint import sha256_file
 
-    return {"checkpoint": path, "model_id": sha256_file(path), "resumed_from": resumed_from,
-            "train_seconds": train_seconds, "seconds": time.perf_counter() - t0}
+    result = {"checkpoint": path, "model_id": sha256_file(path), "resumed_from": resumed_from,
+              "train_seconds": train_seconds, "seconds": time.perf_counter() - t0}
+    missing = [{"evaluation": " ".join(x for x in (o.attack, o.norm or "", o.eps_str if o.norm else "") if x),
+                "status": o.status, "reason": o.reason[:300]} for o in outcomes if o.status not in ("ok", "cached")]
+    if missing:
+        raise CellFailed(missing, result)
+    return result
 
 
 def work(study: Study, run: str | None = None) -> int:
@@ -151,8 +177,9 @@ def work(study: Study, run: str | None = None) -> int:
         except Exception as e:  # noqa: BLE001 - a cell that fails is recorded; the other cells still run
             msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             print(f"error: cell {cell.name}: {msg}", file=sys.stderr)
+            extra = {"missing": e.missing, **e.result} if isinstance(e, CellFailed) else {}
             append_row(study.cells_path, _row(run, kind="cell", cell=cell.key, name=cell.name, status="failed",
-                                              error=msg[:500]))
+                                              error=msg[:500], **extra))
         else:
             append_row(study.cells_path, _row(run, kind="cell", cell=cell.key, name=cell.name, status="done",
                                               **result))
@@ -174,38 +201,40 @@ def write_report_once(study: Study, run: str, grid: list[Cell], store: RowStore,
             break
         time.sleep(POLL)
     try:
-        paths = write_outputs(study, grid, finished(store))
+        paths = write_outputs(study, grid, latest_cells(store))
         append_row(study.cells_path, _row(run, kind="report", **paths))
     finally:
         claim.release()
 
 
-def write_outputs(study: Study, grid: list[Cell], done: dict[str, dict]) -> dict:
-    """leaderboard.md, REPORT.md and the site, from this grid's rows only (results.jsonl is append-only and may
-    hold rows of checkpoints an earlier preset made)."""
-    from bench.report.leaderboard import write_leaderboard
-    from bench.report.site import build_site, load_metas
-    from bench.report.study import write_report
-    from bench.store.rows import read_rows
-    from bench.store.schema import check_measure_row
+def latest_cells(store: RowStore) -> dict[str, dict]:
+    """cell key -> its latest row (done or failed)."""
+    return {r["cell"]: r for r in store.rows if r["kind"] == "cell"}
 
-    ids = {done[c.key]["model_id"] for c in grid if c.key in done}
-    paths = [done[c.key]["checkpoint"] for c in grid if c.key in done]
+
+def write_outputs(study: Study, grid: list[Cell], cells_now: dict[str, dict]) -> dict:
+    """leaderboard.md, REPORT.md and the site, from this grid's rows only (results.jsonl is append-only and may
+    hold rows of checkpoints an earlier preset made). Cells that failed after training contribute what they
+    have, and their failed evaluations are named as missing in every output."""
+    from bench.report.outputs import read_measures
+    from bench.report.outputs import write_outputs as write_all
+    from bench.report.site import load_metas
+    from bench.store.rows import read_rows
+
+    have = [cells_now[c.key] for c in grid if c.key in cells_now and cells_now[c.key].get("model_id")]
+    ids = {r["model_id"] for r in have}
+    paths = [r["checkpoint"] for r in have if r.get("checkpoint") and os.path.exists(r["checkpoint"])]
     rows = [r for r in read_rows(study.results) if r.get("model_id") in ids]
-    measures = [m for m in read_rows(os.path.join(study.out, "measures.jsonl"), check=check_measure_row)
-                if m["model_id"] in ids]
-    board = write_leaderboard(rows, study.out)
-    cell_rows = [done[c.key] for c in grid if c.key in done]
+    measures = [m for m in read_measures(study.out) if m["model_id"] in ids]
     metas = load_metas(rows)
     # compute the artifacts record, whichever run made them: the checkpoints' epoch times and the rows' seconds
     seconds = {"train": sum(e.get("seconds") or 0 for m in metas.values() if m for e in m.get("history") or []),
                "eval": sum(r.get("seconds") or 0 for r in rows if r.get("status") == "ok")}
-    report = write_report(rows, measures, paths, study.out, preset=study.preset_name,
-                          preset_cfg=dataclasses.asdict(study.preset), command=study.command, device=study.device,
-                          seconds=seconds)
-    site = build_site(rows, os.path.join(study.out, "site"), metas=metas, measures=measures,
-                      report_md=open(report, encoding="utf-8").read(), report_dir=study.out,
-                      title=f"sharpbench study ({study.preset_name})")
-    print(f"report: {report}\nleaderboard: {board}\nsite: {site} (REPORT.html beside it)", file=sys.stderr)
-    return {"report": report, "leaderboard": board, "site": site,
-            "cells": len(cell_rows), "missing": len(grid) - len(cell_rows)}
+    written = write_all(rows, study.out, measures=measures, title=f"sharpbench study ({study.preset_name})",
+                        study={"ckpt_paths": paths, "preset": study.preset_name,
+                               "preset_cfg": dataclasses.asdict(study.preset), "command": study.command,
+                               "device": study.device, "seconds": seconds})
+    done = sum(1 for c in grid if cells_now.get(c.key, {}).get("status") == "done")
+    print(f"report: {written['report']}\nleaderboard: {written['leaderboard']}\nsite: {written['site']} (REPORT.html "
+          "beside it)", file=sys.stderr)
+    return {**written, "cells": done, "missing": len(grid) - done}

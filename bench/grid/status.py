@@ -1,6 +1,6 @@
 """Where a study stands: its cells done, running (with their worker and epoch) and waiting, with estimates of
 the time left from the speeds its finished cells measured. A pure function of the results folder and the
-checkpoints folder; `scripts/study.py ... --status` prints it."""
+checkpoints folder; `python -m bench.study ... --status` prints it."""
 from __future__ import annotations
 
 import os
@@ -68,7 +68,8 @@ def status(study: Study) -> dict:
             key = "failed" if c.key in failed else "waiting"
             est = rate * c.cost * (1 - epoch / c.cfg.epochs) if rate else None
             lines[key].append({"cell": c.name, "epoch": f"{epoch}/{c.cfg.epochs}", "eta_seconds": est,
-                               **({"error": failed[c.key].get("error")} if key == "failed" else {})})
+                               **({"error": failed[c.key].get("error"), "missing": failed[c.key].get("missing", [])}
+                                  if key == "failed" else {})})
             remaining.append(est)
     known = [r for r in remaining if r is not None]
     eta = (sum(known) / max(len(workers), 1)) if known and len(known) == len(remaining) else None
@@ -88,6 +89,8 @@ def format_status(s: dict) -> str:
         out.append(f"  waiting  {line['cell']:48s} epoch {line['epoch']:>7s}  ~{_hms(line['eta_seconds'])}")
     for line in s["failed"]:
         out.append(f"  failed   {line['cell']:48s} {line.get('error', '')}")
+        for m in line.get("missing", []):
+            out.append(f"             {m['status']:8s} {m['evaluation']}: {m['reason']}")
     for line in s["done"]:
         out.append(f"  done     {line['cell']:48s} {_hms(line['seconds']):>8s}  {line['worker']}")
     return "\n".join(out)

@@ -6,7 +6,7 @@ import os
 import pandas as pd
 
 from bench.report.escape import md
-from zoo.checkpoint import write_text_atomic
+from zoo.files import write_text_atomic
 
 ATTACK_LABEL = {"pgd": "PGD", "autoattack": "AA", "autoattack-fast": "AA-fast"}
 
@@ -20,6 +20,46 @@ def latest_ok(rows: list[dict]) -> pd.DataFrame:
     df["eps_key"] = df["eps"].round(8)
     df["norm"] = df["norm"].fillna("")
     return df.sort_values("time").drop_duplicates(["model_id", "attack", "norm", "eps_key", "data", "n"], keep="last")
+
+
+def missing_evaluations(rows: list[dict]) -> list[dict]:
+    """Every evaluation asked for that has no result: its latest row failed and no row with its key is ok.
+    One entry each: model, model_id, evaluation (attack, norm, eps), attack, norm, eps_key, data, n, reason and
+    how many times it failed. A model that did not load is one entry with attack 'load'."""
+    ok = {r.get("key") for r in rows if r.get("status") == "ok"}
+    latest, failures = {}, {}
+    for r in rows:
+        key = r.get("key")
+        if r.get("status") == "failed" and key not in ok:
+            latest[key] = r
+            failures[key] = failures.get(key, 0) + 1
+    out = []
+    for key, r in latest.items():
+        attack = "load" if r.get("stage") == "load" else str(r.get("attack") or "")
+        norm = r.get("norm") or ""
+        eps = r.get("eps_str") if norm else ""
+        eps_key = round(float(r.get("eps") or 0.0), 8) if isinstance(r.get("eps"), (int, float)) else 0.0
+        out.append({"model": str(r.get("model") or r.get("path") or "?"), "model_id": r.get("model_id"),
+                    "evaluation": " ".join(str(x) for x in (ATTACK_LABEL.get(attack, attack), norm, eps) if x),
+                    "attack": attack, "norm": norm, "eps_key": eps_key, "eps_str": eps, "data": r.get("data"),
+                    "n": r.get("n"), "reason": str(r.get("error") or "no reason recorded"),
+                    "failures": failures[key]})
+    return sorted(out, key=lambda m: (m["model"], m["evaluation"]))
+
+
+def missing_markdown(missing: list[dict]) -> list[str]:
+    """The section every output carries when an evaluation is missing, so a table never looks complete."""
+    if not missing:
+        return []
+    out = [f"## Missing evaluations ({len(missing)})", "",
+           "These evaluations were asked for and have no result: their rows failed (they are retried on a rerun, "
+           "up to the retry bound; `--retry-failed` runs them regardless). Tables show `failed` where their "
+           "numbers would be.", "",
+           "| Model | Evaluation | Data | Failed | Reason |", "|---|---|---|---|---|"]
+    for m in missing:
+        out.append(f"| {md(m['model'])} | {md(m['evaluation'])} | {md(str(m['data']))}, n={md(str(m['n']))} | "
+                   f"{m['failures']}x | {md(m['reason'][:200])} |")
+    return out + [""]
 
 
 FLAGS = "flagged"  # table.attrs key: per row, the cells whose AutoAttack run raised one of pyautoattack's checks
@@ -56,6 +96,7 @@ def _sort_column(cols) -> list[str]:
     return [f"{ATTACK_LABEL.get(a, a)} {s}"]
 
 
+MISSING = "missing"  # table.attrs key: per row, the columns whose evaluation failed (no number to show)
 WORST = "worst"  # table.attrs key: per row, {worst-case column: (contributing attacks, {attack: points it missed})}
 
 
@@ -68,11 +109,18 @@ def leaderboard_tables(rows: list[dict]) -> dict[tuple[str, str, int], pd.DataFr
     if df.empty:
         return {}
     worst = worst_cases(rows)
+    missing = [m for m in missing_evaluations(rows) if m["attack"] in ATTACK_LABEL]
     tables = {}
     for (data, n), part in df.groupby(["data", "n"]):
-        norms = sorted(x for x in part["norm"].unique() if x) or [""]
+        here = [m for m in missing if m["data"] == data and m["n"] == n and m["model_id"] in set(part["model_id"])]
+        norms = sorted({x for x in part["norm"].unique() if x} | {m["norm"] for m in here}) or [""]
         for norm in norms:
             cols = robust_columns(part, norm) if norm else []
+            for m in here:  # a failed evaluation keeps its column, showing `failed`
+                if m["norm"] == norm and not any(a == m["attack"] and e == m["eps_key"] for a, e, _ in cols):
+                    cols.append((m["attack"], m["eps_key"], m["eps_str"]))
+            order = {a: i for i, a in enumerate(ATTACK_LABEL)}
+            cols.sort(key=lambda t: (t[1], order.get(t[0], 9)))
             lines = []
             for mid, m in part.groupby("model_id"):
                 first = m.iloc[0]
@@ -86,6 +134,10 @@ def leaderboard_tables(rows: list[dict]) -> dict[tuple[str, str, int], pd.DataFr
                     if len(hit) and _flagged(hit.iloc[0]):
                         flagged.append(f"{ATTACK_LABEL.get(a, a)} {s}")
                 line[FLAGS] = flagged
+                line[MISSING] = [f"{ATTACK_LABEL.get(x['attack'], x['attack'])} {x['eps_str']}" for x in here
+                                 if x["model_id"] == mid and x["norm"] == norm
+                                 and m[(m["attack"] == x["attack"]) & (m["norm"] == norm)
+                                       & (m["eps_key"] == x["eps_key"])].empty]
                 line[WORST] = {}
                 for e, s in dict.fromkeys((e, s) for _, e, s in cols):
                     wc = worst.get((mid, data, int(n), norm, e))
@@ -98,6 +150,7 @@ def leaderboard_tables(rows: list[dict]) -> dict[tuple[str, str, int], pd.DataFr
             table = pd.DataFrame(lines)
             table = table.sort_values(_sort_column(cols) + ["Clean"], ascending=False, na_position="last").reset_index(drop=True)
             table.attrs[FLAGS] = table.pop(FLAGS).tolist()  # per row, in the table's order
+            table.attrs[MISSING] = table.pop(MISSING).tolist()
             table.attrs[WORST] = table.pop(WORST).tolist()
             # each eps's worst case right after that eps's attack columns
             head = ["Model", "Arch", "Recipe", "Clean"]
@@ -115,11 +168,11 @@ def leaderboard_tables(rows: list[dict]) -> dict[tuple[str, str, int], pd.DataFr
     return tables
 
 
-def to_markdown(tables: dict) -> str:
+def to_markdown(tables: dict, missing: list[dict] | None = None) -> str:
     out = ["# Leaderboard", "",
            "Accuracy in % on the first n test points. Robust columns: a point counts only if it is classified "
            "right clean and under the attack. AA = AutoAttack (standard), PGD = our PGD with random start. "
-           "Corruptions = mean over 15 CIFAR-10-C corruptions x 5 severities.", ""]
+           "Corruptions = mean over 15 CIFAR-10-C corruptions x 5 severities.", "", *missing_markdown(missing or [])]
     marked = False
     for (norm, data, n), table in sorted(tables.items()):
         out.append(f"## {norm or 'clean / corruptions'} - {md(data)}, n={n}")
@@ -130,6 +183,10 @@ def to_markdown(tables: dict) -> str:
             shown[c] = shown[c].map(lambda v: md("" if v is None or (isinstance(v, float) and pd.isna(v)) else v))
         for c in shown.columns[3:]:
             shown[c] = shown[c].map(_pct)
+        for i, cells in enumerate(table.attrs.get(MISSING, [])):
+            for c in cells:
+                if c in shown.columns:
+                    shown.loc[i, c] = "failed"
         for i, cells in enumerate(flags):
             for c in cells:
                 shown.loc[i, c] += " †"
@@ -206,7 +263,7 @@ def write_leaderboard(rows: list[dict], out: str) -> str:
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, "leaderboard.md")
     plots = write_plots(rows, out)
-    text = to_markdown(leaderboard_tables(rows))
+    text = to_markdown(leaderboard_tables(rows), missing_evaluations(rows))
     if plots:
         text += "\n" + "\n".join(f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in plots) + "\n"
     write_text_atomic(path, text)

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from bench.report.escape import md, md_code
-from bench.report.leaderboard import latest_ok
+from bench.report.leaderboard import missing_evaluations, missing_markdown, latest_ok
 from zoo.checkpoint import load_checkpoint
 
 
@@ -424,6 +424,7 @@ def write_report(rows, measures, ckpt_paths, out, *, preset, preset_cfg, command
             f"Produced by {md_code(command)} on {md(device)}; {seconds['train'] / 60:.1f} min of training and "
             f"{seconds.get('eval', 0) / 60:.1f} min of evaluation, as the checkpoints' epoch times and the rows' "
             "seconds record them (summed: workers run cells side by side, and reruns reuse both).", "",
+            *missing_markdown(missing_evaluations(rows)),
             "## What held on this run", ""]
     flags = point_flags(rows)
     verdicts = claims(pm, s, flags)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import math
 import os
 import sys
 import threading
@@ -20,17 +19,6 @@ def row_key(model_id: str, attack_config: dict, data: str, n_examples: int) -> s
     """What makes two evaluations the same: checkpoint hash (or model id), the full attack config, the data."""
     blob = json.dumps({"model": model_id, "attack": attack_config, "data": data, "n": n_examples}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
-
-
-def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval for an accuracy; well-behaved at 0 and 1 and for small n."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = correct / n
-    d = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / d
-    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return (max(0.0, c - h), min(1.0, c + h))
 
 
 _held: dict[str, list] = {}  # lock path -> [fd, depth]: the lock is re-entrant within one process
@@ -87,6 +75,7 @@ class RowStore:
         self.invalid: list[tuple[int, str]] = []  # (line number, why)
         self.done: set[str] = set()  # keys of ok rows
         self.failed: dict[str, dict] = {}  # key -> the latest failed row
+        self.failures: dict[str, int] = {}  # key -> how many failed rows it has (retries are bounded by it)
         self._offset = self._lines = 0
         self._ident = ident
 
@@ -132,6 +121,7 @@ class RowStore:
                     self.done.add(key)
                 else:
                     self.failed[key] = row
+                    self.failures[key] = self.failures.get(key, 0) + 1
         self._offset += end
         self.rows.extend(new)
         return new

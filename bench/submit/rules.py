@@ -30,9 +30,9 @@ def _rerun(ckpt: str, dataset: str, attacks: str, extra: str = "") -> str:
 @functools.lru_cache(maxsize=1)
 def zoo_names() -> dict[tuple[str, str], frozenset]:
     """{(dataset, threat model): names} in robustbench's model-zoo dictionaries, as installed."""
-    from bench.attacks.autoattack import _import_autoattack
+    from bench.deps import import_robustbench
 
-    _import_autoattack()  # robustbench imports pyautoattack as `autoattack`
+    import_robustbench()
     from robustbench.model_zoo import model_dicts
 
     return {(ds.value, tm.value): frozenset(entries) for ds, d in model_dicts.items() for tm, entries in d.items()}

@@ -19,7 +19,8 @@ import time
 from bench.report.escape import csv_cell
 from bench.report.site import pages
 from bench.report.site.assets import write_assets
-from zoo.checkpoint import write_text_atomic
+from bench.report.leaderboard import missing_evaluations
+from zoo.files import write_text_atomic
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
 
@@ -66,6 +67,7 @@ def build_site(rows: list[dict], out: str, *, metas: dict | None = None, measure
     common = {"title": title, "built": built, "has_report": report_md is not None}
     write_text_atomic(os.path.join(out, "index.html"), env.get_template("index.html").render(
         root="", assets=assets, sections=sections, datasets=sorted({s["dataset"] for s in sections}),
+        missing=missing_evaluations(rows),
         n_models=len(info), n_rows=sum(r.get("status") == "ok" for r in rows), **common))
     for mid, m in info.items():
         mine = [r for r in rows if r.get("model_id") == mid]
@@ -105,7 +107,7 @@ def _copy_report_images(text: str, report_dir: str | None, out: str) -> str:
 def load_metas(rows: list[dict]) -> dict:
     """Each model's checkpoint metadata, read from the path its rows name when the file is there and loads
     (the same checks bench.run applies); a model whose file is gone shows its rows only."""
-    from zoo.checkpoint import CheckpointError, _check_metadata, load_checkpoint, sha256_file
+    from zoo.checkpoint import CheckpointError, check_metadata, load_checkpoint, sha256_file
 
     metas = {}
     for r in rows:
@@ -116,7 +118,7 @@ def load_metas(rows: list[dict]) -> dict:
             if sha256_file(path) != mid:  # the file was replaced since the rows were computed
                 raise CheckpointError(path)
             ck = load_checkpoint(path)
-            _check_metadata(ck, path)
+            check_metadata(ck, path)
         except (CheckpointError, OSError):
             metas[mid] = None
             continue

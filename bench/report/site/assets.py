@@ -15,7 +15,7 @@ import os
 import re
 from importlib import resources
 
-from zoo.checkpoint import write_text_atomic
+from zoo.files import write_text_atomic
 
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 

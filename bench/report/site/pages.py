@@ -13,7 +13,7 @@ import numpy as np
 
 from bench.report.leaderboard import ATTACK_LABEL, latest_ok, robust_columns
 from bench.report.worst_case import worst_cases
-from bench.store.rows import wilson
+from bench.stats import wilson
 
 DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "digits": "digits (scikit-learn)",
                  "synthetic": "synthetic"}

@@ -1,14 +1,14 @@
 """The study: does SAM alone improve adversarial robustness? Train the grid, benchmark it, write a report.
 
-  python scripts/study.py --preset smoke     whole pipeline on CPU in minutes (digits, tiny net)
-  python scripts/study.py --preset small     the paper's grid scaled down, real CIFAR-10 subset
-  python scripts/study.py --preset paper     the paper's protocol on full CIFAR-10 (a GPU job)
+  python -m bench.study --preset smoke     whole pipeline on CPU in minutes (digits, small net)
+  python -m bench.study --preset small     the paper's grid scaled down, real CIFAR-10 subset
+  python -m bench.study --preset paper     the paper's protocol on full CIFAR-10 (a GPU job)
 
 The grid is a queue of cells (one checkpoint, then its evaluations and measures) that any number of workers
 share through one results folder (bench.grid):
   --workers N [--workers-per-gpu K]            local processes (K per visible GPU)
   --launcher slurm --partition P --gpus G --time T   an array of G workers through submitit, then returns
-  torchrun --nproc_per_node G scripts/study.py ...   one worker per rank (srun likewise), no flag needed
+  torchrun --nproc_per_node G -m bench.study ...     one worker per rank (srun likewise), no flag needed
   --status                                     cells done / running / waiting, with workers and ETAs
 Reruns reuse finished checkpoints and rows; a killed training resumes after its last finished epoch.
 """
@@ -19,15 +19,11 @@ import dataclasses
 import os
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-from bench.grid.presets import (AT, EXTRA_RECIPES, PRESETS, SUBSET, Preset, main_at,  # noqa: E402,F401
-                                parse_recipes, training_grid)
+from bench.grid.presets import PRESETS, parse_recipes
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m bench.study", description=__doc__.splitlines()[0])
     ap.add_argument("--preset", choices=sorted(PRESETS), default="smoke")
     ap.add_argument("--data", default=None, help="override the preset's dataset (cifar10 | npz:PATH | digits)")
     ap.add_argument("--arch", default=None, help="override the architecture (e.g. sharp_tiny on CPU)")
@@ -55,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--time", default="24:00:00", help="each array task's time limit (SLURM's formats)")
     g.add_argument("--wait", action="store_true", help="with --launcher: wait for the workers to finish")
     g.add_argument("--status", action="store_true", help="print where the study stands, then exit")
+    ap.add_argument("--retry-failed", action="store_true",
+                    help="run failed evaluations again even when they failed 3 times before (the retry bound)")
     g.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # set by the launchers
     return ap
 
@@ -76,7 +74,7 @@ def study_from(args, argv) -> "Study":  # noqa: F821
     zoo_dir = args.zoo_dir or os.path.join("runs", f"study-{args.preset}", "zoo")
     shown = [a for a in argv if a not in ("--worker", "--wait", "--status")]
     return Study(preset_name=args.preset, preset=p, device=str(resolve_device(args.device)), out=out, zoo_dir=zoo_dir,
-                 compile=args.compile, progress=args.progress, command="python scripts/study.py " + " ".join(shown))
+                 compile=args.compile, progress=args.progress, retry_failed=args.retry_failed, command="python -m bench.study " + " ".join(shown))
 
 
 LAUNCH_FLAGS = {"--workers": 1, "--workers-per-gpu": 1, "--launcher": 1, "--partition": 1, "--gpus": 1,
@@ -116,7 +114,7 @@ def main(argv=None) -> int:
 
         print(format_status(status(study)))
         return 0
-    script = [os.path.relpath(os.path.abspath(__file__))] + without_launch_flags(argv)
+    script = ["-m", "bench.study"] + without_launch_flags(argv)
     if args.launcher and not args.worker:
         return launch.submit(script, workers=args.gpus, out=study.out, launcher=args.launcher,
                              partition=args.partition, time_limit=args.time,
@@ -131,6 +129,9 @@ def main(argv=None) -> int:
         board = os.path.join(study.out, "leaderboard.md")
         if os.path.exists(board):
             print(open(board, encoding="utf-8").read())
+    if failed:
+        print(f"error: {failed} cell{'s' * (failed > 1)} failed; `--status` lists what is missing and why, and a "
+              "rerun retries them", file=sys.stderr)
     return 1 if failed else 0
 
 

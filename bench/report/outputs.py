@@ -1,0 +1,47 @@
+"""Every output written from rows, in one place: leaderboard.md and its plots, REPORT.md for a study, the site.
+
+bench.run, bench.site, bench.leaderboard and the study's grid all call these; each output is a pure function of
+the rows (plus, for the site, the checkpoints the rows name, the measures and the report beside the rows).
+"""
+from __future__ import annotations
+
+import os
+
+
+def read_measures(folder: str) -> list[dict]:
+    from bench.store.rows import read_rows
+    from bench.store.schema import check_measure_row
+
+    path = os.path.join(folder, "measures.jsonl")
+    return read_rows(path, check=check_measure_row) if os.path.exists(path) else []
+
+
+def write_site(rows: list[dict], folder: str, out: str | None = None, *, title: str | None = None,
+               measures: list[dict] | None = None, metas: dict | None = None) -> str:
+    """The site of these rows into out (default FOLDER/site), with the measures and REPORT.md found in folder;
+    returns the index's path."""
+    from bench.report.site import build_site, load_metas
+
+    report = os.path.join(folder, "REPORT.md")
+    report_md = open(report, encoding="utf-8").read() if os.path.exists(report) else None
+    return build_site(rows, out or os.path.join(folder, "site"), metas=load_metas(rows) if metas is None else metas,
+                      measures=read_measures(folder) if measures is None else measures, report_md=report_md,
+                      report_dir=folder, title=title or "sharpbench leaderboard")
+
+
+def write_outputs(rows: list[dict], folder: str, *, site: bool = True, study: dict | None = None,
+                  measures: list[dict] | None = None, title: str | None = None) -> dict:
+    """leaderboard.md (and plots) in folder; REPORT.md when `study` holds the report's settings (checkpoint
+    paths, preset, command, device, seconds: bench.report.study.write_report's keywords); the site unless
+    site=False. Returns the paths written."""
+    from bench.report.leaderboard import write_leaderboard
+
+    measures = read_measures(folder) if measures is None else measures
+    paths = {"leaderboard": write_leaderboard(rows, folder)}
+    if study is not None:
+        from bench.report.study import write_report
+
+        paths["report"] = write_report(rows, measures, out=folder, **study)
+    if site:
+        paths["site"] = write_site(rows, folder, title=title, measures=measures)
+    return paths
