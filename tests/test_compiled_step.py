@@ -100,15 +100,15 @@ def test_two_epochs_compile_once_and_match_eager(recipe, extra, tmp_path):
     _assert_same_training(eager, comp, 10 * TOL, tracked_per_step=2 if recipe == "trades" else 1)
 
 
-def test_inductor_whole_step_matches_eager(tmp_path, monkeypatch):
+def test_inductor_whole_step_matches_eager(tmp_path):
     """sam_at holds every code path of a step: the PGD loop on the untracked forward, the tracked pass, SAM's
     untracked second pass and the SGD update. fallback_random: inductor then draws the attack's random start
     from the same generator as eager (its own RNG is as random, but other numbers)."""
     import torch._inductor.config as inductor_config
 
-    monkeypatch.setattr(inductor_config, "fallback_random", True)
     eager = _train(tmp_path / "eager", "sam_at", {})
-    comp = _train(tmp_path / "inductor", "sam_at", {}, compile="inductor", compile_step="default")
+    with inductor_config.patch(fallback_random=True):
+        comp = _train(tmp_path / "inductor", "sam_at", {}, compile="inductor", compile_step="default")
     assert comp["precision"]["compile"] == "inductor"
     _assert_same_training(eager, comp, 10 * TOL)
 

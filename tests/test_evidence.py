@@ -123,3 +123,31 @@ def test_verdict_thresholds_and_sides():
     assert verdict(p, -0.01, ">") == HELD  # within one point of standard
     assert verdict(p, 0.0, "<") == HELD  # and it does cost something
     assert verdict(p, 0.0, ">") == NOT_HELD
+
+
+def test_markdown_and_site_rank_the_same_rows_alike_by_the_one_rule():
+    """Model A: AutoAttack leaves 50% robust but PGD fools half of those, so its worst case is lower than model
+    B's, which both attacks leave at 40%. The rule ranks by the worst case at the largest eps: B first, in every
+    renderer (a rule on AutoAttack alone would put A first)."""
+    from bench.report.leaderboard import leaderboard_tables, rank_choice
+    from bench.report.site import pages
+
+    n = 100
+    clean = np.ones(n, bool)
+    a_aa = np.arange(n) < 50
+    a_pgd = (np.arange(n) < 25) | (np.arange(n) >= 50) & (np.arange(n) < 60)  # fools 25 points AA missed
+    b_both = np.arange(n) < 40
+    rows = []
+    for name, aa, pgd in (("A", a_aa, a_pgd), ("B", b_both, b_both), ("C", b_both[::-1].copy(), b_both[::-1].copy())):
+        mid = name * 64
+        rows.append(_row(clean, pgd, key=f"{name}p" * 10, model=name, model_id=mid))
+        rows.append(_row(clean, aa, key=f"{name}a" * 10, model=name, model_id=mid, attack="autoattack",
+                         attack_config={"version": "standard"}))
+    (table,) = leaderboard_tables(rows).values()
+    (section,) = pages.sections(rows, pages.models(rows, {}))
+    markdown_order = list(table["Model"])
+    site_order = [line["model"]["name"] for line in section["lines"]]
+    assert markdown_order == site_order == ["B", "C", "A"]  # B and C tie at 40%: then clean (equal), then name
+    assert section["rank_by"] == "Worst 8/255"
+    assert rank_choice([("pgd", 0.03, "8/255"), ("autoattack", 0.03, "8/255")], lambda s: False) == \
+        ("attack", "autoattack", "8/255")

@@ -186,6 +186,21 @@ def test_no_future_warning_on_import():
     assert res.returncode == 0 and "FutureWarning" not in res.stderr, res.stderr[-1000:]
 
 
+def test_robustbench_imports_without_its_pkg_resources_warning():
+    """robustbench 1.1.1 imports setuptools' deprecated pkg_resources; every path into it goes through
+    bench.deps, which filters exactly that warning (the same import without it does warn)."""
+    code = ("import warnings; warnings.simplefilter('default'); {}; "
+            "from robustbench.model_zoo import model_dicts; from robustbench.utils import load_model")
+    ours = subprocess.run([sys.executable, "-c", code.format("from bench.deps import import_robustbench; "
+                                                             "import_robustbench()")],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert ours.returncode == 0 and "pkg_resources" not in ours.stderr, ours.stderr[-1000:]
+    bare = subprocess.run([sys.executable, "-c", code.format("from bench.deps import import_autoattack; "
+                                                             "import_autoattack()")],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert "pkg_resources is deprecated" in bare.stderr
+
+
 def test_damaged_file_message_round_trips_into_a_failed_row(good, tmp_path):
     raw = open(good, "rb").read()
     (tmp_path / "cut.pt").write_bytes(raw[:len(raw) // 2])

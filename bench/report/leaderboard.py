@@ -87,13 +87,30 @@ def robust_columns(df: pd.DataFrame, norm: str) -> list[tuple[str, float, str]]:
     return sorted(((a, e, s) for a, e, s in cols.itertuples(index=False)), key=lambda t: (t[1], order.get(t[0], 9)))
 
 
-def _sort_column(cols) -> list[str]:
-    """Most robust first: the strongest attack at the largest eps decides (AA over AA-fast over PGD)."""
+STRENGTH = {"autoattack": 0, "autoattack-fast": 1, "pgd": 2}  # which attack decides the rank (strongest first)
+
+
+def rank_choice(cols, has_worst) -> tuple | None:
+    """THE rank rule, for every table (markdown, site, report): most robust first by the tightest upper bound at
+    the largest eps: the worst case over attacks where more than one attack ran there, else the strongest attack
+    run there (AA over AA-fast over PGD); ties by clean accuracy, then name. cols: (attack, eps, eps_str);
+    has_worst(eps_str): whether the table has that eps's worst case. Returns ("worst", eps_str),
+    ("attack", attack, eps_str), or None for a table without attacks (ranked by corruptions, else clean)."""
     if not cols:
-        return []
-    pref = {"autoattack": 0, "autoattack-fast": 1, "pgd": 2}
-    a, _, s = max(cols, key=lambda t: (t[1], -pref.get(t[0], 9)))
-    return [f"{ATTACK_LABEL.get(a, a)} {s}"]
+        return None
+    eps = max(e for _, e, _ in cols)
+    top = [c for c in cols if c[1] == eps]
+    if has_worst(top[0][2]):
+        return ("worst", top[0][2])
+    a, _, s = min(top, key=lambda t: STRENGTH.get(t[0], 9))
+    return ("attack", a, s)
+
+
+def _rank_columns(cols, table) -> list[str]:
+    choice = rank_choice(cols, lambda s: f"Worst {s}" in table.columns)
+    if choice is None:
+        return ["Corruptions"] if table["Corruptions"].notna().any() else []
+    return [f"Worst {choice[1]}" if choice[0] == "worst" else f"{ATTACK_LABEL.get(choice[1], choice[1])} {choice[2]}"]
 
 
 MISSING = "missing"  # table.attrs key: per row, the columns whose evaluation failed (no number to show)
@@ -148,7 +165,9 @@ def leaderboard_tables(rows: list[dict]) -> dict[tuple[str, str, int], pd.DataFr
                 line["Corruptions"] = corr.iloc[0]["robust_acc"] if len(corr) else None
                 lines.append(line)
             table = pd.DataFrame(lines)
-            table = table.sort_values(_sort_column(cols) + ["Clean"], ascending=False, na_position="last").reset_index(drop=True)
+            by = _rank_columns(cols, table)
+            table = table.sort_values(by + ["Clean", "Model"], ascending=[False] * (len(by) + 1) + [True],
+                                      na_position="last").reset_index(drop=True)
             table.attrs[FLAGS] = table.pop(FLAGS).tolist()  # per row, in the table's order
             table.attrs[MISSING] = table.pop(MISSING).tolist()
             table.attrs[WORST] = table.pop(WORST).tolist()

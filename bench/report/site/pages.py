@@ -11,13 +11,12 @@ from collections import defaultdict
 
 import numpy as np
 
-from bench.report.leaderboard import ATTACK_LABEL, latest_ok, robust_columns
+from bench.report.leaderboard import ATTACK_LABEL, STRENGTH, latest_ok, rank_choice, robust_columns
 from bench.report.worst_case import worst_cases
 from bench.stats import wilson
 
 DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "digits": "digits (scikit-learn)",
                  "synthetic": "synthetic"}
-STRENGTH = {"autoattack": 0, "autoattack-fast": 1, "pgd": 2}  # which attack decides the rank (strongest first)
 
 
 def dataset_name(spec: str) -> str:
@@ -144,7 +143,7 @@ def sections(rows: list[dict], model_info: dict) -> list[dict]:
                                     "eps": group[0]["eps"], "eps_str": eps_str})
             if any("corruptions" in line["cells"] for line in lines):
                 columns.append({"key": "corruptions", "title": "Corruptions", "kind": "acc"})
-            rank_by = _rank_column(attack_cols, worst_cols)
+            rank_by = _rank_column(attack_cols, worst_cols, any("corruptions" in ln["cells"] for ln in lines))
             lines.sort(key=lambda line: (-(line["cells"].get(rank_by, {}).get("v") or -1) if rank_by else 0,
                                          -(line["cells"]["clean"]["v"] or 0), line["model"]["name"]))
             for i, line in enumerate(lines, 1):
@@ -160,16 +159,15 @@ def sections(rows: list[dict], model_info: dict) -> list[dict]:
     return out
 
 
-def _rank_column(attack_cols, worst_cols) -> str | None:
-    """The strongest evidence at the largest eps: the worst case over attacks, else AA, AA-fast, PGD."""
-    if not attack_cols:
-        return "corruptions"
-    eps = max(c["eps"] for c in attack_cols)
-    top = [c for c in attack_cols if c["eps"] == eps]
-    w = f"Worst {top[0]['eps_str']}"
-    if w in worst_cols:
-        return w
-    return min(top, key=lambda c: STRENGTH.get(c["attack"], 9))["key"]
+def _rank_column(attack_cols, worst_cols, has_corruptions) -> str | None:
+    """The leaderboard's one rank rule (bench.report.leaderboard.rank_choice), as this page's column key."""
+    choice = rank_choice([(c["attack"], c["eps"], c["eps_str"]) for c in attack_cols],
+                         lambda s: f"Worst {s}" in worst_cols)
+    if choice is None:
+        return "corruptions" if has_corruptions else None
+    if choice[0] == "worst":
+        return f"Worst {choice[1]}"
+    return _column_key(choice[1], choice[2])
 
 
 def configuration_groups(lines: list[dict], columns: list[dict]) -> list[dict]:
