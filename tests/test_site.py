@@ -37,7 +37,6 @@ def site(tmp_path_factory):
     forged.update(model=HOSTILE, recipe=HOSTILE, model_id="f" * 64, key="f" * 20, path="missing.pt")
     append_row(str(out / "results.jsonl"), forged)
     from bench.report.outputs import write_site
-    from bench.store.rows import read_rows
 
     index = write_site(read_rows(str(out / "results.jsonl")), str(out), str(tmp / "site"))
     return {"index": index, "rows": read_rows(str(out / "results.jsonl")), "dir": str(tmp / "site")}

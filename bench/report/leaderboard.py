@@ -184,6 +184,28 @@ def leaderboard_tables(rows: list[dict]) -> dict[tuple[str, str, int], pd.DataFr
             if table["Corruptions"].isna().all():
                 table = table.drop(columns=["Corruptions"])
             tables[(norm, data, int(n))] = table
+    # evaluations that failed on points no other row of theirs covers (AutoAttack on its own first n): a table of
+    # their own, so that every missing number still has its place, marked `failed`
+    by_model = {mid: m.iloc[-1] for mid, m in df.groupby("model_id")}
+    alone = {}
+    for x in missing:
+        if x["norm"] and (x["norm"], x["data"], x["n"]) not in tables and x["model_id"] in by_model:
+            alone.setdefault((x["norm"], x["data"], x["n"]), []).append(x)
+    for key, group in alone.items():
+        order = {a: i for i, a in enumerate(ATTACK_LABEL)}
+        cols = sorted({(x["attack"], x["eps_key"], x["eps_str"]) for x in group},
+                      key=lambda t: (t[1], order.get(t[0], 9)))
+        names = [f"{ATTACK_LABEL.get(a, a)} {s}" for a, _, s in cols]
+        lines, failed = [], []
+        for mid in dict.fromkeys(x["model_id"] for x in group):
+            first = by_model[mid]
+            lines.append({"Model": first["model"], "Arch": first.get("arch", ""), "Recipe": _recipe(first),
+                          "Clean": None, **{c: None for c in names}})
+            failed.append([f"{ATTACK_LABEL.get(x['attack'], x['attack'])} {x['eps_str']}" for x in group
+                           if x["model_id"] == mid])
+        table = pd.DataFrame(lines)
+        table.attrs[FLAGS], table.attrs[MISSING], table.attrs[WORST] = [[]] * len(lines), failed, [{}] * len(lines)
+        tables[(key[0], key[1], int(key[2]))] = table
     return tables
 
 
