@@ -217,6 +217,56 @@ def test_a_refused_slurm_submission_is_one_line_naming_the_check(tmp_path):
     assert res.returncode == 2 and "Traceback" not in res.stderr and "needs SLURM's sbatch and srun" in res.stderr
 
 
+def test_status_shows_slurms_state_and_pending_reason_for_each_array_task(tmp_path):
+    out = tmp_path / "out"
+    (out / "slurm").mkdir(parents=True)
+    (out / "slurm" / "jobs.txt").write_text("4242\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "squeue").write_text('#!/bin/sh\ncase "$*" in *4242*) printf "4242_0|PENDING|PartitionConfig\\n'
+                                    '4242_1|RUNNING|None\\n";; esac\n')
+    (bin_dir / "sacct").write_text('#!/bin/sh\nprintf "4242_0|PENDING|PartitionConfig\\n4242_2|TIMEOUT|None\\n"\n')
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    res = subprocess.run([sys.executable, "-m", "bench.study", *SHORT, "--out", str(out), "--zoo-dir",
+                          str(tmp_path / "zoo"), "--status"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         env=dict(ENV, PATH=f"{bin_dir}{os.pathsep}{ENV['PATH']}"))
+    assert res.returncode == 0, res.stderr[-2000:]
+    lines = [ln.split() for ln in res.stdout.splitlines() if ln.strip().startswith("slurm")]
+    assert lines == [["slurm", "array", "task", "4242_0", "PENDING", "(PartitionConfig)"],
+                     ["slurm", "array", "task", "4242_1", "RUNNING"], ["slurm", "array", "task", "4242_2", "TIMEOUT"]]
+
+
+def test_a_request_no_node_of_the_partition_can_meet_is_refused_with_the_numbers(tmp_path):
+    """sinfo says what the partition's nodes have; a job asking more would stay pending forever."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    # a one-node partition `debug` with 2 CPUs, 7 GB and no GPU, as Debian's slurm-wlm sets up; sbatch would fail
+    (bin_dir / "sinfo").write_text('#!/bin/sh\ncase "$*" in *"-p debug"*) echo "2 7000 (null)";; *"-p gpu"*) '
+                                   'echo "64 512000 gpu:a100:4(S:0-1)";; esac\n')
+    for tool in ("sbatch", "srun"):
+        (bin_dir / tool).write_text("#!/bin/sh\necho 'sbatch: error: should not be reached' >&2\nexit 1\n")
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    env = dict(ENV, PATH=f"{bin_dir}{os.pathsep}{ENV['PATH']}")
+
+    def launch(*flags):
+        res = subprocess.run([sys.executable, "-m", "bench.study", *SHORT, "--out", str(tmp_path / "out"),
+                              "--zoo-dir", str(tmp_path / "zoo"), "--launcher", "slurm", *flags], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=120)
+        assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
+        (line,) = [x for x in res.stderr.splitlines() if x.startswith("error:")]
+        return line
+
+    line = launch("--partition", "debug", "--gpus-per-worker", "0", "--cpus-per-worker", "8")
+    assert "partition debug: nodes have 2 CPUs, --cpus-per-worker asks 8" in line
+    assert "partition debug has no GPUs" in launch("--partition", "debug", "--cpus-per-worker", "1")
+    assert "nodes have 4 GPUs, --gpus-per-worker asks 8" in launch("--partition", "gpu", "--gpus-per-worker", "8")
+    assert "partition nowhere is not listed by sinfo" in launch("--partition", "nowhere", "--gpus-per-worker", "0")
+    # a request that fits goes on to sbatch (which, here, refuses: its own words come back)
+    assert "should not be reached" in launch("--partition", "debug", "--gpus-per-worker", "0", "--cpus-per-worker", "1")
+
+
 @pytest.mark.skipif(not SLURM_UP, reason=NO_SLURM)
 def test_slurm_launcher_submits_an_array_that_finishes_the_grid(tmp_path):
     out, zoo = tmp_path / "out", tmp_path / "zoo"

@@ -120,6 +120,76 @@ def minutes(text: str) -> int:
     return int(round((int(days) if days else 0) * 1440 + m))
 
 
+JOBS_FILE = "jobs.txt"  # OUT/slurm/jobs.txt: the SLURM job ids of the study's arrays, one a line
+
+
+def slurm_tasks(out: str) -> list[dict]:
+    """SLURM's view of the study's array tasks (squeue, then sacct for finished ones): task id, state, reason."""
+    path = os.path.join(out, "slurm", JOBS_FILE)
+    if not os.path.exists(path):
+        return []
+    ids = [j for j in open(path).read().split() if j.isdigit()]
+    if not ids:
+        return []
+    tasks = {}
+    for cmd in (["squeue", "-h", "-r", "-j", ",".join(ids), "-o", "%i|%T|%r"],
+                ["sacct", "-n", "-X", "-P", "-j", ",".join(ids), "-o", "JobID,State,Reason"]):
+        try:
+            res = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        for line in res.stdout.splitlines() if res.returncode == 0 else []:
+            parts = line.strip().split("|")
+            if len(parts) >= 3 and parts[0] and parts[0] not in tasks:
+                tasks[parts[0]] = {"task": parts[0], "state": parts[1], "reason": parts[2]}
+    return sorted(tasks.values(), key=lambda t: t["task"])
+
+
+def partition_limits(partition: str | None) -> dict | None:
+    """What `sinfo` reports for the partition's nodes: {"cpus", "memory_mb", "gpus"} (the largest of its nodes),
+    {} when it lists no such partition, None when sinfo gives no answer (then sbatch has the last word)."""
+    cmd = ["sinfo", "-h", "-o", "%c %m %G"] + (["-p", partition] if partition else [])
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if res.returncode != 0:
+        return None
+    limits = {}
+    for line in res.stdout.splitlines():
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        cpus = int(parts[0].rstrip("+")) if parts[0].rstrip("+").isdigit() else 0
+        mem = int(parts[1].rstrip("+")) if parts[1].rstrip("+").isdigit() else 0
+        gpus = 0
+        for gres in parts[2].split(","):  # gpu:8, gpu:a100:4, gpu:4(S:0-1), (null)
+            fields = gres.split("(")[0].split(":")
+            if fields[0] == "gpu" and fields[-1].isdigit():
+                gpus = max(gpus, int(fields[-1]))
+        limits = {"cpus": max(cpus, limits.get("cpus", 0)), "memory_mb": max(mem, limits.get("memory_mb", 0)),
+                  "gpus": max(gpus, limits.get("gpus", 0))}
+    return limits
+
+
+def check_request(partition: str | None, limits: dict | None, cpus_per_worker: int, gpus_per_worker: int) -> str:
+    """Why a job with this request could never start on this partition ("" when it could, or sinfo is silent)."""
+    name = f"partition {partition}" if partition else "the default partition"
+    if limits is None:
+        return ""
+    if not limits:
+        return f"{name} is not listed by sinfo; pass an existing --partition (sinfo lists them)"
+    if gpus_per_worker and not limits["gpus"]:
+        return (f"{name} has no GPUs (sinfo lists no gpu resource on its nodes), --gpus-per-worker asks "
+                f"{gpus_per_worker}; pass --gpus-per-worker 0 for CPU workers, or a partition with GPUs")
+    if gpus_per_worker > limits["gpus"]:
+        return f"{name}: nodes have {limits['gpus']} GPUs, --gpus-per-worker asks {gpus_per_worker}"
+    if cpus_per_worker > limits["cpus"]:
+        return (f"{name}: nodes have {limits['cpus']} CPUs, --cpus-per-worker asks {cpus_per_worker}; pass "
+                f"--cpus-per-worker {limits['cpus']} or less")
+    return ""
+
+
 def submit(argv: list[str], *, workers: int, out: str, launcher: str, partition: str | None, time_limit: str,
            gpus_per_worker: int, cpus_per_worker: int, wait: bool) -> int:
     """Submit an array of `workers` study workers through submitit (SLURM, or its local executor for testing)
@@ -135,6 +205,11 @@ def submit(argv: list[str], *, workers: int, out: str, launcher: str, partition:
         if missing:
             print(f"error: --launcher slurm needs SLURM's {' and '.join(missing)} on PATH; run on a cluster's login "
                   f"node, or use --workers N for local processes", file=sys.stderr)
+            return 2
+        # a request no node of the partition can meet stays pending forever (Reason=PartitionConfig): refuse it
+        why = check_request(partition, partition_limits(partition), cpus_per_worker, gpus_per_worker)
+        if why:
+            print(f"error: a job that could never start: {why}", file=sys.stderr)
             return 2
         executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
         params = {"timeout_min": minutes(time_limit), "name": "sharpbench-study", "cpus_per_task": cpus_per_worker,
@@ -153,8 +228,11 @@ def submit(argv: list[str], *, workers: int, out: str, launcher: str, partition:
         print(f"error: the SLURM submission was refused ({reason}); check the cluster answers with `sinfo` "
               f"and the partition/time/GPU flags", file=sys.stderr)
         return 2
-    print(f"submitted {len(jobs)} workers: job {jobs[0].job_id.split('_')[0]}; logs in {os.path.dirname(folder)}",
-          file=sys.stderr)
+    job_id = jobs[0].job_id.split("_")[0]
+    print(f"submitted {len(jobs)} workers: job {job_id}; logs in {os.path.dirname(folder)}", file=sys.stderr)
+    if launcher == "slurm":  # --status asks SLURM about the study's jobs
+        with open(os.path.join(out, "slurm", JOBS_FILE), "a") as f:
+            f.write(job_id + "\n")
     print(f"follow: python {' '.join(argv)} --status", file=sys.stderr)
     if not wait:
         return 0

@@ -73,7 +73,10 @@ def status(study: Study) -> dict:
             remaining.append(est)
     known = [r for r in remaining if r is not None]
     eta = (sum(known) / max(len(workers), 1)) if known and len(known) == len(remaining) else None
-    return {**lines, "eta_seconds": 0.0 if not remaining else eta, "workers": sorted(workers), "cells": len(grid)}
+    from bench.grid.launch import slurm_tasks
+
+    return {**lines, "eta_seconds": 0.0 if not remaining else eta, "workers": sorted(workers), "cells": len(grid),
+            "slurm": slurm_tasks(study.out)}
 
 
 def format_status(s: dict) -> str:
@@ -93,4 +96,7 @@ def format_status(s: dict) -> str:
             out.append(f"             {m['status']:8s} {m['evaluation']}: {m['reason']}")
     for line in s["done"]:
         out.append(f"  done     {line['cell']:48s} {_hms(line['seconds']):>8s}  {line['worker']}")
+    for task in s.get("slurm", []):
+        reason = "" if task["reason"] in ("None", "") else f" ({task['reason']})"
+        out.append(f"  slurm    array task {task['task']:20s} {task['state']}{reason}")
     return "\n".join(out)
