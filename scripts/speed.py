@@ -389,14 +389,7 @@ def main(argv=None) -> int:
                  "`zoo.train --compile-step default` (torch.compile, fullgraph=True, inductor): attack, forwards, "
                  "gradients and SGD update in one graph. Compile s: the first call. Graphs / breaks: "
                  "torch._dynamo.explain of one step.", "", *rows]
-        text = "\n".join(lines) + "\n"
-        print(text)
-        if a.out:
-            os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
-            with open(a.out, "w") as f:
-                f.write(text)
-            print(f"written: {a.out}")
-        return 0
+        return write_table(lines, a.out)
     peak_bf16 = matmul_rate(device, torch.bfloat16, 8192 if cuda else 1024)
     peak_fp32 = matmul_rate(device, torch.float32, 8192 if cuda else 1024)
     lines = [f"# Speed ({time.strftime('%Y-%m-%d')})", "",
@@ -449,13 +442,18 @@ def main(argv=None) -> int:
                          + " | ".join(f"{per.get(s, 0.0):.1f}" for s in stages) + " |")
     for arch, recipe, prof in profiles:
         lines += ["", f"## Where the time goes: {arch} {recipe} (our step, 4 steps profiled)", "", "```", prof, "```"]
+    return write_table(lines, a.out)
+
+
+def write_table(lines: list[str], out: str) -> int:
+    """Print the report and write it to out (when given)."""
     text = "\n".join(lines) + "\n"
     print(text)
-    if a.out:
-        os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
-        with open(a.out, "w") as f:
+    if out:
+        os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+        with open(out, "w") as f:
             f.write(text)
-        print(f"written: {a.out}")
+        print(f"written: {out}")
     return 0
 
 
