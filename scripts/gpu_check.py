@@ -86,19 +86,19 @@ def speed_section(archs, s, device, lines, verdicts):
               f"DataLoader ({s['workers']} workers). Measured {'bf16' if cuda else 'fp32'} matmul rate: "
               f"{peak / 1e12:.2f} TFLOP/s. Ratios and MFU are the whole step's.", "",
               "| arch | recipe | eager img/s | model compiled img/s | whole step img/s | graphs / breaks per step "
-              "(whole) | reference img/s | whole / reference | vs our standard | MFU | peak GPU memory | host syncs in "
-              "a step |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "(whole) | CUDA graph replays per step (whole) | reference img/s | whole / reference | vs our standard | "
+              "MFU | peak GPU memory | host syncs in a step |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     faster, one_graph = [], []
     for arch in archs:
         std = None
         for recipe in ("standard", "sam", "pgd_at"):
             cfg = TrainConfig(arch=arch, recipe=recipe, batch_size=s["batch"],
                               steps=s.get("attack_steps", 0)).resolved()  # PGD-AT: 10 steps
-            eager_ips, _, _, _ = ours(arch, recipe, cfg, ds, device, s["steps"], s["warmup"], False, False)
-            model_ips, _, _, _ = ours(arch, recipe, cfg, ds, device, s["steps"], s["warmup"], cuda, False)
+            eager_ips, _, _, _, _ = ours(arch, recipe, cfg, ds, device, s["steps"], s["warmup"], False, False)
+            model_ips, _, _, _, _ = ours(arch, recipe, cfg, ds, device, s["steps"], s["warmup"], cuda, False)
             if cuda:
                 torch.cuda.reset_peak_memory_stats(device)
-            ips, flops, _, syncs = ours(arch, recipe, cfg, ds, device, s["steps"], s["warmup"], False, False,
+            ips, flops, _, syncs, replays = ours(arch, recipe, cfg, ds, device, s["steps"], s["warmup"], False, False,
                                         whole=s["whole"], backend=backend)
             mem = f"{torch.cuda.max_memory_allocated(device) / 2 ** 30:.2f} GiB" if cuda else "n/a (CPU)"
             ref = reference(arch, recipe, cfg, ds, device, s["steps"], s["warmup"], s["workers"])
@@ -107,9 +107,12 @@ def speed_section(archs, s, device, lines, verdicts):
             graphs, breaks = graphs_per_step(arch, recipe, dataclasses.replace(cfg, compile_step=s["whole"]), device,
                                              x0, y0)
             one_graph.append((recipe, graphs, breaks))
+            if replays is not None and arch == archs[0]:
+                verdicts.append((f"a whole {recipe} step is one CUDA graph replay", replays == 1,
+                                 f"{replays:g} replays per step"))
             std = ips if recipe == "standard" else std
             lines.append(f"| {arch} | {recipe} | {eager_ips:.0f} | {model_ips:.0f} | {ips:.0f} | {graphs} / {breaks} | "
-                         f"{ref:.0f} | {ips / ref:.2f}x | "
+                         f"{'n/a (CPU)' if replays is None else f'{replays:g}'} | {ref:.0f} | {ips / ref:.2f}x | "
                          f"{ips / std:.3f} | {100 * ips * flops / peak:.1f}% | {mem} | "
                          f"{syncs if syncs is not None else 'n/a (CPU)'} |")
             print(lines[-1], flush=True)

@@ -135,7 +135,23 @@ def ours(arch, recipe, cfg, ds, device, steps, warmup, compile_, profile_=False,
     fresh = cycle_batches(loader)
     syncs = host_syncs(lambda: run(*next(fresh))) if is_cuda else None  # loader and step together
     prof = profile_table(run, batches, device) if profile_ else None
-    return ips, fc.get_total_flops() / len(y0), prof, syncs
+    replays = graph_replays_per_step(run, batches, device) if is_cuda else None
+    return ips, fc.get_total_flops() / len(y0), prof, syncs, replays
+
+
+def graph_replays_per_step(step_fn, batches, device, steps: int = 3) -> float:
+    """CUDA graph launches per step (cudaGraphLaunch calls in the profiler's runtime trace): 1.0 when a
+    reduce-overhead whole step replays as one CUDA graph, 0 when nothing runs as a graph."""
+    from torch.profiler import ProfilerActivity, profile
+
+    for x, y in batches[:2]:  # recorded graphs are warm before the count
+        step_fn(x, y)
+    sync(device)
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for x, y in batches[2:2 + steps]:
+            step_fn(x, y)
+        sync(device)
+    return sum(e.count for e in prof.key_averages() if e.key == "cudaGraphLaunch") / steps
 
 
 def graphs_per_step(arch, recipe, cfg, device, x, y) -> tuple[int, int]:
@@ -405,7 +421,7 @@ def main(argv=None) -> int:
         std_ips = None
         for recipe in a.recipes.split(","):
             cfg = TrainConfig(arch=arch, recipe=recipe, batch_size=bs).resolved()  # PGD-10 at 8/255; FGSM-RS 1 step
-            ips, flops, prof, syncs = ours(arch, recipe, cfg, ds, device, steps, warmup, a.compile, a.profile)
+            ips, flops, prof, syncs, _ = ours(arch, recipe, cfg, ds, device, steps, warmup, a.compile, a.profile)
             if prof:
                 profiles.append((arch, recipe, prof))
             if syncs is not None:
