@@ -1,7 +1,7 @@
 """The one training loop, and its CLI: python -m zoo.train --arch preact_resnet18 --recipe sam ...
 
 Runs on CUDA or CPU (bf16 autocast, channels_last and torch.compile on either, defaults on CUDA only), and
-under torchrun with DistributedDataParallel. State is written atomically after every epoch so `--resume` continues a killed run.
+under torchrun (data parallel: the step averages its gradients over the ranks). State is written atomically after every epoch so `--resume` continues a killed run.
 """
 from __future__ import annotations
 
