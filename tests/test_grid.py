@@ -260,11 +260,21 @@ def test_a_request_no_node_of_the_partition_can_meet_is_refused_with_the_numbers
 
     line = launch("--partition", "debug", "--gpus-per-worker", "0", "--cpus-per-worker", "8")
     assert "partition debug: nodes have 2 CPUs, --cpus-per-worker asks 8" in line
-    assert "partition debug has no GPUs" in launch("--partition", "debug", "--cpus-per-worker", "1")
-    assert "nodes have 4 GPUs, --gpus-per-worker asks 8" in launch("--partition", "gpu", "--gpus-per-worker", "8")
-    assert "partition nowhere is not listed by sinfo" in launch("--partition", "nowhere", "--gpus-per-worker", "0")
     # a request that fits goes on to sbatch (which, here, refuses: its own words come back)
     assert "should not be reached" in launch("--partition", "debug", "--gpus-per-worker", "0", "--cpus-per-worker", "1")
+    # the other refusals, through the same functions in this process (sinfo from the same fake PATH)
+    from bench.grid.launch import check_request, partition_limits
+
+    os.environ["PATH"], saved = env["PATH"], os.environ["PATH"]
+    try:
+        debug, gpu, nowhere = (partition_limits(p) for p in ("debug", "gpu", "nowhere"))
+    finally:
+        os.environ["PATH"] = saved
+    assert debug == {"cpus": 2, "memory_mb": 7000, "gpus": 0} and gpu == {"cpus": 64, "memory_mb": 512000, "gpus": 4}
+    assert "partition debug has no GPUs" in check_request("debug", debug, 1, 1)
+    assert "nodes have 4 GPUs, --gpus-per-worker asks 8" in check_request("gpu", gpu, 8, 8)
+    assert "partition nowhere is not listed by sinfo" in check_request("nowhere", nowhere, 1, 0)
+    assert check_request("gpu", gpu, 8, 4) == "" and check_request("debug", None, 99, 9) == ""  # fits; sinfo silent
 
 
 @pytest.mark.skipif(not SLURM_UP, reason=NO_SLURM)
