@@ -4,8 +4,8 @@ A step takes (model, opt, x, y, cfg, autocast), with `opt` a zoo.optim.SGD over 
 returns (loss, logits) as tensors. Each step is written functionally, so that the same definition runs eagerly
 and compiles into ONE graph with torch.compile(fullgraph=True) (zoo.train --compile-step):
 - forwards go through torch.func.functional_call with the parameters and buffers as arguments;
-- gradients come from torch.func.grad_and_value (parameters) and torch.func.grad (inputs, in zoo.pgd), never
-  from .backward() or .grad, so the step has no graph break and reads or writes no .grad;
+- gradients come from torch.func (grad_and_value; grad for inputs, in zoo.pgd) inside a compiled step and from
+  torch.autograd.grad eagerly, never from .backward(), so the step has no graph break and touches no .grad;
 - the forward that trains moves BatchNorm's running statistics (its buffers are an argument of the
   differentiated function, updated in place); every other forward (SAM/AWP's second pass, every attack
   forward) is given no running statistics, so BatchNorm normalises with the batch's own and leaves the

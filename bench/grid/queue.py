@@ -230,7 +230,8 @@ def write_outputs(study: Study, grid: list[Cell], cells_now: dict[str, dict]) ->
     # compute the artifacts record, whichever run made them: the checkpoints' epoch times and the rows' seconds
     seconds = {"train": sum(e.get("seconds") or 0 for m in metas.values() if m for e in m.get("history") or []),
                "eval": sum(r.get("seconds") or 0 for r in rows if r.get("status") == "ok")}
-    written = write_all(rows, study.out, measures=measures, title=f"sharpbench study ({study.preset_name})",
+    written = write_all(rows, study.out, measures=measures, metas=metas,
+                        title=f"sharpbench study ({study.preset_name})",
                         study={"ckpt_paths": paths, "preset": study.preset_name,
                                "preset_cfg": dataclasses.asdict(study.preset), "command": study.command,
                                "device": study.device, "seconds": seconds})

@@ -30,10 +30,11 @@ def write_site(rows: list[dict], folder: str, out: str | None = None, *, title: 
 
 
 def write_outputs(rows: list[dict], folder: str, *, site: bool = True, study: dict | None = None,
-                  measures: list[dict] | None = None, title: str | None = None) -> dict:
+                  measures: list[dict] | None = None, metas: dict | None = None, title: str | None = None) -> dict:
     """leaderboard.md (and plots) in folder; REPORT.md when `study` holds the report's settings (checkpoint
     paths, preset, command, device, seconds: bench.report.study.write_report's keywords); the site unless
-    site=False. Returns the paths written."""
+    site=False (metas: the checkpoints' metadata when the caller has read it already). Returns the paths
+    written."""
     from bench.report.leaderboard import write_leaderboard
 
     measures = read_measures(folder) if measures is None else measures
@@ -43,5 +44,5 @@ def write_outputs(rows: list[dict], folder: str, *, site: bool = True, study: di
 
         paths["report"] = write_report(rows, measures, out=folder, **study)
     if site:
-        paths["site"] = write_site(rows, folder, title=title, measures=measures)
+        paths["site"] = write_site(rows, folder, title=title, measures=measures, metas=metas)
     return paths
