@@ -83,8 +83,13 @@ def robust_columns(df: pd.DataFrame, norm: str) -> list[tuple[str, float, str]]:
     """(attack, eps, eps_str) present for this norm, attacks in a fixed order, eps ascending."""
     sub = df[df["norm"] == norm]
     cols = sub[["attack", "eps_key", "eps_str"]].drop_duplicates(["attack", "eps_key"])
+    return in_column_order((a, e, s) for a, e, s in cols.itertuples(index=False))
+
+
+def in_column_order(cols) -> list[tuple[str, float, str]]:
+    """(attack, eps, eps_str) columns, eps ascending, attacks in ATTACK_LABEL's order within an eps."""
     order = {a: i for i, a in enumerate(ATTACK_LABEL)}
-    return sorted(((a, e, s) for a, e, s in cols.itertuples(index=False)), key=lambda t: (t[1], order.get(t[0], 9)))
+    return sorted(cols, key=lambda t: (t[1], order.get(t[0], 9)))
 
 
 STRENGTH = {"autoattack": 0, "autoattack-fast": 1, "pgd": 2}  # which attack decides the rank (strongest first)
@@ -136,8 +141,7 @@ def leaderboard_tables(rows: list[dict]) -> dict[tuple[str, str, int], pd.DataFr
             for m in here:  # a failed evaluation keeps its column, showing `failed`
                 if m["norm"] == norm and not any(a == m["attack"] and e == m["eps_key"] for a, e, _ in cols):
                     cols.append((m["attack"], m["eps_key"], m["eps_str"]))
-            order = {a: i for i, a in enumerate(ATTACK_LABEL)}
-            cols.sort(key=lambda t: (t[1], order.get(t[0], 9)))
+            cols = in_column_order(cols)
             lines = []
             for mid, m in part.groupby("model_id"):
                 first = m.iloc[0]
@@ -192,9 +196,7 @@ def leaderboard_tables(rows: list[dict]) -> dict[tuple[str, str, int], pd.DataFr
         if x["norm"] and (x["norm"], x["data"], x["n"]) not in tables and x["model_id"] in by_model:
             alone.setdefault((x["norm"], x["data"], x["n"]), []).append(x)
     for key, group in alone.items():
-        order = {a: i for i, a in enumerate(ATTACK_LABEL)}
-        cols = sorted({(x["attack"], x["eps_key"], x["eps_str"]) for x in group},
-                      key=lambda t: (t[1], order.get(t[0], 9)))
+        cols = in_column_order({(x["attack"], x["eps_key"], x["eps_str"]) for x in group})
         names = [f"{ATTACK_LABEL.get(a, a)} {s}" for a, _, s in cols]
         lines, failed = [], []
         for mid in dict.fromkeys(x["model_id"] for x in group):
