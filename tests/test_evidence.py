@@ -125,12 +125,18 @@ def test_verdict_thresholds_and_sides():
     assert verdict(p, 0.0, ">") == NOT_HELD
 
 
-def test_markdown_and_site_rank_the_same_rows_alike_by_the_one_rule():
+def test_every_renderer_ranks_the_same_rows_alike_by_the_one_rule(tmp_path):
     """Model A: AutoAttack leaves 50% robust but PGD fools half of those, so its worst case is lower than model
     B's, which both attacks leave at 40%. The rule ranks by the worst case at the largest eps: B first, in every
-    renderer (a rule on AutoAttack alone would put A first)."""
-    from bench.report.leaderboard import leaderboard_tables, rank_choice
-    from bench.report.site import pages
+    renderer: leaderboard.md, the site's table and its configurations, its CSV and JSON downloads, and the study
+    report's groups (a rule on AutoAttack alone would put A first)."""
+    import csv
+    import json
+
+    from bench.report.leaderboard import leaderboard_tables, to_markdown
+    from bench.report.results import rank_choice
+    from bench.report.site import build_site, pages
+    from bench.report.study import per_model, rank_key, results_table, summarize
 
     n = 100
     clean = np.ones(n, bool)
@@ -140,14 +146,29 @@ def test_markdown_and_site_rank_the_same_rows_alike_by_the_one_rule():
     rows = []
     for name, aa, pgd in (("A", a_aa, a_pgd), ("B", b_both, b_both), ("C", b_both[::-1].copy(), b_both[::-1].copy())):
         mid = name * 64
-        rows.append(_row(clean, pgd, key=f"{name}p" * 10, model=name, model_id=mid))
-        rows.append(_row(clean, aa, key=f"{name}a" * 10, model=name, model_id=mid, attack="autoattack",
-                         attack_config={"version": "standard"}))
+        common = {"model": name, "model_id": mid, "recipe": "r", "hparams": name}  # one group per model
+        rows.append(_row(clean, pgd, key=f"{name}p" * 10, **common))
+        rows.append(_row(clean, aa, key=f"{name}a" * 10, attack="autoattack", attack_config={"version": "standard"},
+                         **common))
+    expected = ["B", "C", "A"]  # B and C tie at 40%: then clean (equal), then name
     (table,) = leaderboard_tables(rows).values()
+    assert list(table["Model"]) == expected
+    markdown = to_markdown(leaderboard_tables(rows))
+    assert [line.split("|")[1].strip() for line in markdown.splitlines() if line.startswith("| ")][1:] == expected
     (section,) = pages.sections(rows, pages.models(rows, {}))
-    markdown_order = list(table["Model"])
-    site_order = [line["model"]["name"] for line in section["lines"]]
-    assert markdown_order == site_order == ["B", "C", "A"]  # B and C tie at 40%: then clean (equal), then name
+    assert [line["model"]["name"] for line in section["lines"]] == expected
+    assert [g["config"] for g in section["groups"]] == [f"r {x}" for x in expected]
     assert section["rank_by"] == "Worst 8/255"
+    build_site(rows, str(tmp_path / "site"))
+    with open(tmp_path / "site" / "results.csv", newline="") as f:
+        lines = [r for r in csv.DictReader(f) if r["column"] == "Worst 8/255"]
+    assert [r["model"] for r in lines] == expected and [int(r["rank"]) for r in lines] == [1, 2, 3]
+    downloaded = json.loads((tmp_path / "site" / "results.json").read_text())
+    assert list(dict.fromkeys(r["model"] for r in downloaded)) == expected
+    assert rank_key(rows) == "worst|Linf|8/255"
+    s = summarize(per_model(rows, []), rank_key(rows))
+    assert list(s.index) == [f"r {x}" for x in expected]
+    assert [line.split("|")[1].strip() for line in results_table(per_model(rows, []), s).splitlines()[2:]] == \
+        [f"r {x}" for x in expected]
     assert rank_choice([("pgd", 0.03, "8/255"), ("autoattack", 0.03, "8/255")], lambda s: False) == \
         ("attack", "autoattack", "8/255")

@@ -1,17 +1,19 @@
 """The study's report: per-group (recipe + hyperparameters) mean ± std over seeds, plots, and the claims tested.
 
-`summarize` and `claims` are pure functions of rows; `write_report` writes REPORT.md and the PNGs.
+`per_model` and `summarize` are pure functions of rows (through the results model, bench.report.results); the
+claims are decided by bench.report.claims; `write_report` writes REPORT.md and the PNGs.
 """
 from __future__ import annotations
 
 import json
 import os
 
-import numpy as np
 import pandas as pd
 
+from bench.report.claims import decide, point_flags
 from bench.report.escape import md, md_code
-from bench.report.leaderboard import missing_evaluations, missing_markdown, latest_ok
+from bench.report.leaderboard import missing_markdown
+from bench.report.results import CLEAN, CORRUPTIONS, boards, missing_evaluations
 from zoo.checkpoint import load_checkpoint
 
 
@@ -20,37 +22,50 @@ def group_of(r) -> str:
     return f"{r['recipe']} {hp}".strip()
 
 
-def per_model(rows: list[dict], measures: list[dict]) -> pd.DataFrame:
-    """One line per checkpoint: clean, each (attack, norm, eps) robust accuracy, corruptions, measures."""
-    df = latest_ok(rows)
-    if df.empty:
-        return df
-    lines = {}
-    for r in df.to_dict("records"):
-        line = lines.setdefault(r["model_id"], {"model": r["model"], "group": group_of(r), "recipe": r["recipe"],
-                                                "seed": r.get("train_seed")})
-        if r["attack"] == "clean":
-            line["clean"] = r["clean_acc"]
-        elif r["attack"] == "autoattack":
-            line[f"autoattack|{r['norm']}|{r['eps_str']}"] = r["robust_acc"]
-            line["aa_clean"] = r["clean_acc"]  # clean accuracy on AutoAttack's own (fewer) points
-        elif r["attack"] == "corruptions":
-            line["corruptions"] = r["robust_acc"]
-        else:
-            line[f"{r['attack']}|{r['norm']}|{r['eps_str']}"] = r["robust_acc"]
-    from bench.report.worst_case import worst_cases
+def _column_name(board, line) -> str | None:
+    """The per-model table's name for a results-model line: 'attack|norm|eps', 'worst|norm|eps', 'corruptions'."""
+    if line["kind"] == "attack":
+        return f"{line['attack']}|{board.norm}|{line['eps_str']}"
+    if line["kind"] == "worst":
+        return f"worst|{board.norm}|{line['eps_str']}"
+    return "corruptions" if line["kind"] == "corruptions" else None
 
-    eps_strs = {(r["norm"], round(float(r["eps"]), 8)): r["eps_str"] for r in df.to_dict("records") if r["norm"]}
-    best: dict = {}
-    for (mid, _data, n, norm, eps), wc in worst_cases(rows).items():
-        col = f"worst|{norm}|{eps_strs.get((norm, eps), eps)}"
-        if mid in lines and len(wc.attacks) > 1 and n >= best.get((mid, col), 0):
-            best[(mid, col)] = n  # the most points on which more than one attack ran
-            lines[mid][col] = wc.acc
+
+def per_model(rows: list[dict], measures: list[dict]) -> pd.DataFrame:
+    """One line per checkpoint, read from the results model (bench.report.results): clean (on the board with the
+    most points), each (attack, norm, eps) robust accuracy and worst case (from the most points it was run on),
+    AutoAttack's own clean accuracy (aa_clean: on AutoAttack's points), corruptions, measures."""
+    lines: dict = {}
+    taken: dict = {}  # (model, column) -> points of the board the value came from
+    for b in sorted(boards(rows), key=lambda b: -b.n):
+        for ln in b.records():
+            if ln["status"] != "ok" or ln["acc"] is None:
+                continue
+            line = lines.setdefault(ln["model_id"], {"model": ln["model"], "group": group_of(ln),
+                                                     "recipe": ln["recipe"], "seed": ln["seed"]})
+            name = "clean" if ln["kind"] == "clean" else _column_name(b, ln)
+            if name is not None and (ln["model_id"], name) not in taken:
+                taken[(ln["model_id"], name)] = b.n
+                line[name] = ln["acc"]
+            if ln["attack"] == "autoattack" and "aa_clean" not in line:
+                line["aa_clean"] = (b.cell(ln["model_id"], CLEAN) or {}).get("acc")
     for m in measures:
         if m["model_id"] in lines:
             lines[m["model_id"]].update({k: m[k] for k in m if k.startswith(("sharpness", "feature_shift"))})
     return pd.DataFrame(list(lines.values()))
+
+
+def rank_key(rows: list[dict]) -> str | None:
+    """The per-model column the report's groups are ranked by: the first board's rank column (RobustBench's first
+    threat model, the most test points), named as per_model names it."""
+    all_boards = boards(rows)
+    if not all_boards or all_boards[0].rank_by is None:
+        return None
+    b = all_boards[0]
+    if b.rank_by == CORRUPTIONS:
+        return "corruptions"
+    col = next(c for c in b.columns if c.key == b.rank_by)
+    return f"{col.attack or 'worst'}|{b.norm}|{col.eps_str}"
 
 
 def _eps_cols(df, attack, norm):
@@ -61,8 +76,12 @@ def _eps_cols(df, attack, norm):
     return sorted((c for c in cols if c[0] == attack and c[1] == norm), key=lambda c: parse_eps(c[2]))
 
 
-def summarize(pm: pd.DataFrame) -> pd.DataFrame:
-    """Mean and std over seeds per group; columns are (name, 'mean'|'std'|'n')."""
+def summarize(pm: pd.DataFrame, rank_by: str | None = None) -> pd.DataFrame:
+    """Mean and std over seeds per group; columns are (name, 'mean'|'std'|'n'). Groups are ranked by the
+    leaderboard's rule on their means (bench.report.results.rank_groups): rank_by's mean (per_model's column name,
+    see rank_key), then clean accuracy, then name."""
+    from bench.report.results import rank_groups
+
     metrics = [c for c in pm.columns if c not in ("model", "group", "recipe", "seed")]
     g = pm.groupby("group")
     out = {}
@@ -70,9 +89,14 @@ def summarize(pm: pd.DataFrame) -> pd.DataFrame:
         out[(c, "mean")] = g[c].mean()
         out[(c, "std")] = g[c].std(ddof=1)
     out[("seeds", "n")] = g.size()
-    order = {"standard": 0, "sam": 1, "pgd_at": 2, "trades": 3, "awp": 4, "fgsm_rs": 5, "sam_at": 6}
     s = pd.DataFrame(out)
-    return s.loc[sorted(s.index, key=lambda k: (order.get(k.split()[0], 9), k))]
+
+    def mean(grp, key):
+        col = "clean" if key == CLEAN else key
+        v = s.loc[grp, (col, "mean")] if (col, "mean") in s.columns else None
+        return None if v is None or pd.isna(v) else float(v)
+
+    return s.loc[rank_groups(list(s.index), mean, rank_by, str)]
 
 
 def _key(c) -> str:
@@ -126,169 +150,6 @@ def measures_table(s: pd.DataFrame) -> str:
             vals.append(f"{m:.4f}" + ("" if pd.isna(sd) else f" ± {sd:.4f}"))
         lines.append(f"| {md(grp)} | " + " | ".join(vals) + " |")
     return "\n".join(lines)
-
-
-# recipes that train on perturbed inputs: the "AT" side of every verdict; fgsm_rs is the cheapest (one step)
-AT_RECIPES = ("pgd_at", "trades", "awp", "fgsm_rs")
-
-
-def point_flags(rows: list[dict]) -> dict:
-    """{group: {column: {train seed: boolean flags}}} from rows with per-point flags: column 'clean' (right
-    clean, from clean rows) and (attack, norm, eps_str) (robust under that attack)."""
-    from bench.store.points import decode_states
-
-    df = latest_ok(rows)
-    out: dict = {}
-    if df.empty or "points" not in df.columns:
-        return out
-    for r in df.to_dict("records"):
-        if not isinstance(r.get("points"), dict) or r["attack"] == "corruptions":
-            continue
-        clean, robust = decode_states(r["points"])
-        col = "clean" if r["attack"] == "clean" else (r["attack"], r["norm"], r["eps_str"])
-        out.setdefault(group_of(r), {}).setdefault(col, {})[r.get("train_seed")] = clean if col == "clean" else robust
-    return out
-
-
-def _paired_line(flags, a: str, b: str, col, threshold: float, side: str):
-    """(verdict, 'A vs B: +x points [lo, hi] (McNemar ...)') or None when either lacks flags on this column."""
-    from bench.report.paired import compare, describe, verdict
-
-    fa, fb = flags.get(a, {}).get(col), flags.get(b, {}).get(col)
-    if not fa or not fb or len({len(f) for f in (*fa.values(), *fb.values())}) != 1:
-        return None
-    p = compare(fa, fb)
-    return verdict(p, threshold, side), f"{md(a)} vs {md(b)}: {describe(p, (md(a), md(b)))}"
-
-
-def _combined(results) -> str:
-    """One verdict for a claim judged on several comparisons: theirs when they agree, else each named."""
-    verdicts = [v for v, _ in results]
-    return verdicts[0] if len(set(verdicts)) == 1 else "mixed"
-
-
-def paired_claims(pm: pd.DataFrame, s: pd.DataFrame, flags: dict) -> list[str] | None:
-    """The paper's claims decided from per-point flags (bench.report.paired); None when the rows have none."""
-    if "standard" not in s.index or "standard" not in flags:
-        return None
-    sams = [g for g in s.index if g.startswith("sam ") or g == "sam"]
-    ats = [g for g in s.index if g.split()[0] in AT_RECIPES]
-    out = []
-
-    def m(g, c):
-        c = _key(c)
-        return s.loc[g, (c, "mean")] if (c, "mean") in s.columns else np.nan
-
-    def claim(title, comparisons, note=""):
-        results = [r for r in comparisons if r is not None]
-        if not results:
-            return
-        if len(results) == 1:
-            body = f"{results[0][0]}: {results[0][1]}"
-        else:
-            body = f"{_combined(results)}: " + "; ".join(f"{text}, {v}" for v, text in results)
-        out.append(f"**{title}:** {body}." + (f" {note}" if note else ""))
-
-    for norm in ("Linf", "L2"):
-        cols = _eps_cols(pm, "pgd", norm)
-        if not cols or not sams:
-            continue
-        small, large = cols[0], cols[-1]
-        claim(f"SAM raises small-eps robustness ({norm} {small[2]}, PGD)",
-              [_paired_line(flags, g, "standard", small, 0.0, ">") for g in sams])
-        if ats:
-            at_best = max(ats, key=lambda g: m(g, large))
-            sam_best = max(sams, key=lambda g: m(g, large))
-            claim(f"PGD-AT buys more robustness at large eps than SAM ({norm} {large[2]}, PGD)",
-                  [_paired_line(flags, at_best, sam_best, large, 0.0, ">")],
-                  "(Each side's best setting by mean, chosen on these same points.)")
-    if sams:
-        claim("SAM keeps clean accuracy (within 1 point)",
-              [_paired_line(flags, g, "standard", "clean", -0.01, ">") for g in sams])
-    if ats:
-        claim("PGD-AT costs clean accuracy", [_paired_line(flags, g, "standard", "clean", 0.0, "<") for g in ats])
-    return out or None
-
-
-def claims(pm: pd.DataFrame, s: pd.DataFrame, flags: dict | None = None) -> list[str]:
-    """Plain-word verdicts on the paper's claims, with the numbers they rest on: from per-point flags (paired
-    intervals, three verdicts) where the rows carry them, else from group means."""
-    paired = paired_claims(pm, s, flags) if flags else None
-    out = list(paired or [])
-    if paired:
-        return out + [c for c in _mean_claims(pm, s) if c.startswith(("**SAM vs the cheapest", "**Feature"))]
-    return _mean_claims(pm, s)
-
-
-def _mean_claims(pm: pd.DataFrame, s: pd.DataFrame) -> list[str]:
-    """Verdicts from group means (rows without per-point flags, and the claims no point decides)."""
-    out = []
-    if "standard" not in s.index:
-        return ["No standard-trained model: nothing to compare against."]
-    sams = [g for g in s.index if g.startswith("sam ") or g == "sam"]
-    ats = [g for g in s.index if g.split()[0] in AT_RECIPES]
-
-    def m(g, c):
-        c = _key(c)
-        return s.loc[g, (c, "mean")] if (c, "mean") in s.columns else np.nan
-
-    for norm in ("Linf", "L2"):
-        cols = _eps_cols(pm, "pgd", norm)
-        if not cols or not sams:
-            continue
-        small, large = cols[0], cols[-1]
-        std_small = m("standard", small)
-        best = max(sams, key=lambda g: m(g, small))
-        held = m(best, small) > std_small
-        out.append(f"**SAM raises small-eps robustness ({norm} {small[2]}, PGD):** "
-                   f"{'held' if held else 'did not hold'}: best SAM ({md(best)}) {100 * m(best, small):.1f}% vs standard "
-                   f"{100 * std_small:.1f}%; all SAM settings: "
-                   + ", ".join(f"{md(g)} {100 * m(g, small):.1f}%" for g in sams) + ".")
-        if ats:
-            at_best = max(ats, key=lambda g: m(g, large))
-            held = m(at_best, large) > max(m(g, large) for g in sams)
-            out.append(f"**PGD-AT buys more robustness at large eps ({norm} {large[2]}):** "
-                       f"{'held' if held else 'did not hold'}: {md(at_best)} {100 * m(at_best, large):.1f}% vs best SAM "
-                       f"{100 * max(m(g, large) for g in sams):.1f}% and standard {100 * m('standard', large):.1f}%.")
-    if sams:
-        diffs = {g: m(g, "clean") - m("standard", "clean") for g in sams}
-        worst = min(diffs, key=diffs.get)
-        held = diffs[worst] > -0.01
-        out.append(f"**SAM keeps clean accuracy (within 1 point):** {'held' if held else 'did not hold'}: standard "
-                   f"{100 * m('standard', 'clean'):.1f}%, SAM " +
-                   ", ".join(f"{md(g)} {100 * m(g, 'clean'):.1f}%" for g in sams) + ".")
-    if ats:
-        lost = {g: m(g, "clean") - m("standard", "clean") for g in ats}
-        held = all(v < 0 for v in lost.values())
-        out.append(f"**PGD-AT costs clean accuracy:** {'held' if held else 'did not hold'}: " +
-                   ", ".join(f"{md(g)} {100 * lost[g]:+.1f} pts" for g in ats) + " against standard.")
-    cheap = [g for g in s.index if g.split()[0] == "fgsm_rs"]
-    small = (_eps_cols(pm, "pgd", "Linf") or [None])[0]
-    if cheap and sams and small is not None:
-        c = cheap[0]
-        best = max(sams, key=lambda g: m(g, small))
-        gap = m(best, "clean") - m(c, "clean")
-        equal = abs(gap) <= 0.01
-        sam_wins = m(best, small) >= m(c, small)
-        out.append(f"**SAM vs the cheapest AT ({md(c)}) at equal clean accuracy:** " + (
-            f"{'SAM at least as robust' if sam_wins else 'the cheapest AT more robust'}: {md(best)} "
-            f"{100 * m(best, small):.1f}% vs {100 * m(c, small):.1f}% under PGD Linf {small[2]}, clean "
-            f"{100 * m(best, 'clean'):.1f}% vs {100 * m(c, 'clean'):.1f}%." if equal else
-            f"not comparable at equal clean accuracy: clean {100 * m(best, 'clean'):.1f}% ({md(best)}) vs "
-            f"{100 * m(c, 'clean'):.1f}% ({md(c)}), a {100 * abs(gap):.1f}-point gap; read the trade-off plot "
-            f"(tradeoff.png): robust under PGD Linf {small[2]} {100 * m(best, small):.1f}% vs "
-            f"{100 * m(c, small):.1f}%."))
-    for norm in ("Linf", "L2"):
-        key = f"feature_shift_{norm}"
-        if (key, "mean") not in s.columns or not sams or not ats:
-            continue
-        fs = {g: m(g, key) for g in s.index}
-        ordered = fs["standard"] >= max(fs[g] for g in sams) and max(fs[g] for g in sams) >= min(fs[g] for g in ats)
-        out.append(f"**Feature perturbation ordering standard ≥ SAM ≥ AT under a {norm} attack:** "
-                   f"{'held' if ordered else 'did not hold'}: relative penultimate-feature shift " +
-                   ", ".join(f"{md(g)} {fs[g]:.3f}" for g in s.index) +
-                   ". The paper's explanation expects SAM's effect to be a weaker form of AT's.")
-    return out
 
 
 def _finish(ax, xlabel, ylabel, title=None, fontsize=7):
@@ -411,7 +272,7 @@ def protocol(preset_cfg: dict, rows: list[dict], precisions: set[str]) -> list[s
 def write_report(rows, measures, ckpt_paths, out, *, preset, preset_cfg, command, device, seconds) -> str:
     os.makedirs(out, exist_ok=True)
     pm = per_model(rows, measures)
-    s = summarize(pm)
+    s = summarize(pm, rank_key(rows))
     histories, precisions = {}, set()
     first_seed = min(preset_cfg["seeds"])
     for p in ckpt_paths:
@@ -426,20 +287,17 @@ def write_report(rows, measures, ckpt_paths, out, *, preset, preset_cfg, command
             "seconds record them (summed: workers run cells side by side, and reruns reuse both).", "",
             *missing_markdown(missing_evaluations(rows)),
             "## What held on this run", ""]
-    flags = point_flags(rows)
-    verdicts = claims(pm, s, flags)
+    verdicts = decide(pm, s, point_flags(rows))
     text += [f"- {c}" for c in verdicts]
-    if paired_claims(pm, s, flags):
-        text += ["", "Each verdict compares two groups on the same test points: the difference (A minus B, in "
-                 "points, seeds averaged) with its 95% interval from a bootstrap that resamples seeds and test "
-                 "points, and McNemar's counts of points only one of them got right (seed by seed). **held**: the "
-                 "whole interval is on the claimed side; **did not hold**: the whole interval is on the other side; "
-                 "**inconclusive**: the interval straddles the claim's threshold, so this data cannot decide. "
-                 "The SAM-vs-cheapest-AT and feature-shift lines compare group means.", ""]
-    else:
-        text += ["", "Verdicts compare group means (these rows carry no per-point flags); with few seeds and few "
-                 "test points, differences of a few points are within noise (see the ± columns and the 95% "
-                 "intervals in results.jsonl).", ""]
+    text += ["", "Each verdict compares two groups on the same test points. Where both have per-point flags: the "
+             "difference (A minus B, in points, seeds averaged) with its 95% interval from a bootstrap that "
+             "resamples seeds and test points, and McNemar's counts of points only one of them got right (seed by "
+             "seed). **held**: the whole interval is on the claimed side; **did not hold**: the whole interval is "
+             "on the other side; **inconclusive**: the interval straddles the claim's threshold, so this data "
+             "cannot decide. Comparisons marked *group means* had no per-point flags (or compare a measure): they "
+             "compare means over seeds, and with few seeds and test points a difference of a few points is within "
+             "noise (see the ± columns and the 95% intervals in results.jsonl). The claims are declared in "
+             "`bench/report/claims.py`.", ""]
     text += [
              "## Accuracy (%; mean ± std over seeds)", "",
              f"Clean, PGD and Corruptions: the first {preset_cfg['eval_n']} test points; the seed paper's "

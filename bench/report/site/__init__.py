@@ -4,7 +4,8 @@
 
 writes out/index.html (one sortable, searchable table per dataset, n and threat model, configurations with
 mean ± std over seeds, robust-vs-eps and trade-off plots with a model selector), out/models/<model>.html (one
-page per model, with its rows as JSON and CSV beside it), out/REPORT.html when a study report is given, and the
+page per model, with its rows as JSON and CSV beside it), out/results.csv and out/results.json (every table's
+numbers, as the results model holds them: bench.report.results), out/REPORT.html when a study report is given, and the
 shared scripts once in out/assets/. Templates are Jinja2 with autoescaping on: every string from a checkpoint
 or a row is text on the page. The files work from file://, from `python -m http.server` and from GitHub Pages.
 """
@@ -19,7 +20,7 @@ import time
 from bench.report.escape import csv_cell
 from bench.report.site import pages
 from bench.report.site.assets import write_assets
-from bench.report.leaderboard import missing_evaluations
+from bench.report.results import boards, missing_evaluations
 from zoo.files import write_text_atomic
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
@@ -39,16 +40,29 @@ def environment():
     return env
 
 
-def rows_csv(rows: list[dict]) -> str:
-    """A model's rows as CSV: flat fields, nested ones as JSON text, every cell neutralised for spreadsheets."""
-    fields = sorted({k for r in rows for k in r if k != "points"})
+def _csv(fields: list[str], records: list[dict]) -> str:
+    """CSV with nested values as JSON text; every cell, header names included, neutralised for spreadsheets."""
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(fields)
-    for r in rows:
+    w.writerow([csv_cell(f) for f in fields])
+    for r in records:
         w.writerow([csv_cell(json.dumps(r[k], sort_keys=True) if isinstance(r.get(k), (dict, list)) else r.get(k))
                     for k in fields])
     return buf.getvalue()
+
+
+def rows_csv(rows: list[dict]) -> str:
+    """A model's rows as CSV: flat fields, nested ones as JSON text."""
+    return _csv(sorted({k for r in rows for k in r if k != "points"}), rows)
+
+
+def results_downloads(all_boards) -> tuple[str, str]:
+    """The results model (bench.report.results.tidy) as CSV and JSON: one line per board, model and column, in the
+    boards' order and rank order, as every table on the site shows them."""
+    from bench.report.results import LINE_FIELDS
+
+    records = [r for b in all_boards for r in b.records()]
+    return _csv(LINE_FIELDS, records), json.dumps(records, indent=1, default=str) + "\n"
 
 
 def build_site(rows: list[dict], out: str, *, metas: dict | None = None, measures: list[dict] | None = None,
@@ -62,7 +76,11 @@ def build_site(rows: list[dict], out: str, *, metas: dict | None = None, measure
     os.makedirs(os.path.join(out, "models"), exist_ok=True)
     assets = write_assets(out)
     info = pages.models(rows, metas)
-    sections = pages.sections(rows, info)
+    all_boards = boards(rows)
+    sections = pages.sections(rows, info, all_boards)
+    results_csv, results_json = results_downloads(all_boards)
+    write_text_atomic(os.path.join(out, "results.csv"), results_csv)
+    write_text_atomic(os.path.join(out, "results.json"), results_json)
     built = time.strftime("%Y-%m-%d %H:%M")
     common = {"title": title, "built": built, "has_report": report_md is not None}
     write_text_atomic(os.path.join(out, "index.html"), env.get_template("index.html").render(

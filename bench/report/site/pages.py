@@ -11,8 +11,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from bench.report.leaderboard import ATTACK_LABEL, STRENGTH, latest_ok, rank_choice, robust_columns
-from bench.report.worst_case import worst_cases
+from bench.report.results import ATTACK_LABEL, CLEAN, STRENGTH, boards
 from bench.stats import wilson
 
 DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "digits": "digits (scikit-learn)",
@@ -84,94 +83,56 @@ def models(rows: list[dict], metas: dict) -> dict[str, dict]:
     return out
 
 
-def _column_key(attack: str, eps_str: str) -> str:
-    return f"{ATTACK_LABEL.get(attack, attack)} {eps_str}"
+def _cell(line: dict | None) -> dict | None:
+    """A results-model line as the template's cell: value, interval, n, and the marks it carries."""
+    if line is None:
+        return None
+    if line["status"] == "failed":
+        return {"v": None, "failed": line["reason"]}
+    if line["acc"] is None:
+        return {"v": None}
+    cell = {"v": line["acc"], "lo": line["lo"], "hi": line["hi"], "n": line["n"] if line["correct"] is not None else None}
+    if line["flag"]:
+        cell["flag"] = line["flag"]
+    if line["kind"] == "worst":
+        cell["attacks"] = line["attacks"]
+        cell["aa_missed"] = {a: k for a, k in line["missed"].items() if a.startswith("AA") and k}
+    return cell
 
 
-def sections(rows: list[dict], model_info: dict) -> list[dict]:
-    """One leaderboard section per (dataset, n, threat model), as the markdown leaderboard groups them:
-    columns (attacks x eps, the worst case where more than one attack ran, corruptions), one line per model
-    ranked by the strongest attack at the largest eps, and one line per configuration (mean ± std over seeds)."""
-    df = latest_ok(rows)
-    if df.empty:
-        return []
-    worst = worst_cases(rows)
+def sections(rows: list[dict], model_info: dict, all_boards: list | None = None) -> list[dict]:
+    """One leaderboard section per board of the results model (bench.report.results.boards), in its order and
+    its rank: columns (attacks x eps, the worst case where more than one attack ran, corruptions), one line per
+    model, and one line per configuration (mean ± std over seeds)."""
     out = []
-    for (data, n), part in df.groupby(["data", "n"]):
-        norms = sorted(x for x in part["norm"].unique() if x) or [""]
-        for norm in norms:
-            cols = robust_columns(part, norm) if norm else []
-            attack_cols = []
-            for a, e, s in cols:
-                attack_cols.append({"key": _column_key(a, s), "title": _column_key(a, s), "kind": "acc",
-                                    "attack": a, "eps": float(e), "eps_str": s})
-            lines = []
-            for mid, m in part.groupby("model_id"):
-                info = model_info[mid]
-                cells = {}
-                clean = m[m["attack"] == "clean"]
-                src = clean.iloc[0] if len(clean) else m.iloc[0]
-                cells["clean"] = acc_cell(src["clean_acc"], src.get("clean_correct"), src["n"])
-                flags = {}
-                for c in attack_cols:
-                    hit = m[(m["attack"] == c["attack"]) & (m["norm"] == norm) & (m["eps_key"] == round(c["eps"], 8))]
-                    if len(hit):
-                        h = hit.iloc[0]
-                        cells[c["key"]] = acc_cell(h["robust_acc"], h.get("robust_correct"), h["n"])
-                        checks = h.get("aa_checks") if isinstance(h.get("aa_checks"), dict) else {}
-                        fired = {k: v for k, v in checks.items() if v}
-                        if fired:
-                            cells[c["key"]]["flag"] = "; ".join(f"{k}: {v}" for k, v in fired.items())
-                for c in {(c["eps"], c["eps_str"]) for c in attack_cols}:
-                    wc = worst.get((mid, data, int(n), norm, round(c[0], 8)))
-                    if wc is not None and len(wc.attacks) > 1:
-                        missed = {a: wc.missed_by(a) for a in wc.attacks if a.startswith("AA") and wc.missed_by(a)}
-                        cells[f"Worst {c[1]}"] = {**acc_cell(wc.acc, int(wc.robust.sum()), wc.n),
-                                                   "attacks": wc.attacks, "aa_missed": missed}
-                corr = m[m["attack"] == "corruptions"]
-                if len(corr):
-                    cells["corruptions"] = acc_cell(corr.iloc[0]["robust_acc"])
-                    flags["corruption_source"] = corr.iloc[0].get("corruption_source")
-                lines.append({"model": info, "cells": cells, **flags})
-            worst_cols = {k for line in lines for k in line["cells"] if k.startswith("Worst ")}
-            columns = []
-            for eps_str in dict.fromkeys(c["eps_str"] for c in attack_cols):  # each eps: its attacks, its worst
-                group = [c for c in attack_cols if c["eps_str"] == eps_str]
-                columns += group
-                if f"Worst {eps_str}" in worst_cols:
-                    columns.append({"key": f"Worst {eps_str}", "title": f"Worst {eps_str}", "kind": "worst",
-                                    "eps": group[0]["eps"], "eps_str": eps_str})
-            if any("corruptions" in line["cells"] for line in lines):
-                columns.append({"key": "corruptions", "title": "Corruptions", "kind": "acc"})
-            rank_by = _rank_column(attack_cols, worst_cols, any("corruptions" in ln["cells"] for ln in lines))
-            lines.sort(key=lambda line: (-(line["cells"].get(rank_by, {}).get("v") or -1) if rank_by else 0,
-                                         -(line["cells"]["clean"]["v"] or 0), line["model"]["name"]))
-            for i, line in enumerate(lines, 1):
-                line["rank"] = i
-            out.append({"id": None, "data": data, "dataset": dataset_name(data), "n": int(n),
-                        "norm": norm or "corruptions", "columns": columns, "lines": lines, "rank_by": rank_by,
-                        "groups": configuration_groups(lines, columns), "plots": plot_data(lines, attack_cols, norm)})
-    # each dataset's threat models in RobustBench's order, the most test points first
-    norm_order = {"Linf": 0, "L2": 1, "corruptions": 2}
-    out.sort(key=lambda s: (s["data"], norm_order.get(s["norm"], 3), -s["n"]))
-    for i, s in enumerate(out):
-        s["id"] = f"s{i}"
+    for i, b in enumerate(boards(rows) if all_boards is None else all_boards):
+        columns = [{"key": c.key, "title": c.key, "kind": "worst" if c.kind == "worst" else "acc",
+                    "attack": c.attack, "eps": c.eps, "eps_str": c.eps_str} for c in b.columns]
+        lines = []
+        for rank, mid in enumerate(b.models, 1):
+            cells = {"clean": _cell(b.cell(mid, CLEAN)) or {"v": None}}
+            for c in b.columns:
+                cell = _cell(b.cell(mid, c.key))
+                if cell is not None:
+                    cells[c.key] = cell
+            corr = b.cell(mid, "Corruptions")
+            line = {"model": model_info[mid], "cells": cells, "rank": rank}
+            if corr is not None:
+                line["corruption_source"] = corr["corruption_source"]
+            lines.append(line)
+        attack_cols = [c for c in columns if c["kind"] == "acc" and c["attack"]]
+        out.append({"id": f"s{i}", "data": b.data, "dataset": dataset_name(b.data), "n": b.n,
+                    "norm": b.norm or "corruptions", "columns": columns, "lines": lines, "rank_by": b.rank_by,
+                    "groups": configuration_groups(lines, columns, b.rank_by),
+                    "plots": plot_data(lines, attack_cols, b.norm)})
     return out
 
 
-def _rank_column(attack_cols, worst_cols, has_corruptions) -> str | None:
-    """The leaderboard's one rank rule (bench.report.leaderboard.rank_choice), as this page's column key."""
-    choice = rank_choice([(c["attack"], c["eps"], c["eps_str"]) for c in attack_cols],
-                         lambda s: f"Worst {s}" in worst_cols)
-    if choice is None:
-        return "corruptions" if has_corruptions else None
-    if choice[0] == "worst":
-        return f"Worst {choice[1]}"
-    return _column_key(choice[1], choice[2])
+def configuration_groups(lines: list[dict], columns: list[dict], rank_by: str | None = None) -> list[dict]:
+    """Models of the same architecture, recipe and settings (seeds differ): mean ± sample std per column, ranked
+    by the board's rule on the means (bench.report.results.rank_groups)."""
+    from bench.report.results import rank_groups
 
-
-def configuration_groups(lines: list[dict], columns: list[dict]) -> list[dict]:
-    """Models of the same architecture, recipe and settings (seeds differ): mean ± sample std per column."""
     groups = defaultdict(list)
     for line in lines:
         m = line["model"]
@@ -180,13 +141,17 @@ def configuration_groups(lines: list[dict], columns: list[dict]) -> list[dict]:
     for (arch, config, train_data), members in groups.items():
         cells = {}
         for key in ["clean"] + [c["key"] for c in columns]:
-            vals = [x["cells"][key]["v"] for x in members if x["cells"].get(key, {}).get("v") is not None]
+            vals = [x["cells"][key]["v"] for x in members if (x["cells"].get(key) or {}).get("v") is not None]
             if vals:
                 cells[key] = {"mean": float(np.mean(vals)), "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else None,
                               "k": len(vals)}
-        out.append({"id": f"g{len(out)}", "arch": arch, "config": config, "train_data": train_data,
+        out.append({"arch": arch, "config": config, "train_data": train_data,
                     "seeds": sorted((x["model"]["seed"] for x in members), key=lambda s: (s is None, s)),
                     "members": members, "cells": cells})
+    out = rank_groups(out, lambda g, key: (g["cells"].get("clean" if key == CLEAN else key) or {}).get("mean"),
+                      rank_by, lambda g: (g["arch"], g["config"]))
+    for i, g in enumerate(out):
+        g["id"] = f"g{i}"
     return out
 
 

@@ -1,0 +1,298 @@
+"""The one results model: rows -> ranked boards of tidy lines, which every renderer reads.
+
+A board is one (threat model, dataset, n): its columns (each attack at each eps, the worst case where more than one
+attack ran at that eps, corruptions) and one tidy line per (model, column) with the accuracy, its counts and 95%
+interval, AutoAttack's flag, the worst case's attacks, or `failed` with the reason. The boards are ranked once,
+by `rank_choice`; leaderboard.md, the site, its CSV/JSON downloads and the study report all read them, so they
+cannot order models differently.
+
+    boards(rows) -> [Board]          ranked; Board.lines is a DataFrame (one line per model and column)
+    tidy(boards) -> DataFrame        every board's lines, in rank order (the downloadable table)
+
+Pure functions of rows.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from bench.report.worst_case import eps_key, worst_cases
+from bench.stats import wilson
+
+ATTACK_LABEL = {"pgd": "PGD", "autoattack": "AA", "autoattack-fast": "AA-fast"}
+STRENGTH = {"autoattack": 0, "autoattack-fast": 1, "pgd": 2}  # which attack decides the rank (strongest first)
+CLEAN, CORRUPTIONS = "Clean", "Corruptions"  # the column keys that are not attacks
+
+
+def latest_ok(rows: list[dict]) -> pd.DataFrame:
+    """One row per (model, attack, norm, eps, data, n): the latest successful one."""
+    ok = [r for r in rows if r.get("status") == "ok"]
+    if not ok:
+        return pd.DataFrame()
+    df = pd.DataFrame(ok)
+    df["eps_key"] = df["eps"].round(8)
+    df["norm"] = df["norm"].fillna("")
+    return df.sort_values("time").drop_duplicates(["model_id", "attack", "norm", "eps_key", "data", "n"], keep="last")
+
+
+def missing_evaluations(rows: list[dict]) -> list[dict]:
+    """Every evaluation asked for that has no result: its latest row failed and no row with its key is ok.
+    One entry each: model, model_id, evaluation (attack, norm, eps), attack, norm, eps_key, data, n, reason and
+    how many times it failed. A model that did not load is one entry with attack 'load'."""
+    ok = {r.get("key") for r in rows if r.get("status") == "ok"}
+    latest, failures = {}, {}
+    for r in rows:
+        key = r.get("key")
+        if r.get("status") == "failed" and key not in ok:
+            latest[key] = r
+            failures[key] = failures.get(key, 0) + 1
+    out = []
+    for key, r in latest.items():
+        attack = "load" if r.get("stage") == "load" else str(r.get("attack") or "")
+        norm = r.get("norm") if isinstance(r.get("norm"), str) else ""
+        eps = str(r.get("eps_str") or "") if norm else ""
+        ek = eps_key(r["eps"]) if isinstance(r.get("eps"), (int, float)) and not isinstance(r.get("eps"), bool) else 0.0
+        out.append({"model": str(r.get("model") or r.get("path") or "?"), "model_id": r.get("model_id"),
+                    "evaluation": " ".join(str(x) for x in (ATTACK_LABEL.get(attack, attack), norm, eps) if x),
+                    "attack": attack, "norm": norm, "eps_key": ek, "eps_str": eps, "data": r.get("data"),
+                    "n": r.get("n"), "reason": str(r.get("error") or "no reason recorded"),
+                    "failures": failures[key]})
+    return sorted(out, key=lambda m: (m["model"], m["evaluation"]))
+
+
+def column_key(attack: str, eps_str: str) -> str:
+    return f"{ATTACK_LABEL.get(attack, attack)} {eps_str}"
+
+
+def in_column_order(cols) -> list[tuple[str, float, str]]:
+    """(attack, eps, eps_str) columns, eps ascending, attacks in ATTACK_LABEL's order within an eps."""
+    order = {a: i for i, a in enumerate(ATTACK_LABEL)}
+    return sorted(cols, key=lambda t: (t[1], order.get(t[0], 9)))
+
+
+def rank_choice(cols, has_worst) -> tuple | None:
+    """THE rank rule, for every table (markdown, site, downloads, report): most robust first by the tightest
+    upper bound at the largest eps: the worst case over attacks where more than one attack ran there, else the
+    strongest attack run there (AA over AA-fast over PGD); ties by clean accuracy, then name. cols: (attack, eps,
+    eps_str); has_worst(eps_str): whether the table has that eps's worst case. Returns ("worst", eps_str),
+    ("attack", attack, eps_str), or None for a table without attacks (ranked by corruptions, else clean)."""
+    if not cols:
+        return None
+    eps = max(e for _, e, _ in cols)
+    top = [c for c in cols if c[1] == eps]
+    if has_worst(top[0][2]):
+        return ("worst", top[0][2])
+    a, _, s = min(top, key=lambda t: STRENGTH.get(t[0], 9))
+    return ("attack", a, s)
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str  # what every renderer calls it: "AA 8/255", "Worst 8/255", "Corruptions"
+    kind: str  # "attack", "worst" or "corruptions"
+    attack: str = ""
+    eps: float = 0.0  # in input units (8/255 = 0.0313...)
+    eps_str: str = ""
+
+
+@dataclass
+class Board:
+    norm: str  # "" for a board of clean accuracy and corruptions only
+    data: str
+    n: int  # test points: the first n, in the dataset's order
+    columns: list[Column]  # Clean is not listed: every board has it
+    rank_by: str | None  # the column key models are ranked by (then clean accuracy, then name); None: clean only
+    models: list[str]  # model ids, in rank order
+    lines: pd.DataFrame = field(repr=False)  # one line per (model, column), Clean included; see LINE_FIELDS
+
+    def cell(self, model_id: str, key: str) -> dict | None:
+        """The line of one model and column as a dict, or None when the model has nothing there."""
+        return self._index.get((model_id, key))
+
+    def records(self) -> list[dict]:
+        """The board's lines as dicts, missing numbers as None (pandas holds them as NaN)."""
+        return [{k: None if isinstance(v, float) and v != v else v for k, v in r.items()}
+                for r in self.lines.to_dict("records")]
+
+    def __post_init__(self):
+        self._index = {(r["model_id"], r["column"]): r for r in self.records()}
+
+
+# one tidy line: which board, which model (and what it is), which column, and what it holds there
+LINE_FIELDS = ["norm", "data", "n", "rank", "model_id", "model", "arch", "recipe", "hparams", "train_data", "seed",
+               "verified", "column", "kind", "attack", "eps", "eps_str", "status", "acc", "correct", "lo", "hi",
+               "flag", "attacks", "missed", "reason", "corruption_source"]
+
+
+def _interval(correct, n):
+    if correct is None or (isinstance(correct, float) and pd.isna(correct)) or not n:
+        return None, None
+    return wilson(int(correct), int(n))
+
+
+def _num(v):
+    return None if v is None or (isinstance(v, float) and pd.isna(v)) else float(v)
+
+
+def _model_fields(r) -> dict:
+    return {"model_id": r["model_id"], "model": r["model"], "arch": r.get("arch") or "",
+            "recipe": r.get("recipe") or "", "hparams": r.get("hparams") or "",
+            "train_data": r.get("train_data") or "", "seed": r.get("train_seed"), "verified": bool(r.get("verified"))}
+
+
+def _blank(board, model, column: Column) -> dict:
+    return {**board, **model, "rank": None, "column": column.key, "kind": column.kind, "attack": column.attack,
+            "eps": column.eps, "eps_str": column.eps_str, "status": "ok", "acc": None, "correct": None, "lo": None,
+            "hi": None, "flag": "", "attacks": [], "missed": {}, "reason": "", "corruption_source": None}
+
+
+def _fired(checks) -> str:
+    """AutoAttack's checks that fired on a row, as one text ('' when none did)."""
+    if not isinstance(checks, dict):
+        return ""
+    return "; ".join(f"{k}: {v}" for k, v in checks.items() if v)
+
+
+def rank_groups(items: list, value, rank_by: str | None, name) -> list:
+    """THE ordering under the rank rule, for models and for groups of seeds alike: rank_by's value, highest first
+    (nothing there: last), then clean accuracy, then name. value(item, column key) -> float or None."""
+    def key(item):
+        v = value(item, rank_by) if rank_by else None
+        c = value(item, CLEAN)
+        return (v is None, -(v or 0.0), c is None, -(c or 0.0), name(item))
+
+    return sorted(items, key=key)
+
+
+def _rank(lines: list[dict], rank_by: str | None) -> list[str]:
+    acc = {(ln["model_id"], ln["column"]): ln["acc"] for ln in lines}
+    names = {ln["model_id"]: str(ln["model"]) for ln in lines}
+    return rank_groups(list(names), lambda mid, key: acc.get((mid, key)), rank_by, names.get)
+
+
+def _finish(norm, data, n, columns, lines) -> Board:
+    choice = rank_choice([(c.attack, c.eps, c.eps_str) for c in columns if c.kind == "attack"],
+                         lambda s: any(c.key == f"Worst {s}" for c in columns))
+    if choice is None:
+        rank_by = CORRUPTIONS if any(c.kind == "corruptions" for c in columns) else None
+    else:
+        rank_by = f"Worst {choice[1]}" if choice[0] == "worst" else column_key(choice[1], choice[2])
+    order = _rank(lines, rank_by)
+    place = {mid: i for i, mid in enumerate(order, 1)}
+    for ln in lines:
+        ln["rank"] = place[ln["model_id"]]
+    frame = pd.DataFrame(lines, columns=LINE_FIELDS)
+    frame = frame.sort_values("rank", kind="stable").reset_index(drop=True)
+    return Board(norm, data, int(n), columns, rank_by, order, frame)
+
+
+def _ordered(attack_cols: list[Column], worst: set[str]) -> list[Column]:
+    """Each eps's attack columns, then that eps's worst case."""
+    out = []
+    for eps_str in dict.fromkeys(c.eps_str for c in attack_cols):
+        group = [c for c in attack_cols if c.eps_str == eps_str]
+        out += group
+        if f"Worst {eps_str}" in worst:
+            out.append(Column(f"Worst {eps_str}", "worst", "", group[0].eps, eps_str))
+    return out
+
+
+def boards(rows: list[dict]) -> list[Board]:
+    """Every board of these rows, models ranked, in RobustBench's order within a dataset: Linf, L2, then
+    clean/corruptions, the most test points first. A failed evaluation keeps its column and shows `failed`;
+    one that failed on points no other row of its model covers gets a board of its own."""
+    df = latest_ok(rows)
+    missing = [m for m in missing_evaluations(rows) if m["attack"] in ATTACK_LABEL]
+    if df.empty:
+        return []
+    worst = worst_cases(rows)
+    out = []
+    for (data, n), part in df.groupby(["data", "n"]):
+        here = [m for m in missing if m["data"] == data and m["n"] == n and m["model_id"] in set(part["model_id"])]
+        norms = sorted({x for x in part["norm"].unique() if x} | {m["norm"] for m in here}) or [""]
+        for norm in norms:
+            board = {"norm": norm, "data": data, "n": int(n)}
+            sub = part[part["norm"] == norm] if norm else part.iloc[:0]
+            cols = {(a, e, s) for a, e, s in sub[["attack", "eps_key", "eps_str"]].itertuples(index=False)}
+            seen = {(a, e) for a, e, _ in cols}
+            cols |= {(m["attack"], m["eps_key"], m["eps_str"]) for m in here
+                     if m["norm"] == norm and (m["attack"], m["eps_key"]) not in seen}
+            attack_cols = [Column(column_key(a, s), "attack", a, float(e), s)
+                           for a, e, s in in_column_order(dict(((a, e), (a, e, s)) for a, e, s in cols).values())]
+            lines, worst_keys = [], set()
+            for mid, m in part.groupby("model_id"):
+                model = _model_fields(m.iloc[0])
+                clean = m[m["attack"] == "clean"]
+                src = clean.iloc[0] if len(clean) else m.iloc[0]
+                line = _blank(board, model, Column(CLEAN, "clean"))
+                correct = src.get("clean_correct")
+                line.update(acc=_num(src["clean_acc"]), correct=None if pd.isna(correct) else int(correct))
+                line["lo"], line["hi"] = _interval(line["correct"], n)
+                lines.append(line)
+                for c in attack_cols:
+                    hit = m[(m["attack"] == c.attack) & (m["norm"] == norm) & (m["eps_key"] == round(c.eps, 8))]
+                    line = _blank(board, model, c)
+                    if len(hit):
+                        h = hit.iloc[0]
+                        correct = h.get("robust_correct")
+                        line.update(acc=_num(h["robust_acc"]), correct=None if pd.isna(correct) else int(correct),
+                                    flag=_fired(h.get("aa_checks")))
+                        line["lo"], line["hi"] = _interval(line["correct"], h["n"])
+                    else:
+                        failed = [x for x in here if x["model_id"] == mid and x["norm"] == norm
+                                  and x["attack"] == c.attack and x["eps_key"] == round(c.eps, 8)]
+                        if not failed:
+                            continue
+                        line.update(status="failed", reason=failed[0]["reason"])
+                    lines.append(line)
+                for e, s in dict.fromkeys((c.eps, c.eps_str) for c in attack_cols):
+                    wc = worst.get((mid, data, int(n), norm, round(e, 8)))
+                    if wc is not None and len(wc.attacks) > 1:
+                        line = _blank(board, model, Column(f"Worst {s}", "worst", "", e, s))
+                        correct = int(wc.robust.sum())
+                        line.update(acc=wc.acc, correct=correct, attacks=list(wc.attacks),
+                                    missed={a: wc.missed_by(a) for a in wc.attacks})
+                        line["lo"], line["hi"] = _interval(correct, wc.n)
+                        lines.append(line)
+                        worst_keys.add(f"Worst {s}")
+                corr = m[m["attack"] == "corruptions"]
+                if len(corr):
+                    line = _blank(board, model, Column(CORRUPTIONS, "corruptions"))
+                    line.update(acc=_num(corr.iloc[0]["robust_acc"]),
+                                corruption_source=corr.iloc[0].get("corruption_source"))
+                    lines.append(line)
+            columns = _ordered(attack_cols, worst_keys)
+            if any(ln["column"] == CORRUPTIONS for ln in lines):
+                columns.append(Column(CORRUPTIONS, "corruptions"))
+            out.append(_finish(norm, data, n, columns, lines))
+    have = {(b.norm, b.data, b.n) for b in out}
+    by_model = {mid: m.iloc[-1] for mid, m in df.groupby("model_id")}
+    alone: dict = {}
+    for x in missing:
+        if x["norm"] and (x["norm"], x["data"], x["n"]) not in have and x["model_id"] in by_model:
+            alone.setdefault((x["norm"], x["data"], int(x["n"])), []).append(x)
+    for (norm, data, n), group in alone.items():
+        board = {"norm": norm, "data": data, "n": n}
+        columns = [Column(column_key(a, s), "attack", a, float(e), s)
+                   for a, e, s in in_column_order({(x["attack"], x["eps_key"], x["eps_str"]) for x in group})]
+        lines = []
+        for mid in dict.fromkeys(x["model_id"] for x in group):
+            model = _model_fields(by_model[mid])
+            lines.append(_blank(board, model, Column(CLEAN, "clean")))
+            for x in group:
+                if x["model_id"] == mid:
+                    line = _blank(board, model, next(c for c in columns if c.key == column_key(x["attack"], x["eps_str"])))
+                    line.update(status="failed", reason=x["reason"])
+                    lines.append(line)
+        out.append(_finish(norm, data, n, columns, lines))
+    norm_order = {"Linf": 0, "L2": 1, "": 2}
+    out.sort(key=lambda b: (b.data, norm_order.get(b.norm, 3), -b.n))
+    return out
+
+
+def tidy(all_boards: list[Board]) -> pd.DataFrame:
+    """Every board's lines in one table, boards in order and models in rank order: the downloadable results."""
+    if not all_boards:
+        return pd.DataFrame(columns=LINE_FIELDS)
+    return pd.concat([b.lines for b in all_boards], ignore_index=True)
