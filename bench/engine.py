@@ -32,6 +32,7 @@ from bench.fast_eval import precision_note, prepare_for_eval
 from bench.loading import LOAD_ERRORS, load_model_spec, rb_dataset, spec_content_id
 from bench.store.claims import try_claim
 from bench.store.rows import RowStore, append_row, locked, row_key
+from bench.store.schema import short_name
 from zoo import distributed as dist
 from zoo.checkpoint import MAX_BYTES, versions
 from zoo.data import load_dataset
@@ -271,7 +272,7 @@ def evaluate(models: list[str], settings: EvalSettings) -> list[Outcome]:
                     msg = first_line(e) if isinstance(e, LOAD_ERRORS) else f"{type(e).__name__}: {first_line(e)}"
                     loaded[model_spec] = ("failed", msg)
                     print(f"error: {msg}", file=sys.stderr)
-                    append_row(main_path, {"key": load_key, "status": "failed", "stage": "load", "model": model_spec,
+                    append_row(main_path, {"key": load_key, "status": "failed", "stage": "load", "model": short_name(model_spec),
                                            "path": model_spec, "error": msg,
                                            "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **common})
                     outcomes.append(Outcome(model_spec, "load", None, "0", "failed", msg, load_key))

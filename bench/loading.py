@@ -9,6 +9,7 @@ import torch
 
 from zoo.checkpoint import (MAX_BYTES, CheckpointError, check_forward, content_id, is_verified, load_checkpoint,
                             load_weights, model_from_checkpoint, sha256_file)
+from bench.store.schema import short_name
 from zoo.models import ArchError
 from zoo.recipes import get_recipe
 
@@ -64,7 +65,7 @@ def load_state_dict_model(path: str, arch: str, num_classes: int, max_bytes: int
         model = model.net  # a bare network: its inputs are taken to be [0,1] (RobustBench's convention)
     load_weights(model, sd, path, arch)
     check_forward(model, num_classes, path)
-    name = os.path.basename(path).removesuffix(".pt")
+    name = short_name(os.path.basename(path).removesuffix(".pt"))
     return LoadedModel(model.eval(), {"name": name, "model_id": model_id or sha256_file(path), "path": path, "arch": arch,
                                       "recipe": "unknown", "hparams": "", "train_data": "unknown",
                                       "verified": False})
@@ -130,7 +131,7 @@ def load_model_spec(spec: str, *, arch: str | None = None, num_classes: int = 10
         raise CheckpointError(f"{spec} is a plain state_dict; pass --arch NAME (a timm/zoo name or module:factory)")
     model = model_from_checkpoint(ckpt, spec)
     ds = ckpt.get("dataset", {})
-    meta = {"name": os.path.basename(spec).removesuffix(".pt"), "model_id": model_id or sha256_file(spec), "path": spec,
+    meta = {"name": short_name(os.path.basename(spec).removesuffix(".pt")), "model_id": model_id or sha256_file(spec), "path": spec,
             "arch": ckpt["arch"], "recipe": ckpt.get("recipe", "unknown"), "hparams": _recipe_hparams(ckpt),
             "train_data": ds.get("spec", "unknown"), "n_train": ds.get("n_train"), "seed": ckpt.get("seed"),
             "num_classes": ckpt["num_classes"], "verified": is_verified(ckpt)}

@@ -3,7 +3,8 @@
   python scripts/site_screenshots.py [--results results/study/results.jsonl] [--out results]
 
 Builds the site beside the rows (python -m bench.site), opens it from file:// in Debian's Chromium through
-Playwright, and writes OUT/site_index.png and OUT/site_model.png (the best-ranked model's page).
+Playwright, and writes OUT/site_index.png (1440 px wide), OUT/site_phone.png (390 px, the first screen) and
+OUT/site_model.png (the best-ranked model's page).
 """
 from __future__ import annotations
 
@@ -40,6 +41,14 @@ def main(argv=None) -> int:
         page.wait_for_timeout(800)
         shot = os.path.join(a.out, "site_index.png")
         page.screenshot(path=shot, full_page=False)
+        print(shot)
+        phone = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2)
+        phone.on("pageerror", lambda e: errors.append(str(e)))
+        phone.goto("file://" + os.path.abspath(index))
+        phone.wait_for_selector(".dt-container")
+        phone.wait_for_timeout(800)
+        shot = os.path.join(a.out, "site_phone.png")
+        phone.screenshot(path=shot, full_page=False)
         print(shot)
         page.click("table.leaderboard tbody tr:first-child a")
         page.wait_for_selector("#rows")

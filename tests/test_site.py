@@ -147,3 +147,49 @@ def test_site_in_a_real_browser(site):
             browser.close()
     finally:
         server.shutdown()
+
+
+STUDY = os.path.join(os.path.dirname(__file__), "..", "results", "study")
+
+
+def test_the_committed_studys_site_holds_on_a_phone_and_a_wide_screen(tmp_path):
+    """At 390 px: no sideways page scroll, the first leaderboard row on the first screen, the Model column still
+    in view when the table is scrolled sideways. At 1440 px: the default columns fit without a scrollbar. On a
+    model page no number has more than 6 significant figures."""
+    import re
+
+    sync_api = _browser()
+    from bench.report.outputs import write_site
+
+    if not os.path.exists(os.path.join(STUDY, "results.jsonl")):
+        pytest.skip("the committed study's rows are not here")
+    index = write_site(read_rows(os.path.join(STUDY, "results.jsonl")), STUDY, str(tmp_path / "site"))
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        for width, height in ((390, 844), (1440, 1000)):
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.goto("file://" + index)
+            page.wait_for_selector(".dt-container")
+            got = page.evaluate("""() => {
+                const t = document.querySelector('table.leaderboard');
+                const box = t.closest('.dt-layout-cell');
+                const first = t.querySelector('tbody tr').getBoundingClientRect();
+                const fits = box.scrollWidth <= box.clientWidth;
+                box.scrollLeft = box.scrollWidth;
+                const model = t.querySelector('tbody tr td:nth-child(2)').getBoundingClientRect();
+                return {page: document.documentElement.scrollWidth, first: first.bottom, fits: fits,
+                        scrolled: box.scrollLeft, model: model.left, box: box.getBoundingClientRect().left}}""")
+            assert got["page"] <= width, got  # no sideways scroll of the page
+            assert got["model"] >= got["box"] - 1, got  # the Model column stays in view
+            if width == 390:
+                assert got["first"] <= height and got["scrolled"] > 0, got
+            else:
+                assert got["fits"], got
+            page.click("table.leaderboard tbody tr:first-child a")
+            page.wait_for_selector("#rows")
+            text = page.inner_text("main")
+            assert not re.findall(r"\d\.\d*[0-9]{7,}|\d{7,}\.\d", text.replace(",", "")), "unformatted floats"
+            assert "None" not in text.split() and "False" not in text.split()
+            assert page.evaluate("document.documentElement.scrollWidth") <= width
+            page.close()
+        browser.close()

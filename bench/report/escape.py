@@ -10,14 +10,37 @@ from __future__ import annotations
 
 import re
 import shlex
+import unicodedata
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 _MD_SPECIAL = re.compile(r"([\\`\[\]|])")
 
 
+def no_format(text: str) -> str:
+    """The text without Unicode format characters (category Cf): the bidi controls U+202A-U+202E and
+    U+2066-U+2069 that make "gnp.exe" display as "exe.png" and reverse the digits of a number written after
+    them, zero-width characters, the BOM. Every writer applies it to strings from files, so text shows in the
+    order it is stored."""
+    if text.isascii():
+        return text
+    return "".join(c for c in text if unicodedata.category(c) != "Cf")
+
+
+def neutral(obj):
+    """obj (rows, metadata: dicts, lists, strings) with no_format applied to every string in it, keys too."""
+    if isinstance(obj, str):
+        return no_format(obj)
+    if isinstance(obj, dict):
+        return {neutral(k): neutral(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(neutral(v) for v in obj)
+    return obj
+
+
 def one_line(value) -> str:
-    """The value as text on one line: newlines and other control characters become one space."""
-    return _CONTROL.sub(" ", str(value))
+    """The value as text on one line, in stored order: newlines and other control characters become one space,
+    format characters (bidi controls) go."""
+    return _CONTROL.sub(" ", no_format(str(value)))
 
 
 def md(value) -> str:
@@ -45,11 +68,13 @@ _FORMULA = ("=", "+", "-", "@", "\t", "\r")
 def csv_cell(value):
     """A CSV cell a spreadsheet will not run: text beginning with =, +, -, @ (or a tab or carriage return) is
     prefixed with a quote (OWASP's advice). Numbers are left as numbers."""
-    if isinstance(value, str) and value.startswith(_FORMULA):
-        return "'" + value
+    if isinstance(value, str):
+        value = no_format(value)
+        if value.startswith(_FORMULA):
+            return "'" + value
     return value
 
 
 def sh(value) -> str:
     """A word of a shell command shown to the user to paste: quoted when it needs to be."""
-    return shlex.quote(str(value))
+    return shlex.quote(no_format(str(value)))

@@ -13,6 +13,7 @@ import pandas as pd
 from bench.report.claims import decide, point_flags
 from bench.report.escape import md, md_code
 from bench.report.leaderboard import missing_markdown
+from bench.report.numbers import human
 from bench.report.results import CLEAN, CORRUPTIONS, boards, missing_evaluations
 from zoo.checkpoint import load_checkpoint
 
@@ -147,7 +148,7 @@ def measures_table(s: pd.DataFrame) -> str:
         vals = []
         for k in keys:
             m, sd = s.loc[grp, (k, "mean")], s.loc[grp, (k, "std")]
-            vals.append(f"{m:.4f}" + ("" if pd.isna(sd) else f" ± {sd:.4f}"))
+            vals.append(human(m) + ("" if pd.isna(sd) else f" ± {human(sd)}"))
         lines.append(f"| {md(grp)} | " + " | ".join(vals) + " |")
     return "\n".join(lines)
 

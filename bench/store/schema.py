@@ -13,8 +13,17 @@ from bench.store.points import PointsError, decode_sets, decode_states
 
 KEY = re.compile(r"^[0-9a-f]{20}$")  # bench.store.rows.row_key
 ATTACK = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+FIELD = re.compile(r"^[a-z][a-z0-9_]{0,63}$")  # every field name a row of ours holds; nothing else reaches a writer
+EPS = re.compile(r"^[0-9][0-9.e+-]{0,30}(/[0-9][0-9.e+-]{0,30})?$")  # "8/255", "0.5", "1e-3", "0.5/255"
 MAX_TEXT = 4096  # characters: paths and error messages are the longest strings a row holds
+MAX_NAME = 200  # characters of a model name: a name fits a table cell (file names allow 255 bytes)
 TOLERANCE = 1e-9  # accuracies are stored as count / n
+
+
+def short_name(name: str) -> str:
+    """A model's name as rows hold it: at most MAX_NAME characters, a longer one cut with '…' (the row's `path`
+    keeps the file's full name)."""
+    return name if len(name) <= MAX_NAME else name[:MAX_NAME - 1] + "…"
 
 
 class RowError(ValueError):
@@ -25,8 +34,73 @@ def _text(row, field, optional=False, max_len=MAX_TEXT):
     v = row.get(field)
     if v is None and optional:
         return
-    if not isinstance(v, str) or len(v) > max_len:
+    if not isinstance(v, str):
         raise RowError(f"{field} is not a string")
+    if len(v) > max_len:
+        raise RowError(f"{field} is {len(v)} characters long, over the limit of {max_len}")
+
+
+def _number(v) -> bool:
+    return not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def _eps_text(row, optional=False):
+    v = row.get("eps_str")
+    if v is None and optional:
+        return
+    if not isinstance(v, str) or not EPS.match(v):
+        raise RowError("eps_str is not a radius like 8/255 or 0.5")
+
+
+# attack_config: what the writers read, typed; other settings may be any short scalar or list of them
+_CONFIG_INT = ("steps", "restarts", "seed", "generator_version")
+_CONFIG_NUMBER = ("alpha", "eps")
+_CONFIG_LIST = ("names", "stages", "severities")
+
+
+def _scalar(v) -> bool:
+    return v is None or isinstance(v, bool) or _number(v) or (isinstance(v, str) and len(v) <= 256)
+
+
+def _check_config(config) -> None:
+    if not isinstance(config, dict):
+        raise RowError("attack_config is not a mapping")
+    for k, v in config.items():
+        if not isinstance(k, str) or not FIELD.match(k):
+            raise RowError("attack_config has a setting whose name is not a field name")
+        if k in _CONFIG_INT and (isinstance(v, bool) or not isinstance(v, int)):
+            raise RowError(f"attack_config.{k} is not an integer")
+        if k in _CONFIG_NUMBER and (not _number(v) or v < 0):
+            raise RowError(f"attack_config.{k} is not a non-negative number")
+        if k in _CONFIG_LIST and (not isinstance(v, list) or len(v) > 256 or
+                                  not all(isinstance(x, (str, int)) and not isinstance(x, bool) for x in v)):
+            raise RowError(f"attack_config.{k} is not a list of names")
+        if not (_scalar(v) or isinstance(v, list) and len(v) <= 256 and all(_scalar(x) for x in v)):
+            raise RowError(f"attack_config.{k} is neither a short value nor a list of them")
+
+
+def _check_common(row: dict) -> None:
+    """What every row, ok or failed, must hold right when it holds it: field names, the model's name, the
+    evaluation it names."""
+    for k in row:
+        if not isinstance(k, str) or not FIELD.match(k):
+            raise RowError(f"field {str(k)[:40]!r} is not a field name (lowercase letters, digits, _)")
+    _text(row, "model", max_len=MAX_NAME)
+    attack = row.get("attack")
+    if attack is not None and (not isinstance(attack, str) or not ATTACK.match(attack)):
+        raise RowError("attack is not an attack name")
+    if row.get("norm") not in (None, "Linf", "L2"):
+        raise RowError("norm is not Linf or L2")
+    if "eps" in row and (not _number(row["eps"]) or row["eps"] < 0):
+        raise RowError("eps is not a non-negative number")
+    _eps_text(row, optional=True)
+    if "attack_config" in row:
+        _check_config(row["attack_config"])
+    for field in ("model_id", "data", "path", "stage", "arch", "recipe", "hparams", "train_data", "device",
+                  "precision", "corruption_source"):
+        _text(row, field, optional=True)
+    if row.get("n") is not None:
+        _int(row, "n", 1, 10 ** 9)
 
 
 def _int(row, field, lo, hi):
@@ -74,15 +148,17 @@ def _check_ok(row: dict) -> None:
     elif norm not in ("Linf", "L2"):
         raise RowError("norm is not Linf or L2")
     eps = row.get("eps")
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps < 0:
+    if not _number(eps) or eps < 0:
         raise RowError("eps is not a non-negative number")
-    _text(row, "eps_str", max_len=64)
-    for field in ("model", "model_id", "data", "time"):
+    _eps_text(row)
+    for field in ("model_id", "data", "time"):
         _text(row, field)
-    for field in ("arch", "recipe", "hparams", "train_data", "path"):
-        _text(row, field, optional=True)
     if not isinstance(row.get("attack_config"), dict):
         raise RowError("attack_config is not a mapping")
+    if row.get("train_seed") is not None and (isinstance(row["train_seed"], bool) or not isinstance(row["train_seed"], int)):
+        raise RowError("train_seed is not an integer")
+    if "verified" in row and not isinstance(row["verified"], bool):
+        raise RowError("verified is not true or false")
     n = _int(row, "n", 1, 10 ** 9)
     clean = _int(row, "clean_correct", 0, n)
     _agrees(row, "clean_acc", clean, n)
@@ -135,15 +211,15 @@ def check_result_row(row) -> None:
     if not isinstance(row, dict):
         raise RowError("not a JSON object")
     status = row.get("status")
+    if status not in ("ok", "failed"):
+        raise RowError("status is neither ok nor failed")
+    _check_common(row)
     if status == "ok":
         _check_ok(row)
-    elif status == "failed":
+    else:
         _text(row, "error")
-        _text(row, "model")
         if "key" in row and (not isinstance(row["key"], str) or not KEY.match(row["key"])):
             raise RowError("key is not a row key")
-    else:
-        raise RowError("status is neither ok nor failed")
     _text(row, "time", max_len=64)
 
 

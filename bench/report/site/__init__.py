@@ -17,7 +17,8 @@ import json
 import os
 import time
 
-from bench.report.escape import csv_cell
+from bench.report.escape import csv_cell, neutral
+from bench.report.numbers import human
 from bench.report.site import pages
 from bench.report.site.assets import write_assets
 from bench.report.results import boards, missing_evaluations
@@ -28,6 +29,7 @@ TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates"
 
 def environment():
     import jinja2
+    import markupsafe
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                              trim_blocks=True, lstrip_blocks=True)
@@ -37,6 +39,10 @@ def environment():
     env.filters["pct"] = lambda v, digits=2: f"{100 * v:.{digits}f}" if number(v) else ""
     env.filters["num"] = lambda v, digits=1: f"{v:,.{digits}f}" if number(v) else ""
     env.filters["mib"] = lambda v: f"{v / 2 ** 20:,.0f}" if number(v) and v else ""
+    env.filters["human"] = human
+    # a long name may break after - and _ (a phone's narrow Model column), never inside a word
+    env.filters["breakable"] = lambda v: markupsafe.Markup(
+        str(markupsafe.escape(v)).replace("-", "-<wbr>").replace("_", "_<wbr>"))
     return env
 
 
@@ -68,10 +74,40 @@ def results_downloads(all_boards) -> tuple[str, str]:
 def build_site(rows: list[dict], out: str, *, metas: dict | None = None, measures: list[dict] | None = None,
                report_md: str | None = None, report_dir: str | None = None,
                title: str = "sharpbench leaderboard") -> str:
-    """Write the site under out; returns the index's path. report_dir: where the report's images are."""
+    """Write the site under out; returns the index's path. report_dir: where the report's images are.
+
+    The site is built in a folder beside out and moved into place when whole, so a reader never sees half a site
+    (an old one stays until the new one is complete). Every string from rows, checkpoints and measures goes
+    through bench.report.escape.neutral first: no bidi control reaches a page, a download or a plot."""
+    import shutil
+    import tempfile
+
+    out = os.path.abspath(out)
+    parent = os.path.dirname(out)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.building-", dir=parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # a folder as os.makedirs would make it (mkdtemp's is private)
+    try:
+        _build(neutral(rows), tmp, metas=neutral(metas or {}), measures=neutral(measures or []),
+               report_md=None if report_md is None else neutral(report_md), report_dir=report_dir, title=title)
+        old = None
+        if os.path.exists(out):
+            old = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.old-", dir=parent)
+            os.rename(out, os.path.join(old, "site"))
+        os.rename(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+    return os.path.join(out, "index.html")
+
+
+def _build(rows, out, *, metas, measures, report_md, report_dir, title) -> None:
     import markdown
 
-    metas, measures = metas or {}, measures or []
     env = environment()
     os.makedirs(os.path.join(out, "models"), exist_ok=True)
     assets = write_assets(out)
@@ -102,7 +138,6 @@ def build_site(rows: list[dict], out: str, *, metas: dict | None = None, measure
         body = markdown.markdown(report_md, extensions=["tables", "fenced_code"])
         write_text_atomic(os.path.join(out, "REPORT.html"), env.get_template("report.html").render(
             root="", assets=assets, body=body, sections=sections, **common))
-    return os.path.join(out, "index.html")
 
 
 def _copy_report_images(text: str, report_dir: str | None, out: str) -> str:

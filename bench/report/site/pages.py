@@ -11,6 +11,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from bench.report.numbers import human
 from bench.report.results import ATTACK_LABEL, CLEAN, STRENGTH, boards
 from bench.stats import wilson
 
@@ -19,10 +20,16 @@ DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "digits": "digi
 
 
 def dataset_name(spec: str) -> str:
+    """A dataset spec as people name it: 'CIFAR-10', 'CIFAR-10 subset' for an npz copy named after it; the spec
+    itself shows on hover."""
     if spec in DATASET_NAMES:
         return DATASET_NAMES[spec]
     if spec.startswith("npz:"):
-        return f"npz {spec.rsplit('/', 1)[-1]}"
+        stem = spec.rsplit("/", 1)[-1].removesuffix(".npz")
+        for key in ("cifar100", "cifar10"):
+            if key in stem.lower():
+                return f"{DATASET_NAMES[key]} subset"
+        return stem
     return spec
 
 
@@ -193,7 +200,7 @@ def model_page(info: dict, rows: list[dict], measures: list[dict]) -> dict:
         table.append({
             "status": r["status"], "attack": r.get("attack", r.get("stage", "")), "norm": r.get("norm") or "",
             "eps": r.get("eps_str", ""), "n": r.get("n"), "data": r.get("data", ""),
-            "config": ", ".join(f"{k}={v}" for k, v in sorted(cfg.items()) if k not in ("attack",)),
+            "config": ", ".join(f"{k}={human(v, k)}" for k, v in sorted(cfg.items()) if k not in ("attack",)),
             "clean": acc_cell(r.get("clean_acc"), r.get("clean_correct"), r.get("n")) if r["status"] == "ok" else {"v": None},
             "robust": acc_cell(r.get("robust_acc"), r.get("robust_correct"), r.get("n")) if r["status"] == "ok" else {"v": None},
             "seconds": r.get("seconds"), "device": r.get("device", ""), "precision": r.get("precision", ""),

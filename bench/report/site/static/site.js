@@ -56,10 +56,30 @@
     return out;
   }
 
+  var narrowScreen = window.matchMedia("(max-width: 700px)").matches;
+
+  // a column no model has a value in takes no space; the less-used ones (cost, seed: th[data-more]) start in the
+  // column chooser, so the default columns fit a wide screen; on a phone architecture and settings too
+  // (th[data-phone-more]), so the numbers are on the first screen
+  function hiddenColumns(table) {
+    var out = [];
+    var rows = table.tBodies[0].rows;
+    table.querySelectorAll("thead th").forEach(function (th, i) {
+      var empty = rows.length > 0;
+      for (var r = 0; r < rows.length && empty; r++) {
+        var text = rows[r].cells[i] ? rows[r].cells[i].textContent.trim() : "";
+        empty = text === "" || text === "–";
+      }
+      if (empty || th.hasAttribute("data-more") || (narrowScreen && th.hasAttribute("data-phone-more"))) out.push(i);
+    });
+    return out;
+  }
+
   function initLeaderboard(table) {
     var panes = textColumns(table, ["Recipe", "Architecture"]);
+    var defs = columnDefs(table).concat([{targets: hiddenColumns(table), visible: false}]);
     return new DataTable(table, {
-      columnDefs: columnDefs(table),
+      columnDefs: defs,
       order: [[0, "asc"]],
       paging: table.tBodies[0].rows.length > 50,
       pageLength: 50,
@@ -92,6 +112,15 @@
     });
     return dt;
   }
+
+  // titles start at the left and the toolbar sits at the right, above the plot: it never covers a title; phones
+  // get no toolbar (it would take the width the plot needs)
+  var narrow = window.matchMedia("(max-width: 700px)").matches;
+  var plotConfig = {displaylogo: false, responsive: true, displayModeBar: narrow ? false : "hover"};
+  // the legend at the foot of the figure, below the axis title, with room for one line per trace
+  function legendBelow() { return {orientation: "h", yref: "container", y: 0, yanchor: "bottom"}; }
+  function marginFor(n) { return {t: 60, l: 50, r: 10, b: 70 + (narrow ? 20 * n : 12 * Math.ceil(n / 2))}; }
+  function titled(text) { return {text: text, x: 0, xanchor: "left", y: 0.98, yanchor: "top", font: {size: 14}}; }
 
   var palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"];
 
@@ -149,10 +178,10 @@
                           arrayminus: t.lo.map(function (l, i) { return l === null ? 0 : t.y[i] - l; })}};
       });
       Plotly.react(id + "-eps", lines, {
-        title: {text: "Robust accuracy against eps (" + plotText(attackSel.value) + ", " + data.norm + ")"},
+        title: titled("Robust accuracy against eps (" + plotText(attackSel.value) + ", " + data.norm + ")"),
         xaxis: {title: {text: data.x_label}}, yaxis: {title: {text: "accuracy (%)"}, rangemode: "tozero"},
-        margin: {t: 40}, legend: {orientation: "h", y: -0.25}
-      }, {displaylogo: false, responsive: true});
+        margin: marginFor(lines.length), legend: legendBelow()
+      }, plotConfig);
       var k = parseInt(epsSel.value, 10);
       var eps = s.eps[k];
       var points = traces.map(function (t, j) {
@@ -163,10 +192,10 @@
                                                        arrayminus: [t.y[i] - t.lo[i]]} : undefined};
       });
       Plotly.react(id + "-tradeoff", points, {
-        title: {text: "Clean against robust at eps " + plotText(s.eps_str[k])},
+        title: titled("Clean against robust at eps " + plotText(s.eps_str[k])),
         xaxis: {title: {text: "robust accuracy (%)"}}, yaxis: {title: {text: "clean accuracy (%)"}},
-        margin: {t: 40}, legend: {orientation: "h", y: -0.25}
-      }, {displaylogo: false, responsive: true});
+        margin: marginFor(points.length), legend: legendBelow()
+      }, plotConfig);
     }
 
     attackSel.addEventListener("change", function () { fillEps(); draw(); });
@@ -185,7 +214,7 @@
         {x: curves.epoch, y: curves.test_acc.map(pct), name: "clean test accuracy (%)", mode: "lines+markers"}
       ], {xaxis: {title: {text: "epoch"}}, yaxis: {title: {text: "accuracy (%)"}},
           yaxis2: {title: {text: "loss"}, overlaying: "y", side: "right"}, margin: {t: 20},
-          legend: {orientation: "h", y: -0.25}}, {displaylogo: false, responsive: true});
+          legend: {orientation: "h", y: -0.25}}, plotConfig);
     }
     var heat = readJSON("heatmap-data");
     if (heat) {
@@ -194,7 +223,7 @@
         zmin: 0, zmax: 100, texttemplate: "%{z:.1f}", hovertemplate: "%{y}, severity %{x}: %{z:.2f}%<extra></extra>",
         colorbar: {title: {text: "%"}}
       }], {xaxis: {title: {text: "severity"}}, yaxis: {autorange: "reversed"}, margin: {t: 20, l: 130},
-           height: 140 + 30 * heat.corruptions.length}, {displaylogo: false, responsive: true});
+           height: 140 + 30 * heat.corruptions.length}, plotConfig);
     }
     var rows = document.getElementById("rows");
     if (rows) {
@@ -208,6 +237,9 @@
     }
   }
 
+  if (window.matchMedia("(max-width: 700px)").matches) {  // a phone: the tables first, the explanations folded
+    document.querySelectorAll("details.explain").forEach(function (d) { d.open = false; });
+  }
   document.querySelectorAll("table.leaderboard").forEach(initLeaderboard);
   document.querySelectorAll("table.groups").forEach(initGroups);
   document.querySelectorAll(".plot-controls").forEach(initPlots);
