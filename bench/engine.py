@@ -30,6 +30,7 @@ from bench.corruptions.generator import CORRUPTIONS, GENERATOR_VERSION, SEVERITI
 from bench.evaluate import evaluate_attack, evaluate_corruptions
 from bench.fast_eval import precision_note, prepare_for_eval
 from bench.loading import LOAD_ERRORS, load_model_spec, rb_dataset, spec_content_id
+from bench.store.adversarial import save_images
 from bench.store.claims import try_claim
 from bench.store.rows import RowStore, append_row, locked, row_key
 from bench.store.schema import short_name
@@ -72,6 +73,7 @@ class EvalSettings:
     # an evaluation (or a model load) that failed this many times on the same file and settings is refused
     # without running (a damaged checkpoint or a bad setting fails the same way every time)
     max_failures: int = 1
+    save_adversarial: bool = False  # each attack row's images beside the rows (bench.store.adversarial)
     progress: bool = True
 
     @classmethod
@@ -186,7 +188,7 @@ def _run_one(spec, cfg, attack, lm, x, x_u8, y, settings, device, state_path, pr
                 require_official=cfg["source"] == "official")
     attack.state_path = state_path
     return evaluate_attack(lm.model, attack, x, y, norm=spec["norm"] or "Linf", eps=spec["eps"],
-                           batch_size=batch_size)
+                           batch_size=batch_size, keep_adversarial=settings.save_adversarial)
 
 
 def evaluate(models: list[str], settings: EvalSettings) -> list[Outcome]:
@@ -287,6 +289,10 @@ def evaluate(models: list[str], settings: EvalSettings) -> list[Outcome]:
         with locked(main_path):  # check and claim in one step: another process may share this folder
             store.refresh()
             done = key in store.done
+            cached = store.ok.get(key) if done else None
+            if done and settings.save_adversarial and spec["attack"] not in ("clean", "corruptions") \
+                    and "adversarial" not in cached:
+                done = False  # its images were not kept: the attack runs again (seeded) to store them
             earlier = None if done else refused(key)
             claim = None if done or earlier is not None else try_claim(claim_dir, key)
         if done or earlier is not None:
@@ -332,6 +338,14 @@ def evaluate(models: list[str], settings: EvalSettings) -> list[Outcome]:
             append_row(main_path, {**row, "status": "failed", "error": msg})
             outcome(model_spec, spec, "failed", msg, key)
         else:
+            images = result.pop("adversarial_images", None)
+            if images is not None:
+                result["adversarial"] = save_images(settings.out, key, images)
+                if cached is not None and (cached["clean_correct"], cached["robust_correct"]) != \
+                        (result["clean_correct"], result["robust_correct"]):
+                    print(f"warning: {label}: the attack fooled other points than its cached row did (not "
+                          "deterministic on this machine); the new row, with its images, replaces it",
+                          file=sys.stderr)
             append_row(main_path, {**row, **result, "status": "ok"})
             outcome(model_spec, spec, "ok", key=key)
             for check, msg in (result.get("aa_checks") or {}).items():

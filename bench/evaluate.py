@@ -31,12 +31,16 @@ def _acc_fields(prefix: str, correct: int, n: int) -> dict:
     return {f"{prefix}_acc": correct / n, f"{prefix}_correct": correct, f"{prefix}_ci95": [lo, hi]}
 
 
-def evaluate_attack(model, attack, x, y, *, norm: str, eps: float, batch_size: int = 250) -> dict:
+def evaluate_attack(model, attack, x, y, *, norm: str, eps: float, batch_size: int = 250,
+                    keep_adversarial: bool = False) -> dict:
     """Clean and robust accuracy. A point counts as robust only if it is classified right both clean and
-    attacked: x itself lies in the ball, so robust <= clean by construction (RobustBench does the same)."""
+    attacked: x itself lies in the ball, so robust <= clean by construction (RobustBench does the same). With
+    keep_adversarial, the attack's output is returned too, as "adversarial_images" (not a row field: the caller
+    stores it)."""
     model.eval()
     t0 = time.perf_counter()
     clean_ok = predict(model, x, batch_size) == y
+    x_adv = None
     if attack.name == "clean":
         robust_ok, worst = clean_ok, 0.0
     else:
@@ -49,6 +53,8 @@ def evaluate_attack(model, attack, x, y, *, norm: str, eps: float, batch_size: i
     row = {**_acc_fields("clean", int(clean_ok.sum()), n), **_acc_fields("robust", int(robust_ok.sum()), n),
            "n": n, "max_perturbation": worst, "seconds": time.perf_counter() - t0,
            "points": encode_states(clean_ok.cpu().numpy(), robust_ok.cpu().numpy())}
+    if keep_adversarial and x_adv is not None:
+        row["adversarial_images"] = x_adv.detach().float().cpu()
     if attack.info.get("stage_acc"):
         row["stage_acc"] = attack.info["stage_acc"]
         row["stage_seconds"] = attack.info.get("stage_seconds", {})

@@ -57,6 +57,11 @@ def parse_args(argv=None):
     p.add_argument("--cache-dir", default=".cache/cifar10c", help="where regenerated corruption sets are kept")
     p.add_argument("--max-checkpoint-gb", type=float, default=MAX_BYTES / 2 ** 30,
                    help="refuse model files larger than this without reading them (default %(default)g)")
+    p.add_argument("--save-adversarial", action="store_true",
+                   help="keep each attack row's adversarial images in OUT/adversarial/<key>.pt (RobustBench's "
+                        "format: float32, n x C x H x W, in [0,1]; 10000 CIFAR images are about 123 MB); the row "
+                        "names the file and its sha256, and `python -m bench.verify` replays them. A cached row "
+                        "without images is run again (seeded) to store them")
     p.add_argument("--retry-failed", action="store_true",
                    help="run again what failed before on the same file and settings (skipped otherwise)")
     p.add_argument("--no-leaderboard", action="store_true", help="write neither leaderboard.md nor the site")

@@ -59,10 +59,12 @@ def sizes(tiny: bool, cuda: bool, quick: bool = False) -> dict:
     """aa_n: images AutoAttack runs on per model; a smaller count than AA_TARGET_N is timed and its seconds scaled
     linearly to AA_TARGET_N (an estimate, labelled as one). recipes: those (d) trains."""
     if tiny:
-        # PGD-AT with 2 attack steps: the same code path, a shorter graph to compile in every K process
-        return dict(arch="sharp_tiny", batch=32, steps=3, warmup=1, aa_n={"standard": 8, "pgd_at": 8},
+        # PGD-AT with 2 attack steps: the same code path, a shorter graph to compile. The K processes of (f) run
+        # the eager step here (k_whole ""): the compiled step is compiled once per recipe in (a), not again in
+        # each of (f)'s 14 processes
+        return dict(arch="sharp_tiny", batch=32, steps=3, warmup=1, aa_n={"standard": 8, "pgd_at": 4},
                     aa_epochs=1, aa_batch=250, train_epochs=1, n_train=256, bench_n=32, compile="aot_eager",
-                    workers=0, recipes=tuple(RECIPES), whole="default", k_steps=4, attack_steps=2)
+                    workers=0, recipes=tuple(RECIPES), whole="default", k_whole="", k_steps=4, attack_steps=2)
     full = dict(arch="preact_resnet18", batch=128, steps=50, warmup=10,
                 aa_n={"standard": AA_TARGET_N, "pgd_at": AA_TARGET_N}, aa_epochs=15,
                 aa_batch=1000 if cuda else 250, train_epochs=2, n_train=None, bench_n=1000, compile="inductor",
@@ -182,8 +184,10 @@ def k_section(s, device, lines, verdicts, work):
     mps = "not checked (CPU)"
     if device.type == "cuda":
         mps = "on" if os.environ.get("CUDA_MPS_PIPE_DIRECTORY") or os.path.exists("/tmp/nvidia-mps") else "off"
+    whole = s.get("k_whole", s["whole"])
     lines += ["## (f) K trainings sharing one GPU", "",
-              f"K processes each time {s['k_steps']} steps of the whole compiled step ({s['arch']}, batch "
+              f"K processes each time {s['k_steps']} steps of the "
+              f"{'whole compiled step' if whole else 'eager step (--tiny)'} ({s['arch']}, batch "
               f"{s['batch']}) after their warm-up, all started together; aggregate = all their images over the span "
               f"from the first start to the last end. CUDA MPS: {mps} (the README says how to start it).", "",
               "| recipe | K | aggregate img/s | vs K = 1 |", "|---|---|---|---|"]
@@ -197,7 +201,7 @@ def k_section(s, device, lines, verdicts, work):
             if device.type == "cpu":  # CPU processes share the cores instead of each taking all of them
                 env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // k))
             cmd = [sys.executable, os.path.abspath(__file__), "--k-worker", "--recipe", recipe, "--arch", s["arch"],
-                   "--barrier", barrier, "--whole", s["whole"], "--backend", s["compile"], "--device", str(device),
+                   "--barrier", barrier, "--whole", whole, "--backend", s["compile"], "--device", str(device),
                    "--batch", str(s["batch"]), "--steps", str(s["k_steps"]), "--warmup", str(s["warmup"] + 2),
                    "--count", str(k), "--attack-steps", str(s.get("attack_steps", 0))]
             procs = [subprocess.Popen(cmd + ["--index", str(i)], cwd=ROOT, env=env, stdout=subprocess.PIPE,

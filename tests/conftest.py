@@ -55,3 +55,31 @@ def smoke_zoo(smoke_study, tmp_path):
     dest = tmp_path / "smoke-zoo"
     shutil.copytree(smoke_study[1], dest)
     return dest
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory):
+    """The session's checkpoint factory: checkpoint(**TrainConfig fields) trains a model once per distinct config
+    (sharp_tiny on synthetic data, one epoch, CPU unless told otherwise) and returns the path of a fresh copy, so
+    a test may damage or move its file. Seeds are fixed: the same config gives the same weights."""
+    import json
+    import shutil
+
+    from zoo.config import TrainConfig
+    from zoo.train import train
+
+    cache = tmp_path_factory.mktemp("checkpoints")
+    trained = {}
+
+    def make(**over):
+        cfg = {"arch": "sharp_tiny", "data": "synthetic", "n_train": 64, "epochs": 1, "batch_size": 64,
+               "device": "cpu", **over}
+        key = json.dumps(cfg, sort_keys=True, default=str)
+        if key not in trained:
+            out = cache / f"c{len(trained)}"
+            trained[key] = train(TrainConfig(**cfg, out=str(out)), progress=False)
+        dest = tmp_path_factory.mktemp("checkpoint") / os.path.basename(trained[key])
+        shutil.copyfile(trained[key], dest)
+        return str(dest)
+
+    return make

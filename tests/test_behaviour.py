@@ -477,7 +477,7 @@ def test_nan_logits_are_an_evaluation_error_not_predictions():
 
 # ---------------------------------------------------------------- a rank killed mid-run under a shared --out
 
-def test_a_killed_processs_claim_is_taken_over_and_no_row_is_lost_or_doubled(tmp_path):
+def test_a_killed_processs_claim_is_taken_over_and_no_row_is_lost_or_doubled(tmp_path, checkpoint):
     """A torchrun rank (or a second shell) killed mid-evaluation leaves a finished row, a claim on the evaluation
     it was running and no shard file: a rerun takes over the stale claim and the rows equal an uninterrupted run."""
     import json
@@ -487,10 +487,8 @@ def test_a_killed_processs_claim_is_taken_over_and_no_row_is_lost_or_doubled(tmp
 
     from bench import run as bench_run
     from bench.store.rows import read_rows
-    from zoo.train import train
 
-    ckpt = train(TrainConfig(arch="sharp_tiny", data="synthetic", n_train=64, epochs=1, batch_size=64, device="cpu",
-                             out=str(tmp_path / "zoo")), progress=False)
+    ckpt = checkpoint()
     args = ["--models", ckpt, "--attacks", "clean,pgd", "--eps", "2/255,8/255", "--pgd-steps", "2", "--data",
             "synthetic", "--n-examples", "16", "--device", "cpu", "--no-progress", "--no-leaderboard"]
     assert bench_run.main([*args, "--out", str(tmp_path / "whole")]) == 0

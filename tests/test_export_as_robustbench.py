@@ -100,12 +100,9 @@ def test_corruptions_line_has_the_columns_of_that_datasets_robustbench_file(timm
 
 
 @pytest.mark.parametrize("dataset", ["cifar10", "cifar100"])
-def test_corruptions_json_of_an_adversarially_trained_model_is_laid_out_as_robustbenchs(tmp_path, dataset):
-    from zoo.config import TrainConfig
-    from zoo.train import train
-
-    ckpt = train(TrainConfig(arch="sharp_tiny", recipe="pgd_at", steps=1, data="synthetic", n_train=64, epochs=1,
-                             batch_size=64, device="cpu", out=str(tmp_path / "zoo")), progress=False)
+def test_corruptions_json_of_an_adversarially_trained_model_is_laid_out_as_robustbenchs(tmp_path, dataset,
+                                                                                         checkpoint):
+    ckpt = checkpoint(recipe="pgd_at", steps=1)
     results = tmp_path / "results.jsonl"
     _write_row(results, ckpt, data=dataset, **_corruption_row(ckpt))
     paths = bexport.export(ckpt, name="Smith2026Sharp", out=str(tmp_path / "e"), results=str(results),

@@ -26,12 +26,8 @@ def _script(name):
 
 
 @pytest.fixture(scope="module")
-def good(tmp_path_factory):
-    from zoo.config import TrainConfig
-
-    out = tmp_path_factory.mktemp("good")
-    return train(TrainConfig(arch="sharp_tiny", data="synthetic", epochs=1, n_train=64, batch_size=32,
-                             device="cpu", out=str(out)), progress=False)
+def good(checkpoint):
+    return checkpoint()
 
 
 def _bench(models, out, *extra):

@@ -23,13 +23,8 @@ from scripts.fuzz_checkpoints import CSV, DOCSTRING_ESCAPE, HTML, MD, edited, zi
 
 
 @pytest.fixture(scope="module")
-def good(tmp_path_factory):
-    from zoo.config import TrainConfig
-    from zoo.train import train
-
-    out = tmp_path_factory.mktemp("good")
-    return train(TrainConfig(arch="sharp_tiny", data="synthetic", n_train=64, epochs=1, batch_size=64, device="cpu",
-                             out=str(out)), progress=False)
+def good(checkpoint):
+    return checkpoint()
 
 
 def _edited(good, path, **fields):

@@ -14,7 +14,7 @@ LAYERS = [  # (layer, module prefixes), the most specific prefix decides
     (1, ("bench.stats", "bench.deps", "bench.store", "bench.attacks", "bench.corruptions", "bench.fast_eval",
          "bench.loading", "bench.measures")),
     (2, ("bench.evaluate", "bench.engine", "bench.report", "bench.submit")),
-    (3, ("bench.run", "bench.site", "bench.leaderboard", "bench.export", "bench.study", "bench.grid")),
+    (3, ("bench.run", "bench.site", "bench.leaderboard", "bench.export", "bench.study", "bench.grid", "bench.verify")),
 ]
 
 

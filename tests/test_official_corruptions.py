@@ -138,14 +138,10 @@ def test_official_files_download_resumes_after_a_broken_connection(tmp_path, mon
     assert len(fake.ranges) == calls
 
 
-def test_official_rows_use_the_files_labels(tmp_path):
+def test_official_rows_use_the_files_labels(tmp_path, checkpoint):
     folder = tmp_path / "CIFAR-10-C"
     _official_files(folder, n=6)
-    from zoo.config import TrainConfig
-    from zoo.train import train
-
-    ckpt = train(TrainConfig(arch="sharp_tiny", data="synthetic", n_train=64, epochs=1, batch_size=64,
-                             device="cpu", out=str(tmp_path / "zoo")), progress=False)
+    ckpt = checkpoint()
     out = tmp_path / "r"
     assert bench_run.main(["--models", ckpt, "--attacks", "corruptions", "--corruptions-source", "official",
                            "--corruptions-dir", str(folder), "--data", "synthetic", "--n-examples", "6",

@@ -74,6 +74,7 @@ class RowStore:
         self.torn = 0
         self.invalid: list[tuple[int, str]] = []  # (line number, why)
         self.done: set[str] = set()  # keys of ok rows
+        self.ok: dict[str, dict] = {}  # key -> its latest ok row
         self.failed: dict[str, dict] = {}  # key -> the latest failed row
         self.failures: dict[str, int] = {}  # key -> how many failed rows it has (retries are bounded by it)
         self._offset = self._lines = 0
@@ -119,6 +120,7 @@ class RowStore:
             if isinstance(key, str):
                 if row["status"] == "ok":
                     self.done.add(key)
+                    self.ok[key] = row
                 else:
                     self.failed[key] = row
                     self.failures[key] = self.failures.get(key, 0) + 1

@@ -180,6 +180,8 @@ def _check_ok(row: dict) -> None:
         return
     robust = _int(row, "robust_correct", 0, clean)
     _agrees(row, "robust_acc", robust, n)
+    if "adversarial" in row:
+        _check_images(row["adversarial"], n)
     if "points" in row:
         try:
             clean_ok, robust_ok = decode_states(row["points"])
@@ -190,6 +192,21 @@ def _check_ok(row: dict) -> None:
         if int(clean_ok.sum()) != clean or int(robust_ok.sum()) != robust:
             raise RowError(f"counts {clean}/{robust} disagree with the points' sums "
                            f"{int(clean_ok.sum())}/{int(robust_ok.sum())}")
+
+
+def _check_images(ref, n) -> None:
+    """The adversarial images a row names: a file under the results folder's adversarial/, its sha256, its shape
+    (n points first)."""
+    from bench.store.adversarial import REF
+
+    if not isinstance(ref, dict) or not isinstance(ref.get("path"), str) or not REF.match(ref["path"]):
+        raise RowError("adversarial.path is not adversarial/<row key>.pt")
+    if not isinstance(ref.get("sha256"), str) or not re.match(r"^[0-9a-f]{64}$", ref["sha256"]):
+        raise RowError("adversarial.sha256 is not a sha256")
+    shape = ref.get("shape")
+    if not isinstance(shape, list) or not 1 <= len(shape) <= 5 or shape[0] != n or not all(
+            isinstance(d, int) and not isinstance(d, bool) and 0 < d <= 10 ** 6 for d in shape):
+        raise RowError("adversarial.shape is not the shape of the row's n points")
 
 
 def _check_set_points(row, n, clean, per) -> None:

@@ -16,7 +16,7 @@
   }
 
   // numbers from data-order; a missing value sorts last in either direction, ties keep the table's order. An
-  // empty data-order may reach us as the cell's text ("–"), so anything that is not a finite number is missing.
+  // empty data-order may reach us as the cell's text ("—"), so anything that is not a finite number is missing.
   function num(x) {
     var v = typeof x === "number" ? x : parseFloat(x);
     return isFinite(v) ? v : null;
@@ -68,7 +68,7 @@
       var empty = rows.length > 0;
       for (var r = 0; r < rows.length && empty; r++) {
         var text = rows[r].cells[i] ? rows[r].cells[i].textContent.trim() : "";
-        empty = text === "" || text === "–";
+        empty = text === "" || text === "—";
       }
       if (empty || th.hasAttribute("data-more") || (narrowScreen && th.hasAttribute("data-phone-more"))) out.push(i);
     });

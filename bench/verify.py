@@ -1,0 +1,220 @@
+"""Replay stored adversarial images: a robust-accuracy row checked with no attack code.
+
+  python -m bench.verify --results OUT/results.jsonl
+  python -m bench.verify --models CK --adversarial FILE --data SPEC --norm Linf --eps 8/255
+
+For every row naming images (bench.run --save-adversarial) it checks the file's sha256, its shape and dtype,
+finite values in [0,1], each image's distance to its clean point (within eps under the row's norm, plus
+TOLERANCE for float rounding), and the model's prediction on each image, replayed in fp32: every point the row
+counts as fooled must be fooled by its image. It prints, per row, "k of k fooled points replay; robust accuracy
+<= X% (row says Y%)", then checks each worst case over attacks: every point it counts as not robust has a
+stored image, from one of the attacks, that fools the model. The second form replays a file from elsewhere
+(another lab's RobustBench external evaluation) against a checkpoint: the bound it supports.
+
+Exit status: 0 when everything holds; 1 naming the row and the first failing point otherwise (a hostile or
+damaged file is one line too); 2 when there is nothing to check.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import torch
+
+TOLERANCE = {"Linf": 1e-6, "L2": 1e-5}  # absolute, on top of eps: float32 rounding of x + delta and the clamp
+
+
+class Failed(Exception):
+    """One check that does not hold: the row and the first point it fails on."""
+
+
+def _distances(x_adv: torch.Tensor, x: torch.Tensor, norm: str) -> torch.Tensor:
+    d = (x_adv - x).flatten(1)
+    return d.abs().amax(1) if norm == "Linf" else d.norm(dim=1)
+
+
+def replay(model, x_adv: torch.Tensor, x: torch.Tensor, y: torch.Tensor, norm: str, eps: float,
+           batch_size: int = 250):
+    """(clean right, fooled by its image) per point, after checking every image lies in the ball. fp32."""
+    from bench.attacks.predict import predict
+
+    dist = _distances(x_adv, x, norm)
+    outside = (dist > eps + TOLERANCE[norm]).nonzero()
+    if len(outside):
+        i = int(outside[0])
+        raise Failed(f"point {i} lies outside the {norm} ball: distance {float(dist[i]):.6g} > eps {eps:.6g} "
+                     f"(+{TOLERANCE[norm]:g})")
+    model = model.float().eval()
+    with torch.no_grad():
+        clean_right = (predict(model, x, batch_size) == y).cpu()
+        fooled = (predict(model, x_adv, batch_size) != y).cpu()
+    return clean_right, fooled
+
+
+def _label(row: dict) -> str:
+    return f"{row['model']} {row['attack']} {row.get('norm') or ''} {row.get('eps_str', '')} (n={row['n']})"
+
+
+def verify_row(row: dict, results_dir: str, model, x, y, batch_size: int = 250):
+    """Check one row's images; returns (message, the fooled flags it replayed). Raises Failed or
+    AdversarialError."""
+    from bench.store.adversarial import load_images
+    from bench.store.points import decode_states
+
+    ref = row["adversarial"]
+    x_adv = load_images(os.path.join(results_dir, ref["path"]), sha256=ref["sha256"], shape=tuple(x.shape))
+    clean_right, fooled = replay(model, x_adv, x.cpu(), y.cpu(), row["norm"], row["eps"], batch_size)
+    n = len(y)
+    bound = int((clean_right & ~fooled).sum())
+    if "points" in row:
+        clean_ok, robust_ok = decode_states(row["points"])
+        counted = torch.from_numpy(clean_ok & ~robust_ok)
+        missing = (counted & ~fooled).nonzero()
+        if len(missing):
+            i = int(missing[0])
+            raise Failed(f"point {i} counts as fooled in the row, but its image is classified right "
+                         f"(label {int(y[i])}); {len(missing)} such point{'s' * (len(missing) > 1)}")
+        k = int(counted.sum())
+        head = f"{k} of {k} fooled points replay"
+    elif bound > row["robust_correct"]:
+        raise Failed(f"the images leave {bound} of {n} points robust; the row says {row['robust_correct']}")
+    else:
+        head = "no per-point flags in the row: the bound alone"
+    return (f"{head}; robust accuracy <= {100 * bound / n:.2f}% (row says {100 * row['robust_acc']:.2f}%)",
+            fooled)
+
+
+def verify_results(path: str, *, data_dir: str = "data", device: str = "cpu", batch_size: int = 250) -> int:
+    from bench.report.worst_case import ATTACKS, eps_key, worst_cases
+    from bench.store.adversarial import AdversarialError
+    from bench.store.points import decode_states
+    from bench.store.rows import read_rows
+    from zoo.data import load_dataset
+
+    rows = [r for r in read_rows(path) if r.get("status") == "ok"]
+    with_images = [r for r in rows if "adversarial" in r]
+    if not with_images:
+        print(f"nothing to check: no row in {path} names adversarial images; run bench.run with "
+              "--save-adversarial", file=sys.stderr)
+        return 2
+    results_dir = os.path.dirname(os.path.abspath(path))
+    failures, data, models = 0, {}, {}
+    replayed: dict = {}  # (model_id, data, norm, eps) -> [(n, fooled flags)]
+    for row in with_images:
+        label = _label(row)
+        try:
+            model = _model_of(row, models, device)
+            if row["data"] not in data:
+                data[row["data"]] = load_dataset(row["data"], data_dir)
+            ds = data[row["data"]]
+            n = row["n"]
+            x = ds.x_test[:n].float().div(255)
+            y = ds.y_test[:n]
+            message, fooled = verify_row(row, results_dir, model, x, y, batch_size)
+        except (Failed, AdversarialError, ValueError, OSError) as e:
+            failures += 1
+            print(f"FAILED {label}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+            continue
+        replayed.setdefault((row["model_id"], row["data"], row["norm"], eps_key(row["eps"])), []).append(
+            (row["n"], fooled))
+        print(f"ok {label}: {message}")
+    worst = worst_cases(rows)
+    for (mid, data_spec, n, norm, eps), wc in sorted(worst.items(), key=lambda kv: str(kv[0])):
+        if len(wc.attacks) < 2:
+            continue
+        runs = replayed.get((mid, data_spec, norm, eps), [])
+        covering = [f[:n] for m, f in runs if m >= n]
+        contributors = [r for r in rows if r["model_id"] == mid and r["data"] == data_spec and r.get("norm") == norm
+                        and eps_key(r["eps"]) == eps and r["attack"] in ATTACKS and "points" in r and r["n"] >= n]
+        name = f"{contributors[0]['model']} worst case {norm} {contributors[0]['eps_str']} (n={n})"
+        if len(covering) < len({r['key'] for r in contributors}):
+            print(f"note {name}: not every attack behind it kept its images; not checked")
+            continue
+        clean_ok = decode_states(contributors[0]["points"])[0][:n]
+        not_robust = torch.from_numpy(clean_ok & ~wc.robust)
+        some_image = torch.stack(covering).any(0)
+        missing = (not_robust & ~some_image).nonzero()
+        if len(missing):
+            failures += 1
+            print(f"FAILED {name}: point {int(missing[0])} counts as not robust, but no stored image fools the "
+                  "model on it")
+        else:
+            k = int(not_robust.sum())
+            print(f"ok {name}: {k} of {k} points counted as not robust have an image that fools the model; "
+                  f"robust accuracy <= {100 * wc.acc:.2f}%")
+    if failures:
+        print(f"error: {failures} check{'s' * (failures > 1)} failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _model_of(row: dict, cache: dict, device: str):
+    """The row's model, from the file its row names, which must be the one the row was computed on."""
+    from bench.loading import load_model_spec
+    from zoo.checkpoint import sha256_file
+
+    mid = row["model_id"]
+    if mid not in cache:
+        path = row.get("path") or ""
+        if not path.startswith("rb:") and (not os.path.isfile(path) or sha256_file(path) != mid):
+            raise Failed(f"the model file {path!r} is missing or is not the one the row was computed on")
+        cache[mid] = load_model_spec(path, model_id=mid).model.to(device)
+    return cache[mid]
+
+
+def verify_file(models: str, adversarial: str, *, data: str, norm: str, eps: str, arch: str | None,
+                data_dir: str = "data", device: str = "cpu", batch_size: int = 250) -> int:
+    from bench.loading import load_model_spec
+    from bench.store.adversarial import AdversarialError, load_images
+    from zoo.data import load_dataset
+    from zoo.pgd import parse_eps
+
+    try:
+        x_adv = load_images(adversarial)
+        ds = load_dataset(data, data_dir)
+        n = len(x_adv)
+        if n > len(ds.y_test):
+            raise Failed(f"{n} images, the test set has {len(ds.y_test)} points")
+        x, y = ds.x_test[:n].float().div(255), ds.y_test[:n]
+        if x_adv.shape != x.shape:
+            raise Failed(f"images shaped {tuple(x_adv.shape)}, the first {n} test points are {tuple(x.shape)}")
+        model = load_model_spec(models, arch=arch, num_classes=ds.num_classes).model.to(device)
+        clean_right, fooled = replay(model, x_adv, x, y, norm, parse_eps(eps), batch_size)
+    except (Failed, AdversarialError, ValueError, OSError) as e:
+        print(f"FAILED {adversarial}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+        return 1
+    bound = int((clean_right & ~fooled).sum())
+    print(f"ok {adversarial}: {n} images within {norm} {eps}; {int((clean_right & fooled).sum())} of "
+          f"{int(clean_right.sum())} points right clean are fooled; robust accuracy <= {100 * bound / n:.2f}%")
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.verify", description=__doc__.splitlines()[0])
+    p.add_argument("--results", default=None, help="results.jsonl whose rows name adversarial images")
+    p.add_argument("--models", default=None, help="a checkpoint, for --adversarial")
+    p.add_argument("--adversarial", default=None, help="a .pt tensor of adversarial images (n x C x H x W)")
+    p.add_argument("--arch", default=None, help="architecture of a plain state_dict")
+    p.add_argument("--data", default="cifar10")
+    p.add_argument("--data-dir", default="data")
+    p.add_argument("--norm", default="Linf", choices=["Linf", "L2"])
+    p.add_argument("--eps", default="8/255")
+    p.add_argument("--device", default="cpu", help="replays run in fp32 on this device")
+    p.add_argument("--batch-size", type=int, default=250)
+    a = p.parse_args(argv)
+    if a.results:
+        if not os.path.isfile(a.results):
+            print(f"error: {a.results} not found; pass the results.jsonl of a bench.run with --save-adversarial",
+                  file=sys.stderr)
+            return 2
+        return verify_results(a.results, data_dir=a.data_dir, device=a.device, batch_size=a.batch_size)
+    if a.models and a.adversarial:
+        return verify_file(a.models, a.adversarial, data=a.data, norm=a.norm, eps=a.eps, arch=a.arch,
+                           data_dir=a.data_dir, device=a.device, batch_size=a.batch_size)
+    print("error: pass --results OUT/results.jsonl, or --models CK --adversarial FILE", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
