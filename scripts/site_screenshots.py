@@ -31,31 +31,30 @@ def main(argv=None) -> int:
     from bench.store.rows import read_rows
 
     index = write_site(read_rows(a.results), os.path.dirname(os.path.abspath(a.results)))
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=a.chromium, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1440, "height": 1000})
-        errors = []
+    errors = []
+
+    def index_page(browser, **view):
+        page = browser.new_page(**view)
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto("file://" + os.path.abspath(index))
         page.wait_for_selector(".dt-container")
         page.wait_for_timeout(800)
-        shot = os.path.join(a.out, "site_index.png")
-        page.screenshot(path=shot, full_page=False)
+        return page
+
+    def shoot(page, name, full_page=False):
+        shot = os.path.join(a.out, name)
+        page.screenshot(path=shot, full_page=full_page)
         print(shot)
-        phone = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2)
-        phone.on("pageerror", lambda e: errors.append(str(e)))
-        phone.goto("file://" + os.path.abspath(index))
-        phone.wait_for_selector(".dt-container")
-        phone.wait_for_timeout(800)
-        shot = os.path.join(a.out, "site_phone.png")
-        phone.screenshot(path=shot, full_page=False)
-        print(shot)
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=a.chromium, args=CHROMIUM_ARGS)
+        page = index_page(browser, viewport={"width": 1440, "height": 1000})
+        shoot(page, "site_index.png")
+        shoot(index_page(browser, viewport={"width": 390, "height": 844}, device_scale_factor=2), "site_phone.png")
         page.click("table.leaderboard tbody tr:first-child a")
         page.wait_for_selector("#rows")
         page.wait_for_timeout(800)
-        shot = os.path.join(a.out, "site_model.png")
-        page.screenshot(path=shot, full_page=True)
-        print(shot)
+        shoot(page, "site_model.png", full_page=True)
         browser.close()
     if errors:
         print("page errors: " + "; ".join(errors), file=sys.stderr)

@@ -8,12 +8,12 @@ torch.load(weights_only=True) after their size and checksum are checked.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 
 import torch
 
+from zoo.checkpoint import sha256_file
 from zoo.files import save_atomic
 
 FOLDER = "adversarial"
@@ -23,14 +23,6 @@ MAX_BYTES = 64 * 2 ** 30  # ImageNet's 5000 points at 224 are 3 GB in float32; m
 
 class AdversarialError(ValueError):
     """Why a file of adversarial images cannot be used; one line naming the file."""
-
-
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def save_images(results_dir: str, key: str, x_adv: torch.Tensor) -> dict:
