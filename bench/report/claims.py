@@ -187,9 +187,9 @@ def _order(st: _Study, claim: Claim) -> str | None:
         return None
     avg = [float(np.mean([st.mean(g, col) for g in side])) for side in sides]
     held = all(x >= y for x, y in zip(avg, avg[1:]))
-    return (f"**{_title(claim, col)}:** {'held' if held else 'did not hold'} ({MEANS}, each family averaged): "
-            "relative penultimate-feature shift " + ", ".join(f"{md(g)} {st.mean(g, col):.3f}" for g in st.groups) +
-            "." + (f" {claim.note}" if claim.note else ""))
+    return (f"**{_title(claim, col)}:** {'held' if held else 'did not hold'}: relative penultimate-feature shift "
+            + ", ".join(f"{md(g)} {st.mean(g, col):.3f}" for g in st.groups) +
+            f" ({MEANS}, each family's average in the declared order)." + (f" {claim.note}" if claim.note else ""))
 
 
 def decide(pm: pd.DataFrame, s: pd.DataFrame, flags: dict | None = None) -> list[str]:

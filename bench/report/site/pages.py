@@ -179,7 +179,7 @@ def plot_data(lines: list[dict], attack_cols: list[dict], norm: str) -> dict:
                            "y": [100 * c["v"] for _, c in pts],
                            "lo": [100 * c["lo"] if c.get("lo") is not None else None for _, c in pts],
                            "hi": [100 * c["hi"] if c.get("hi") is not None else None for _, c in pts],
-                           "clean": 100 * line["cells"]["clean"]["v"]})
+                           "clean": None if line["cells"]["clean"]["v"] is None else 100 * line["cells"]["clean"]["v"]})
         series[label] = {"eps": [c["eps"] * scale for c in cols], "eps_str": [c["eps_str"] for c in cols],
                          "traces": traces}
     return {"norm": norm, "x_label": "eps (x/255)" if norm == "Linf" else "eps", "series": series}
