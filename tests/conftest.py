@@ -33,7 +33,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def smoke_study(tmp_path_factory):
     """The README's main command, run once per session: `python -m bench.study --preset smoke` (3 checkpoints,
     every evaluation, REPORT.md, leaderboard, site). Tests read it, or copy its checkpoints (`smoke_zoo`) to run
-    other studies on them without training again."""
+    other studies on them without training again. One thread, as the grid's workers run: its rows are the
+    one-process reference the multi-worker runs must equal bit for bit."""
     import subprocess
     import sys
 
@@ -42,7 +43,7 @@ def smoke_study(tmp_path_factory):
     cmd = [sys.executable, "-m", "bench.study", "--preset", "smoke", "--out", str(out), "--zoo-dir", str(zoo),
            "--no-progress"]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, cwd=ROOT,
-                         env=dict(os.environ, PYTHONWARNINGS="ignore"))
+                         env=dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1"))
     assert res.returncode == 0, res.stderr[-3000:]
     return out, zoo, cmd, res
 

@@ -55,10 +55,11 @@ def report_body(out):
 
 
 @pytest.fixture(scope="module")
-def single(smoke_study, tmp_path_factory):
-    """One process evaluating the smoke checkpoints: what every multi-worker run below must equal."""
-    tmp = tmp_path_factory.mktemp("grid")
-    return study(tmp, "single", zoo=copy_zoo(smoke_study, tmp / "zoo"))
+def single(smoke_study):
+    """One process that trained and evaluated the smoke checkpoints, on one thread (the session's smoke study):
+    what every multi-worker run below, reusing those checkpoints, must equal."""
+    out, zoo, _, res = smoke_study
+    return out, zoo, res
 
 
 def test_three_local_workers_do_every_cell_once_and_match_one_process(single, smoke_study, tmp_path):
