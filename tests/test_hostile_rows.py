@@ -76,8 +76,8 @@ def test_every_payload_is_refused_by_name_or_inert_and_the_site_and_report_are_w
 def test_a_row_holding_a_formula_cell_or_header_is_neutralised_in_every_csv(tmp_path):
     import csv
 
-    from bench.report.site import _csv
+    from bench.report.site import csv_text
 
-    text = _csv(["=cmd", "ok"], [{"=cmd": "=1+1", "ok": f"{RLO}=2+2"}])
+    text = csv_text(["=cmd", "ok"], [{"=cmd": "=1+1", "ok": f"{RLO}=2+2"}])
     (head, line) = list(csv.reader(text.splitlines()))
     assert head == ["'=cmd", "ok"] and line == ["'=1+1", "'=2+2"]

@@ -46,7 +46,7 @@ def environment():
     return env
 
 
-def _csv(fields: list[str], records: list[dict]) -> str:
+def csv_text(fields: list[str], records: list[dict]) -> str:
     """CSV with nested values as JSON text; every cell, header names included, neutralised for spreadsheets."""
     buf = io.StringIO()
     w = csv.writer(buf)
@@ -59,7 +59,7 @@ def _csv(fields: list[str], records: list[dict]) -> str:
 
 def rows_csv(rows: list[dict]) -> str:
     """A model's rows as CSV: flat fields, nested ones as JSON text."""
-    return _csv(sorted({k for r in rows for k in r if k != "points"}), rows)
+    return csv_text(sorted({k for r in rows for k in r if k != "points"}), rows)
 
 
 def results_downloads(all_boards) -> tuple[str, str]:
@@ -68,7 +68,7 @@ def results_downloads(all_boards) -> tuple[str, str]:
     from bench.report.results import LINE_FIELDS
 
     records = [r for b in all_boards for r in b.records()]
-    return _csv(LINE_FIELDS, records), json.dumps(records, indent=1, default=str) + "\n"
+    return csv_text(LINE_FIELDS, records), json.dumps(records, indent=1, default=str) + "\n"
 
 
 def build_site(rows: list[dict], out: str, *, metas: dict | None = None, measures: list[dict] | None = None,
