@@ -11,7 +11,8 @@ counts as fooled must be fooled by its image. It prints, per row, "k of k fooled
 stored image, from one of the attacks, that fools the model. The second form replays a file from elsewhere
 (another lab's RobustBench external evaluation) against a checkpoint: the bound it supports.
 
-Exit status: 0 when everything holds; 1 naming the row and the first failing point otherwise (a hostile or
+Each row's outcome is appended to verify.jsonl beside the rows (the site shows "replayed: k of k" on the model's
+page, for the file whose sha256 was checked). Exit status: 0 when everything holds; 1 naming the row and the first failing point otherwise (a hostile or
 damaged file is one line too); 2 when there is nothing to check.
 """
 from __future__ import annotations
@@ -85,7 +86,10 @@ def verify_row(row: dict, results_dir: str, model, x, y, batch_size: int = 250):
             fooled)
 
 
-def verify_results(path: str, *, data_dir: str = "data", device: str = "cpu", batch_size: int = 250) -> int:
+def verify_results(path: str, *, data_dir: str = "data", device: str = "cpu", batch_size: int = 250,
+                   records: list | None = None) -> int:
+    """Check every row of path that names images, then every worst case; prints a line each. records, when
+    given, receives one outcome per row (what OUT/verify.jsonl holds: the site shows "replayed: k of k")."""
     from bench.report.worst_case import ATTACKS, eps_key, worst_cases
     from bench.store.adversarial import AdversarialError
     from bench.store.points import decode_states
@@ -114,8 +118,14 @@ def verify_results(path: str, *, data_dir: str = "data", device: str = "cpu", ba
             message, fooled = verify_row(row, results_dir, model, x, y, batch_size)
         except (Failed, AdversarialError, ValueError, OSError) as e:
             failures += 1
-            print(f"FAILED {label}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            print(f"FAILED {label}: {reason}")
+            if records is not None:
+                records.append(_record(row, "failed", reason=reason[:500]))
             continue
+        if records is not None:
+            counted = int(row["clean_correct"] - row["robust_correct"]) if "points" in row else None
+            records.append(_record(row, "ok", replayed=counted, fooled=counted))
         replayed.setdefault((row["model_id"], row["data"], row["norm"], eps_key(row["eps"])), []).append(
             (row["n"], fooled))
         print(f"ok {label}: {message}")
@@ -147,6 +157,13 @@ def verify_results(path: str, *, data_dir: str = "data", device: str = "cpu", ba
         print(f"error: {failures} check{'s' * (failures > 1)} failed", file=sys.stderr)
         return 1
     return 0
+
+
+def _record(row: dict, status: str, **fields) -> dict:
+    import time
+
+    return {"key": row["key"], "sha256": row["adversarial"]["sha256"], "status": status, **fields,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
 
 def _model_of(row: dict, cache: dict, device: str):
@@ -208,7 +225,15 @@ def main(argv=None) -> int:
             print(f"error: {a.results} not found; pass the results.jsonl of a bench.run with --save-adversarial",
                   file=sys.stderr)
             return 2
-        return verify_results(a.results, data_dir=a.data_dir, device=a.device, batch_size=a.batch_size)
+        from bench.store.rows import append_row
+
+        records: list = []
+        code = verify_results(a.results, data_dir=a.data_dir, device=a.device, batch_size=a.batch_size,
+                              records=records)
+        log = os.path.join(os.path.dirname(os.path.abspath(a.results)), "verify.jsonl")
+        for r in records:  # what the site shows beside each row: replayed, or failed with the reason
+            append_row(log, r)
+        return code
     if a.models and a.adversarial:
         return verify_file(a.models, a.adversarial, data=a.data, norm=a.norm, eps=a.eps, arch=a.arch,
                            data_dir=a.data_dir, device=a.device, batch_size=a.batch_size)

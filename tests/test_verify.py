@@ -50,8 +50,8 @@ def _tamper(out, change):
     return row
 
 
-def test_saved_images_are_robustbenchs_format_and_replay(saved, capsys):
-    ckpt, out = saved
+def test_saved_images_are_robustbenchs_format_and_replay(saved, tmp_path, capsys):
+    ckpt, out = _copy(saved, tmp_path)  # bench.verify records its outcome beside the rows
     rows = read_rows(str(out / "results.jsonl"))
     assert {r["attack"] for r in rows} == {"pgd", "autoattack"}
     for r in rows:
@@ -127,3 +127,22 @@ def test_a_cached_row_without_images_gets_them_on_a_rerun_with_the_same_counts(s
     assert bench_run.main(args + ["--save-adversarial"]) == 0  # now cached, images and all
     assert len(read_rows(str(out / "results.jsonl"))) == 2
     assert verify.main(["--results", str(out / "results.jsonl")]) == 0
+
+
+def test_the_model_page_shows_the_replay_and_a_gallery_of_fooled_points(saved, tmp_path):
+    from bench.report.outputs import write_site
+
+    _, out = _copy(saved, tmp_path)
+    rows = read_rows(str(out / "results.jsonl"))
+    site = write_site(rows, str(out))
+    page = next((out / "site" / "models").glob("*.html")).read_text(encoding="utf-8")
+    assert "images stored, not replayed yet" in page and "Adversarial examples" in page
+    assert verify.main(["--results", str(out / "results.jsonl")]) == 0
+    write_site(read_rows(str(out / "results.jsonl")), str(out))
+    page = next((out / "site" / "models").glob("*.html")).read_text(encoding="utf-8")
+    fooled = {r["attack"]: r["clean_correct"] - r["robust_correct"] for r in rows}
+    for k in fooled.values():
+        assert f"replayed: {k} of {k}" in page
+    pngs = list((out / "site" / "models").glob("*-adv/*.png"))
+    assert len(pngs) == 3 * sum(min(k, 4) for k in fooled.values())  # clean, adversarial, perturbation each
+    assert os.path.dirname(site) == str(out / "site")

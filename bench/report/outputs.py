@@ -16,6 +16,15 @@ def read_measures(folder: str) -> list[dict]:
     return read_rows(path, check=check_measure_row) if os.path.exists(path) else []
 
 
+def read_verifications(folder: str) -> list[dict]:
+    """What bench.verify recorded about the stored adversarial images (verify.jsonl beside the rows)."""
+    from bench.store.rows import read_rows
+    from bench.store.schema import check_verify_row
+
+    path = os.path.join(folder, "verify.jsonl")
+    return read_rows(path, check=check_verify_row) if os.path.exists(path) else []
+
+
 def write_site(rows: list[dict], folder: str, out: str | None = None, *, title: str | None = None,
                measures: list[dict] | None = None, metas: dict | None = None) -> str:
     """The site of these rows into out (default FOLDER/site), with the measures and REPORT.md found in folder;
@@ -26,7 +35,8 @@ def write_site(rows: list[dict], folder: str, out: str | None = None, *, title: 
     report_md = open(report, encoding="utf-8").read() if os.path.exists(report) else None
     return build_site(rows, out or os.path.join(folder, "site"), metas=load_metas(rows) if metas is None else metas,
                       measures=read_measures(folder) if measures is None else measures, report_md=report_md,
-                      report_dir=folder, title=title or "sharpbench leaderboard")
+                      report_dir=folder, title=title or "sharpbench leaderboard",
+                      verifications=read_verifications(folder))
 
 
 def write_outputs(rows: list[dict], folder: str, *, site: bool = True, study: dict | None = None,

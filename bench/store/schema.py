@@ -240,6 +240,24 @@ def check_result_row(row) -> None:
     _text(row, "time", max_len=64)
 
 
+def check_verify_row(row) -> None:
+    """Rows of verify.jsonl (bench.verify): which row and file were replayed, and what came of it."""
+    if not isinstance(row, dict):
+        raise RowError("not a JSON object")
+    if not isinstance(row.get("key"), str) or not KEY.match(row["key"]):
+        raise RowError("key is not a row key")
+    if not isinstance(row.get("sha256"), str) or not re.match(r"^[0-9a-f]{64}$", row["sha256"]):
+        raise RowError("sha256 is not a sha256")
+    if row.get("status") not in ("ok", "failed"):
+        raise RowError("status is neither ok nor failed")
+    for field in ("replayed", "fooled"):
+        if row.get(field) is not None and (isinstance(row[field], bool) or not isinstance(row[field], int)
+                                           or row[field] < 0):
+            raise RowError(f"{field} is not a count")
+    _text(row, "reason", optional=True, max_len=MAX_TEXT)
+    _text(row, "time", max_len=64)
+
+
 def check_measure_row(row) -> None:
     """Rows of measures.jsonl: a model id, the number of points, finite numbers."""
     if not isinstance(row, dict):

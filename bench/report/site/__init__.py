@@ -73,7 +73,8 @@ def results_downloads(all_boards) -> tuple[str, str]:
 
 def build_site(rows: list[dict], out: str, *, metas: dict | None = None, measures: list[dict] | None = None,
                report_md: str | None = None, report_dir: str | None = None,
-               title: str = "sharpbench leaderboard") -> str:
+               title: str = "sharpbench leaderboard", verifications: list[dict] | None = None,
+               data_dir: str = "data") -> str:
     """Write the site under out; returns the index's path. report_dir: where the report's images are.
 
     The site is built in a folder beside out and moved into place when whole, so a reader never sees half a site
@@ -91,7 +92,8 @@ def build_site(rows: list[dict], out: str, *, metas: dict | None = None, measure
     os.chmod(tmp, 0o777 & ~umask)  # a folder as os.makedirs would make it (mkdtemp's is private)
     try:
         _build(neutral(rows), tmp, metas=neutral(metas or {}), measures=neutral(measures or []),
-               report_md=None if report_md is None else neutral(report_md), report_dir=report_dir, title=title)
+               report_md=None if report_md is None else neutral(report_md), report_dir=report_dir, title=title,
+               verifications=neutral(verifications or []), data_dir=data_dir)
         old = None
         if os.path.exists(out):
             old = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.old-", dir=parent)
@@ -105,7 +107,7 @@ def build_site(rows: list[dict], out: str, *, metas: dict | None = None, measure
     return os.path.join(out, "index.html")
 
 
-def _build(rows, out, *, metas, measures, report_md, report_dir, title) -> None:
+def _build(rows, out, *, metas, measures, report_md, report_dir, title, verifications, data_dir) -> None:
     import markdown
 
     env = environment()
@@ -125,7 +127,8 @@ def _build(rows, out, *, metas, measures, report_md, report_dir, title) -> None:
         n_models=len(info), n_rows=sum(r.get("status") == "ok" for r in rows), **common))
     for mid, m in info.items():
         mine = [r for r in rows if r.get("model_id") == mid]
-        page = pages.model_page(m, rows, measures)
+        page = pages.model_page(m, rows, measures, verifications)
+        page["gallery"] = _gallery(m, mine, report_dir, out, data_dir)
         write_text_atomic(os.path.join(out, m["page"]), env.get_template("model.html").render(
             root="../", assets=assets, page=page, **common))
         base = os.path.join(out, "models", m["slug"])
@@ -138,6 +141,40 @@ def _build(rows, out, *, metas, measures, report_md, report_dir, title) -> None:
         body = markdown.markdown(report_md, extensions=["tables", "fenced_code"])
         write_text_atomic(os.path.join(out, "REPORT.html"), env.get_template("report.html").render(
             root="", assets=assets, body=body, sections=sections, **common))
+
+
+def _gallery(info: dict, mine: list[dict], folder: str | None, out: str, data_dir: str) -> list[dict]:
+    """Per attack row with stored images: a few fooled points as PNGs under out/models/<slug>-adv/ (bench.report.
+    site.gallery). Whatever is missing (the checkpoint, the dataset on this machine) leaves the row without one."""
+    from bench.report.site.gallery import examples
+
+    with_images = [r for r in mine if r.get("status") == "ok" and r.get("adversarial") and "points" in r]
+    if not with_images or folder is None or not info.get("meta"):
+        return []
+    try:
+        from bench.loading import load_model_spec
+
+        model = load_model_spec(info["path"], model_id=info["id"]).model
+    except Exception:  # noqa: BLE001 - no model, no gallery; the page says what it has
+        return []
+    shown = []
+    for r in with_images:
+        try:
+            items = examples(r, folder, model, data_dir)
+        except Exception:  # noqa: BLE001 - a moved file or dataset: this row goes without pictures
+            continue
+        if not items:
+            continue
+        for it in items:
+            for kind, data in it.pop("png").items():
+                rel = f"models/{info['slug']}-adv/{r['key']}-{it['index']}-{kind}.png"
+                os.makedirs(os.path.dirname(os.path.join(out, rel)), exist_ok=True)
+                with open(os.path.join(out, rel), "wb") as f:
+                    f.write(data)
+                it[kind] = rel.removeprefix("models/")
+        shown.append({"attack": f"{r['attack']} {r.get('norm') or ''} {r.get('eps_str', '')}".strip(),
+                      "norm": r.get("norm"), "points": items})
+    return shown
 
 
 def _copy_report_images(text: str, report_dir: str | None, out: str) -> str:

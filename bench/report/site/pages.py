@@ -185,7 +185,22 @@ def plot_data(lines: list[dict], attack_cols: list[dict], norm: str) -> dict:
     return {"norm": norm, "x_label": "eps (x/255)" if norm == "Linf" else "eps", "series": series}
 
 
-def model_page(info: dict, rows: list[dict], measures: list[dict]) -> dict:
+def replay_text(row: dict, verifications: list[dict]) -> str:
+    """What bench.verify last said about this row's stored images (for this very file): 'replayed: 10 of 10',
+    'replay failed: ...', or '' when it has not been run on them."""
+    ref = row.get("adversarial")
+    if not ref:
+        return ""
+    mine = [v for v in verifications if v.get("key") == row.get("key") and v.get("sha256") == ref.get("sha256")]
+    if not mine:
+        return "images stored, not replayed yet"
+    v = mine[-1]
+    if v["status"] != "ok":
+        return f"replay failed: {v.get('reason', '')}"
+    return f"replayed: {v['replayed']} of {v['fooled']}" if v.get("replayed") is not None else "replayed: bound holds"
+
+
+def model_page(info: dict, rows: list[dict], measures: list[dict], verifications: list[dict] | None = None) -> dict:
     """Everything the model's own page shows: settings, training curves, every row, AutoAttack stages and
     checks, the corruptions grid, measures, and the command that reproduces each row."""
     from bench.corruptions.generator import CORRUPTIONS, SEVERITIES
@@ -205,6 +220,7 @@ def model_page(info: dict, rows: list[dict], measures: list[dict]) -> dict:
             "robust": acc_cell(r.get("robust_acc"), r.get("robust_correct"), r.get("n")) if r["status"] == "ok" else {"v": None},
             "seconds": r.get("seconds"), "device": r.get("device", ""), "precision": r.get("precision", ""),
             "flags": "per-point" if "points" in r else "counts only", "error": r.get("error", ""),
+            "replay": replay_text(r, verifications or []),
             "time": r.get("time", ""), "command": reproduce(r, sh)})
     order = ["clean", "apgd-ce", "apgd-t", "fab-t", "square"]  # AutoAttack's stages in the order they run
     stages = [{"attack": f"{r['attack']} {r['norm']} {r['eps_str']}",
