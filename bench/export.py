@@ -127,6 +127,17 @@ def export(ckpt_path: str, *, name: str, out: str, results: str, threat: str = "
                                                    problems=problems)}
     if "unaggregated" in paths:
         texts["unaggregated"] = fields.unaggregated_csv(name, row, dataset)
+    if row.get("adversarial"):  # the images that earn the claim: RobustBench's external-evaluation file and text
+        from bench.store.adversarial import load_images
+
+        images = load_images(os.path.join(os.path.dirname(os.path.abspath(results)), row["adversarial"]["path"]),
+                             sha256=row["adversarial"]["sha256"], shape=tuple(row["adversarial"]["shape"]))
+        paths["adversarial"] = os.path.join(out, "adversarial", dataset, threat, f"{name}.pt")
+        paths["external_evaluation"] = os.path.join(out, f"EXTERNAL_EVALUATION.{claim}.md")
+        save_atomic(images, paths["adversarial"])
+        texts["external_evaluation"] = guide.external_evaluation_md(
+            name=name, dataset=dataset, threat=threat, row=row, authors=authors,
+            images=os.path.basename(paths["adversarial"]), sha256=sha256_file(paths["adversarial"]))
     for key, text in texts.items():
         write_text_atomic(paths[key], text)
     save_atomic({"state_dict": state}, paths["weights"])

@@ -146,3 +146,25 @@ def test_the_model_page_shows_the_replay_and_a_gallery_of_fooled_points(saved, t
     pngs = list((out / "site" / "models").glob("*-adv/*.png"))
     assert len(pngs) == 3 * sum(min(k, 4) for k in fooled.values())  # clean, adversarial, perturbation each
     assert os.path.dirname(site) == str(out / "site")
+
+
+def test_export_writes_the_external_evaluation_beside_robustbenchs_image_file(saved, tmp_path):
+    """The claim's AutoAttack row kept its images: the export writes them as RobustBench asks (one .pt tensor the
+    size of the test points) and the "New external evaluation(s)" issue that points at them."""
+    from bench import export as bexport
+
+    ckpt, out = _copy(saved, tmp_path)
+    paths = bexport.export(ckpt, name="Sharp2026Tiny", out=str(tmp_path / "e"), results=str(out / "results.jsonl"),
+                           dataset="cifar10", draft=True, authors="A. Author")  # 16 synthetic points: a draft
+    row = next(r for r in read_rows(str(out / "results.jsonl")) if r["attack"] == "autoattack")
+    images = torch.load(paths["adversarial"], weights_only=True)
+    assert torch.equal(images, torch.load(out / row["adversarial"]["path"], weights_only=True))
+    text = open(paths["external_evaluation"], encoding="utf-8").read()
+    assert text.startswith("[New evaluation] Sharp2026Tiny")
+    for field in ("## Target model", "**Model identifier(s):** Sharp2026Tiny", "**Leaderboard(s):** CIFAR-10, Linf",
+                  "## New evaluation", "**Link to adversarial images:**", "**Author(s):** A. Author",
+                  f"**Robust accuracy:** {100 * row['robust_acc']:.2f}%", "**Description of the method used:**",
+                  sha256_file(paths["adversarial"]), "python -m bench.verify"):
+        assert field in text, field
+    # the file replays against the checkpoint to the number the text states
+    assert verify.main(["--models", ckpt, "--adversarial", paths["adversarial"], "--data", "synthetic"]) == 0

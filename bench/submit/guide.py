@@ -77,6 +77,36 @@ def issue_md(*, name: str, dataset: str, threat: str, info: dict, row: dict, arc
     return "\n".join(lines)
 
 
+def external_evaluation_md(*, name: str, dataset: str, threat: str, row: dict, authors: str, images: str,
+                           sha256: str) -> str:
+    """RobustBench's "New external evaluation(s)" issue (`.github/ISSUE_TEMPLATE/new-external-evaluation.md`):
+    the model, its leaderboard, the adversarial images (a .pt tensor the size of the test set: the file beside
+    this text), the robust accuracy they support, the authors and the method, with the command that replays them."""
+    acc = 100 * row["robust_acc"]
+    leaderboard = f"{DATASET_WORDS.get(dataset, md(dataset))}, {THREAT_WORDS[threat]}" + (
+        "" if threat == "corruptions" else f" (eps {md(row['eps_str'])})")
+    lines = [
+        f"[New evaluation] {md(name)}",
+        "",
+        "## Target model",
+        f"+ **Model identifier(s):** {md(name)}",
+        f"+ **Leaderboard(s):** {leaderboard}",
+        "",
+        "## New evaluation",
+        f"+ **Link to adversarial images:** {FILL} (the URL where `{md(images)}` is shared: a float32 tensor of "
+        f"shape {md(' x '.join(map(str, row['adversarial']['shape'])))} in [0,1], one image per test point in "
+        f"order; sha256 `{sha256}`)",
+        f"+ **Robust accuracy:** {acc:.2f}%",
+        f"+ **Author(s):** {md(authors) or FILL}",
+        f"+ **Description of the method used:** {evaluation_method(row, threat, dataset)}. Anyone holding the "
+        f"model can replay the images with no attack code: `python -m bench.verify --models CHECKPOINT "
+        f"--adversarial {md(images)} --data {md(dataset)} --norm {md(row['norm'])} --eps {md(row['eps_str'])}` "
+        "(sharpbench) prints the robust accuracy they support.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def pull_request_md(*, name: str, dataset: str, threat: str, paths: dict, problems: list[str]) -> str:
     """The author's steps for the Model Zoo pull request, naming the files this export wrote."""
     lines = [f"# Model Zoo pull request for {md(name)} ({DATASET_WORDS.get(dataset, dataset)}, "
