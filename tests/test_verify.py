@@ -168,3 +168,12 @@ def test_export_writes_the_external_evaluation_beside_robustbenchs_image_file(sa
         assert field in text, field
     # the file replays against the checkpoint to the number the text states
     assert verify.main(["--models", ckpt, "--adversarial", paths["adversarial"], "--data", "synthetic"]) == 0
+
+
+def test_a_file_larger_than_any_test_set_is_refused_unread(tmp_path):
+    from bench.store.adversarial import AdversarialError, load_images
+
+    big = tmp_path / "big.pt"
+    torch.save(torch.zeros(16, 3, 32, 32), big)
+    with pytest.raises(AdversarialError, match="more than any test set's images"):
+        load_images(str(big), max_bytes=1024)
