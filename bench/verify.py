@@ -30,6 +30,15 @@ class Failed(Exception):
     """One check that does not hold: the row and the first point it fails on."""
 
 
+def _data_errors() -> tuple:
+    """What a damaged or hostile file, model or dataset raises: reported in one line, never a traceback."""
+    from bench.attacks.predict import EvaluationError
+    from bench.loading import LOAD_ERRORS
+    from bench.store.adversarial import AdversarialError
+
+    return (AdversarialError, EvaluationError, *LOAD_ERRORS)
+
+
 def _distances(x_adv: torch.Tensor, x: torch.Tensor, norm: str) -> torch.Tensor:
     d = (x_adv - x).flatten(1)
     return d.abs().amax(1) if norm == "Linf" else d.norm(dim=1)
@@ -91,11 +100,11 @@ def verify_results(path: str, *, data_dir: str = "data", device: str = "cpu", ba
     """Check every row of path that names images, then every worst case; prints a line each. records, when
     given, receives one outcome per row (what OUT/verify.jsonl holds: the site shows "replayed: k of k")."""
     from bench.report.worst_case import ATTACKS, eps_key, worst_cases
-    from bench.store.adversarial import AdversarialError
     from bench.store.points import decode_states
     from bench.store.rows import read_rows
     from zoo.data import load_dataset
 
+    DATA_ERRORS = _data_errors()
     rows = [r for r in read_rows(path) if r.get("status") == "ok"]
     with_images = [r for r in rows if "adversarial" in r]
     if not with_images:
@@ -116,7 +125,7 @@ def verify_results(path: str, *, data_dir: str = "data", device: str = "cpu", ba
             x = ds.x_test[:n].float().div(255)
             y = ds.y_test[:n]
             message, fooled = verify_row(row, results_dir, model, x, y, batch_size)
-        except (Failed, AdversarialError, ValueError, OSError) as e:
+        except (Failed, *DATA_ERRORS) as e:
             failures += 1
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
             print(f"FAILED {label}: {reason}")
@@ -183,10 +192,11 @@ def _model_of(row: dict, cache: dict, device: str):
 def verify_file(models: str, adversarial: str, *, data: str, norm: str, eps: str, arch: str | None,
                 data_dir: str = "data", device: str = "cpu", batch_size: int = 250) -> int:
     from bench.loading import load_model_spec
-    from bench.store.adversarial import AdversarialError, load_images
+    from bench.store.adversarial import load_images
     from zoo.data import load_dataset
     from zoo.pgd import parse_eps
 
+    DATA_ERRORS = _data_errors()
     try:
         x_adv = load_images(adversarial)
         ds = load_dataset(data, data_dir)
@@ -198,7 +208,7 @@ def verify_file(models: str, adversarial: str, *, data: str, norm: str, eps: str
             raise Failed(f"images shaped {tuple(x_adv.shape)}, the first {n} test points are {tuple(x.shape)}")
         model = load_model_spec(models, arch=arch, num_classes=ds.num_classes).model.to(device)
         clean_right, fooled = replay(model, x_adv, x, y, norm, parse_eps(eps), batch_size)
-    except (Failed, AdversarialError, ValueError, OSError) as e:
+    except (Failed, *DATA_ERRORS) as e:
         print(f"FAILED {adversarial}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
         return 1
     bound = int((clean_right & ~fooled).sum())

@@ -6,8 +6,8 @@ interval, AutoAttack's flag, the worst case's attacks, or `failed` with the reas
 by `rank_choice`; leaderboard.md, the site, its CSV/JSON downloads and the study report all read them, so they
 cannot order models differently.
 
-    boards(rows) -> [Board]          ranked; Board.lines is a DataFrame (one line per model and column)
-    tidy(boards) -> DataFrame        every board's lines, in rank order (the downloadable table)
+    boards(rows) -> [Board]          ranked; Board.lines is a DataFrame (one line per model and column),
+                                     Board.records() the same as dicts (what the site's downloads hold)
 
 Pure functions of rows.
 """
@@ -290,9 +290,3 @@ def boards(rows: list[dict]) -> list[Board]:
     out.sort(key=lambda b: (b.data, norm_order.get(b.norm, 3), -b.n))
     return out
 
-
-def tidy(all_boards: list[Board]) -> pd.DataFrame:
-    """Every board's lines in one table, boards in order and models in rank order: the downloadable results."""
-    if not all_boards:
-        return pd.DataFrame(columns=LINE_FIELDS)
-    return pd.concat([b.lines for b in all_boards], ignore_index=True)
