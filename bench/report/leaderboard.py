@@ -6,6 +6,7 @@ import os
 import pandas as pd
 
 from bench.report.escape import md
+from bench.report.numbers import percent
 from zoo.files import write_text_atomic
 
 from bench.report.results import ATTACK_LABEL, CLEAN, boards, latest_ok, missing_evaluations
@@ -29,10 +30,6 @@ def missing_markdown(missing: list[dict]) -> list[str]:
 FLAGS = "flagged"  # table.attrs key: per row, the cells whose AutoAttack run raised one of pyautoattack's checks
 MISSING = "missing"  # table.attrs key: per row, the columns whose evaluation failed (no number to show)
 WORST = "worst"  # table.attrs key: per row, {worst-case column: (contributing attacks, {attack: points it missed})}
-
-
-def _pct(v) -> str:
-    return "" if v is None or pd.isna(v) else f"{100 * v:.2f}"
 
 
 def board_table(board) -> pd.DataFrame:
@@ -84,7 +81,7 @@ def to_markdown(tables: dict, missing: list[dict] | None = None) -> str:
         for c in shown.columns[:3]:  # names and settings come from files: text, never table structure or HTML
             shown[c] = shown[c].map(lambda v: md("" if v is None or (isinstance(v, float) and pd.isna(v)) else v))
         for c in shown.columns[3:]:
-            shown[c] = shown[c].map(_pct)
+            shown[c] = shown[c].map(percent)
         for i, cells in enumerate(table.attrs.get(MISSING, [])):
             for c in cells:
                 if c in shown.columns:

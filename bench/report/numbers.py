@@ -4,6 +4,7 @@
     human(0.0078431373, "alpha")        -> "2/255"       (radii and step sizes as multiples of 1/255)
     human(None), human(float("nan"))    -> "—"
     human(True)                         -> "yes"
+    percent(0.4421)                     -> "44.21"   (accuracies in tables)
 """
 from __future__ import annotations
 
@@ -23,6 +24,18 @@ def _over_255(v: float) -> str | None:
         if r and abs(k - r) < 1e-6 * max(1.0, k):
             return f"{r:g}/255"
     return None
+
+
+def percent(value, digits: int = 2, missing: str = "") -> str:
+    """An accuracy in [0,1] as a percentage with a fixed number of decimals (tables: the leaderboard's 2, the
+    report's 1); missing as `missing` (a table cell left empty by default)."""
+    if value is None or isinstance(value, (bool, str)):
+        return missing
+    try:
+        v = float(value)  # numpy's scalars too
+    except (TypeError, ValueError):
+        return missing
+    return missing if math.isnan(v) else f"{100 * v:.{digits}f}"
 
 
 def human(value, key: str = "") -> str:

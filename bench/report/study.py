@@ -13,7 +13,7 @@ import pandas as pd
 from bench.report.claims import decide, point_flags
 from bench.report.escape import md, md_code
 from bench.report.leaderboard import missing_markdown
-from bench.report.numbers import human
+from bench.report.numbers import human, percent
 from bench.report.results import CLEAN, CORRUPTIONS, boards, missing_evaluations
 from zoo.checkpoint import load_checkpoint
 
@@ -105,9 +105,9 @@ def _key(c) -> str:
 
 
 def _fmt(mean, std) -> str:
-    if mean is None or pd.isna(mean):
+    if not percent(mean):
         return ""
-    return f"{100 * mean:.1f}" + ("" if std is None or pd.isna(std) else f" ± {100 * std:.1f}")
+    return percent(mean, 1) + (f" ± {percent(std, 1)}" if percent(std) else "")
 
 
 def _label(c) -> str:

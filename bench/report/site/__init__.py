@@ -18,7 +18,7 @@ import os
 import time
 
 from bench.report.escape import csv_cell, neutral
-from bench.report.numbers import human
+from bench.report.numbers import human, percent
 from bench.report.site import pages
 from bench.report.site.assets import write_assets
 from bench.report.results import boards, missing_evaluations
@@ -36,7 +36,7 @@ def environment():
     def number(v):
         return isinstance(v, (int, float)) and not isinstance(v, bool)
 
-    env.filters["pct"] = lambda v, digits=2: f"{100 * v:.{digits}f}" if number(v) else ""
+    env.filters["pct"] = percent
     env.filters["num"] = lambda v, digits=1: f"{v:,.{digits}f}" if number(v) else ""
     env.filters["mib"] = lambda v: f"{v / 2 ** 20:,.0f}" if number(v) and v else ""
     env.filters["human"] = human
