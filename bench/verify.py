@@ -185,7 +185,7 @@ def _model_of(row: dict, cache: dict, device: str):
         path = row.get("path") or ""
         if not path.startswith("rb:") and (not os.path.isfile(path) or sha256_file(path) != mid):
             raise Failed(f"the model file {path!r} is missing or is not the one the row was computed on")
-        cache[mid] = load_model_spec(path, model_id=mid).model.to(device)
+        cache[mid] = load_model_spec(path, model_id=mid, norm=row.get("norm") or "Linf").model.to(device)
     return cache[mid]
 
 
@@ -206,7 +206,8 @@ def verify_file(models: str, adversarial: str, *, data: str, norm: str, eps: str
         x, y = ds.x_test[:n].float().div(255), ds.y_test[:n]
         if x_adv.shape != x.shape:
             raise Failed(f"images shaped {tuple(x_adv.shape)}, the first {n} test points are {tuple(x.shape)}")
-        model = load_model_spec(models, arch=arch, num_classes=ds.num_classes).model.to(device)
+        model = load_model_spec(models, arch=arch, num_classes=ds.num_classes, norm=norm,
+                                dataset="cifar100" if ds.num_classes == 100 else "cifar10").model.to(device)
         clean_right, fooled = replay(model, x_adv, x, y, norm, parse_eps(eps), batch_size)
     except (Failed, *DATA_ERRORS) as e:
         print(f"FAILED {adversarial}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
