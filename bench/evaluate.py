@@ -10,14 +10,14 @@ from bench.attacks.predict import EvaluationError, predict
 from bench.corruptions.generator import CORRUPTIONS, SEVERITIES, cached_set, official_set
 from bench.store.points import encode_sets, encode_states
 from bench.stats import wilson
+from zoo.pgd import perturbation_size
 
 
 def check_adversarial(x, x_adv, norm: str, eps: float, name: str) -> float:
     """Within eps (+1e-6) and inside [0,1], or the attack is broken; returns the largest perturbation."""
     if x_adv.shape != x.shape or not torch.isfinite(x_adv).all():
         raise EvaluationError(f"attack {name} returned a bad tensor (shape {tuple(x_adv.shape)} or NaN)")
-    d = (x_adv - x).flatten(1)
-    size = d.abs().max(1).values if norm == "Linf" else d.norm(dim=1)
+    size = perturbation_size(x_adv - x, norm)
     worst = float(size.max()) if len(size) else 0.0
     if worst > eps + 1e-6:
         raise EvaluationError(f"attack {name} left the {norm} ball: {worst:.6g} > eps {eps:.6g}")

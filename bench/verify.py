@@ -39,17 +39,13 @@ def _data_errors() -> tuple:
     return (AdversarialError, EvaluationError, *LOAD_ERRORS)
 
 
-def _distances(x_adv: torch.Tensor, x: torch.Tensor, norm: str) -> torch.Tensor:
-    d = (x_adv - x).flatten(1)
-    return d.abs().amax(1) if norm == "Linf" else d.norm(dim=1)
-
-
 def replay(model, x_adv: torch.Tensor, x: torch.Tensor, y: torch.Tensor, norm: str, eps: float,
            batch_size: int = 250):
     """(clean right, fooled by its image) per point, after checking every image lies in the ball. fp32."""
     from bench.attacks.predict import predict
+    from zoo.pgd import perturbation_size
 
-    dist = _distances(x_adv, x, norm)
+    dist = perturbation_size(x_adv - x, norm)
     outside = (dist > eps + TOLERANCE[norm]).nonzero()
     if len(outside):
         i = int(outside[0])

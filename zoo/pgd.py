@@ -51,6 +51,13 @@ def _l2(v: torch.Tensor) -> torch.Tensor:
     return v.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (v.ndim - 1)))
 
 
+def perturbation_size(delta: torch.Tensor, norm: str) -> torch.Tensor:
+    """Each example's perturbation under the norm (Linf: the largest absolute change; L2: the Euclidean length):
+    what every check of "inside the eps ball" measures, in the bench, its verifier and the site."""
+    d = delta.flatten(1)
+    return d.abs().amax(1) if norm == "Linf" else d.norm(dim=1)
+
+
 def project(delta: torch.Tensor, norm: str, eps: float) -> torch.Tensor:
     if norm == "Linf":
         return delta.clamp(-eps, eps)

@@ -63,12 +63,13 @@ def _key(c) -> str:
     return "|".join(c) if isinstance(c, tuple) else c
 
 
-def pgd_columns(pm: pd.DataFrame, norm: str) -> list[tuple[str, str, str]]:
-    """The per-model table's PGD columns of one norm as (attack, norm, eps_str), eps ascending."""
+def eps_columns(pm: pd.DataFrame, attack: str, norm: str) -> list[tuple[str, str, str]]:
+    """The per-model table's columns 'attack|norm|eps' of one attack and norm, as (attack, norm, eps_str), eps
+    ascending."""
     from zoo.pgd import parse_eps
 
     cols = [tuple(c.split("|")) for c in pm.columns if isinstance(c, str) and c.count("|") == 2]
-    return sorted((c for c in cols if c[0] == "pgd" and c[1] == norm), key=lambda c: parse_eps(c[2]))
+    return sorted((c for c in cols if c[0] == attack and c[1] == norm), key=lambda c: parse_eps(c[2]))
 
 
 def point_flags(rows: list[dict]) -> dict:
@@ -113,7 +114,7 @@ class _Study:
         if claim.metric == "clean":
             return "clean"
         if claim.metric.startswith("pgd "):
-            cols = pgd_columns(self.pm, claim.norm)
+            cols = eps_columns(self.pm, "pgd", claim.norm)
             if not cols:
                 return None
             return cols[0] if claim.metric == "pgd small" else cols[-1]

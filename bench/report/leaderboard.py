@@ -38,9 +38,9 @@ def board_table(board) -> pd.DataFrame:
     keys = [c.key for c in board.columns]
     lines, flags, missing, worst = [], [], [], []
     for mid in board.models:
-        first = board.cell(mid, CLEAN) or next(ln for ln in board.records() if ln["model_id"] == mid)
-        line = {"Model": first["model"], "Arch": first["arch"], "Recipe": f"{first['recipe']} {first['hparams']}".strip(),
-                "Clean": (board.cell(mid, CLEAN) or {}).get("acc")}
+        clean = board.cell(mid, CLEAN)  # every model of a board has its Clean line (None when it failed alone)
+        line = {"Model": clean["model"], "Arch": clean["arch"], "Recipe": f"{clean['recipe']} {clean['hparams']}".strip(),
+                "Clean": clean["acc"]}
         f, m, w = [], [], {}
         for key in keys:
             cell = board.cell(mid, key) or {}

@@ -111,12 +111,13 @@ class Board:
         return self._index.get((model_id, key))
 
     def records(self) -> list[dict]:
-        """The board's lines as dicts, missing numbers as None (pandas holds them as NaN)."""
-        return [{k: None if isinstance(v, float) and v != v else v for k, v in r.items()}
-                for r in self.lines.to_dict("records")]
+        """The board's lines as dicts, in rank order, missing numbers as None (pandas holds them as NaN)."""
+        return self._records
 
     def __post_init__(self):
-        self._index = {(r["model_id"], r["column"]): r for r in self.records()}
+        self._records = [{k: None if isinstance(v, float) and v != v else v for k, v in r.items()}
+                         for r in self.lines.to_dict("records")]
+        self._index = {(r["model_id"], r["column"]): r for r in self._records}
 
 
 # one tidy line: which board, which model (and what it is), which column, and what it holds there
@@ -231,7 +232,7 @@ def boards(rows: list[dict]) -> list[Board]:
                 line["lo"], line["hi"] = _interval(line["correct"], n)
                 lines.append(line)
                 for c in attack_cols:
-                    hit = m[(m["attack"] == c.attack) & (m["norm"] == norm) & (m["eps_key"] == round(c.eps, 8))]
+                    hit = m[(m["attack"] == c.attack) & (m["norm"] == norm) & (m["eps_key"] == eps_key(c.eps))]
                     line = _blank(board, model, c)
                     if len(hit):
                         h = hit.iloc[0]
@@ -241,13 +242,13 @@ def boards(rows: list[dict]) -> list[Board]:
                         line["lo"], line["hi"] = _interval(line["correct"], h["n"])
                     else:
                         failed = [x for x in here if x["model_id"] == mid and x["norm"] == norm
-                                  and x["attack"] == c.attack and x["eps_key"] == round(c.eps, 8)]
+                                  and x["attack"] == c.attack and x["eps_key"] == eps_key(c.eps)]
                         if not failed:
                             continue
                         line.update(status="failed", reason=failed[0]["reason"])
                     lines.append(line)
                 for e, s in dict.fromkeys((c.eps, c.eps_str) for c in attack_cols):
-                    wc = worst.get((mid, data, int(n), norm, round(e, 8)))
+                    wc = worst.get((mid, data, int(n), norm, eps_key(e)))
                     if wc is not None and len(wc.attacks) > 1:
                         line = _blank(board, model, Column(f"Worst {s}", "worst", "", e, s))
                         correct = int(wc.robust.sum())

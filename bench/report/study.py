@@ -10,7 +10,7 @@ import os
 
 import pandas as pd
 
-from bench.report.claims import decide, point_flags
+from bench.report.claims import decide, eps_columns, point_flags
 from bench.report.escape import md, md_code
 from bench.report.leaderboard import missing_markdown
 from bench.report.numbers import human, percent
@@ -32,13 +32,13 @@ def _column_name(board, line) -> str | None:
     return "corruptions" if line["kind"] == "corruptions" else None
 
 
-def per_model(rows: list[dict], measures: list[dict]) -> pd.DataFrame:
+def per_model(rows: list[dict], measures: list[dict], all_boards: list | None = None) -> pd.DataFrame:
     """One line per checkpoint, read from the results model (bench.report.results): clean (on the board with the
     most points), each (attack, norm, eps) robust accuracy and worst case (from the most points it was run on),
     AutoAttack's own clean accuracy (aa_clean: on AutoAttack's points), corruptions, measures."""
     lines: dict = {}
     taken: dict = {}  # (model, column) -> points of the board the value came from
-    for b in sorted(boards(rows), key=lambda b: -b.n):
+    for b in sorted(boards(rows) if all_boards is None else all_boards, key=lambda b: -b.n):
         for ln in b.records():
             if ln["status"] != "ok" or ln["acc"] is None:
                 continue
@@ -56,10 +56,10 @@ def per_model(rows: list[dict], measures: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(list(lines.values()))
 
 
-def rank_key(rows: list[dict]) -> str | None:
+def rank_key(rows: list[dict], all_boards: list | None = None) -> str | None:
     """The per-model column the report's groups are ranked by: the first board's rank column (RobustBench's first
     threat model, the most test points), named as per_model names it."""
-    all_boards = boards(rows)
+    all_boards = boards(rows) if all_boards is None else all_boards
     if not all_boards or all_boards[0].rank_by is None:
         return None
     b = all_boards[0]
@@ -67,14 +67,6 @@ def rank_key(rows: list[dict]) -> str | None:
         return "corruptions"
     col = next(c for c in b.columns if c.key == b.rank_by)
     return f"{col.attack or 'worst'}|{b.norm}|{col.eps_str}"
-
-
-def _eps_cols(df, attack, norm):
-    from zoo.pgd import parse_eps
-
-    """Columns 'attack|norm|eps' of one attack and norm, eps ascending; returned split as (attack, norm, eps)."""
-    cols = [tuple(c.split("|")) for c in df.columns if c.count("|") == 2]
-    return sorted((c for c in cols if c[0] == attack and c[1] == norm), key=lambda c: parse_eps(c[2]))
 
 
 def summarize(pm: pd.DataFrame, rank_by: str | None = None) -> pd.DataFrame:
@@ -124,10 +116,10 @@ def results_table(pm: pd.DataFrame, s: pd.DataFrame) -> str:
     clean accuracy on AutoAttack's own points and the worst case over every attack on those points (Worst: a
     point counts only if PGD and AutoAttack both failed on it), then corruptions: no column compares different
     images."""
-    pgd = _eps_cols(pm, "pgd", "Linf") + _eps_cols(pm, "pgd", "L2")
+    pgd = eps_columns(pm, "pgd", "Linf") + eps_columns(pm, "pgd", "L2")
     seed = [c for c in SEED_COLUMNS if c in pgd]
-    aa = _eps_cols(pm, "autoattack", "Linf") + _eps_cols(pm, "autoattack", "L2")
-    aa += _eps_cols(pm, "worst", "Linf") + _eps_cols(pm, "worst", "L2")  # on AutoAttack's points
+    aa = eps_columns(pm, "autoattack", "Linf") + eps_columns(pm, "autoattack", "L2")
+    aa += eps_columns(pm, "worst", "Linf") + eps_columns(pm, "worst", "L2")  # on AutoAttack's points
     cols = ["clean"] + seed + [c for c in pgd if c not in seed] + (["aa_clean"] + aa if aa else []) + \
         (["corruptions"] if "corruptions" in pm.columns else [])
     head = ["Group", "seeds"] + [HEADS[c] if isinstance(c, str) else md(_label(c)) for c in cols]
@@ -175,7 +167,7 @@ def _save(fig, out, name) -> str:
 def _plot_robust_vs_eps(ax, pm, s, norm):
     from zoo.pgd import parse_eps
 
-    cols = _eps_cols(pm, "pgd", norm)
+    cols = eps_columns(pm, "pgd", norm)
     scale = 255 if norm == "Linf" else 1
     xs = [0] + [parse_eps(c[2]) * scale for c in cols]
     for grp in s.index:
@@ -188,7 +180,7 @@ def _plot_robust_vs_eps(ax, pm, s, norm):
 
 
 def _plot_tradeoff(ax, pm, s, norm):
-    col = _eps_cols(pm, "pgd", norm)[0]
+    col = eps_columns(pm, "pgd", norm)[0]
     pts = [(100 * s.loc[g, (_key(col), "mean")], 100 * s.loc[g, ("clean", "mean")], g) for g in s.index]
     for x, y, g in pts:
         ax.scatter(x, y, s=45, label=g)
@@ -208,7 +200,7 @@ def _plots(pm, s, histories, out) -> list[str]:
     import matplotlib.pyplot as plt
 
     paths = []
-    norms = [n for n in ("Linf", "L2") if _eps_cols(pm, "pgd", n)]
+    norms = [n for n in ("Linf", "L2") if eps_columns(pm, "pgd", n)]
     for name, draw in (("robust_vs_eps.png", _plot_robust_vs_eps), ("tradeoff.png", _plot_tradeoff)):
         if norms:
             fig, axes = plt.subplots(1, len(norms), figsize=(5.5 * len(norms), 4.2), squeeze=False)
@@ -272,8 +264,9 @@ def protocol(preset_cfg: dict, rows: list[dict], precisions: set[str]) -> list[s
 
 def write_report(rows, measures, ckpt_paths, out, *, preset, preset_cfg, command, device, seconds) -> str:
     os.makedirs(out, exist_ok=True)
-    pm = per_model(rows, measures)
-    s = summarize(pm, rank_key(rows))
+    all_boards = boards(rows)  # once, for the table and its rank
+    pm = per_model(rows, measures, all_boards)
+    s = summarize(pm, rank_key(rows, all_boards))
     histories, precisions = {}, set()
     first_seed = min(preset_cfg["seeds"])
     for p in ckpt_paths:

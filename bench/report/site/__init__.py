@@ -63,7 +63,7 @@ def rows_csv(rows: list[dict]) -> str:
 
 
 def results_downloads(all_boards) -> tuple[str, str]:
-    """The results model (bench.report.results.tidy) as CSV and JSON: one line per board, model and column, in the
+    """The results model's boards (bench.report.results.boards) as CSV and JSON: one line per board, model and column, in the
     boards' order and rank order, as every table on the site shows them."""
     from bench.report.results import LINE_FIELDS
 
@@ -125,10 +125,11 @@ def _build(rows, out, *, metas, measures, report_md, report_dir, title, verifica
         root="", assets=assets, sections=sections, datasets=sorted({s["dataset"] for s in sections}),
         missing=missing_evaluations(rows),
         n_models=len(info), n_rows=sum(r.get("status") == "ok" for r in rows), **common))
+    test_sets: dict = {}  # the galleries' test points, by data spec
     for mid, m in info.items():
         mine = [r for r in rows if r.get("model_id") == mid]
         page = pages.model_page(m, rows, measures, verifications)
-        page["gallery"] = _gallery(m, mine, report_dir, out, data_dir)
+        page["gallery"] = _gallery(m, mine, report_dir, out, data_dir, test_sets)
         write_text_atomic(os.path.join(out, m["page"]), env.get_template("model.html").render(
             root="../", assets=assets, page=page, **common))
         base = os.path.join(out, "models", m["slug"])
@@ -143,10 +144,13 @@ def _build(rows, out, *, metas, measures, report_md, report_dir, title, verifica
             root="", assets=assets, body=body, sections=sections, **common))
 
 
-def _gallery(info: dict, mine: list[dict], folder: str | None, out: str, data_dir: str) -> list[dict]:
+def _gallery(info: dict, mine: list[dict], folder: str | None, out: str, data_dir: str,
+             test_sets: dict) -> list[dict]:
     """Per attack row with stored images: a few fooled points as PNGs under out/models/<slug>-adv/ (bench.report.
-    site.gallery). Whatever is missing (the checkpoint, the dataset on this machine) leaves the row without one."""
+    site.gallery). Whatever is missing (the checkpoint, the dataset on this machine) leaves the row without one.
+    test_sets: the datasets loaded so far in this build, by spec (each is read once for every model's page)."""
     from bench.report.site.gallery import examples
+    from zoo.data import load_dataset
 
     with_images = [r for r in mine if r.get("status") == "ok" and r.get("adversarial") and "points" in r]
     if not with_images or folder is None or not info.get("meta"):
@@ -160,7 +164,9 @@ def _gallery(info: dict, mine: list[dict], folder: str | None, out: str, data_di
     shown = []
     for r in with_images:
         try:
-            items = examples(r, folder, model, data_dir)
+            if r["data"] not in test_sets:
+                test_sets[r["data"]] = load_dataset(r["data"], data_dir)
+            items = examples(r, folder, model, test_sets[r["data"]])
         except Exception:  # noqa: BLE001 - a moved file or dataset: this row goes without pictures
             continue
         if not items:

@@ -29,20 +29,20 @@ def class_name(data: str, label: int) -> str:
     return CIFAR10[label] if "cifar10" in data and "cifar100" not in data and 0 <= label < 10 else str(label)
 
 
-def examples(row: dict, folder: str, model, data_dir: str = "data") -> list[dict]:
+def examples(row: dict, folder: str, model, ds) -> list[dict]:
     """Up to SHOWN points the row counts as fooled: index, true/clean/adversarial labels, the Linf or L2
-    distance, and three PNGs (clean, adversarial, perturbation scaled to fill [0,1] around grey)."""
+    distance, and three PNGs (clean, adversarial, perturbation scaled to fill [0,1] around grey). ds: the row's
+    dataset (zoo.data.load_dataset), loaded once by the caller for all its rows."""
     import torch
 
     from bench.attacks.predict import predict
     from bench.store.adversarial import load_images
     from bench.store.points import decode_states
-    from zoo.data import load_dataset
+    from zoo.pgd import perturbation_size
 
     ref = row.get("adversarial")
     if not ref or "points" not in row or model is None:
         return []
-    ds = load_dataset(row["data"], data_dir)
     x = ds.x_test[:row["n"]].float().div(255)
     y = ds.y_test[:row["n"]]
     x_adv = load_images(os.path.join(folder, ref["path"]), sha256=ref["sha256"], shape=tuple(x.shape))
@@ -58,7 +58,7 @@ def examples(row: dict, folder: str, model, data_dir: str = "data") -> list[dict
     for k, i in enumerate(idx):
         delta = x_adv[i] - x[i]
         scale = float(delta.abs().max()) or 1.0
-        dist = float(delta.abs().max() if row.get("norm") == "Linf" else delta.norm())
+        dist = float(perturbation_size(delta[None], row.get("norm") or "Linf")[0])
         out.append({"index": i, "label": class_name(row["data"], int(y[i])),
                     "before": class_name(row["data"], int(before[k])), "after": class_name(row["data"], int(after[k])),
                     "distance": dist, "png": {"clean": _png(x[i]), "adversarial": _png(x_adv[i]),

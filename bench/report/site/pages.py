@@ -12,7 +12,7 @@ from collections import defaultdict
 import numpy as np
 
 from bench.report.numbers import human
-from bench.report.results import ATTACK_LABEL, CLEAN, STRENGTH, boards
+from bench.report.results import ATTACK_LABEL, CLEAN, CORRUPTIONS, STRENGTH, boards
 from bench.stats import wilson
 
 DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "digits": "digits (scikit-learn)",
@@ -122,7 +122,7 @@ def sections(rows: list[dict], model_info: dict, all_boards: list | None = None)
                 cell = _cell(b.cell(mid, c.key))
                 if cell is not None:
                     cells[c.key] = cell
-            corr = b.cell(mid, "Corruptions")
+            corr = b.cell(mid, CORRUPTIONS)
             line = {"model": model_info[mid], "cells": cells, "rank": rank}
             if corr is not None:
                 line["corruption_source"] = corr["corruption_source"]
