@@ -27,6 +27,7 @@ from tqdm import tqdm
 from bench.attacks.predict import EvaluationError
 from bench.attacks.registry import ATTACKS, make_attack
 from bench.corruptions.generator import CORRUPTIONS, GENERATOR_VERSION, SEVERITIES
+from bench.data import load_points
 from bench.evaluate import evaluate_attack, evaluate_corruptions
 from bench.fast_eval import precision_note, prepare_for_eval
 from bench.loading import LOAD_ERRORS, load_model_spec, rb_dataset, spec_content_id
@@ -36,7 +37,6 @@ from bench.store.rows import RowStore, append_row, locked, row_key
 from bench.store.schema import short_name
 from zoo import distributed as dist
 from zoo.checkpoint import MAX_BYTES, versions
-from zoo.data import load_dataset
 from zoo.pgd import check_norm, parse_eps
 from zoo.train import resolve_device
 
@@ -143,6 +143,8 @@ def attack_config(spec: dict, settings, data_spec: str, batch_size: int | None =
 def model_fields(meta: dict) -> dict:
     keep = ("name", "model_id", "verified", "path", "arch", "recipe", "hparams", "train_data", "n_train", "seed")
     out = {k: meta.get(k) for k in keep}
+    if "weights_sha256" in meta:  # timm models: the weights' own hash beside the file's (or for timm's download)
+        out["weights_sha256"] = meta["weights_sha256"]
     out["model"] = out.pop("name")
     out["train_seed"] = out.pop("seed")
     return out
@@ -201,9 +203,9 @@ def evaluate(models: list[str], settings: EvalSettings) -> list[Outcome]:
     device = resolve_device(settings.device)
     batch_size = settings.batch_size or (1000 if device.type == "cuda" else 250)
     rank, world = dist.setup(device)
-    ds = load_dataset(settings.data, settings.data_dir)
-    n = min(settings.n_examples, len(ds.y_test))
-    x_u8, y = ds.x_test[:n], ds.y_test[:n].to(device)
+    ds = load_points(settings.data, settings.data_dir, settings.n_examples, progress=settings.progress and rank == 0)
+    n = len(ds.y)
+    x_u8, y = ds.x, ds.y.to(device)
     x = x_u8.float().div(255).to(device)
     data_spec = ds.name
 
@@ -266,7 +268,8 @@ def evaluate(models: list[str], settings: EvalSettings) -> list[Outcome]:
                 try:
                     lm = load_model_spec(model_spec, arch=settings.arch, num_classes=ds.num_classes, norm=rb_norm,
                                          rb_model_dir=settings.rb_model_dir, dataset=rb_ds, max_bytes=max_bytes,
-                                         model_id=None if cid.startswith(("unreadable:", "rb:")) else cid)
+                                         model_id=None if cid.startswith(("unreadable:", "rb:", "timm:")) else cid,
+                                         size=x.shape[-1])
                     lm.model = prepare_for_eval(lm.model, device, compile_backend=settings.compile,
                                                 batch_size=batch_size)
                     loaded[model_spec] = lm

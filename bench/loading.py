@@ -1,14 +1,16 @@
-"""Turn a --models entry into (model, metadata): zoo checkpoints, plain state_dicts with --arch, rb:NAME."""
+"""Turn a --models entry into (model, metadata): zoo checkpoints, plain state_dicts with --arch, rb:NAME, and
+timm:NAME (timm's pretrained weights) or timm:NAME@PATH (local weights: a state dict or .safetensors)."""
 from __future__ import annotations
 
 import importlib
 import os
+import re
 from dataclasses import dataclass, field
 
 import torch
 
 from zoo.checkpoint import (MAX_BYTES, CheckpointError, check_forward, content_id, is_verified, load_checkpoint,
-                            load_weights, model_from_checkpoint, sha256_file)
+                            load_weights, model_from_checkpoint, sha256_file, tensors_sha256)
 from bench.store.schema import short_name
 from zoo.models import ArchError
 from zoo.recipes import get_recipe
@@ -71,7 +73,7 @@ def load_state_dict_model(path: str, arch: str, num_classes: int, max_bytes: int
                                       "verified": False})
 
 
-RB_DATASETS = ("cifar10", "cifar100")  # RobustBench's CIFAR leaderboards
+RB_DATASETS = ("cifar10", "cifar100", "imagenet")  # RobustBench's leaderboards
 
 
 def rb_dataset(data_name: str, num_classes: int) -> str:
@@ -86,8 +88,40 @@ def rb_path(name: str, norm: str, model_dir: str, dataset: str) -> str:
     return os.path.join(model_dir, dataset, norm, f"{name}.pt")
 
 
+TIMM = "timm:"
+TIMM_NAME = re.compile(r"^[a-z0-9_.]{1,100}$")  # timm's model names (an optional .tag names pretrained weights)
+
+
+def parse_timm(spec: str) -> tuple[str, str | None]:
+    """`timm:NAME[@PATH]` -> (NAME, PATH or None); a NAME timm does not know is a one-line error with the closest
+    names, as timm's create_model refuses it."""
+    import difflib
+
+    import timm
+
+    name, at, path = spec[len(TIMM):].partition("@")
+    if not TIMM_NAME.match(name):
+        raise ArchError(f"{spec[:120]!r}: a timm model name is lower-case letters, digits, '_' and '.'; see "
+                        "timm.list_models()")
+    if not timm.is_model(name):
+        close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
+        raise ArchError(f"unknown timm model {name!r}" + (f"; closest: {', '.join(close)}" if close else "") +
+                        "; see timm.list_models()")
+    if at and not path:
+        raise CheckpointError(f"{spec}: nothing after '@'; pass timm:{name}@PATH to a state dict or .safetensors")
+    return name, (path if at else None)
+
+
 def spec_content_id(spec: str, *, norm: str, rb_model_dir: str, dataset: str, max_bytes: int = MAX_BYTES) -> str:
-    """What a --models entry's outcome depends on: its file's content (an rb:NAME's local file, if any)."""
+    """What a --models entry's outcome depends on: its file's content (an rb:NAME's local file, if any; timm's
+    version for its pretrained weights)."""
+    if spec.startswith(TIMM):
+        name, _, path = spec[len(TIMM):].partition("@")
+        if path:
+            return f"timm:{name}:" + content_id(path, max_bytes)
+        import timm
+
+        return f"timm:{name}:pretrained:timm-{timm.__version__}"
     if spec.startswith("rb:"):
         path = rb_path(spec[3:], norm, rb_model_dir, dataset)
         return f"{spec}:{dataset}:{norm}:" + (content_id(path, max_bytes) if os.path.lexists(path) else "absent")
@@ -118,10 +152,80 @@ def load_robustbench(name: str, norm: str, model_dir: str = "models", dataset: s
                                       "verified": False})
 
 
+def _timm_weights(path: str, max_bytes: int) -> dict:
+    """A local weights file read as data: .safetensors through safetensors, anything else by load_checkpoint
+    (torch.load with weights_only=True); a state dict of tensors either way."""
+    if path.endswith(".safetensors"):
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            size = os.stat(path).st_size
+        except OSError as e:
+            raise CheckpointError(f"{path}: {e.strerror or type(e).__name__}; pass an existing weights file") from None
+        if size > max_bytes:
+            raise CheckpointError(f"{path} is {size / 2 ** 30:.1f} GiB, over --max-checkpoint-gb; raise it if the "
+                                  "file is trusted")
+        try:
+            sd = load_file(path)
+        except (SafetensorError, OSError, ValueError) as e:
+            raise CheckpointError(f"{path} is not a readable .safetensors file ({str(e).strip()[:100]}); "
+                                  "re-download it") from None
+    else:
+        sd = load_checkpoint(path, max_bytes)
+    for wrapper in ("state_dict", "model"):  # the common layouts of saved weights
+        if isinstance(sd, dict) and isinstance(sd.get(wrapper), dict):
+            sd = sd[wrapper]
+    if not isinstance(sd, dict) or not sd or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in sd.items()):
+        raise CheckpointError(f"{path} is not a state dict of tensors; save model.state_dict() (torch.save or "
+                              "safetensors)")
+    return {k.removeprefix("module."): v for k, v in sd.items()}
+
+
+def load_timm(spec: str, num_classes: int, max_bytes: int = MAX_BYTES, size: int = 224,
+              model_id: str | None = None) -> LoadedModel:
+    """Any timm model: timm's pretrained weights (downloaded by timm, or from its cache) or local weights for
+    `num_classes` classes. The weights' own mean and std (timm's pretrained_cfg) sit inside the model, which
+    takes images in [0,1] as every model of the bench does."""
+    import timm
+
+    from zoo.models import Normalized
+
+    name, path = parse_timm(spec)
+    try:
+        if path is None:
+            net = timm.create_model(name, pretrained=True)
+        else:
+            net = timm.create_model(name, pretrained=False, num_classes=num_classes)
+    except Exception as e:  # noqa: BLE001 - offline: huggingface_hub / urllib errors; no weights for the name
+        raise CheckpointError(f"{spec}: timm could not build it with its pretrained weights ({type(e).__name__}: "
+                              f"{str(e).strip().splitlines()[0][:100] if str(e).strip() else ''}); it needs a network "
+                              f"once, or pass timm:{name}@PATH with local weights") from None
+    if path is not None:
+        load_weights(net, _timm_weights(path, max_bytes), path, name)
+    cfg = getattr(net, "pretrained_cfg", None) or {}
+    mean, std = list(cfg.get("mean", (0.485, 0.456, 0.406))), list(cfg.get("std", (0.229, 0.224, 0.225)))
+    model = Normalized(net, mean, std).eval()
+    classes = getattr(net, "num_classes", None)
+    if classes != num_classes:
+        raise CheckpointError(f"{spec} has {classes} classes and the data has {num_classes}; evaluate it on data "
+                              "with its classes (timm's pretrained models: --data imagenet:DIR)")
+    check_forward(model, num_classes, spec, size)
+    weights = tensors_sha256(net.state_dict())
+    tag = os.path.basename(path).rsplit(".", 1)[0] if path else "pretrained"
+    return LoadedModel(model, {"name": short_name(f"timm:{name}@{tag}"),
+                               "model_id": model_id or (sha256_file(path) if path else weights), "path": spec,
+                               "arch": name, "recipe": "timm", "hparams": "", "weights_sha256": weights,
+                               "train_data": cfg.get("tag") or "unknown", "num_classes": num_classes,
+                               "mean": mean, "std": std, "verified": False})
+
+
 def load_model_spec(spec: str, *, arch: str | None = None, num_classes: int = 10, norm: str = "Linf",
                     rb_model_dir: str = "models", dataset: str = "cifar10", max_bytes: int = MAX_BYTES,
-                    model_id: str | None = None) -> LoadedModel:
-    """model_id: the file's sha256 when the caller has computed it already."""
+                    model_id: str | None = None, size: int = 32) -> LoadedModel:
+    """model_id: the file's sha256 when the caller has computed it already; size: the data's image size."""
+    if spec.startswith(TIMM):
+        return load_timm(spec, num_classes, max_bytes, size, model_id)
     if spec.startswith("rb:"):
         return load_robustbench(spec[3:], norm, rb_model_dir, dataset)
     if arch:

@@ -97,8 +97,8 @@ def verify_results(path: str, *, data_dir: str = "data", device: str = "cpu", ba
     given, receives one outcome per row (what OUT/verify.jsonl holds: the site shows "replayed: k of k")."""
     from bench.report.worst_case import ATTACKS, eps_key, worst_cases
     from bench.store.points import decode_states
+    from bench.data import load_points
     from bench.store.rows import read_rows
-    from zoo.data import load_dataset
 
     DATA_ERRORS = _data_errors()
     rows = [r for r in read_rows(path) if r.get("status") == "ok"]
@@ -113,13 +113,12 @@ def verify_results(path: str, *, data_dir: str = "data", device: str = "cpu", ba
     for row in with_images:
         label = _label(row)
         try:
-            model = _model_of(row, models, device)
-            if row["data"] not in data:
-                data[row["data"]] = load_dataset(row["data"], data_dir)
-            ds = data[row["data"]]
             n = row["n"]
-            x = ds.x_test[:n].float().div(255)
-            y = ds.y_test[:n]
+            if (row["data"], n) not in data:
+                data[row["data"], n] = load_points(row["data"], data_dir, n)
+            ds = data[row["data"], n]
+            x, y = ds.x.float().div(255), ds.y
+            model = _model_of(row, models, device, ds.num_classes, x.shape[-1])
             message, fooled = verify_row(row, results_dir, model, x, y, batch_size)
         except (Failed, *DATA_ERRORS) as e:
             failures += 1
@@ -171,39 +170,44 @@ def _record(row: dict, status: str, **fields) -> dict:
             "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
 
-def _model_of(row: dict, cache: dict, device: str):
+def _model_of(row: dict, cache: dict, device: str, num_classes: int, size: int):
     """The row's model, from the file its row names, which must be the one the row was computed on."""
-    from bench.loading import load_model_spec
+    from bench.loading import TIMM, load_model_spec, rb_dataset
     from zoo.checkpoint import sha256_file
 
     mid = row["model_id"]
     if mid not in cache:
-        path = row.get("path") or ""
-        if not path.startswith("rb:") and (not os.path.isfile(path) or sha256_file(path) != mid):
+        spec = row.get("path") or ""
+        path = spec.partition("@")[2] if spec.startswith(TIMM) else spec
+        if not spec.startswith("rb:") and path and (not os.path.isfile(path) or sha256_file(path) != mid):
             raise Failed(f"the model file {path!r} is missing or is not the one the row was computed on")
-        cache[mid] = load_model_spec(path, model_id=mid, norm=row.get("norm") or "Linf").model.to(device)
+        lm = load_model_spec(spec, model_id=mid, norm=row.get("norm") or "Linf", num_classes=num_classes,
+                             dataset=rb_dataset(row["data"], num_classes), size=size)
+        if spec.startswith(TIMM) and lm.meta.get("weights_sha256") != row.get("weights_sha256"):
+            raise Failed(f"{spec}: timm's weights are not the ones the row was computed on (timm updated them?)")
+        cache[mid] = lm.model.to(device)
     return cache[mid]
 
 
 def verify_file(models: str, adversarial: str, *, data: str, norm: str, eps: str, arch: str | None,
                 data_dir: str = "data", device: str = "cpu", batch_size: int = 250) -> int:
-    from bench.loading import load_model_spec
+    from bench.data import load_points
+    from bench.loading import load_model_spec, rb_dataset
     from bench.store.adversarial import load_images
-    from zoo.data import load_dataset
     from zoo.pgd import parse_eps
 
     DATA_ERRORS = _data_errors()
     try:
         x_adv = load_images(adversarial)
-        ds = load_dataset(data, data_dir)
         n = len(x_adv)
-        if n > len(ds.y_test):
-            raise Failed(f"{n} images, the test set has {len(ds.y_test)} points")
-        x, y = ds.x_test[:n].float().div(255), ds.y_test[:n]
+        ds = load_points(data, data_dir, n)
+        if n > len(ds.y):
+            raise Failed(f"{n} images, the test set has {len(ds.y)} points")
+        x, y = ds.x.float().div(255), ds.y
         if x_adv.shape != x.shape:
             raise Failed(f"images shaped {tuple(x_adv.shape)}, the first {n} test points are {tuple(x.shape)}")
         model = load_model_spec(models, arch=arch, num_classes=ds.num_classes, norm=norm,
-                                dataset="cifar100" if ds.num_classes == 100 else "cifar10").model.to(device)
+                                dataset=rb_dataset(ds.name, ds.num_classes), size=x.shape[-1]).model.to(device)
         clean_right, fooled = replay(model, x_adv, x, y, norm, parse_eps(eps), batch_size)
     except (Failed, *DATA_ERRORS) as e:
         print(f"FAILED {adversarial}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")

@@ -12,9 +12,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAYERS = [  # (layer, module prefixes), the most specific prefix decides
     (0, ("zoo",)),
     (1, ("bench.stats", "bench.deps", "bench.store", "bench.attacks", "bench.corruptions", "bench.fast_eval",
-         "bench.loading", "bench.measures")),
+         "bench.loading", "bench.measures", "bench.data")),
     (2, ("bench.evaluate", "bench.engine", "bench.report", "bench.submit")),
-    (3, ("bench.run", "bench.site", "bench.leaderboard", "bench.export", "bench.study", "bench.grid", "bench.verify")),
+    (3, ("bench.run", "bench.site", "bench.leaderboard", "bench.export", "bench.study", "bench.grid", "bench.verify",
+         "bench.data.__main__")),
 ]
 
 

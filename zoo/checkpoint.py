@@ -238,11 +238,12 @@ def load_weights(model: torch.nn.Module, sd: dict, path: str, arch: str) -> None
 
 
 @torch.no_grad()
-def check_forward(model: torch.nn.Module, num_classes: int | None, path: str) -> None:
-    """A first forward on two fixed images: the model must run and return finite logits of the right shape."""
+def check_forward(model: torch.nn.Module, num_classes: int | None, path: str, size: int = 32) -> None:
+    """A first forward on two fixed size x size images: the model must run and return finite logits of the
+    right shape."""
     was = model.training
     model.eval()
-    x = torch.stack([torch.full((3, 32, 32), 0.5), torch.linspace(0, 1, 3 * 32 * 32).view(3, 32, 32)])
+    x = torch.stack([torch.full((3, size, size), 0.5), torch.linspace(0, 1, 3 * size * size).view(3, size, size)])
     p = next(iter(model.parameters()), None)
     if p is not None:
         x = x.to(p.device)

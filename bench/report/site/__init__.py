@@ -208,7 +208,7 @@ def load_metas(rows: list[dict]) -> dict:
     metas = {}
     for r in rows:
         mid, path = r.get("model_id"), r.get("path")
-        if r.get("status") != "ok" or mid in metas or not path or path.startswith("rb:"):
+        if r.get("status") != "ok" or mid in metas or not path or path.startswith(("rb:", "timm:")):
             continue
         try:
             if sha256_file(path) != mid:  # the file was replaced since the rows were computed

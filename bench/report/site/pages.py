@@ -15,7 +15,7 @@ from bench.report.numbers import human
 from bench.report.results import ATTACK_LABEL, CLEAN, CORRUPTIONS, STRENGTH, boards
 from bench.stats import wilson
 
-DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "digits": "digits (scikit-learn)",
+DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "imagenet": "ImageNet", "digits": "digits (scikit-learn)",
                  "synthetic": "synthetic"}
 
 

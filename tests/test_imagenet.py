@@ -1,0 +1,151 @@
+"""ImageNet the way RobustBench evaluates it, and any timm model: on a synthetic folder made here (every class
+folder of the list, only the first 12 images present)."""
+import json
+import os
+
+import pytest
+import torch
+
+from bench.data import load_points
+from bench.data.__main__ import main as data_main
+from bench.data.imagenet import image_list, write_synthetic_folder
+from zoo.data import DataError
+
+PRESENT = 12
+
+
+@pytest.fixture(scope="module")
+def imagenet_dir(tmp_path_factory):
+    return str(write_synthetic_folder(str(tmp_path_factory.mktemp("imagenet")), PRESENT))
+
+
+def test_our_points_equal_robustbenchs_load_imagenet(imagenet_dir, tmp_path):
+    from bench.deps import import_robustbench
+
+    import_robustbench()
+    from robustbench.data import load_imagenet
+
+    out = tmp_path / "points.pt"
+    assert data_main([f"imagenet:{imagenet_dir}", "--n-examples", "8", "--save", str(out)]) == 0
+    ours = torch.load(out, weights_only=True)
+    x_rb, y_rb = load_imagenet(8, imagenet_dir)
+    assert ours["x"].shape == x_rb.shape == (8, 3, 224, 224) and ours["x"].dtype == torch.float32
+    assert (ours["x"] - x_rb).abs().max().item() <= 1e-6
+    assert torch.equal(ours["y"], y_rb.long()) and ours["y"].dtype == torch.int64
+    # labels are the list's classes (the index of the wnid in ImageNet's class map)
+    assert ours["y"].tolist() == [label for _, label in image_list()[:8]]
+    # the uint8 form is the same points
+    assert data_main([f"imagenet:{imagenet_dir}", "--n-examples", "8", "--save", str(out), "--uint8"]) == 0
+    u8 = torch.load(out, weights_only=True)["x"]
+    assert u8.dtype == torch.uint8 and torch.equal(u8.float().div(255), ours["x"])
+
+
+def test_only_the_first_n_images_are_needed_and_a_missing_one_is_named(imagenet_dir, capsys):
+    pts = load_points(f"imagenet:{imagenet_dir}", n=PRESENT)
+    assert pts.name == "imagenet" and pts.num_classes == 1000 and len(pts.y) == PRESENT
+    thirteenth = image_list()[PRESENT][0]
+    with pytest.raises(DataError, match=f"val/{thirteenth} is missing and 1 more"):
+        load_points(f"imagenet:{imagenet_dir}", n=PRESENT + 2)
+    assert data_main([f"imagenet:{imagenet_dir}", "--check", "--n-examples", str(PRESENT + 2)]) == 1
+    out = capsys.readouterr().out
+    assert out.count("missing: ") == 2 and thirteenth in out and f"{PRESENT} of the first {PRESENT + 2}" in out
+    assert data_main([f"imagenet:{imagenet_dir}", "--check", "--n-examples", str(PRESENT)]) == 0
+
+
+def test_bad_imagenet_folders_give_one_line_errors(tmp_path, imagenet_dir, capsys):
+    with pytest.raises(DataError, match="has no val/ folder"):
+        load_points(f"imagenet:{tmp_path}", n=4)
+    broken = tmp_path / "broken"
+    write_synthetic_folder(str(broken), 2)
+    first = image_list()[1][0]
+    (broken / "val" / first).write_bytes(b"not a jpeg")
+    with pytest.raises(DataError, match=f"val/{first} cannot be decoded"):
+        load_points(f"imagenet:{broken}", n=2)
+    assert data_main(["imagenetx:foo", "--save", str(tmp_path / "f")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown --data 'imagenetx:foo'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_bench_data_saves_the_points_the_bench_uses_for_any_spec(tmp_path):
+    out = tmp_path / "p.pt"
+    assert data_main(["synthetic", "--n-examples", "5", "--save", str(out)]) == 0
+    saved = torch.load(out, weights_only=True)
+    pts = load_points("synthetic", n=5)
+    assert torch.equal(saved["x"], pts.x.float().div(255)) and torch.equal(saved["y"], pts.y)
+
+
+def _local_weights(arch, path, imagenet_dir):
+    """A timm model with random weights whose first point is classified right by a small margin (so AutoAttack
+    has a point to attack)."""
+    import timm
+
+    torch.manual_seed(0)
+    net = timm.create_model(arch, pretrained=False).eval()
+    pts = load_points(f"imagenet:{imagenet_dir}", n=1)
+    mean = torch.tensor(net.pretrained_cfg["mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(net.pretrained_cfg["std"]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        logits = net((pts.x.float() / 255 - mean) / std)[0]
+        label = int(pts.y[0])
+        net.get_classifier().bias[label] += logits.max() - logits[label] + 1e-3
+    torch.save(net.state_dict(), path)
+
+
+def test_a_timm_model_with_local_weights_runs_clean_and_autoattack_offline(imagenet_dir, tmp_path):
+    from bench.run import main as run_main
+
+    # timm's own smallest test network: the path of any timm model (README: resnet18 the same way)
+    weights = tmp_path / "local.pt"
+    _local_weights("test_efficientnet", weights, imagenet_dir)
+    out = tmp_path / "out"
+    rc = run_main(["--models", f"timm:test_efficientnet@{weights}", "--data", f"imagenet:{imagenet_dir}", "--attacks",
+                   "clean,autoattack", "--norm", "Linf", "--eps", "4/255", "--n-examples", "4", "--out", str(out),
+                   "--no-progress", "--no-site"])
+    assert rc == 0
+    rows = [json.loads(line) for line in open(out / "results.jsonl")]
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    clean, aa = rows
+    from zoo.checkpoint import sha256_file
+
+    assert clean["model"] == "timm:test_efficientnet@local" and clean["arch"] == "test_efficientnet"
+    assert clean["model_id"] == sha256_file(str(weights)) and len(clean["weights_sha256"]) == 64
+    assert clean["data"] == "imagenet" and clean["n"] == 4 and aa["eps_str"] == "4/255"
+    # the point right on clean inputs is fooled at 4/255: the attack runs at 224 x 224
+    assert clean["clean_correct"] >= 1 and aa["robust_correct"] < aa["clean_correct"] == clean["clean_correct"]
+    board = (out / "leaderboard.md").read_text()
+    assert "imagenet" in board and "timm:test_efficientnet@local" in board
+
+
+def test_timm_names_and_weights_fail_in_one_line(tmp_path, monkeypatch):
+    import timm
+
+    from bench.loading import load_model_spec
+    from zoo.checkpoint import CheckpointError
+    from zoo.models import ArchError
+
+    with pytest.raises(ArchError, match="unknown timm model 'resnet181'; closest: resnet18"):
+        load_model_spec("timm:resnet181", num_classes=1000)
+    bad = tmp_path / "w.safetensors"
+    bad.write_bytes(b"\x00" * 64)
+    with pytest.raises(CheckpointError, match="not a readable .safetensors"):
+        load_model_spec(f"timm:resnet18@{bad}", num_classes=1000)
+
+    def offline(*a, pretrained=False, **k):
+        if pretrained:
+            raise OSError("We couldn't connect to 'https://huggingface.co'")
+        return real(*a, **k)
+
+    real = timm.create_model
+    monkeypatch.setattr(timm, "create_model", offline)
+    with pytest.raises(CheckpointError, match=r"needs a network once, or pass timm:resnet18@PATH"):
+        load_model_spec("timm:resnet18", num_classes=1000)
+    # safetensors weights load as data; a model for other classes than the data's is refused with the numbers
+    from safetensors.torch import save_file
+
+    net = real("resnet18", num_classes=10)
+    good = tmp_path / "r18.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(good))
+    lm = load_model_spec(f"timm:resnet18@{good}", num_classes=10, size=32)
+    assert lm.meta["arch"] == "resnet18" and lm.meta["mean"] == list(net.pretrained_cfg["mean"])
+    with pytest.raises(CheckpointError, match="do not fit arch 'resnet18'"):
+        load_model_spec(f"timm:resnet18@{good}", num_classes=1000, size=32)
