@@ -27,7 +27,7 @@ from tqdm import tqdm
 from bench.attacks.predict import EvaluationError
 from bench.attacks.registry import ATTACKS, make_attack
 from bench.corruptions.generator import CORRUPTIONS, GENERATOR_VERSION, SEVERITIES
-from bench.data import load_points
+from bench.data import IMAGENET, load_points
 from bench.evaluate import evaluate_attack, evaluate_corruptions
 from bench.fast_eval import precision_note, prepare_for_eval
 from bench.loading import LOAD_ERRORS, load_model_spec, rb_dataset, spec_content_id
@@ -179,15 +179,17 @@ def is_out_of_memory(e: BaseException) -> bool:
     return isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower()
 
 
-def _run_one(spec, cfg, attack, lm, x, x_u8, y, settings, device, state_path, progress, batch_size):
+def _run_one(spec, cfg, attack, lm, x, x_u8, y, settings, device, state_path, progress, batch_size,
+             official_set=None):
     if spec["attack"] == "corruptions":
+        read = {"official_set": official_set} if official_set else {}
         with tqdm(total=len(cfg["names"]) * len(SEVERITIES), desc=f"{lm.meta['name'][:40]} corruptions",
                   leave=False, disable=not progress, file=sys.stderr) as inner:
             return evaluate_corruptions(
                 lm.model, x_u8, y, device=device, batch_size=batch_size,
                 corruptions_dir=settings.corruptions_dir if cfg["source"] == "official" else None,
                 cache_dir=settings.cache_dir, seed=settings.seed, names=cfg["names"], progress=inner.update,
-                require_official=cfg["source"] == "official")
+                require_official=cfg["source"] == "official", **read)
     attack.state_path = state_path
     return evaluate_attack(lm.model, attack, x, y, norm=spec["norm"] or "Linf", eps=spec["eps"],
                            batch_size=batch_size, keep_adversarial=settings.save_adversarial)
@@ -209,7 +211,19 @@ def evaluate(models: list[str], settings: EvalSettings) -> list[Outcome]:
     x = x_u8.float().div(255).to(device)
     data_spec = ds.name
 
-    if settings.corruptions_source == "official" and any(s["attack"] == "corruptions" for s in specs):
+    official_set = None  # the reader of official corruption sets: CIFAR-10-C's .npy files unless ImageNet's
+    if ds.name == IMAGENET and any(s["attack"] == "corruptions" for s in specs):
+        from dataclasses import replace
+
+        from bench.data.imagenet import corruption_set
+
+        if settings.corruptions_source == "regenerated":
+            raise ValueError("--corruptions-source regenerated: the generator's parameters are CIFAR-10-C's; "
+                             "ImageNet's corruptions are the official ImageNet-C files (--corruptions-dir DIR)")
+        settings = replace(settings, corruptions_source="official",
+                           corruptions_dir=settings.corruptions_dir or os.path.join(ds.root, "ImageNet-C"))
+        official_set = corruption_set
+    elif settings.corruptions_source == "official" and any(s["attack"] == "corruptions" for s in specs):
         from dataclasses import replace
 
         from bench.corruptions.official import DIR_NAMES, fetch_official
@@ -321,7 +335,7 @@ def evaluate(models: list[str], settings: EvalSettings) -> list[Outcome]:
         try:
             try:
                 result = _run_one(spec, cfg, attack, lm, x, x_u8, y, settings, device, state_path, progress,
-                                  batch_size)
+                                  batch_size, official_set)
             except Exception as e:  # noqa: BLE001 - out of memory: once more at half the batch (rows do not
                 if not is_out_of_memory(e) or batch_size < 2:  # depend on the batch size), then it fails
                     raise
@@ -331,7 +345,8 @@ def evaluate(models: list[str], settings: EvalSettings) -> list[Outcome]:
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
                 attack, _ = attack_config(spec, settings, data_spec, half)
-                result = _run_one(spec, cfg, attack, lm, x, x_u8, y, settings, device, state_path, progress, half)
+                result = _run_one(spec, cfg, attack, lm, x, x_u8, y, settings, device, state_path, progress, half,
+                                  official_set)
                 result = {**result, "batch_size": half, "oom_retry": {"batch_size": batch_size, "retried_at": half}}
         except Exception as e:  # noqa: BLE001 - one model's failure is its row, never the others'
             msg = first_line(e)

@@ -66,9 +66,11 @@ def evaluate_attack(model, attack, x, y, *, norm: str, eps: float, batch_size: i
 
 def evaluate_corruptions(model, x_u8: torch.Tensor, y: torch.Tensor, *, device, batch_size: int = 250,
                          corruptions_dir: str | None = None, cache_dir: str = ".cache/cifar10c", seed: int = 0,
-                         names=None, progress=None, require_official: bool = False) -> dict:
+                         names=None, progress=None, require_official: bool = False, official_set=official_set) -> dict:
     """Accuracy on each (corruption, severity): official files when present, else regenerated and cached
-    (with require_official, a missing official file is an error instead)."""
+    (with require_official, a missing official file is an error instead). official_set(folder, name, severity,
+    n) reads one official set (CIFAR-10-C's .npy files by default; bench.data.imagenet.corruption_set for
+    ImageNet-C's folders)."""
     model.eval()
     t0 = time.perf_counter()
     names = list(names or CORRUPTIONS)

@@ -23,13 +23,18 @@ from zoo.data import DataError
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
-    p.add_argument("--models", nargs="+", required=True, help="checkpoints, state_dicts (with --arch) or rb:NAME")
+    p.add_argument("--models", nargs="+", required=True,
+                   help="checkpoints, state_dicts (with --arch), rb:NAME, timm:NAME (timm's pretrained weights) or "
+                        "timm:NAME@PATH (local weights: a state dict or .safetensors)")
     p.add_argument("--attacks", default="clean,pgd", help=f"comma list of {', '.join(KNOWN)}")
     p.add_argument("--norm", default="Linf", help="Linf | L2, or both as Linf,L2")
     p.add_argument("--eps", default=None, help="comma list, fractions allowed (default: Linf 8/255, L2 0.5)")
-    p.add_argument("--data", default="cifar10", help="cifar10 | cifar100 | npz:PATH | digits | synthetic")
+    p.add_argument("--data", default="cifar10",
+                   help="cifar10 | cifar100 | npz:PATH | digits | synthetic | imagenet:DIR (RobustBench's 5000 "
+                        "ImageNet validation points, DIR/val/<wnid>/<file>.JPEG, Res256Crop224)")
     p.add_argument("--data-dir", default="data")
-    p.add_argument("--n-examples", type=int, default=10000, help="first N test points, in order")
+    p.add_argument("--n-examples", type=int, default=10000,
+                   help="first N test points, in order (ImageNet: at most 5000, held as uint8: 5000 are 753 MB)")
     p.add_argument("--batch-size", type=int, default=None,
                    help="evaluation batch (default 1000 on CUDA, 250 on CPU); AutoAttack's batches too")
     p.add_argument("--compile", nargs="?", const="inductor", default=None, metavar="BACKEND",
@@ -48,7 +53,8 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0, help="attack seed (random starts, AutoAttack)")
     p.add_argument("--corruptions-dir", default=None,
                    help="folder with the official CIFAR-10-C .npy files (default with --corruptions-source official: "
-                        "DATA_DIR/CIFAR-10-C, or CIFAR-100-C for --data cifar100)")
+                        "DATA_DIR/CIFAR-10-C, or CIFAR-100-C for --data cifar100); for ImageNet the official "
+                        "ImageNet-C folder, <corruption>/<severity>/<wnid>/<file> (default DIR/ImageNet-C)")
     p.add_argument("--corruptions-source", default="auto", choices=["auto", "official", "regenerated"],
                    help="official: the official files, fetched once into --corruptions-dir when missing (needs a "
                         "network once); regenerated: the generator, seeded; auto: official files when "

@@ -269,10 +269,11 @@ def autoattack_section(s, device, data, lines, verdicts, work):
     from zoo.train import train
 
     ds = load_dataset(data)
+    on_first = "" if s["n_train"] is None else f" on its first {s['n_train']} training images"
     lines += ["## (c) AutoAttack standard, Linf 8/255", "",
               f"The test images of {data} ({len(ds.y_test)}), tiled when a model's count exceeds them (a timing "
               f"figure: repeated images, not a robustness number for that many distinct ones); {s['arch']} trained "
-              f"{s['aa_epochs']} epochs here; batch {s['aa_batch']}; seconds include compilation.", "",
+              f"{s['aa_epochs']} epochs here{on_first}; batch {s['aa_batch']}; seconds include compilation.", "",
               "| checkpoint | images | mode | seconds | clean | robust | stage seconds |",
               "|---|---|---|---|---|---|---|"]
     for recipe in ("standard", "pgd_at"):
@@ -281,7 +282,7 @@ def autoattack_section(s, device, data, lines, verdicts, work):
         x = ds.x_test.repeat(reps, 1, 1, 1)[:n].float().div(255).to(device)
         y = ds.y_test.repeat(reps)[:n].to(device)
         cfg = TrainConfig(arch=s["arch"], recipe=recipe, data=data, epochs=s["aa_epochs"], device=str(device),
-                          out=os.path.join(work, "aa"))
+                          out=os.path.join(work, "aa"), n_train=s["n_train"])
         base = model_from_checkpoint(load_checkpoint(train(cfg, progress=False)))
         got = {}
         for mode in ("eager", "compiled") if recipe in s["aa_compiled"] else ("eager",):

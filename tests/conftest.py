@@ -48,6 +48,20 @@ def smoke_study(tmp_path_factory):
     return out, zoo, cmd, res
 
 
+def seed_rows(smoke_out, dest_out, keep) -> int:
+    """Copy the smoke study's ok rows that `keep(row)` selects into DEST_OUT/results.jsonl: a study on a copy of
+    its checkpoints finds them cached (the same files, so the same keys), as a rerun would. Tests of what does
+    not depend on those rows (launchers, retries) seed the AutoAttack rows of robust models, which take tens of
+    seconds each on one CPU thread; the tests that compute them in workers do not seed."""
+    from bench.store.rows import append_row, read_rows
+
+    rows = [r for r in read_rows(str(smoke_out / "results.jsonl")) if r.get("status") == "ok" and keep(r)]
+    os.makedirs(dest_out, exist_ok=True)
+    for r in rows:
+        append_row(str(dest_out / "results.jsonl"), r)
+    return len(rows)
+
+
 @pytest.fixture
 def smoke_zoo(smoke_study, tmp_path):
     """A copy of the smoke study's checkpoints: a study run on it reuses them (it may write beside them)."""

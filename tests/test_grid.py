@@ -10,6 +10,7 @@ import sys
 import time
 
 import pytest
+from conftest import seed_rows
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # the smoke grid: three cells (standard, SAM, PGD-AT). The tests of the queue run it on a copy of the session's
@@ -82,9 +83,16 @@ def test_three_local_workers_do_every_cell_once_and_match_one_process(single, sm
     assert len([r for r in cells2 if r["kind"] == "report"]) == 2
 
 
+def seeded_autoattack(out1, out):
+    """The one-process run's AutoAttack rows, found cached by the launcher tests' workers (the three-worker test
+    above computes them in workers); every other evaluation the workers compute."""
+    assert seed_rows(out1, out, lambda r: r["attack"] == "autoattack") == 3
+
+
 def test_submitit_local_executor_runs_the_same_workers(single, smoke_study, tmp_path):
     pytest.importorskip("submitit")
     out1, _, _ = single
+    seeded_autoattack(out1, tmp_path / "submitit" / "out")
     out, _, res = study(tmp_path, "submitit", "--launcher", "submitit-local", "--gpus", "2", "--wait",
                         zoo=copy_zoo(smoke_study, tmp_path / "zoo"))
     done = [r for r in cell_rows(out) if r["kind"] == "cell" and r["status"] == "done"]
@@ -97,6 +105,7 @@ def test_submitit_local_executor_runs_the_same_workers(single, smoke_study, tmp_
 def test_torchrun_ranks_are_workers_with_no_flag(single, smoke_study, tmp_path):
     out1, _, _ = single
     out, zoo = tmp_path / "tr" / "out", copy_zoo(smoke_study, tmp_path / "tr" / "zoo")
+    seeded_autoattack(out1, out)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "bench.study",
            *GRID, "--out", str(out), "--zoo-dir", str(zoo)]
     res = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=900)

@@ -66,6 +66,21 @@ def test_bad_imagenet_folders_give_one_line_errors(tmp_path, imagenet_dir, capsy
     assert "unknown --data 'imagenetx:foo'" in err and len(err.strip().splitlines()) == 1
 
 
+def test_an_imagenet_c_set_equals_robustbenchs_load_imagenetc(tmp_path):
+    from bench.data.imagenet import corruption_set
+    from bench.deps import import_robustbench
+
+    import_robustbench()
+    from robustbench.data import PREPROCESSINGS, load_imagenetc
+
+    write_synthetic_folder(str(tmp_path), 4, seed=1, folder="ImageNet-C/fog/3", size=(224, 224))
+    x, y = corruption_set(str(tmp_path / "ImageNet-C"), "fog", 3, 4)
+    x_rb, y_rb = load_imagenetc(4, 3, str(tmp_path), corruptions=["fog"], prepr=PREPROCESSINGS["Res224"])
+    assert x.shape == (4, 224, 224, 3)
+    assert (torch.from_numpy(x).permute(0, 3, 1, 2).float().div(255) - x_rb).abs().max().item() <= 1e-6
+    assert y.tolist() == y_rb.tolist()
+
+
 def test_bench_data_saves_the_points_the_bench_uses_for_any_spec(tmp_path):
     out = tmp_path / "p.pt"
     assert data_main(["synthetic", "--n-examples", "5", "--save", str(out)]) == 0
@@ -98,13 +113,22 @@ def test_a_timm_model_with_local_weights_runs_clean_and_autoattack_offline(image
     weights = tmp_path / "local.pt"
     _local_weights("test_efficientnet", weights, imagenet_dir)
     out = tmp_path / "out"
+    from bench.corruptions.generator import CORRUPTIONS, SEVERITIES
+
+    corrupted = tmp_path / "ImageNet-C"  # only the first 4 images of each of the 75 sets, no other class folder
+    for name in CORRUPTIONS:
+        for sev in SEVERITIES:
+            write_synthetic_folder(str(tmp_path), 4, seed=sev, folder=f"ImageNet-C/{name}/{sev}", class_folders=False,
+                                   size=(224, 224))
     rc = run_main(["--models", f"timm:test_efficientnet@{weights}", "--data", f"imagenet:{imagenet_dir}", "--attacks",
-                   "clean,autoattack", "--norm", "Linf", "--eps", "4/255", "--n-examples", "4", "--out", str(out),
-                   "--no-progress", "--no-site"])
+                   "clean,autoattack,corruptions", "--norm", "Linf", "--eps", "4/255", "--n-examples", "4",
+                   "--corruptions-dir", str(corrupted), "--out", str(out), "--no-progress", "--no-site"])
     assert rc == 0
     rows = [json.loads(line) for line in open(out / "results.jsonl")]
-    assert [r["status"] for r in rows] == ["ok", "ok"]
-    clean, aa = rows
+    assert [r["status"] for r in rows] == ["ok", "ok", "ok"]
+    clean, aa, corr = rows
+    assert corr["attack_config"]["source"] == "official" and len(corr["corruption_severity_acc"]) == 75
+    assert corr["corruption_source"] == "official" and 0 <= corr["robust_acc"] <= 1
     from zoo.checkpoint import sha256_file
 
     assert clean["model"] == "timm:test_efficientnet@local" and clean["arch"] == "test_efficientnet"
@@ -149,3 +173,17 @@ def test_timm_names_and_weights_fail_in_one_line(tmp_path, monkeypatch):
     assert lm.meta["arch"] == "resnet18" and lm.meta["mean"] == list(net.pretrained_cfg["mean"])
     with pytest.raises(CheckpointError, match="do not fit arch 'resnet18'"):
         load_model_spec(f"timm:resnet18@{good}", num_classes=1000, size=32)
+
+
+def test_imagenet_corruptions_are_the_official_files_or_a_named_failure(imagenet_dir, tmp_path, capsys):
+    from bench.run import main as run_main
+
+    weights = tmp_path / "w.pt"
+    _local_weights("test_efficientnet", weights, imagenet_dir)
+    args = ["--models", f"timm:test_efficientnet@{weights}", "--data", f"imagenet:{imagenet_dir}", "--attacks",
+            "corruptions", "--n-examples", "2", "--out", str(tmp_path / "out"), "--no-progress", "--no-leaderboard"]
+    assert run_main(args + ["--corruptions-source", "regenerated"]) == 2
+    assert "ImageNet's corruptions are the official ImageNet-C files" in capsys.readouterr().err
+    assert run_main(args) == 1  # no DIR/ImageNet-C: the evaluation fails, naming the first missing file
+    (row,) = [json.loads(line) for line in open(tmp_path / "out" / "results.jsonl")]
+    assert row["status"] == "failed" and "ImageNet-C" in row["error"] and "is missing" in row["error"]

@@ -2,6 +2,8 @@ import os
 import re
 import subprocess
 
+from conftest import seed_rows
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -47,8 +49,9 @@ def test_smoke_study_runs_end_to_end_and_reuses_its_work(smoke_study, tmp_path):
     assert "3 of 3 cells already done" in again.stderr and (out / "results.jsonl").read_text() == rows
 
 
-def test_failed_evaluations_fail_their_cells_are_named_everywhere_and_a_rerun_completes_them(smoke_zoo, tmp_path,
-                                                                                            monkeypatch, capsys):
+def test_failed_evaluations_fail_their_cells_are_named_everywhere_and_a_rerun_completes_them(smoke_zoo, smoke_study,
+                                                                                            tmp_path, monkeypatch,
+                                                                                            capsys):
     """Every AutoAttack evaluation fails the way a CUDA out-of-memory does: no cell is done, the study exits
     non-zero, --status, REPORT.md, leaderboard.md and the site name what is missing; a rerun without the fault
     completes every evaluation."""
@@ -85,6 +88,9 @@ def test_failed_evaluations_fail_their_cells_are_named_everywhere_and_a_rerun_co
     assert len(re.findall(r"\|\s*failed\s*\|", board)) >= 3  # in the AA column, where the numbers would be
 
     monkeypatch.undo()
+    # the PGD-AT model's AutoAttack row (tens of seconds on CPU) is found in the session's smoke study, the same
+    # checkpoint and settings; the standard and SAM models' rows are computed by this rerun
+    assert seed_rows(smoke_study[0], out, lambda r: r["attack"] == "autoattack" and "pgd_at" in r["model"]) == 1
     assert study.main(argv) == 0
     cells = [json.loads(line) for line in open(out / "cells.jsonl")]
     assert sum(c["status"] == "done" for c in cells if c["kind"] == "cell") == 3

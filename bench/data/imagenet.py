@@ -77,15 +77,24 @@ def missing_images(root: str, n: int = MAX_POINTS) -> list[str]:
     return [e for e, _ in image_list()[:n] if not os.path.isfile(os.path.join(val, e))]
 
 
-def decode(path: str) -> np.ndarray:
-    """One image as robustbench reads it (PIL, RGB) through Resize(256) and CenterCrop(224): uint8 H x W x 3."""
-    from PIL import Image
+def _preprocess(img, preprocessing: str):
     from torchvision import transforms
+
+    if preprocessing == "Res256Crop224":  # the clean points
+        return transforms.CenterCrop(SIZE)(transforms.Resize(RESIZE)(img))
+    if preprocessing == "Res224":  # ImageNet-C: robustbench resizes its 224 x 224 files to 224 x 224 only
+        return transforms.Resize([SIZE, SIZE])(img)
+    raise ValueError(f"unknown preprocessing {preprocessing!r}")
+
+
+def decode(path: str, preprocessing: str = "Res256Crop224") -> np.ndarray:
+    """One image as robustbench reads it (PIL, RGB) through its preprocessing (Res256Crop224: Resize(256) and
+    CenterCrop(224); Res224: Resize([224, 224])): uint8 H x W x 3."""
+    from PIL import Image
 
     with open(path, "rb") as f:
         img = Image.open(f).convert("RGB")
-    img = transforms.CenterCrop(SIZE)(transforms.Resize(RESIZE)(img))
-    return np.array(img, dtype=np.uint8)  # a writable copy: torch.from_numpy shares it
+    return np.array(_preprocess(img, preprocessing), dtype=np.uint8)  # a writable copy: torch.from_numpy shares it
 
 
 def load_points(root: str, n: int, workers: int | None = None, progress=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,10 +104,10 @@ def load_points(root: str, n: int, workers: int | None = None, progress=None) ->
                        f"`python -m bench.data imagenet:{root} --check --n-examples {n}` lists them", workers, progress)
 
 
-def load_folder(folder: str, n: int, what: str, hint: str, workers: int | None = None,
-                progress=None) -> tuple[torch.Tensor, torch.Tensor]:
+def load_folder(folder: str, n: int, what: str, hint: str, workers: int | None = None, progress=None,
+                preprocessing: str = "Res256Crop224") -> tuple[torch.Tensor, torch.Tensor]:
     """The first n points of the list from a folder of <wnid>/<file> images (DIR/val, or one ImageNet-C
-    corruption and severity: robustbench's `load_imagenetc` reads those through the same list)."""
+    corruption and severity: robustbench's `load_imagenetc` reads those through the same list, Res224)."""
     if not 1 <= n <= MAX_POINTS:
         raise DataError(f"--n-examples {n}: RobustBench's ImageNet list has {MAX_POINTS} points; pass 1..{MAX_POINTS}")
     entries = image_list()[:n]
@@ -115,7 +124,7 @@ def load_folder(folder: str, n: int, what: str, hint: str, workers: int | None =
     def one(i: int) -> int:
         path = os.path.join(val, entries[i][0])
         try:
-            x[i] = torch.from_numpy(decode(path)).permute(2, 0, 1)
+            x[i] = torch.from_numpy(decode(path, preprocessing)).permute(2, 0, 1)
         except Exception as e:  # noqa: BLE001 - a truncated or non-image file
             raise DataError(f"{what}: {os.path.basename(folder)}/{entries[i][0]} cannot be decoded ({type(e).__name__}: "
                             f"{str(e).strip()[:100]}); replace it with ImageNet's file") from e
@@ -129,19 +138,32 @@ def load_folder(folder: str, n: int, what: str, hint: str, workers: int | None =
     return x, y
 
 
-def write_synthetic_folder(root: str, n: int, seed: int = 0) -> str:
+def corruption_set(folder: str, name: str, severity: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first n points of one ImageNet-C set, FOLDER/<corruption>/<severity>/<wnid>/<file> as the official
+    ImageNet-C ships, Res224 as robustbench's corruptions evaluation reads them: (uint8 n x H x W x 3, labels),
+    the layout of bench.corruptions' sets."""
+    x, y = load_folder(os.path.join(folder, name, str(severity)), n, f"ImageNet-C {folder}",
+                       f"ImageNet-C's {name}/{severity} folder must hold RobustBench's first {n} images", None, None,
+                       "Res224")
+    return x.permute(0, 2, 3, 1).numpy(), y.numpy()
+
+
+def write_synthetic_folder(root: str, n: int, seed: int = 0, folder: str = "val", class_folders: bool = True,
+                           size: tuple[int, int] | None = None) -> str:
     """An ImageNet-shaped folder for tests and speed checks: every class folder of ImageNet's class map (as
-    robustbench's own loader needs them) and, as JPEGs of assorted sizes, the first n images of the list."""
+    robustbench's own loader needs them) and, as JPEGs of assorted sizes (or `size`, as ImageNet-C's 224 x 224),
+    the first n images of the list, under ROOT/FOLDER."""
     from PIL import Image
 
     with open(helper_file("imagenet_class_to_id_map.json"), encoding="utf-8") as f:
         wnids = list(json.load(f))
-    val = os.path.join(root, "val")
-    for wnid in wnids:
+    val = os.path.join(root, folder)
+    entries = image_list()[:n]
+    for wnid in wnids if class_folders else sorted({e.split("/")[0] for e, _ in entries}):
         os.makedirs(os.path.join(val, wnid), exist_ok=True)
     rng = np.random.default_rng(seed)
-    for i, (entry, _) in enumerate(image_list()[:n]):
-        h, w = int(rng.integers(180, 400)), int(rng.integers(180, 400))
+    for i, (entry, _) in enumerate(entries):
+        h, w = size or (int(rng.integers(180, 400)), int(rng.integers(180, 400)))
         # smooth colour fields plus noise: JPEG-like content, not flat colour
         base = rng.integers(0, 256, size=(4, 4, 3)).astype(np.uint8)
         img = Image.fromarray(base).resize((w, h), Image.BILINEAR)
