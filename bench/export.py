@@ -22,6 +22,7 @@ import json
 import os
 import sys
 
+from bench.loading import TIMM
 from bench.report.escape import one_line, sh
 from bench.store.rows import read_rows
 from bench.submit import fields, guide, rules, source
@@ -43,6 +44,19 @@ def benchmark_dataset(ckpt: dict) -> str:
     if spec in rules.LEADERBOARDS:
         return spec
     return "cifar100" if int(ckpt.get("num_classes", 10)) == 100 else "cifar10"
+
+
+def timm_source(spec: str) -> tuple[dict, object, str]:
+    """(checkpoint-like description, the bare network, model_id) of `timm:NAME[@PATH]` with ImageNet's 1000
+    classes: the weights RobustBench loads are the network's own (its ImageNet entries add the normalization in
+    front, `normalize_model`), and the rows of the claim carry the same model_id as bench.run gave them."""
+    from bench.loading import load_timm
+
+    lm = load_timm(spec, num_classes=1000)
+    desc = {"arch": lm.meta["arch"], "num_classes": 1000, "recipe": "timm",
+            "normalization": {"mean": lm.meta["mean"], "std": lm.meta["std"]},
+            "dataset": {"spec": "unknown"}}  # timm does not say what a model was trained on beyond ImageNet
+    return desc, lm.model.net, lm.meta["model_id"]
 
 
 def claim_row(rows: list[dict], model_id: str, threat: str, eps: float, check) -> dict | None:
@@ -69,23 +83,31 @@ def export(ckpt_path: str, *, name: str, out: str, results: str, threat: str = "
     fatal = rules.unsafe_name(name)  # names files: refused before the checkpoint is read
     if fatal:
         raise ExportRefused(fatal)
-    ckpt = load_checkpoint(ckpt_path)
-    model = model_from_checkpoint(ckpt, ckpt_path)
-    dataset = dataset or benchmark_dataset(ckpt)
+    if ckpt_path.startswith(TIMM):  # a timm model for RobustBench's ImageNet leaderboards
+        dataset = dataset or "imagenet"
+        if dataset != "imagenet":
+            raise ExportRefused([f"{ckpt_path}: timm models export to RobustBench's imagenet leaderboards "
+                                 "(--dataset imagenet); CIFAR models export from sharpbench checkpoints"])
+        ckpt, net, model_id = timm_source(ckpt_path)
+    else:
+        ckpt = load_checkpoint(ckpt_path)
+        net = model_from_checkpoint(ckpt, ckpt_path)
+        model_id = sha256_file(ckpt_path)
+        dataset = dataset or benchmark_dataset(ckpt)
     fatal = rules.leaderboard_problems(dataset, threat)
-    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    state = {k: v.detach().clone() for k, v in net.state_dict().items()}
     mangled = [k for k in state if any(s in k for s in source.MANGLED_BY_ROBUSTBENCH)]
     if mangled:
         fatal.append(f"weight name {mangled[0]!r} contains 'module.' or 'model.', which robustbench's loader strips "
                      "wherever it occurs; this architecture cannot be loaded by RobustBench as it is")
     if fatal:
         raise ExportRefused(fatal)
-    eps_str = eps or (rules.RB_EPS[threat][0] if threat in rules.RB_EPS else "0")
+    eps_str = eps or (rules.leaderboard_eps(dataset, threat)[0] if threat != "corruptions" else "0")
     eps_val = parse_eps(eps_str)
 
     def check(r):
         return rules.row_problems(r, ckpt=ckpt_path, dataset=dataset, threat=threat, eps_str=eps_str, eps=eps_val)
-    row = claim_row(read_rows(results), sha256_file(ckpt_path), threat, eps_val, check)
+    row = claim_row(read_rows(results), model_id, threat, eps_val, check)
     if row is None:
         what = "corruptions" if threat == "corruptions" else f"AutoAttack {threat} eps {eps_str}"
         attacks = "clean,corruptions" if threat == "corruptions" else "clean,autoattack"
@@ -119,7 +141,7 @@ def export(ckpt_path: str, *, name: str, out: str, results: str, threat: str = "
     draft_path = os.path.join(out, "model_info", dataset, threat, f"{name}.DRAFT.txt")
     known_arch = ckpt["arch"] in source.ROBUSTBENCH_HAS or ckpt["arch"] not in source.CLASSIC_SOURCE
     texts = {"info": json.dumps(info, indent=2) + "\n",
-             "architecture": source.architecture_module(ckpt, name),
+             "architecture": source.architecture_module(ckpt, name, dataset),
              "entry": source.zoo_entry(name, dataset, threat),
              "issue": guide.issue_md(name=name, dataset=dataset, threat=threat, info=info, row=row, arch=ckpt["arch"],
                                      known_arch=known_arch, license_=license_),
@@ -161,15 +183,17 @@ def _bool(s: str) -> bool:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.export", description=__doc__.splitlines()[0])
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", help="a sharpbench checkpoint, or timm:NAME[@PATH] for the imagenet leaderboards")
     p.add_argument("--name", required=True,
                    help="RobustBench model name: <Surname><Year><FirstWordOfTitle>[_suffix], e.g. Smith2026Sharp")
     p.add_argument("--out", default="export")
     p.add_argument("--results", default="results/results.jsonl")
     p.add_argument("--threat-model", default="Linf", choices=["Linf", "L2", "corruptions"])
     p.add_argument("--dataset", default=None, choices=sorted(rules.LEADERBOARDS),
-                   help="default: the checkpoint's training data when it is cifar10/cifar100, else by class count")
-    p.add_argument("--eps", default=None, help="default the leaderboard's: 8/255 (Linf), 0.5 (L2)")
+                   help="default: the checkpoint's training data when it is cifar10/cifar100, else by class count; "
+                        "imagenet for timm:NAME")
+    p.add_argument("--eps", default=None,
+                   help="default the leaderboard's: 8/255 (Linf), 0.5 (L2); ImageNet 4/255 (Linf)")
     p.add_argument("--draft", action="store_true",
                    help="write the files even when RobustBench would not accept the claim (<NAME>.DRAFT.txt says why)")
     p.add_argument("--reported", default=None, help="the robust accuracy the paper reports (RobustBench's `reported`)")

@@ -157,7 +157,7 @@ MUTANTS = [
     Mutant("bench/report/study.py", '        out[(c, "std")] = g[c].std(ddof=1)', '        out[(c, "std")] = g[c].std(ddof=0)',
            "population instead of sample std over seeds", T(BEHAVIOUR, "-k", "summary")),
     # ------------------------------------------------------------ RobustBench export
-    Mutant("bench/submit/rules.py", '    if row.get("data") != dataset or row.get("n") != RB_N:',
+    Mutant("bench/submit/rules.py", '    if row.get("data") != dataset or row.get("n") != full_n(dataset):',
            '    if row.get("data") != dataset:', "a claim on fewer than 10000 points is accepted",
            T("tests/test_export.py", "-k", "preferred")),
     Mutant("bench/submit/fields.py", '            "eps": None if threat == "corruptions" else eps_str,',

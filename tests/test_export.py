@@ -27,9 +27,10 @@ def _rb():
     import_autoattack()
     import robustbench.model_zoo.cifar10 as rb_cifar10
     import robustbench.model_zoo.cifar100 as rb_cifar100
+    import robustbench.model_zoo.imagenet as rb_imagenet
     import robustbench.utils as rb_utils
 
-    return rb_utils, {"cifar10": rb_cifar10, "cifar100": rb_cifar100}
+    return rb_utils, {"cifar10": rb_cifar10, "cifar100": rb_cifar100, "imagenet": rb_imagenet}
 
 
 def _import_file(modname, path, monkeypatch):

@@ -187,3 +187,54 @@ def test_imagenet_corruptions_are_the_official_files_or_a_named_failure(imagenet
     assert run_main(args) == 1  # no DIR/ImageNet-C: the evaluation fails, naming the first missing file
     (row,) = [json.loads(line) for line in open(tmp_path / "out" / "results.jsonl")]
     assert row["status"] == "failed" and "ImageNet-C" in row["error"] and "is missing" in row["error"]
+
+
+def test_a_timm_model_exports_to_robustbenchs_imagenet_leaderboard_and_loads_there(imagenet_dir, tmp_path,
+                                                                                    monkeypatch):
+    """The claim is refused on 4 points (RobustBench's is over its 5000); on a row over the 5000 at 4/255 the
+    export writes the ImageNet entry (Res256Crop224), which pastes into robustbench's own imagenet.py, and
+    robustbench's loader gives our model's logits."""
+    from bench import export as bexport
+    from bench.run import main as run_main
+    from test_export import PAPER, _write_row, load_through_robustbench
+    from test_export_as_robustbench import pasted_last_parses
+
+    weights = tmp_path / "local.pt"
+    _local_weights("test_efficientnet", weights, imagenet_dir)
+    spec, out = f"timm:test_efficientnet@{weights}", tmp_path / "out"
+    assert run_main(["--models", spec, "--data", f"imagenet:{imagenet_dir}", "--attacks", "clean,autoattack",
+                     "--norm", "Linf", "--eps", "4/255", "--n-examples", "4", "--out", str(out), "--no-progress",
+                     "--no-leaderboard"]) == 0
+    results = out / "results.jsonl"
+    with pytest.raises(bexport.ExportRefused) as refused:
+        bexport.export(spec, name="Smith2026Sharp", out=str(tmp_path / "e"), results=str(results),
+                       additional_data=False, **PAPER)
+    assert any("all 5000 imagenet test points" in p for p in refused.value.problems)
+    aa = {"attack": "autoattack", "norm": "Linf", "eps": 4 / 255, "eps_str": "4/255",
+          "attack_config": {"attack": "autoattack", "norm": "Linf", "eps": round(4 / 255, 10), "version": "standard",
+                            "stages": ["apgd-ce", "apgd-t", "fab-t", "square"], "seed": 0}}
+    _write_row(results, str(weights), data="imagenet", n=5000, **aa)
+    paths = bexport.export(spec, name="Smith2026Sharp", out=str(tmp_path / "e"), results=str(results),
+                           additional_data=False, **PAPER)
+    info = json.loads(open(paths["info"]).read())
+    assert (info["dataset"], info["eps"], info["architecture"]) == ("imagenet", "4/255", "test_efficientnet (timm)")
+    entry = pasted_last_parses(paths, "imagenet", "Linf", "Smith2026Sharp")
+    assert entry["preprocessing"].value == "Res256Crop224"
+    from bench.loading import load_timm
+
+    ours = load_timm(spec, 1000).model.eval()
+    x = load_points(f"imagenet:{imagenet_dir}", n=2).x.float() / 255
+    with torch.no_grad():
+        expected = ours(x)
+        assert torch.equal(load_through_robustbench(paths, "Smith2026Sharp", "imagenet", "Linf", monkeypatch)(x),
+                           expected)
+    # the corruptions leaderboard: the official ImageNet-C row over the 5000 points, pasted into its dictionary
+    from test_export import _corruption_row
+
+    monkeypatch.undo()  # robustbench's loader ran with sharpbench's packages hidden
+    _write_row(results, str(weights), data="imagenet", n=5000, **_corruption_row(str(weights)))
+    paths = bexport.export(spec, name="Smith2026Sharp", out=str(tmp_path / "c"), results=str(results),
+                           threat="corruptions", additional_data=False, **PAPER)
+    assert json.loads(open(paths["info"]).read())["eps"] is None and os.path.exists(paths["unaggregated"])
+    assert pasted_last_parses(paths, "imagenet", "corruptions", "Smith2026Sharp")["preprocessing"].value == \
+        "Res256Crop224"

@@ -62,6 +62,11 @@ UNAGGREGATED_ORDER = {
     "cifar100": ("brightness", "contrast", "defocus_blur", "elastic_transform", "fog", "frost", "gaussian_noise",
                  "glass_blur", "impulse_noise", "jpeg_compression", "motion_blur", "pixelate", "shot_noise", "snow",
                  "zoom_blur"),
+    # no copy of RobustBench's ImageNet file is at hand: the order its corruptions evaluation writes a new one
+    # in (robustbench.data.CORRUPTIONS)
+    "imagenet": ("shot_noise", "motion_blur", "snow", "pixelate", "gaussian_noise", "defocus_blur", "brightness",
+                 "fog", "zoom_blur", "frost", "glass_blur", "impulse_noise", "contrast", "jpeg_compression",
+                 "elastic_transform"),
 }
 
 

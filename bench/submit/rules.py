@@ -11,10 +11,24 @@ from bench.corruptions.generator import CORRUPTIONS, SEVERITIES
 from bench.report.escape import sh
 
 RB_N = 10_000  # the full CIFAR test set, in order
-RB_EPS = {"Linf": ("8/255", 8 / 255), "L2": ("0.5", 0.5)}  # the leaderboards' fixed radii
+FULL_N = {"imagenet": 5000}  # ImageNet's leaderboards: RobustBench's fixed list of 5000 validation images
+RB_EPS = {"Linf": ("8/255", 8 / 255), "L2": ("0.5", 0.5)}  # the CIFAR leaderboards' fixed radii
+IMAGENET_EPS = {"Linf": ("4/255", 4 / 255)}
 AA_STANDARD = ["apgd-ce", "apgd-t", "fab-t", "square"]
-# the threat models RobustBench 1.1.1 keeps a CIFAR leaderboard (and a zoo dictionary) for
-LEADERBOARDS = {"cifar10": ("Linf", "L2", "corruptions"), "cifar100": ("Linf", "corruptions")}
+# the threat models RobustBench 1.1.1 keeps a leaderboard (and a zoo dictionary) for; ImageNet's corruptions_3d
+# is not one this bench evaluates
+LEADERBOARDS = {"cifar10": ("Linf", "L2", "corruptions"), "cifar100": ("Linf", "corruptions"),
+                "imagenet": ("Linf", "corruptions")}
+
+
+def full_n(dataset: str) -> int:
+    """The points a claim on `dataset` is over: the whole test set (ImageNet: RobustBench's 5000-image list)."""
+    return FULL_N.get(dataset, RB_N)
+
+
+def leaderboard_eps(dataset: str, threat: str) -> tuple[str, float]:
+    """The fixed radius of RobustBench's (dataset, threat) leaderboard: ("8/255", 8/255) for CIFAR Linf."""
+    return (IMAGENET_EPS if dataset == "imagenet" else RB_EPS)[threat]
 # what a name may hold at all: it names files (model_info/<ds>/<threat>/<Name>.json, models/.../<Name>.pt), so no
 # path separators, dots or spaces; RobustBench's own names use letters, digits, '_' and '-' (Jia2022LAS-AT_34_10)
 SAFE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,99}$")
@@ -23,8 +37,9 @@ NAME_RULE = re.compile(r"^[A-Z][A-Za-z]*[0-9]{4}[A-Za-z0-9_-]*$")
 
 
 def _rerun(ckpt: str, dataset: str, attacks: str, extra: str = "") -> str:
-    return (f"`python -m bench.run --models {sh(ckpt)} --attacks {attacks} --data {dataset} --n-examples {RB_N}"
-            f"{extra}`")
+    data = "imagenet:DIR" if dataset == "imagenet" else dataset
+    return (f"`python -m bench.run --models {sh(ckpt)} --attacks {attacks} --data {data} --n-examples "
+            f"{full_n(dataset)}{extra}`")
 
 
 @functools.lru_cache(maxsize=1)
@@ -86,9 +101,10 @@ def row_problems(row: dict, *, ckpt: str, dataset: str, threat: str, eps_str: st
     """Why this measured row cannot be RobustBench's number for (dataset, threat); [] when it can."""
     out = []
     attacks = "clean,corruptions --corruptions-source official" if threat == "corruptions" else "clean,autoattack"
-    if row.get("data") != dataset or row.get("n") != RB_N:
+    if row.get("data") != dataset or row.get("n") != full_n(dataset):
         out.append(f"the {row.get('attack')} row was measured on the first {row.get('n')} test points of "
-                   f"{row.get('data')}; RobustBench's claim is over all {RB_N} {dataset} test points in order: "
+                   f"{row.get('data')}; RobustBench's claim is over all {full_n(dataset)} {dataset} test points in "
+                   "order: "
                    f"run {_rerun(ckpt, dataset, attacks)}")
     if threat == "corruptions":
         cfg = row.get("attack_config", {})
@@ -103,7 +119,7 @@ def row_problems(row: dict, *, ckpt: str, dataset: str, threat: str, eps_str: st
                        f"RobustBench's number is the mean over all {len(CORRUPTIONS)} x {len(SEVERITIES)}: rerun "
                        "without --corruptions")
         return out
-    want_str, want = RB_EPS[threat]
+    want_str, want = leaderboard_eps(dataset, threat)
     if abs(eps - want) > 1e-9:
         out.append(f"RobustBench's {threat} leaderboard is at eps {want_str}, not {eps_str}: export with --eps "
                    f"{want_str} after running {_rerun(ckpt, dataset, 'autoattack', f' --norm {threat} --eps {want_str}')}")

@@ -41,10 +41,48 @@ def class_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", name) + "Net"
 
 
-def architecture_module(ckpt: dict, name: str) -> str:
+IMAGENET_NET = '''class ImageNormalizer(nn.Module):
+    """(x - mean) / std, as robustbench's utils_architectures.ImageNormalizer."""
+
+    def __init__(self, mean, std):
+        super().__init__()
+        self.register_buffer("mean", torch.as_tensor(mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.as_tensor(std).view(1, 3, 1, 1))
+
+    def forward(self, x):
+        return (x - self.mean) / self.std
+'''
+
+
+def imagenet_module(ckpt: dict, name: str) -> str:
+    """`<Name>Net`: the timm network behind its normalization, laid out as RobustBench's ImageNet entries
+    (`normalize_model`: submodules `normalize` and `model`), so robustbench's loader, which prefixes the weights
+    with `model.` for ImageNet, loads the network's own state dict into it."""
+    norm = ckpt["normalization"]
+    return "\n".join([
+        '"""A RobustBench ImageNet model-zoo architecture exported by sharpbench (see MODEL_NAME and ARCH).', "",
+        "Takes images in [0,1] (RobustBench's Res256Crop224 points); the normalization is the first module.", '"""',
+        "from collections import OrderedDict", "", "import timm", "import torch", "import torch.nn as nn", "", "",
+        IMAGENET_NET, "", f"MODEL_NAME = {name!r}", f"ARCH = {ckpt['arch']!r}",
+        f"NUM_CLASSES = {int(ckpt['num_classes'])!r}",
+        f"MEAN = {[float(v) for v in norm['mean']]!r}", f"STD = {[float(v) for v in norm['std']]!r}", "", "",
+        f"class {class_name(name)}(nn.Sequential):",
+        "    def __init__(self):",
+        "        super().__init__(OrderedDict([('normalize', ImageNormalizer(MEAN, STD)),",
+        "                                      ('model', timm.create_model(ARCH, num_classes=NUM_CLASSES))]))", "", "",
+        "def load_model(path):",
+        "    ckpt = torch.load(path, map_location='cpu', weights_only=True)",
+        f"    model = {class_name(name)}()",
+        "    model.model.load_state_dict(ckpt.get('state_dict', ckpt))",
+        "    return model.eval()", ""])
+
+
+def architecture_module(ckpt: dict, name: str, dataset: str = "cifar10") -> str:
     """Python source defining `<Name>Net` (no arguments, RobustBench's `'model'` constructor) for [0,1] inputs,
     and `load_model(path)` for use outside RobustBench. Values from the checkpoint reach the source only through
     repr(), as constants: its docstring and comments are fixed text, so no metadata can end them."""
+    if dataset == "imagenet":
+        return imagenet_module(ckpt, name)
     arch = ckpt["arch"]
     norm = ckpt["normalization"]
     parts = ['"""A RobustBench model-zoo architecture exported by sharpbench (see MODEL_NAME, ARCH and RECIPE).',
@@ -76,7 +114,11 @@ def architecture_module(ckpt: dict, name: str) -> str:
 
 # how each dictionary of robustbench/model_zoo/<dataset>.py opens, indents its entries and closes (read off its
 # files: CIFAR-10's linf alone opens on two lines and indents its entries by eight spaces)
-ENTRY_LAYOUT = {("cifar10", "Linf"): ("linf = OrderedDict(\n    [", 8, "    ])")}
+ENTRY_LAYOUT = {("cifar10", "Linf"): ("linf = OrderedDict(\n    [", 8, "    ])"),
+                ("imagenet", "Linf"): ("linf = OrderedDict(\n    [", 8, "    ])"),
+                ("imagenet", "corruptions"): ("common_corruptions = OrderedDict(\n    [", 8, "    ])")}
+# RobustBench's ImageNet entries name their preprocessing; every point of ours is Res256Crop224 (bench.data)
+PREPROCESSING = {"imagenet": "Res256Crop224"}
 
 
 def zoo_entry(name: str, dataset: str, threat: str) -> str:
@@ -102,5 +144,6 @@ def zoo_entry(name: str, dataset: str, threat: str) -> str:
         f"{pad}({name!r}, {{",
         f"{pad}    'model': {class_name(name)},",
         f"{pad}    'gdrive_id': 'FILL_IN_GDRIVE_ID',",
+        *([f"{pad}    'preprocessing': {PREPROCESSING[dataset]!r},"] if dataset in PREPROCESSING else []),
         f"{pad}}}),",
         closing, ""])
