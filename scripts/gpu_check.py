@@ -18,6 +18,8 @@ that the bench loads, and a PASS/FAIL line per target.
 (f) K = 1, 2, 4 training processes sharing the GPU (standard and PGD-AT, whole step compiled): aggregate images/s;
 (g) the projected cost of `python -m bench.study --preset paper --seeds 0,1,2` on this GPU, training and evaluation
     hours apart, for K = 1, 2, 4 (bench.grid.cost, from the speeds measured above);
+(h) ImageNet at 224 on synthetic JPEGs: bench.data's decoding images/s and ResNet-50's APGD-CE rate (the
+    AutoAttack stage every point goes through), each projected to RobustBench's 5000 points;
 (e) PASS/FAIL against the targets below.
 
 In (a) each recipe runs two ways: the model compiled (--compile) and the whole step compiled (--compile-step:
@@ -66,13 +68,13 @@ def sizes(tiny: bool, cuda: bool, quick: bool = False) -> dict:
         return dict(arch="sharp_tiny", batch=32, steps=3, warmup=1, aa_n={"standard": 8, "pgd_at": 4},
                     aa_epochs=1, aa_batch=250, train_epochs=1, n_train=256, bench_n=32, compile="aot_eager",
                     workers=0, recipes=tuple(RECIPES), whole="default", k_whole="", k_steps=4, attack_steps=2,
-                    aa_compiled=("standard",), k_recipes=("pgd_at",))
+                    aa_compiled=("standard",), k_recipes=("pgd_at",), imagenet=(8, 2, "test_efficientnet"))
     full = dict(arch="preact_resnet18", batch=128, steps=50, warmup=10,
                 aa_n={"standard": AA_TARGET_N, "pgd_at": AA_TARGET_N}, aa_epochs=15,
                 aa_batch=1000 if cuda else 250, train_epochs=2, n_train=None, bench_n=1000, compile="inductor",
                 workers=min(8, os.cpu_count() or 1), recipes=tuple(RECIPES),
                 whole="reduce-overhead" if cuda else "default", k_steps=60, aa_compiled=("standard", "pgd_at"),
-                k_recipes=("standard", "pgd_at"))
+                k_recipes=("standard", "pgd_at"), imagenet=(512, 256, "resnet50"))
     if quick:  # fits a short GPU lease; the same code and targets
         full.update(steps=30, aa_n={"standard": AA_TARGET_N, "pgd_at": 1000}, aa_epochs=10, train_epochs=1,
                     n_train=2048, recipes=("standard", "sam", "pgd_at"), k_steps=40)
@@ -328,6 +330,56 @@ def autoattack_section(s, device, data, lines, verdicts, work):
     lines.append("")
 
 
+def imagenet_section(s, device, lines, verdicts, work):
+    """RobustBench's ImageNet protocol at 224 on synthetic JPEGs (bench.data.imagenet): decoding images/s with
+    the bench's reader, and the AutoAttack stage ResNet-50 runs first (APGD-CE, 100 iterations) on points every
+    one of which it classifies right (labels = its own predictions on random weights), projected to 5000."""
+    from bench.attacks.registry import make_attack
+    from bench.data import load_points
+    from bench.data.imagenet import MAX_POINTS, write_synthetic_folder
+    from bench.evaluate import evaluate_attack
+    from bench.fast_eval import prepare_for_eval
+    from bench.loading import load_timm
+
+    n_dec, n_aa, arch = s["imagenet"]
+    root = write_synthetic_folder(os.path.join(work, "imagenet"), n_dec, size=(375, 500))
+    t0 = time.perf_counter()
+    pts = load_points(f"imagenet:{root}", n=n_dec)
+    decode_ips = n_dec / (time.perf_counter() - t0)
+    net = load_timm(f"timm:{arch}@{_random_weights(arch, work)}", 1000).model
+    model = prepare_for_eval(net, device, compile_backend=None, batch_size=s["aa_batch"])
+    x = pts.x[:n_aa].float().div(255).to(device)
+    with torch.no_grad():
+        y = model(x).argmax(1)  # every point right clean: the attack runs on all of them
+    res = evaluate_attack(model, make_attack("autoattack", norm="Linf", eps=4 / 255, batch_size=s["aa_batch"]), x, y,
+                          norm="Linf", eps=4 / 255, batch_size=s["aa_batch"])
+    ce = res["stage_seconds"]["apgd-ce"]
+    ce_ips = n_aa * 100 / ce  # image-iterations (a forward and a backward each) per second
+    decode_5000, ce_5000 = MAX_POINTS / decode_ips, MAX_POINTS * 100 / ce_ips
+    lines += ["## (h) ImageNet at 224 (RobustBench's protocol, synthetic JPEGs)", "",
+              f"{n_dec} synthetic 500x375 JPEGs decoded by `bench.data` (Res256Crop224, {os.cpu_count()} CPU "
+              f"threads); {arch} with random weights, AutoAttack standard Linf 4/255 on {n_aa} of them, labelled "
+              "by the model's own predictions so every point is attacked. A random network is fooled by APGD-CE "
+              "on every point, so the later stages have nothing to do: the table gives APGD-CE's rate, the "
+              "stage every point goes through, and projects it and the decoding to RobustBench's 5000 points.", "",
+              "| what | measured | 5000 points |", "|---|---|---|",
+              f"| decoding (bench.data) | {decode_ips:.0f} images/s | {decode_5000:.1f} s |",
+              f"| APGD-CE, 100 iterations ({arch}) | {ce_ips:.0f} image-iterations/s ({ce:.1f} s for {n_aa}) | "
+              f"{ce_5000:.0f} s |", ""]
+    print("\n".join(lines[-4:]), flush=True)
+    verdicts.append(("ImageNet decoding for 5000 points takes < 10% of APGD-CE on them (decoding does not starve "
+                     "the attack)", decode_5000 < 0.1 * ce_5000, f"{decode_5000:.1f} s vs {ce_5000:.0f} s"))
+
+
+def _random_weights(arch: str, work: str) -> str:
+    import timm
+
+    path = os.path.join(work, f"{arch}-random.pt")
+    torch.manual_seed(0)
+    torch.save(timm.create_model(arch).state_dict(), path)
+    return path
+
+
 def training_section(s, device, data, lines, verdicts, work):
     from bench import run as bench_run
     from bench.store.rows import read_rows
@@ -425,7 +477,8 @@ def main(argv=None) -> int:
                 ("(c) AutoAttack", lambda w: autoattack_section(s, device, data, lines, verdicts, w)),
                 ("(d) compiled training", lambda w: training_section(s, device, data, lines, verdicts, w)),
                 ("(f) K per GPU", lambda w: k_section(s, device, lines, verdicts, w)),
-                ("(g) paper grid projection", lambda w: projection_section(s, lines, verdicts))]
+                ("(g) paper grid projection", lambda w: projection_section(s, lines, verdicts)),
+                ("(h) ImageNet", lambda w: imagenet_section(s, device, lines, verdicts, w))]
     with tempfile.TemporaryDirectory() as work:
         for what, run in sections:
             t1 = time.perf_counter()

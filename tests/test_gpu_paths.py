@@ -134,10 +134,12 @@ def test_gpu_check_runs_tiny_on_cpu(tmp_path, capsys):
     assert mod.main(["--tiny", "--out", str(out)]) == 0
     text = out.read_text()
     for section in ("(a) Training speed", "(c) AutoAttack standard", "(d) Compiled bf16 training",
-                    "(f) K trainings sharing one GPU", "(g) The paper grid on this GPU", "(e) Targets"):
+                    "(f) K trainings sharing one GPU", "(g) The paper grid on this GPU", "(h) ImageNet at 224",
+                    "(e) Targets"):
         assert section in text, section
-    # eager = compiled (AutoAttack, standard model); every recipe benches; each of the five sections ran
-    assert text.count("| PASS |") == 7 and text.count("section ran | PASS") == 5 and "FAIL" not in text
+    # eager = compiled (AutoAttack, standard model); every recipe benches; each of the six sections ran
+    assert text.count("| PASS |") == 8 and text.count("section ran | PASS") == 6 and "FAIL" not in text
+    assert "| decoding (bench.data) |" in text and "| APGD-CE, 100 iterations (test_efficientnet) |" in text
     assert "AutoAttack eager and compiled agree (standard) | PASS" in text
     for k in (1, 2, 4):  # K processes timed, and the paper grid projected for each K
         assert f"| pgd_at | {k} |" in text and text.count(f"\n| {k} | ") == 1
