@@ -216,7 +216,9 @@ def load_timm(spec: str, num_classes: int, max_bytes: int = MAX_BYTES, size: int
     return LoadedModel(model, {"name": short_name(f"timm:{name}@{tag}"),
                                "model_id": model_id or (sha256_file(path) if path else weights), "path": spec,
                                "arch": name, "recipe": "timm", "hparams": "", "weights_sha256": weights,
-                               "train_data": cfg.get("tag") or "unknown", "num_classes": num_classes,
+                               # timm's pretrained tag names its training data; a local file's is unknown
+                               "train_data": (cfg.get("tag") or "unknown") if path is None else "unknown",
+                               "num_classes": num_classes,
                                "mean": mean, "std": std, "verified": False})
 
 

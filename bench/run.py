@@ -105,7 +105,10 @@ def run(args) -> int:
             try:
                 from bench.report.outputs import write_outputs
 
-                paths = write_outputs(rows, args.out, site=not args.no_site)
+                from bench.data import imagenet_root
+
+                paths = write_outputs(rows, args.out, site=not args.no_site,
+                                      data_dir=imagenet_root(args.data, args.data_dir) or args.data_dir)
                 print(f"leaderboard: {paths['leaderboard']}", file=sys.stderr)
                 if "site" in paths:
                     print(f"site: {paths['site']}", file=sys.stderr)

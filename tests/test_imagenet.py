@@ -122,7 +122,7 @@ def test_a_timm_model_with_local_weights_runs_clean_and_autoattack_offline(image
                                    size=(224, 224))
     rc = run_main(["--models", f"timm:test_efficientnet@{weights}", "--data", f"imagenet:{imagenet_dir}", "--attacks",
                    "clean,autoattack,corruptions", "--norm", "Linf", "--eps", "4/255", "--n-examples", "4",
-                   "--corruptions-dir", str(corrupted), "--out", str(out), "--no-progress", "--no-site"])
+                   "--corruptions-dir", str(corrupted), "--out", str(out), "--no-progress", "--save-adversarial"])
     assert rc == 0
     rows = [json.loads(line) for line in open(out / "results.jsonl")]
     assert [r["status"] for r in rows] == ["ok", "ok", "ok"]
@@ -138,6 +138,10 @@ def test_a_timm_model_with_local_weights_runs_clean_and_autoattack_offline(image
     assert clean["clean_correct"] >= 1 and aa["robust_correct"] < aa["clean_correct"] == clean["clean_correct"]
     board = (out / "leaderboard.md").read_text()
     assert "imagenet" in board and "timm:test_efficientnet@local" in board
+    # the site's gallery shows the fooled point: bench.run told it where ImageNet's folder is
+    (page,) = (out / "site" / "models").glob("*.html")
+    assert "ImageNet" in (out / "site" / "index.html").read_text() and "Adversarial examples" in page.read_text()
+    assert list((out / "site" / "models").glob("*-adv/*-0-adversarial.png"))
 
 
 def test_timm_names_and_weights_fail_in_one_line(tmp_path, monkeypatch):

@@ -26,9 +26,9 @@ def read_verifications(folder: str) -> list[dict]:
 
 
 def write_site(rows: list[dict], folder: str, out: str | None = None, *, title: str | None = None,
-               measures: list[dict] | None = None, metas: dict | None = None) -> str:
+               measures: list[dict] | None = None, metas: dict | None = None, data_dir: str = "data") -> str:
     """The site of these rows into out (default FOLDER/site), with the measures and REPORT.md found in folder;
-    returns the index's path."""
+    returns the index's path. data_dir: where the rows' datasets are (the galleries' clean images)."""
     from bench.report.site import build_site, load_metas
 
     report = os.path.join(folder, "REPORT.md")
@@ -36,11 +36,12 @@ def write_site(rows: list[dict], folder: str, out: str | None = None, *, title: 
     return build_site(rows, out or os.path.join(folder, "site"), metas=load_metas(rows) if metas is None else metas,
                       measures=read_measures(folder) if measures is None else measures, report_md=report_md,
                       report_dir=folder, title=title or "sharpbench leaderboard",
-                      verifications=read_verifications(folder))
+                      verifications=read_verifications(folder), data_dir=data_dir)
 
 
 def write_outputs(rows: list[dict], folder: str, *, site: bool = True, study: dict | None = None,
-                  measures: list[dict] | None = None, metas: dict | None = None, title: str | None = None) -> dict:
+                  measures: list[dict] | None = None, metas: dict | None = None, title: str | None = None,
+                  data_dir: str = "data") -> dict:
     """leaderboard.md (and plots) in folder; REPORT.md when `study` holds the report's settings (checkpoint
     paths, preset, command, device, seconds: bench.report.study.write_report's keywords); the site unless
     site=False (metas: the checkpoints' metadata when the caller has read it already). Returns the paths
@@ -54,5 +55,5 @@ def write_outputs(rows: list[dict], folder: str, *, site: bool = True, study: di
 
         paths["report"] = write_report(rows, measures, out=folder, **study)
     if site:
-        paths["site"] = write_site(rows, folder, title=title, measures=measures, metas=metas)
+        paths["site"] = write_site(rows, folder, title=title, measures=measures, metas=metas, data_dir=data_dir)
     return paths

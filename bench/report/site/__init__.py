@@ -148,26 +148,26 @@ def _gallery(info: dict, mine: list[dict], folder: str | None, out: str, data_di
              test_sets: dict) -> list[dict]:
     """Per attack row with stored images: a few fooled points as PNGs under out/models/<slug>-adv/ (bench.report.
     site.gallery). Whatever is missing (the checkpoint, the dataset on this machine) leaves the row without one.
-    test_sets: the datasets loaded so far in this build, by spec (each is read once for every model's page)."""
+    test_sets: the points loaded so far in this build, by (spec, n) (each is read once for every model's page)."""
+    from bench.data import load_points
+    from bench.loading import TIMM, load_model_spec
     from bench.report.site.gallery import examples
-    from zoo.data import load_dataset
 
     with_images = [r for r in mine if r.get("status") == "ok" and r.get("adversarial") and "points" in r]
-    if not with_images or folder is None or not info.get("meta"):
+    if not with_images or folder is None or not (info.get("meta") or info["path"].startswith(TIMM)):
         return []
-    try:
-        from bench.loading import load_model_spec
-
-        model = load_model_spec(info["path"], model_id=info["id"]).model
-    except Exception:  # noqa: BLE001 - no model, no gallery; the page says what it has
-        return []
+    model = None
     shown = []
     for r in with_images:
         try:
-            if r["data"] not in test_sets:
-                test_sets[r["data"]] = load_dataset(r["data"], data_dir)
-            items = examples(r, folder, model, test_sets[r["data"]])
-        except Exception:  # noqa: BLE001 - a moved file or dataset: this row goes without pictures
+            if (r["data"], r["n"]) not in test_sets:
+                test_sets[r["data"], r["n"]] = load_points(r["data"], data_dir, r["n"])
+            pts = test_sets[r["data"], r["n"]]
+            # built once, for the points' classes and size (a timm model is built for them)
+            model = model or load_model_spec(info["path"], model_id=info["id"], num_classes=pts.num_classes,
+                                             size=pts.x.shape[-1]).model
+            items = examples(r, folder, model, pts)
+        except Exception:  # noqa: BLE001 - no model, a moved file or dataset: this row goes without pictures
             continue
         if not items:
             continue

@@ -29,10 +29,10 @@ def class_name(data: str, label: int) -> str:
     return CIFAR10[label] if "cifar10" in data and "cifar100" not in data and 0 <= label < 10 else str(label)
 
 
-def examples(row: dict, folder: str, model, ds) -> list[dict]:
+def examples(row: dict, folder: str, model, pts) -> list[dict]:
     """Up to SHOWN points the row counts as fooled: index, true/clean/adversarial labels, the Linf or L2
-    distance, and three PNGs (clean, adversarial, perturbation scaled to fill [0,1] around grey). ds: the row's
-    dataset (zoo.data.load_dataset), loaded once by the caller for all its rows."""
+    distance, and three PNGs (clean, adversarial, perturbation scaled to fill [0,1] around grey). pts: the row's
+    points (bench.data.load_points), loaded once by the caller for all rows on them."""
     import torch
 
     from bench.attacks.predict import predict
@@ -43,8 +43,8 @@ def examples(row: dict, folder: str, model, ds) -> list[dict]:
     ref = row.get("adversarial")
     if not ref or "points" not in row or model is None:
         return []
-    x = ds.x_test[:row["n"]].float().div(255)
-    y = ds.y_test[:row["n"]]
+    x = pts.x[:row["n"]].float().div(255)
+    y = pts.y[:row["n"]]
     x_adv = load_images(os.path.join(folder, ref["path"]), sha256=ref["sha256"], shape=tuple(x.shape))
     clean_ok, robust_ok = decode_states(row["points"])
     idx = [int(i) for i in (clean_ok & ~robust_ok).nonzero()[0][:SHOWN]]

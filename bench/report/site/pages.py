@@ -251,7 +251,8 @@ def reproduce(row: dict, sh) -> str:
     if row.get("status") != "ok":
         return f"python -m bench.run --models {sh(row.get('path') or row.get('model', ''))} --retry-failed"
     parts = ["python -m bench.run", "--models", sh(row.get("path") or row["model"]), "--attacks", sh(row["attack"]),
-             "--data", sh(row["data"]), "--n-examples", str(int(row["n"]))]
+             "--data", "imagenet:DIR" if row["data"] == "imagenet" else sh(row["data"]), "--n-examples",
+             str(int(row["n"]))]  # ImageNet rows do not say where its folder was
     if row.get("norm"):
         parts += ["--norm", sh(row["norm"]), "--eps", sh(row["eps_str"])]
     if row["attack"] == "pgd":
