@@ -210,10 +210,10 @@ def test_staged_autoattack_equals_one_pyautoattack_run(tiny):
 
     model = model_from_checkpoint(load_checkpoint(tiny)).eval()
     ds = load_dataset("synthetic")
-    x, y = ds.x_test[:32].float() / 255, ds.y_test[:32]
+    x, y = ds.x_test[:16].float() / 255, ds.y_test[:16]
     eps = 1 / 255
     adv, info = run_autoattack(model, x, y, norm="Linf", eps=eps, stages=("apgd-ce", "apgd-t", "fab-t", "square"),
-                               seed=0, batch_size=32)
+                               seed=0, batch_size=16)
     ours_flags = (model(adv).argmax(1) == y) & (model(x).argmax(1) == y)
 
     seen = {}
@@ -227,7 +227,7 @@ def test_staged_autoattack_equals_one_pyautoattack_run(tiny):
     try:
         aa = pyautoattack.AutoAttack(Float32Logits(model).eval(), norm="Linf", eps=eps, version="standard",
                                      device="cpu", seed=0)
-        _, y_adv = aa.run_standard_evaluation(x, y, batch_size=32)
+        _, y_adv = aa.run_standard_evaluation(x, y, batch_size=16)
     finally:
         checks.check_square_sr = real
     assert torch.equal(ours_flags, y_adv == y)

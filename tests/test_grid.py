@@ -66,6 +66,11 @@ def single(smoke_study):
 def test_three_local_workers_do_every_cell_once_and_match_one_process(single, smoke_study, tmp_path):
     out1, _, _ = single
     zoo = copy_zoo(smoke_study, tmp_path / "zoo")
+    # the workers compute every evaluation but the PGD-AT model's AutoAttack (half a minute on one thread, and
+    # the whole run's critical path), found in the one-process run: the SAM and standard models' AutoAttack rows
+    # are computed in workers and must equal the one-process run's
+    assert seed_rows(out1, tmp_path / "three" / "out",
+                     lambda r: r["attack"] == "autoattack" and "pgd_at" in r["model"]) == 1
     out3, zoo3, res = study(tmp_path, "three", "--workers", "3", zoo=zoo)
     cells = cell_rows(out3)
     done = [r for r in cells if r["kind"] == "cell" and r["status"] == "done"]
@@ -76,8 +81,10 @@ def test_three_local_workers_do_every_cell_once_and_match_one_process(single, sm
     assert essence(out3) == essence(out1)  # the same rows, flags included
     assert report_body(out3) == report_body(out1)
     assert (out3 / "site" / "index.html").exists() and (out3 / "site" / "REPORT.html").exists()
-    # a rerun does no cell again but writes the report again
-    _, _, again = study(tmp_path, "three", "--workers", "2", zoo=zoo)
+    # a rerun does no cell again but writes the report again (in this process: nothing is left to run)
+    from bench.study import main as study_main
+
+    assert study_main([*GRID, "--out", str(out3), "--zoo-dir", str(zoo)]) == 0
     cells2 = cell_rows(out3)
     assert len([r for r in cells2 if r["kind"] == "cell"]) == 3
     assert len([r for r in cells2 if r["kind"] == "report"]) == 2
@@ -202,7 +209,17 @@ SLURM_UP = slurm_answers()  # asked once: sinfo may take its timeout where a con
 NO_SLURM = "no SLURM controller answers here (sinfo); a one-node slurm-wlm cluster is enough to run these"
 
 
-def test_a_refused_slurm_submission_is_one_line_naming_the_check(tmp_path):
+def study_here(argv, path, monkeypatch, capsys) -> tuple[int, str]:
+    """`python -m bench.study ARGV` in this process, with PATH (fake SLURM tools first): (exit code, stderr)."""
+    from bench.study import main
+
+    monkeypatch.setenv("PATH", path)
+    capsys.readouterr()
+    code = main(argv)
+    return code, capsys.readouterr().err
+
+
+def test_a_refused_slurm_submission_is_one_line_naming_the_check(tmp_path, monkeypatch, capsys):
     # an sbatch that cannot reach its controller, as on a machine with SLURM's tools but no cluster
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -211,23 +228,19 @@ def test_a_refused_slurm_submission_is_one_line_naming_the_check(tmp_path):
         fake.write_text(f"#!/bin/sh\necho '{tool}: error: Batch job submission failed: Unable to contact slurm "
                         "controller (connect failure)' >&2\nexit 1\n")
         fake.chmod(0o755)
-    env = dict(ENV, PATH=f"{bin_dir}{os.pathsep}{ENV['PATH']}")
-    res = subprocess.run([sys.executable, "-m", "bench.study", *SHORT, "--out", str(tmp_path / "out"), "--zoo-dir",
-                          str(tmp_path / "zoo"), "--launcher", "slurm", "--gpus", "2"], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=120)
-    assert res.returncode == 2
-    assert "Traceback" not in res.stderr
-    line = [x for x in res.stderr.splitlines() if x.startswith("error:")]
+    code, err = study_here([*SHORT, "--out", str(tmp_path / "out"), "--zoo-dir", str(tmp_path / "zoo"), "--launcher",
+                            "slurm", "--gpus", "2"], f"{bin_dir}{os.pathsep}{ENV['PATH']}", monkeypatch, capsys)
+    assert code == 2
+    assert "Traceback" not in err
+    line = [x for x in err.splitlines() if x.startswith("error:")]
     assert len(line) == 1 and "Unable to contact slurm controller" in line[0] and "sinfo" in line[0]
     # and with no SLURM tools at all, it says which are missing
-    res = subprocess.run([sys.executable, "-m", "bench.study", *SHORT, "--out", str(tmp_path / "out2"), "--zoo-dir",
-                          str(tmp_path / "zoo"), "--launcher", "slurm", "--gpus", "2"], cwd=ROOT,
-                         env=dict(ENV, PATH=os.path.dirname(sys.executable)), capture_output=True, text=True,
-                         timeout=120)
-    assert res.returncode == 2 and "Traceback" not in res.stderr and "needs SLURM's sbatch and srun" in res.stderr
+    code, err = study_here([*SHORT, "--out", str(tmp_path / "out2"), "--zoo-dir", str(tmp_path / "zoo"), "--launcher",
+                            "slurm", "--gpus", "2"], os.path.dirname(sys.executable), monkeypatch, capsys)
+    assert code == 2 and "Traceback" not in err and "needs SLURM's sbatch and srun" in err
 
 
-def test_status_shows_slurms_state_and_pending_reason_for_each_array_task(tmp_path):
+def test_status_shows_slurms_state_and_pending_reason_for_each_array_task(tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
     (out / "slurm").mkdir(parents=True)
     (out / "slurm" / "jobs.txt").write_text("4242\n")
@@ -238,16 +251,17 @@ def test_status_shows_slurms_state_and_pending_reason_for_each_array_task(tmp_pa
     (bin_dir / "sacct").write_text('#!/bin/sh\nprintf "4242_0|PENDING|PartitionConfig\\n4242_2|TIMEOUT|None\\n"\n')
     for f in bin_dir.iterdir():
         f.chmod(0o755)
-    res = subprocess.run([sys.executable, "-m", "bench.study", *SHORT, "--out", str(out), "--zoo-dir",
-                          str(tmp_path / "zoo"), "--status"], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                         env=dict(ENV, PATH=f"{bin_dir}{os.pathsep}{ENV['PATH']}"))
-    assert res.returncode == 0, res.stderr[-2000:]
-    lines = [ln.split() for ln in res.stdout.splitlines() if ln.strip().startswith("slurm")]
+    from bench.study import main
+
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{ENV['PATH']}")
+    capsys.readouterr()
+    assert main([*SHORT, "--out", str(out), "--zoo-dir", str(tmp_path / "zoo"), "--status"]) == 0
+    lines = [ln.split() for ln in capsys.readouterr().out.splitlines() if ln.strip().startswith("slurm")]
     assert lines == [["slurm", "array", "task", "4242_0", "PENDING", "(PartitionConfig)"],
                      ["slurm", "array", "task", "4242_1", "RUNNING"], ["slurm", "array", "task", "4242_2", "TIMEOUT"]]
 
 
-def test_a_request_no_node_of_the_partition_can_meet_is_refused_with_the_numbers(tmp_path):
+def test_a_request_no_node_of_the_partition_can_meet_is_refused_with_the_numbers(tmp_path, monkeypatch, capsys):
     """sinfo says what the partition's nodes have; a job asking more would stay pending forever."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -261,11 +275,10 @@ def test_a_request_no_node_of_the_partition_can_meet_is_refused_with_the_numbers
     env = dict(ENV, PATH=f"{bin_dir}{os.pathsep}{ENV['PATH']}")
 
     def launch(*flags):
-        res = subprocess.run([sys.executable, "-m", "bench.study", *SHORT, "--out", str(tmp_path / "out"),
-                              "--zoo-dir", str(tmp_path / "zoo"), "--launcher", "slurm", *flags], cwd=ROOT, env=env,
-                             capture_output=True, text=True, timeout=120)
-        assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
-        (line,) = [x for x in res.stderr.splitlines() if x.startswith("error:")]
+        code, err = study_here([*SHORT, "--out", str(tmp_path / "out"), "--zoo-dir", str(tmp_path / "zoo"),
+                                "--launcher", "slurm", *flags], env["PATH"], monkeypatch, capsys)
+        assert code == 2 and "Traceback" not in err, err[-2000:]
+        (line,) = [x for x in err.splitlines() if x.startswith("error:")]
         return line
 
     line = launch("--partition", "debug", "--gpus-per-worker", "0", "--cpus-per-worker", "8")
