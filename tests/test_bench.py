@@ -62,12 +62,12 @@ def test_attacks_stay_in_ball_and_range_and_lower_accuracy(zoo_dir, name, norm, 
 
 def test_run_writes_rows_and_leaderboard_and_rerun_adds_nothing(zoo_dir, tmp_path):
     out = tmp_path / "r"
-    args = _args(_ckpts(zoo_dir), out, "--attacks", "clean,pgd,autoattack", "--eps", "8/255")
-    args[args.index("16")] = "8"  # AutoAttack on 8 images keeps this test short on CPU
+    # AutoAttack's rows are checked where it runs anyway (the compiled-bench test below): stages only remove points
+    args = _args(_ckpts(zoo_dir), out, "--attacks", "clean,pgd", "--eps", "8/255")
     assert bench_run.main(args) == 0
     assert bench_run.main(args[:-3] + ["pgd", "--eps", "2/255"]) == 0
     rows = read_rows(str(out / "results.jsonl"))
-    assert len(rows) == 2 * (1 + 1 + 1 + 1) and all(r["status"] == "ok" for r in rows)
+    assert len(rows) == 2 * (1 + 1 + 1) and all(r["status"] == "ok" for r in rows)
     from zoo.data import load_dataset
 
     ds = load_dataset("synthetic")
@@ -81,13 +81,8 @@ def test_run_writes_rows_and_leaderboard_and_rerun_adds_nothing(zoo_dir, tmp_pat
             assert r["max_perturbation"] <= r["eps"] + 1e-6
     std_pgd = [r for r in rows if r["attack"] == "pgd" and r["eps_str"] == "8/255" and "-standard-" in r["path"]]
     assert std_pgd and std_pgd[0]["robust_acc"] < std_pgd[0]["clean_acc"]  # the attack does hurt the standard model
-    aa = [r for r in rows if r["attack"] == "autoattack"]
-    for r in aa:  # each stage only removes robust points
-        s = r["stage_acc"]
-        seq = [s["clean"], s["apgd-ce"], s["apgd-t"], s["fab-t"], s["square"]]
-        assert seq == sorted(seq, reverse=True) and s["square"] == r["robust_acc"]
     board = (out / "leaderboard.md").read_text()
-    assert "AA 8/255" in board and "PGD 2/255" in board and "sharp_tiny-pgd_at" in board
+    assert "PGD 8/255" in board and "PGD 2/255" in board and "sharp_tiny-pgd_at" in board
     assert (out / "robustness_Linf.png").exists()
     before = (out / "results.jsonl").read_text()
     assert bench_run.main(args) == 0
@@ -317,6 +312,12 @@ def test_compiled_bench_gives_the_same_rows_as_eager(zoo_dir, tmp_path, capfd, b
     for a, b in zip(eager, compiled):
         assert b["compile"] == backend and a["compile"] is None
         assert (a["clean_correct"], a["robust_correct"]) == (b["clean_correct"], b["robust_correct"]), a["attack"]
+    for r in eager + compiled:
+        if r["attack"] == "autoattack":  # each stage only removes robust points, and points survive to the end
+            s = r["stage_acc"]
+            seq = [s["clean"], s["apgd-ce"], s["apgd-t"], s["fab-t"], s["square"]]
+            assert seq == sorted(seq, reverse=True) and r["robust_acc"] > 0
+            assert s["square"] == pytest.approx(r["robust_acc"], abs=1e-6)  # pyautoattack's float32 fraction
 
 
 def test_engine_returns_outcomes_and_bounds_retries_of_a_failing_evaluation(zoo_dir, tmp_path, monkeypatch):
