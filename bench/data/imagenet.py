@@ -111,8 +111,7 @@ def load_folder(folder: str, n: int, what: str, hint: str, workers: int | None =
     if not 1 <= n <= MAX_POINTS:
         raise DataError(f"--n-examples {n}: RobustBench's ImageNet list has {MAX_POINTS} points; pass 1..{MAX_POINTS}")
     entries = image_list()[:n]
-    val = folder
-    gone = [e for e, _ in entries if not os.path.isfile(os.path.join(val, e))]
+    gone = [e for e, _ in entries if not os.path.isfile(os.path.join(folder, e))]
     if gone:
         more = f" and {len(gone) - 1} more" if len(gone) > 1 else ""
         raise DataError(f"{what}: {os.path.basename(folder)}/{gone[0]} is missing{more} (RobustBench's list, first "
@@ -122,7 +121,7 @@ def load_folder(folder: str, n: int, what: str, hint: str, workers: int | None =
     workers = workers or min(16, os.cpu_count() or 1)
 
     def one(i: int) -> int:
-        path = os.path.join(val, entries[i][0])
+        path = os.path.join(folder, entries[i][0])
         try:
             x[i] = torch.from_numpy(decode(path, preprocessing)).permute(2, 0, 1)
         except Exception as e:  # noqa: BLE001 - a truncated or non-image file
