@@ -54,14 +54,22 @@ def _build_arch(arch: str, num_classes: int) -> torch.nn.Module:
     return create_model(arch, num_classes, [0.0, 0.0, 0.0], [1.0, 1.0, 1.0])
 
 
+def tensors_of(sd, wrappers: tuple, refusal: str) -> dict:
+    """The state dict inside a loaded file: unwrapped from the first of `wrappers` it is under, every value a
+    tensor (else CheckpointError(refusal)), DDP's 'module.' prefixes removed."""
+    for wrapper in wrappers:
+        if isinstance(sd, dict) and isinstance(sd.get(wrapper), dict):
+            sd = sd[wrapper]
+    if not isinstance(sd, dict) or not sd or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in sd.items()):
+        raise CheckpointError(refusal)
+    return {k.removeprefix("module."): v for k, v in sd.items()}
+
+
 def load_state_dict_model(path: str, arch: str, num_classes: int, max_bytes: int = MAX_BYTES,
                           model_id: str | None = None) -> LoadedModel:
-    sd = load_checkpoint(path, max_bytes)
-    if isinstance(sd, dict) and "state_dict" in sd:  # RobustBench's own checkpoint layout
-        sd = sd["state_dict"]
-    if not isinstance(sd, dict) or not sd or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in sd.items()):
-        raise CheckpointError(f"{path} is neither a sharpbench checkpoint nor a state_dict of tensors")
-    sd = {k.removeprefix("module."): v for k, v in sd.items()}
+    # RobustBench's own checkpoint layout wraps the weights in "state_dict"
+    sd = tensors_of(load_checkpoint(path, max_bytes), ("state_dict",),
+                    f"{path} is neither a sharpbench checkpoint nor a state_dict of tensors")
     model = _build_arch(arch, num_classes)
     if not any(k.startswith("net.") for k in sd) and hasattr(model, "net"):
         model = model.net  # a bare network: its inputs are taken to be [0,1] (RobustBench's convention)
@@ -173,13 +181,8 @@ def _timm_weights(path: str, max_bytes: int) -> dict:
                                   "re-download it") from None
     else:
         sd = load_checkpoint(path, max_bytes)
-    for wrapper in ("state_dict", "model"):  # the common layouts of saved weights
-        if isinstance(sd, dict) and isinstance(sd.get(wrapper), dict):
-            sd = sd[wrapper]
-    if not isinstance(sd, dict) or not sd or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in sd.items()):
-        raise CheckpointError(f"{path} is not a state dict of tensors; save model.state_dict() (torch.save or "
-                              "safetensors)")
-    return {k.removeprefix("module."): v for k, v in sd.items()}
+    return tensors_of(sd, ("state_dict", "model"),  # the common layouts of saved weights
+                      f"{path} is not a state dict of tensors; save model.state_dict() (torch.save or safetensors)")
 
 
 def load_timm(spec: str, num_classes: int, max_bytes: int = MAX_BYTES, size: int = 224,
