@@ -125,7 +125,7 @@ def _build(rows, out, *, metas, measures, report_md, report_dir, title, verifica
         root="", assets=assets, sections=sections, datasets=sorted({s["dataset"] for s in sections}),
         missing=missing_evaluations(rows),
         n_models=len(info), n_rows=sum(r.get("status") == "ok" for r in rows), **common))
-    test_sets: dict = {}  # the galleries' test points, by data spec
+    test_sets: dict = {}  # the galleries' test points, by (data spec, n)
     for mid, m in info.items():
         mine = [r for r in rows if r.get("model_id") == mid]
         page = pages.model_page(m, rows, measures, verifications)
