@@ -119,7 +119,7 @@ def main(argv=None) -> int:
         return launch.submit(script, workers=args.gpus, out=study.out, launcher=args.launcher,
                              partition=args.partition, time_limit=args.time,
                              gpus_per_worker=0 if args.launcher == "submitit-local" else args.gpus_per_worker,
-                             cpus_per_worker=args.cpus_per_worker, wait=args.wait)
+                             cpus_per_worker=args.cpus_per_worker, wait=args.wait, watch=(study.out, study.zoo_dir))
     if (args.workers or args.workers_per_gpu) and not args.worker:
         return launch.local_workers(script, args.workers, args.workers_per_gpu, study.out)
     from bench.grid.queue import work

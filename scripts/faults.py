@@ -15,6 +15,12 @@ What it measures (CPU, tiny models, seconds to minutes; not a CI test: it prints
   hostile       each hostile input (checkpoint metadata, special files, a zip bomb, untrusted rows, names, paths,
                 --out) run through bench.run or bench.export with a good model after it: what the bench does, its
                 seconds and peak memory. `--only-hostile` runs this part alone and rewrites that section.
+  queue soak    8 local study workers (`bench.study --workers 8`) on one results folder, a worker SIGKILLed every
+                few seconds (every 10th kill takes all of them) and the study restarted until done: evaluations
+                duplicated, lost or changed against one process, torn rows, REPORT.md equal. `--only-soak` runs
+                this part alone and rewrites its section.
+  SLURM         `--only-slurm`, on a cluster with a partition `debug`: the smoke grid at 40 epochs through
+                `--launcher slurm --time 1` (tasks requeued at their limit), compared with one process.
 """
 from __future__ import annotations
 
@@ -148,7 +154,7 @@ def hostile_inputs(work: str) -> list[str]:
     cases = dict(HOSTILE)
     cases["deflated data.pkl padded with 1 GiB of zeros"] = lambda g, p: zip_bomb(g, p, 1 << 30)
     lines = ["## Hostile inputs", "",
-             f"Each input below, then a good checkpoint, through `python -m bench.run --models BAD GOOD --attacks clean` "
+             "Each input below, then a good checkpoint, through `python -m bench.run --models BAD GOOD --attacks clean` "
              "(bench.export where named), in a child process: what happened, the run's seconds and peak memory "
              "(the whole process: Python, torch and the good model's evaluation included; the good model alone is "
              "the first line).", "",
@@ -248,6 +254,173 @@ def hostile_inputs(work: str) -> list[str]:
     return lines
 
 
+def _children(pid: int) -> list[int]:
+    """The live child processes of pid (the study's local workers under its launcher)."""
+    kids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                kids.append(int(entry))
+    return kids
+
+
+def _study_essence(out: str) -> tuple[dict, int, int]:
+    """Evaluations by what they measured, (model, attack, norm, eps, n) -> values; duplicates; torn lines."""
+    rows, torn = scan_rows(os.path.join(out, "results.jsonl"))
+    by, dup = {}, 0
+    for r in rows:
+        if r.get("status") != "ok":
+            continue
+        what = (r["model"], r["attack"], r.get("norm"), r.get("eps_str"), r["n"])
+        dup += what in by
+        by[what] = tuple(r.get(f) for f in ESSENCE)
+    return by, dup, torn
+
+
+def _report_body(out: str) -> list[str]:
+    with open(os.path.join(out, "REPORT.md"), encoding="utf-8") as f:
+        return [ln for ln in f.read().splitlines() if not ln.startswith("Produced by")]
+
+
+def queue_soak(work: str, workers: int, seeds: int, every: tuple[float, float], all_every: int,
+               rng: random.Random) -> list[str]:
+    """8 local workers share one results folder; a random worker is SIGKILLed every few seconds (every
+    `all_every`-th kill takes all of them, as a lost node does) and the study is restarted until it exits 0.
+    Compared with one process on the same grid: every evaluation once, no torn row, the same REPORT.md."""
+    grid = ["-m", "bench.study", "--preset", "smoke", "--arch", "sharp_tiny", "--epochs", "1", "--seeds",
+            ",".join(str(s) for s in range(seeds)), "--no-progress"]
+
+    def where(name):
+        return ["--out", os.path.join(work, name, "out"), "--zoo-dir", os.path.join(work, name, "zoo")]
+
+    t0 = time.perf_counter()
+    _finish([sys.executable, *grid, *where("one")])
+    t_one = time.perf_counter() - t0
+    kills, node_losses, restarts, t0 = 0, 0, 0, time.perf_counter()
+    while True:
+        launcher = subprocess.Popen([sys.executable, *grid, *where("soak"), "--workers", str(workers)], cwd=ROOT,
+                                    env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while launcher.poll() is None:
+            try:
+                launcher.wait(timeout=rng.uniform(*every))
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            live = _children(launcher.pid)
+            if not live:
+                continue
+            if (kills + 1) % all_every == 0:
+                victims = live
+                node_losses += 1
+            else:
+                victims = [rng.choice(live)]
+            for pid in victims:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    continue
+            kills += 1
+        if launcher.wait() == 0:
+            break
+        restarts += 1
+        if restarts > 10 * max(1, kills):
+            raise RuntimeError("the soak study does not finish; see its logs under " + work)
+    t_soak = time.perf_counter() - t0
+    ref, ref_dup, _ = _study_essence(os.path.join(work, "one", "out"))
+    got, dup, torn = _study_essence(os.path.join(work, "soak", "out"))
+    from bench.grid.queue import check_cell_row
+
+    cells, cells_torn = scan_rows(os.path.join(work, "soak", "out", "cells.jsonl"), check=check_cell_row)
+    done = [r for r in cells if r.get("kind") == "cell" and r.get("status") == "done"]
+    cell_dup = len(done) - len({r["cell"] for r in done})
+    n_cells = 3 * seeds
+    lost = sum(1 for k in ref if k not in got)
+    changed = sum(1 for k in ref if k in got and got[k] != ref[k])
+    same_report = _report_body(os.path.join(work, "soak", "out")) == _report_body(os.path.join(work, "one", "out"))
+    return ["## Queue soak", "",
+            f"`python scripts/faults.py --only-soak` on {os.cpu_count()} CPU cores, {time.strftime('%Y-%m-%d')}: the "
+            f"smoke grid with sharp_tiny, 1 epoch and seeds 0-{seeds - 1} ({n_cells} cells; each trains a checkpoint "
+            "and runs its 6 evaluations and measures) through `python -m bench.study --workers "
+            f"{workers}`. A random worker is SIGKILLed every {every[0]:g}-{every[1]:g} s; every {all_every}th kill "
+            "takes all workers at once (a lost node), and the study is started again until it exits 0. Then it is "
+            "compared with one process on the same grid, evaluation by evaluation (model, attack, norm, eps, n: "
+            "clean and robust counts, AutoAttack stage accuracies, corruption accuracies) and REPORT.md line by "
+            "line (all but its \"Produced by\" line, which names the command and summed times).", "",
+            "| workers | kills (of them all at once) | restarts | cells done | evaluations | duplicated | lost | "
+            "changed | torn rows | REPORT.md equal | wall s (one process s) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+            f"| {workers} | {kills} ({node_losses}) | {restarts} | {len(done)} of {n_cells} ({cell_dup} twice) | "
+            f"{len(got)} of {len(ref)} | {dup} | {lost} | {changed} | {torn + cells_torn} | "
+            f"{'yes' if same_report else 'NO'} | {t_soak:.0f} ({t_one:.0f}) |", ""], \
+        dup + lost + changed + torn + cells_torn + cell_dup + ref_dup + (not same_report) + (len(done) != n_cells)
+
+
+def slurm_time_limits(work: str, epochs: int, limit: str, workers: int) -> tuple[list[str], int]:
+    """The smoke grid at --epochs through `--launcher slurm --time LIMIT` (each task requeued at its limit, no
+    rerun), then compared with one process on one thread: every evaluation once and equal, the same REPORT.md."""
+    grid = ["-m", "bench.study", "--preset", "smoke", "--epochs", str(epochs), "--no-progress"]
+
+    def where(name):
+        return ["--out", os.path.join(work, name, "out"), "--zoo-dir", os.path.join(work, name, "zoo")]
+
+    t0 = time.perf_counter()
+    _finish([sys.executable, *grid, *where("one")])
+    t_one = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    _finish([sys.executable, *grid, *where("slurm"), "--launcher", "slurm", "--partition", "debug", "--gpus",
+             str(workers), "--gpus-per-worker", "0", "--cpus-per-worker", "1", "--time", limit, "--wait"])
+    t_slurm = time.perf_counter() - t0
+    out = os.path.join(work, "slurm", "out")
+    logs = ""
+    for root, _, files in os.walk(os.path.join(out, "slurm")):
+        logs += "".join(open(os.path.join(root, f), errors="replace").read() for f in files if f.endswith((".err", ".out")))
+    requeues = logs.count("Requeued job")
+    ref, _, _ = _study_essence(os.path.join(work, "one", "out"))
+    got, dup, torn = _study_essence(out)
+    from bench.grid.queue import check_cell_row
+
+    cells, _ = scan_rows(os.path.join(out, "cells.jsonl"), check=check_cell_row)
+    done = [r for r in cells if r.get("kind") == "cell" and r.get("status") == "done"]
+    resumed = [r["name"] for r in done if (r.get("resumed_from") or 0) > 0]
+    lost = sum(1 for k in ref if k not in got)
+    changed = sum(1 for k in ref if k in got and got[k] != ref[k])
+    same_report = _report_body(out) == _report_body(os.path.join(work, "one", "out"))
+    lines = ["## SLURM time limits", "",
+             f"`python scripts/faults.py --only-slurm` on a one-node slurm-wlm cluster (`../shared/tools/slurm-local.sh`,"
+             f" {os.cpu_count()} CPUs), {time.strftime('%Y-%m-%d')}: `python -m bench.study --preset smoke --epochs "
+             f"{epochs} --launcher slurm --partition debug --gpus {workers} --gpus-per-worker 0 --cpus-per-worker 1 "
+             f"--time {limit} --wait`, unattended, against one process on one thread (`OMP_NUM_THREADS=1`). Every task "
+             "that reached its limit was requeued by submitit's checkpointing and carried on from the shared folder; "
+             "evaluations are compared by (model, attack, norm, eps, n) on their counts, stage and corruption "
+             "accuracies, REPORT.md line by line but its \"Produced by\" line.", "",
+             "| array tasks | requeues at the time limit | cells done | resumed after an epoch | evaluations | "
+             "duplicated | lost | changed | torn rows | REPORT.md equal | wall s (one process s) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|",
+             f"| {workers} | {requeues} | {len(done)} of 3 | {', '.join(resumed) or 'none'} | {len(got)} of {len(ref)} "
+             f"| {dup} | {lost} | {changed} | {torn} | {'yes' if same_report else 'NO'} | {t_slurm:.0f} ({t_one:.0f}) |",
+             ""]
+    return lines, dup + lost + changed + torn + (not same_report) + (len(done) != 3) + (requeues == 0)
+
+
+def replace_section(path: str, title: str, section: list[str]) -> str:
+    """The file's text with its `title` section (up to the next `## ` heading) replaced by section, or section
+    added at the end."""
+    text = open(path, encoding="utf-8").read() if os.path.exists(path) else ""
+    head, found, rest = text.partition(title + "\n")
+    tail = ""
+    if found:
+        after = rest.find("\n## ")
+        tail = rest[after + 1:] if after >= 0 else ""
+    else:
+        head = text.rstrip() + "\n\n" if text else ""
+    return head + "\n".join(section).rstrip() + "\n" + ("\n" + tail if tail else "")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kills", type=int, default=20, help="SIGKILLs each for bench.run and zoo.train")
@@ -256,18 +429,36 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=os.path.join("results", "faults.md"))
     ap.add_argument("--only-hostile", action="store_true",
                     help="run the hostile-input table alone and rewrite that section of --out")
+    ap.add_argument("--only-soak", action="store_true", help="run the queue soak alone and rewrite that section")
+    ap.add_argument("--soak-workers", type=int, default=8, help="local study workers in the queue soak")
+    ap.add_argument("--soak-seeds", type=int, default=40, help="seeds of the soak's grid (3 cells each)")
+    ap.add_argument("--soak-every", default="2,6", help="seconds between kills in the soak: low,high")
+    ap.add_argument("--only-slurm", action="store_true",
+                    help="on a SLURM cluster (partition debug): the smoke grid with --time limits, alone; rewrites "
+                         "that section (the full run leaves it as it is)")
+    ap.add_argument("--slurm-epochs", type=int, default=40)
+    ap.add_argument("--slurm-time", default="1", help="each array task's --time")
+    ap.add_argument("--slurm-workers", type=int, default=2)
     a = ap.parse_args(argv)
     rng = random.Random(a.seed)
     work = tempfile.mkdtemp(prefix="faults")
-    if a.only_hostile:
-        section = hostile_inputs(work)
-        old = open(a.out).read().split("## Hostile inputs")[0].rstrip() + "\n\n" if os.path.exists(a.out) else ""
-        text = old + "\n".join(section)
+
+    def soak():
+        low, high = (float(v) for v in a.soak_every.split(","))
+        return queue_soak(os.path.join(work, "soak"), a.soak_workers, a.soak_seeds, (low, high), 10, rng)
+
+    if a.only_hostile or a.only_soak or a.only_slurm:
+        if a.only_slurm:
+            section, bad = slurm_time_limits(os.path.join(work, "slurm"), a.slurm_epochs, a.slurm_time,
+                                             a.slurm_workers)
+        else:
+            section, bad = (hostile_inputs(work), 0) if a.only_hostile else soak()
+        text = replace_section(a.out, section[0], section)
         print("\n".join(section))
         with open(a.out, "w") as f:
             f.write(text)
         shutil.rmtree(work, ignore_errors=True)
-        return 0
+        return 1 if bad else 0
     lines = []
     t_start = time.perf_counter()
 
@@ -359,15 +550,20 @@ def main(argv=None) -> int:
         lines.append(f"- {kind}: " + " / ".join(str(fuzz["counts"][(kind, o)]) for o in ("error", "loaded", "crash")))
     for path, kind, detail in fuzz["crashes"][:20]:
         lines.append(f"- CRASH {kind}: {detail}")
-    lines += [""] + hostile_inputs(work)
+    soak_lines, soak_bad = soak()
+    lines += [""] + soak_lines + hostile_inputs(work)
     text = "\n".join(lines) + "\n"
+    if os.path.exists(a.out):  # the SLURM section needs a cluster: kept from the file, rewritten by --only-slurm
+        kept = open(a.out, encoding="utf-8").read().partition("## SLURM time limits\n")
+        if kept[1]:
+            text += "\n" + kept[1] + kept[2].split("\n## ")[0].rstrip() + "\n"
     print(text)
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     with open(a.out, "w") as f:
         f.write(text)
     shutil.rmtree(work, ignore_errors=True)
     bad = bench["lost"] + bench["duplicated"] + bench["changed"] + trained["weights_differ"] + len(fuzz["crashes"]) \
-        + conc["lost"] + conc["duplicated"] + conc["changed"] + int(fuzz["code_ran"]) + sum(codes)
+        + conc["lost"] + conc["duplicated"] + conc["changed"] + int(fuzz["code_ran"]) + sum(codes) + soak_bad
     return 1 if bad else 0
 
 

@@ -223,7 +223,7 @@ def test_a_refused_slurm_submission_is_one_line_naming_the_check(tmp_path, monke
     # an sbatch that cannot reach its controller, as on a machine with SLURM's tools but no cluster
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for tool in ("sbatch", "srun"):
+    for tool in ("sbatch", "srun", "sinfo"):  # sinfo too: the host may have a cluster that answers
         fake = bin_dir / tool
         fake.write_text(f"#!/bin/sh\necho '{tool}: error: Batch job submission failed: Unable to contact slurm "
                         "controller (connect failure)' >&2\nexit 1\n")
@@ -300,16 +300,123 @@ def test_a_request_no_node_of_the_partition_can_meet_is_refused_with_the_numbers
     assert check_request("gpu", gpu, 8, 4) == "" and check_request("debug", None, 99, 9) == ""  # fits; sinfo silent
 
 
-@pytest.mark.skipif(not SLURM_UP, reason=NO_SLURM)
-def test_slurm_launcher_submits_an_array_that_finishes_the_grid(tmp_path):
+def test_a_task_is_requeued_while_the_study_advances_and_not_after_three_slots_without(tmp_path):
+    """What submitit calls at a task's time limit: requeue while anything new was finished in the study's folders
+    during the slot; logs and claims changing is not progress. MAX_STALLS slots in a row without: no requeue."""
+    from bench.grid.launch import MAX_STALLS, SubmititWorker, progress_mark, signal_delay_s
+
     out, zoo = tmp_path / "out", tmp_path / "zoo"
-    res = subprocess.run([sys.executable, "-m", "bench.study", *SHORT, "--out", str(out), "--zoo-dir", str(zoo),
-                          "--launcher", "slurm", "--gpus", "2", "--gpus-per-worker", "0", "--cpus-per-worker", "1",
-                          "--time", "30", "--wait"], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=1200)
+    (out / "slurm" / "7_0").mkdir(parents=True)
+    (out / ".claims").mkdir()
+    zoo.mkdir()
+    worker = SubmititWorker(["-m", "bench.study"], "run", str(tmp_path), (str(out), str(zoo)))
+
+    def slot(w, change=None):
+        w.mark = progress_mark(w.watch)  # as __call__ takes it at the slot's start
+        (out / "slurm" / "7_0" / "log.err").write_text(f"{time.time()}")
+        (out / ".claims" / "cell-x.claim").write_text(f"{time.time()}")
+        if change:
+            change()
+        return w.checkpoint(0)
+
+    nxt = slot(worker, lambda: (zoo / ".x.resume.pt").write_bytes(b"epoch 1"))
+    assert nxt is not None and nxt.function.stalls == 0  # an epoch finished: requeued
+    for stalls in range(1, MAX_STALLS):
+        nxt = slot(nxt.function)
+        assert nxt is not None and nxt.function.stalls == stalls
+    nxt = slot(nxt.function, lambda: (out / "results.jsonl").write_text("{}\n"))
+    assert nxt is not None and nxt.function.stalls == 0  # a row: the count starts again
+    for _ in range(MAX_STALLS - 1):
+        nxt = slot(nxt.function)
+    assert slot(nxt.function) is None  # nothing finished for MAX_STALLS slots: not requeued
+    # whatever submitit's handler raises (a `scontrol requeue` killed by the requeue's own SIGTERM) leaves the
+    # task: it must not reach the worker's code as a failure of the cell or of an evaluation
+    import subprocess as sp
+
+    from bench.grid.launch import leave_on_signal
+
+    def killed_scontrol(signum, frame):
+        raise sp.CalledProcessError(-15, ["scontrol", "requeue", "7_0"])
+
+    with pytest.raises(SystemExit):
+        leave_on_signal(killed_scontrol)(signal.SIGUSR2, None)
+    # SLURM signals up to 30 s early: a 1-minute task must not be signalled at its start
+    assert signal_delay_s(1) + 30 < 60 and signal_delay_s(24 * 60) == 90
+
+
+def submitit_logs(out) -> str:
+    """The array tasks' logs: submitit's warnings in *_log.err, its INFO lines (requeues) in *_log.out."""
+    return "".join(p.read_text(errors="replace") for p in sorted((out / "slurm").glob("*/*_log.*")))
+
+
+def resumed(out, cell_row) -> bool:
+    """The cell carried on from a killed task's state: its training after a finished epoch, or its AutoAttack
+    after a finished stage."""
+    from bench.store.rows import read_rows
+
+    name = cell_row["name"]
+    aa = [r for r in read_rows(str(out / "results.jsonl")) if r["attack"] == "autoattack" and r["model"] == name]
+    return (cell_row.get("resumed_from") or 0) > 0 or any(r.get("resumed_stages") for r in aa)
+
+
+@pytest.mark.skipif(not SLURM_UP, reason=NO_SLURM)
+def test_slurm_tasks_at_their_time_limit_are_requeued_and_finish_the_grid_unattended(single, tmp_path):
+    """--time 1: the PGD-AT cell (training, then half a minute of AutoAttack on one thread) outlasts a task's
+    minute. SLURM signals the task before the limit, submitit checkpoints and requeues it, and the requeued task
+    carries on from the last finished epoch or AutoAttack stage. The rows equal the one-process run's."""
+    out1, _, _ = single
+    out, zoo = tmp_path / "out", tmp_path / "zoo"
+    res = subprocess.run([sys.executable, "-m", "bench.study", *GRID, "--out", str(out), "--zoo-dir", str(zoo),
+                          "--launcher", "slurm", "--partition", "debug", "--gpus", "2", "--gpus-per-worker", "0",
+                          "--cpus-per-worker", "1", "--time", "1", "--wait"], cwd=ROOT, env=ENV, capture_output=True,
+                         text=True, timeout=1800)
     assert res.returncode == 0, res.stderr[-3000:]
+    logs = submitit_logs(out)
+    assert "this job is timed-out" in logs and "Requeued job" in logs  # the limit was reached, and requeued
     done = [r for r in cell_rows(out) if r["kind"] == "cell" and r["status"] == "done"]
-    assert len(done) == 3 and all("array task" in r["worker"] for r in done)
-    assert (out / "REPORT.md").exists()
+    assert len(done) == 3 and len({r["cell"] for r in done}) == 3 and all("array task" in r["worker"] for r in done)
+    assert resumed(out, next(r for r in done if "pgd_at" in r["name"]))
+    assert essence(out) == essence(out1) and report_body(out) == report_body(out1)
+
+
+@pytest.mark.skipif(not SLURM_UP, reason=NO_SLURM)
+def test_a_cancelled_array_task_s_cell_is_taken_over_and_nothing_is_lost_or_doubled(single, tmp_path):
+    """scancel of the task training the PGD-AT cell: the other task, done with its own cells, takes the cell over
+    once the cancelled one is gone (SIGTERM, then SIGKILL after SLURM's KillWait) and resumes it."""
+    from bench.grid.cells import cells, resumed_epoch
+    from bench.grid.presets import PRESETS
+    from bench.store.claims import owner_of
+
+    out1, _, _ = single
+    out, zoo = tmp_path / "out", tmp_path / "zoo"
+    res = subprocess.run([sys.executable, "-m", "bench.study", *GRID, "--out", str(out), "--zoo-dir", str(zoo),
+                          "--launcher", "slurm", "--partition", "debug", "--gpus", "2", "--gpus-per-worker", "0",
+                          "--cpus-per-worker", "1", "--time", "30"], cwd=ROOT, env=ENV, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    job = (out / "slurm" / "jobs.txt").read_text().split()[0]
+    (cell,) = [c for c in cells(PRESETS["smoke"], "cpu", str(zoo)) if c.cfg.recipe == "pgd_at"]
+    deadline = time.time() + 600
+    while time.time() < deadline:  # wait until the cell's training has two finished epochs
+        owner = owner_of(str(out / ".claims"), f"cell-{cell.key}")
+        if owner is not None and resumed_epoch(cell.path) >= 2:
+            break
+        time.sleep(1)
+    else:
+        pytest.fail("the PGD-AT cell did not start training: " + submitit_logs(out)[-2000:])
+    env = open(f"/proc/{owner['pid']}/environ", "rb").read().split(b"\0")
+    task = next(v.split(b"=", 1)[1].decode() for v in env if v.startswith(b"SLURM_ARRAY_TASK_ID="))
+    subprocess.run(["scancel", f"{job}_{task}"], check=True, timeout=60)
+    while time.time() < deadline + 600:  # the other task finishes the grid
+        queue = subprocess.run(["squeue", "-h", "-j", job], capture_output=True, text=True, timeout=60).stdout
+        if not queue.strip():
+            break
+        time.sleep(2)
+    done = [r for r in cell_rows(out) if r["kind"] == "cell" and r["status"] == "done"]
+    assert len(done) == 3 and len({r["cell"] for r in done}) == 3  # nothing lost, nothing doubled
+    taken = next(r for r in done if r["cell"] == cell.key)
+    assert f"array task {task}" not in taken["worker"] and resumed(out, taken)
+    assert essence(out) == essence(out1) and report_body(out) == report_body(out1)
 
 
 @pytest.mark.skipif(not SLURM_UP, reason=NO_SLURM)

@@ -47,6 +47,7 @@ def become_rank_worker(local_rank: int, rank: int, world: int) -> None:
     os.environ.setdefault("SHARPBENCH_WORKER", f"rank {rank}/{world}")
     for var in RANK_VARS:
         os.environ.pop(var, None)
+    pin_threads()
 
 
 def local_workers(argv: list[str], n: int | None, per_gpu: int | None, out: str) -> int:
@@ -77,13 +78,69 @@ def local_workers(argv: list[str], n: int | None, per_gpu: int | None, out: str)
     return max(codes, default=0)
 
 
-class SubmititWorker:
-    """What each SLURM array task runs: one study worker. On preemption or timeout submitit calls checkpoint()
-    and requeues the same task; the worker's state is all on the shared filesystem (claims, resume states,
-    rows), so the requeued task carries on where it stopped."""
+def pin_threads() -> None:
+    """In a SLURM task, use the CPUs SLURM gave it (SLURM_CPUS_PER_TASK), not every core of the node: workers
+    sharing a node would otherwise oversubscribe it, and on CPU the thread count changes float results."""
+    cpus = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    if cpus.isdigit() and int(cpus) > 0:
+        os.environ["OMP_NUM_THREADS"] = cpus
+        import torch
 
-    def __init__(self, argv: list[str], run: str, cwd: str):
-        self.argv, self.run, self.cwd = argv, run, cwd
+        torch.set_num_threads(int(cpus))
+
+
+# time slots in a row at whose end nothing new was in the study's folders (no epoch, AutoAttack stage, row or
+# cell finished by any worker): the task is not requeued again, rather than forever
+MAX_STALLS = 3
+
+
+def progress_mark(folders: tuple[str, ...]) -> str:
+    """A digest of what changes when the study advances: the rows and cells (results, cells, measures), the
+    AutoAttack stage states and the checkpoints and resume states. Logs, claims and locks are left out: they
+    change while nothing is finished."""
+    import hashlib
+
+    seen = []
+    for folder in folders:
+        for root, dirs, files in os.walk(folder):
+            dirs[:] = sorted(d for d in dirs if d not in ("slurm", "logs", ".claims"))
+            for name in sorted(files):
+                if name.endswith((".jsonl", ".pt")):
+                    try:
+                        st = os.stat(os.path.join(root, name))
+                    except OSError:  # removed meanwhile (a finished stage state): the next look sees it
+                        continue
+                    seen.append(f"{os.path.join(root, name)} {st.st_size} {st.st_mtime_ns}")
+    return hashlib.sha256("\n".join(seen).encode()).hexdigest()
+
+
+def leave_on_signal(handler):
+    """submitit's checkpoint-and-requeue handler, made to leave the task whatever it raises. It runs in the
+    worker's main thread wherever the signal lands (in a training step, an evaluation), so an exception from it
+    would be recorded as the cell's or an evaluation's failure: `scontrol requeue`, for one, is often killed by
+    the SIGTERM the requeue itself sends to the job's processes, after the job was requeued."""
+
+    def leave(signum, frame):
+        try:
+            handler(signum, frame)
+        except Exception as e:  # noqa: BLE001 - SystemExit (after a requeue) passes as it is
+            print(f"leaving the task after signal {signum} ({type(e).__name__}: {' '.join(str(e).split())[:300]})",
+                  file=sys.stderr)
+            raise SystemExit(-1) from None
+
+    return leave
+
+
+class SubmititWorker:
+    """What each SLURM array task runs: one study worker. At the time limit (or on preemption) SLURM signals the
+    task before killing it; submitit then calls checkpoint() and requeues the same task. The worker's state is
+    all on the shared filesystem (claims, resume states after each epoch, AutoAttack stage states, rows), so the
+    requeued task carries on where it stopped. A task is requeued while the study advances: after MAX_STALLS
+    slots in a row with nothing finished, it stops and says why (a longer --time is the fix)."""
+
+    def __init__(self, argv: list[str], run: str, cwd: str, watch: tuple[str, ...] = (), stalls: int = 0):
+        self.argv, self.run, self.cwd, self.watch, self.stalls = argv, run, cwd, watch, stalls
+        self.mark = None
 
     def __call__(self, index: int) -> int:
         os.chdir(self.cwd)
@@ -91,20 +148,43 @@ class SubmititWorker:
         os.environ["SHARPBENCH_WORKER"] = f"array task {index}"
         if self.cwd not in sys.path:
             sys.path.insert(0, self.cwd)
-        import runpy
+        pin_threads()
+        import signal
 
-        module, args = self.argv[1], self.argv[2:]  # ["-m", "bench.study", ...]: what `python` is given
-        sys.argv = [module, *args, "--worker"]
-        try:
-            runpy.run_module(module, run_name="__main__", alter_sys=True)
-        except SystemExit as e:
-            return int(e.code or 0)
-        return 0
+        handler = signal.getsignal(signal.SIGUSR2)  # submitit's (SLURM's --signal=USR2@...), set before this call
+        if callable(handler):
+            signal.signal(signal.SIGUSR2, leave_on_signal(handler))
+        self.mark = progress_mark(self.watch)
+        from bench.study import main
+
+        # ["-m", "bench.study", ARGS...]: what `python` is given. main() is called, not run as __main__, so that
+        # the SystemExit submitit raises after requeueing leaves the task instead of being read as a result
+        return main([*self.argv[2:], "--worker"])
 
     def checkpoint(self, index: int):
         import submitit
 
-        return submitit.helpers.DelayedSubmission(SubmititWorker(self.argv, self.run, self.cwd), index)
+        advanced = self.mark is None or progress_mark(self.watch) != self.mark
+        stalls = 0 if advanced else self.stalls + 1
+        if stalls >= MAX_STALLS:
+            print(f"array task {index}: not requeued: {stalls} time slots in a row ended with nothing new finished "
+                  f"in {', '.join(self.watch)} (no epoch, AutoAttack stage, row or cell); pass a longer --time, "
+                  "then rerun the study", file=sys.stderr)
+            return None
+        return submitit.helpers.DelayedSubmission(SubmititWorker(self.argv, self.run, self.cwd, self.watch, stalls),
+                                                  index)
+
+
+def signal_delay_s(limit_min: int) -> int:
+    """Seconds before its time limit at which SLURM is asked to signal a task (submitit's USR2: checkpoint and
+    requeue). SLURM checks its timers every 30 s and signals up to that much early, so the default 90 s would
+    signal a 1-minute task at its start, before it did anything: short limits get short delays (a 1-minute task
+    is signalled 5-35 s before its end, and SIGTERM then SIGKILL come KillWait after the end)."""
+    return min(90, max(5, limit_min * 60 // 12))
+
+
+# requeues per task that submitit allows at the time limit; the real bound is MAX_STALLS (no progress)
+MAX_TIMEOUTS = 10_000
 
 
 def minutes(text: str) -> int:
@@ -191,7 +271,7 @@ def check_request(partition: str | None, limits: dict | None, cpus_per_worker: i
 
 
 def submit(argv: list[str], *, workers: int, out: str, launcher: str, partition: str | None, time_limit: str,
-           gpus_per_worker: int, cpus_per_worker: int, wait: bool) -> int:
+           gpus_per_worker: int, cpus_per_worker: int, wait: bool, watch: tuple[str, ...] = ()) -> int:
     """Submit an array of `workers` study workers through submitit (SLURM, or its local executor for testing)
     and return, or wait for them with wait=True."""
     import submitit
@@ -211,16 +291,16 @@ def submit(argv: list[str], *, workers: int, out: str, launcher: str, partition:
         if why:
             print(f"error: a job that could never start: {why}", file=sys.stderr)
             return 2
-        executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
+        executor = submitit.AutoExecutor(folder=folder, cluster="slurm", slurm_max_num_timeout=MAX_TIMEOUTS)
         params = {"timeout_min": minutes(time_limit), "name": "sharpbench-study", "cpus_per_task": cpus_per_worker,
-                  "slurm_array_parallelism": workers}
+                  "slurm_array_parallelism": workers, "slurm_signal_delay_s": signal_delay_s(minutes(time_limit))}
         if partition:
             params["slurm_partition"] = partition
         if gpus_per_worker:
             params["gpus_per_node"] = gpus_per_worker
         executor.update_parameters(**params)
     run = f"submitit-{uuid.uuid4().hex[:12]}"
-    worker = SubmititWorker(argv, run, os.getcwd())
+    worker = SubmititWorker(argv, run, os.getcwd(), tuple(os.path.abspath(w) for w in watch))
     try:
         jobs = executor.map_array(worker, list(range(workers)))
     except submitit.core.utils.FailedJobError as e:  # sbatch refused: its own words, one line, and what to check
