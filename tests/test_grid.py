@@ -349,14 +349,16 @@ def submitit_logs(out) -> str:
     return "".join(p.read_text(errors="replace") for p in sorted((out / "slurm").glob("*/*_log.*")))
 
 
-def resumed(out, cell_row) -> bool:
-    """The cell carried on from a killed task's state: its training after a finished epoch, or its AutoAttack
-    after a finished stage."""
+def carried_on(out, name) -> bool:
+    """A task carried the cell on from where a stopped one left it, not from scratch: its training after a
+    finished epoch, its finished checkpoint reused (the tasks' logs say so; the cell's row records only the last
+    task's part), or its AutoAttack after a finished stage."""
     from bench.store.rows import read_rows
 
-    name = cell_row["name"]
+    logs = submitit_logs(out)
     aa = [r for r in read_rows(str(out / "results.jsonl")) if r["attack"] == "autoattack" and r["model"] == name]
-    return (cell_row.get("resumed_from") or 0) > 0 or any(r.get("resumed_stages") for r in aa)
+    return (f"train {name} (resuming after epoch" in logs or re.search(rf"^reuse .*{re.escape(name)}\.pt$", logs, re.M)
+            is not None or any(r.get("resumed_stages") for r in aa))
 
 
 @pytest.mark.skipif(not SLURM_UP, reason=NO_SLURM)
@@ -375,7 +377,7 @@ def test_slurm_tasks_at_their_time_limit_are_requeued_and_finish_the_grid_unatte
     assert "this job is timed-out" in logs and "Requeued job" in logs  # the limit was reached, and requeued
     done = [r for r in cell_rows(out) if r["kind"] == "cell" and r["status"] == "done"]
     assert len(done) == 3 and len({r["cell"] for r in done}) == 3 and all("array task" in r["worker"] for r in done)
-    assert resumed(out, next(r for r in done if "pgd_at" in r["name"]))
+    assert carried_on(out, next(r["name"] for r in done if "pgd_at" in r["name"]))
     assert essence(out) == essence(out1) and report_body(out) == report_body(out1)
 
 
@@ -415,7 +417,7 @@ def test_a_cancelled_array_task_s_cell_is_taken_over_and_nothing_is_lost_or_doub
     done = [r for r in cell_rows(out) if r["kind"] == "cell" and r["status"] == "done"]
     assert len(done) == 3 and len({r["cell"] for r in done}) == 3  # nothing lost, nothing doubled
     taken = next(r for r in done if r["cell"] == cell.key)
-    assert f"array task {task}" not in taken["worker"] and resumed(out, taken)
+    assert f"array task {task}" not in taken["worker"] and carried_on(out, taken["name"])
     assert essence(out) == essence(out1) and report_body(out) == report_body(out1)
 
 

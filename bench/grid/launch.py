@@ -177,9 +177,11 @@ class SubmititWorker:
 
 def signal_delay_s(limit_min: int) -> int:
     """Seconds before its time limit at which SLURM is asked to signal a task (submitit's USR2: checkpoint and
-    requeue). SLURM checks its timers every 30 s and signals up to that much early, so the default 90 s would
-    signal a 1-minute task at its start, before it did anything: short limits get short delays (a 1-minute task
-    is signalled 5-35 s before its end, and SIGTERM then SIGKILL come KillWait after the end)."""
+    requeue). SLURM checks its timers every 30 s and may signal up to a minute early, so submitit's default 90 s
+    would signal a 1-minute task at its start, before it did anything: short limits get short delays. On a
+    one-node slurm-wlm, 1-minute tasks asking 5 s were signalled 55-59 s after they started (asking 30 s: 6 and
+    29 s after); past the limit SLURM sends SIGTERM (which submitit ignores) and SIGKILL KillWait (30 s)
+    later, time enough for the checkpoint."""
     return min(90, max(5, limit_min * 60 // 12))
 
 
