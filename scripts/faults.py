@@ -15,8 +15,8 @@ What it measures (CPU, tiny models, seconds to minutes; not a CI test: it prints
   hostile       each hostile input (checkpoint metadata, special files, a zip bomb, untrusted rows, names, paths,
                 --out) run through bench.run or bench.export with a good model after it: what the bench does, its
                 seconds and peak memory. `--only-hostile` runs this part alone and rewrites that section.
-  queue soak    8 local study workers (`bench.study --workers 8`) on one results folder, a worker SIGKILLed every
-                few seconds (every 10th kill takes all of them) and the study restarted until done: evaluations
+  queue soak    8 study workers of one run on one results folder, a worker SIGKILLed every few seconds (every 10th
+                kill takes all of them) and started again, as SLURM requeues, until all are done: evaluations
                 duplicated, lost or changed against one process, torn rows, REPORT.md equal. `--only-soak` runs
                 this part alone and rewrites its section.
   SLURM         `--only-slurm`, on a cluster with a partition `debug`: the smoke grid at 40 epochs through
@@ -254,21 +254,6 @@ def hostile_inputs(work: str) -> list[str]:
     return lines
 
 
-def _children(pid: int) -> list[int]:
-    """The live child processes of pid (the study's local workers under its launcher)."""
-    kids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid and fields[0] != "Z":
-                kids.append(int(entry))
-    return kids
-
-
 def _study_essence(out: str) -> tuple[dict, int, int]:
     """Evaluations by what they measured, (model, attack, norm, eps, n) -> values; duplicates; torn lines."""
     rows, torn = scan_rows(os.path.join(out, "results.jsonl"))
@@ -288,10 +273,13 @@ def _report_body(out: str) -> list[str]:
 
 
 def queue_soak(work: str, workers: int, seeds: int, every: tuple[float, float], all_every: int,
-               rng: random.Random) -> list[str]:
-    """8 local workers share one results folder; a random worker is SIGKILLed every few seconds (every
-    `all_every`-th kill takes all of them, as a lost node does) and the study is restarted until it exits 0.
-    Compared with one process on the same grid: every evaluation once, no torn row, the same REPORT.md."""
+               rng: random.Random) -> tuple[list[str], int]:
+    """`workers` study workers of one run share one results folder; a random one is SIGKILLed every few seconds
+    (every `all_every`-th kill takes all of them, as a lost node does) and each killed worker is started again,
+    as SLURM requeues a task, until every worker has exited 0 (the grid done and its report written). Compared
+    with one process on the same grid: every evaluation once, no torn row, the same REPORT.md."""
+    import uuid
+
     grid = ["-m", "bench.study", "--preset", "smoke", "--arch", "sharp_tiny", "--epochs", "1", "--seeds",
             ",".join(str(s) for s in range(seeds)), "--no-progress"]
 
@@ -301,63 +289,68 @@ def queue_soak(work: str, workers: int, seeds: int, every: tuple[float, float], 
     t0 = time.perf_counter()
     _finish([sys.executable, *grid, *where("one")])
     t_one = time.perf_counter() - t0
-    kills, node_losses, restarts, t0 = 0, 0, 0, time.perf_counter()
-    while True:
-        launcher = subprocess.Popen([sys.executable, *grid, *where("soak"), "--workers", str(workers)], cwd=ROOT,
-                                    env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        while launcher.poll() is None:
-            try:
-                launcher.wait(timeout=rng.uniform(*every))
-                break
-            except subprocess.TimeoutExpired:
-                pass
-            live = _children(launcher.pid)
-            if not live:
-                continue
-            if (kills + 1) % all_every == 0:
-                victims = live
-                node_losses += 1
-            else:
-                victims = [rng.choice(live)]
-            for pid in victims:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    continue
+    run = f"soak-{uuid.uuid4().hex[:12]}"
+    logs = os.path.join(work, "soak", "logs")
+    os.makedirs(logs, exist_ok=True)
+
+    def start(i):
+        env = dict(ENV, SHARPBENCH_RUN_ID=run, SHARPBENCH_WORKER=f"soak {i}/{workers}")
+        with open(os.path.join(logs, f"worker-{i}.log"), "a") as log:
+            return subprocess.Popen([sys.executable, *grid, *where("soak"), "--worker"], cwd=ROOT, env=env,
+                                    stdout=log, stderr=subprocess.STDOUT)
+
+    procs = {i: start(i) for i in range(workers)}
+    kills = node_losses = restarts = 0
+    t0 = time.perf_counter()
+    while any(p.poll() is None for p in procs.values()):
+        time.sleep(rng.uniform(*every))
+        live = [i for i, p in procs.items() if p.poll() is None]
+        if live:
+            victims = live if (kills + 1) % all_every == 0 else [rng.choice(live)]
+            node_losses += len(victims) > 1
+            for i in victims:
+                procs[i].send_signal(signal.SIGKILL)
+                procs[i].wait()
             kills += 1
-        if launcher.wait() == 0:
-            break
-        restarts += 1
-        if restarts > 10 * max(1, kills):
-            raise RuntimeError("the soak study does not finish; see its logs under " + work)
+        for i, p in procs.items():  # killed workers come back; those that exited by themselves stay as they are
+            if p.poll() == -signal.SIGKILL:
+                procs[i] = start(i)
+                restarts += 1
     t_soak = time.perf_counter() - t0
+    exits = [p.returncode for p in procs.values()]
     ref, ref_dup, _ = _study_essence(os.path.join(work, "one", "out"))
     got, dup, torn = _study_essence(os.path.join(work, "soak", "out"))
     from bench.grid.queue import check_cell_row
 
     cells, cells_torn = scan_rows(os.path.join(work, "soak", "out", "cells.jsonl"), check=check_cell_row)
     done = [r for r in cells if r.get("kind") == "cell" and r.get("status") == "done"]
+    failed = [r for r in cells if r.get("kind") == "cell" and r.get("status") == "failed"]
     cell_dup = len(done) - len({r["cell"] for r in done})
     n_cells = 3 * seeds
     lost = sum(1 for k in ref if k not in got)
     changed = sum(1 for k in ref if k in got and got[k] != ref[k])
     same_report = _report_body(os.path.join(work, "soak", "out")) == _report_body(os.path.join(work, "one", "out"))
-    return ["## Queue soak", "",
-            f"`python scripts/faults.py --only-soak` on {os.cpu_count()} CPU cores, {time.strftime('%Y-%m-%d')}: the "
-            f"smoke grid with sharp_tiny, 1 epoch and seeds 0-{seeds - 1} ({n_cells} cells; each trains a checkpoint "
-            "and runs its 6 evaluations and measures) through `python -m bench.study --workers "
-            f"{workers}`. A random worker is SIGKILLed every {every[0]:g}-{every[1]:g} s; every {all_every}th kill "
-            "takes all workers at once (a lost node), and the study is started again until it exits 0. Then it is "
-            "compared with one process on the same grid, evaluation by evaluation (model, attack, norm, eps, n: "
-            "clean and robust counts, AutoAttack stage accuracies, corruption accuracies) and REPORT.md line by "
-            "line (all but its \"Produced by\" line, which names the command and summed times).", "",
-            "| workers | kills (of them all at once) | restarts | cells done | evaluations | duplicated | lost | "
-            "changed | torn rows | REPORT.md equal | wall s (one process s) |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
-            f"| {workers} | {kills} ({node_losses}) | {restarts} | {len(done)} of {n_cells} ({cell_dup} twice) | "
-            f"{len(got)} of {len(ref)} | {dup} | {lost} | {changed} | {torn + cells_torn} | "
-            f"{'yes' if same_report else 'NO'} | {t_soak:.0f} ({t_one:.0f}) |", ""], \
-        dup + lost + changed + torn + cells_torn + cell_dup + ref_dup + (not same_report) + (len(done) != n_cells)
+    lines = ["## Queue soak", "",
+             f"`python scripts/faults.py --only-soak` on {os.cpu_count()} CPU cores, {time.strftime('%Y-%m-%d')}: the "
+             f"smoke grid with sharp_tiny, 1 epoch and seeds 0-{seeds - 1} ({n_cells} cells; each trains a checkpoint "
+             "and runs its 6 evaluations and its measures), worked by "
+             f"{workers} `python -m bench.study ... --worker` processes of one run on one results folder, one thread "
+             f"each. Every {every[0]:g}-{every[1]:g} s a random worker is SIGKILLed (every {all_every}th kill takes "
+             "all of them at once, as a lost node), and each killed worker is started again, as SLURM requeues a "
+             "task, until every worker has exited 0. Then the folder is compared with one process's on the same "
+             "grid, evaluation by evaluation (model, attack, norm, eps, n: clean and robust counts, AutoAttack "
+             "stage accuracies, corruption accuracies), and REPORT.md line by line (all but its \"Produced by\" "
+             "line, which names the command and summed times).", "",
+             "| workers | kills (all at once) | restarts | cells done | cells failed | evaluations | duplicated | "
+             "lost | changed | torn rows | REPORT.md equal | wall s (one process s) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|",
+             f"| {workers} | {kills} ({node_losses}) | {restarts} | {len(done)} of {n_cells} ({cell_dup} twice) | "
+             f"{len(failed)} | {len(got)} of {len(ref)} | {dup} | {lost} | {changed} | {torn + cells_torn} | "
+             f"{'yes' if same_report else 'NO'} | {t_soak:.0f} ({t_one:.0f}) |", ""]
+    bad = dup + lost + changed + torn + cells_torn + cell_dup + ref_dup + (not same_report) + (len(done) != n_cells)
+    if any(exits):
+        lines.insert(-1, f"Workers exited with {exits}; their logs were in {logs}.")
+    return lines, bad + len(failed) + sum(1 for c in exits if c)
 
 
 def slurm_time_limits(work: str, epochs: int, limit: str, workers: int) -> tuple[list[str], int]:
@@ -431,8 +424,8 @@ def main(argv=None) -> int:
                     help="run the hostile-input table alone and rewrite that section of --out")
     ap.add_argument("--only-soak", action="store_true", help="run the queue soak alone and rewrite that section")
     ap.add_argument("--soak-workers", type=int, default=8, help="local study workers in the queue soak")
-    ap.add_argument("--soak-seeds", type=int, default=40, help="seeds of the soak's grid (3 cells each)")
-    ap.add_argument("--soak-every", default="2,6", help="seconds between kills in the soak: low,high")
+    ap.add_argument("--soak-seeds", type=int, default=30, help="seeds of the soak's grid (3 cells each)")
+    ap.add_argument("--soak-every", default="3,10", help="seconds between kills in the soak: low,high")
     ap.add_argument("--only-slurm", action="store_true",
                     help="on a SLURM cluster (partition debug): the smoke grid with --time limits, alone; rewrites "
                          "that section (the full run leaves it as it is)")
