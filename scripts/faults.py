@@ -19,8 +19,6 @@ What it measures (CPU, tiny models, seconds to minutes; not a CI test: it prints
                 kill takes all of them) and started again, as SLURM requeues, until all are done: evaluations
                 duplicated, lost or changed against one process, torn rows, REPORT.md equal. `--only-soak` runs
                 this part alone and rewrites its section.
-  SLURM         `--only-slurm`, on a cluster with a partition `debug`: the smoke grid at 40 epochs through
-                `--launcher slurm --time 1` (tasks requeued at their limit), compared with one process.
 """
 from __future__ import annotations
 
@@ -353,53 +351,6 @@ def queue_soak(work: str, workers: int, seeds: int, every: tuple[float, float], 
     return lines, bad + len(failed) + sum(1 for c in exits if c)
 
 
-def slurm_time_limits(work: str, epochs: int, limit: str, workers: int) -> tuple[list[str], int]:
-    """The smoke grid at --epochs through `--launcher slurm --time LIMIT` (each task requeued at its limit, no
-    rerun), then compared with one process on one thread: every evaluation once and equal, the same REPORT.md."""
-    grid = ["-m", "bench.study", "--preset", "smoke", "--epochs", str(epochs), "--no-progress"]
-
-    def where(name):
-        return ["--out", os.path.join(work, name, "out"), "--zoo-dir", os.path.join(work, name, "zoo")]
-
-    t0 = time.perf_counter()
-    _finish([sys.executable, *grid, *where("one")])
-    t_one = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    _finish([sys.executable, *grid, *where("slurm"), "--launcher", "slurm", "--partition", "debug", "--gpus",
-             str(workers), "--gpus-per-worker", "0", "--cpus-per-worker", "1", "--time", limit, "--wait"])
-    t_slurm = time.perf_counter() - t0
-    out = os.path.join(work, "slurm", "out")
-    logs = ""
-    for root, _, files in os.walk(os.path.join(out, "slurm")):
-        logs += "".join(open(os.path.join(root, f), errors="replace").read() for f in files if f.endswith((".err", ".out")))
-    requeues = logs.count("Requeued job")
-    ref, _, _ = _study_essence(os.path.join(work, "one", "out"))
-    got, dup, torn = _study_essence(out)
-    from bench.grid.queue import check_cell_row
-
-    cells, _ = scan_rows(os.path.join(out, "cells.jsonl"), check=check_cell_row)
-    done = [r for r in cells if r.get("kind") == "cell" and r.get("status") == "done"]
-    resumed = [r["name"] for r in done if (r.get("resumed_from") or 0) > 0]
-    lost = sum(1 for k in ref if k not in got)
-    changed = sum(1 for k in ref if k in got and got[k] != ref[k])
-    same_report = _report_body(out) == _report_body(os.path.join(work, "one", "out"))
-    lines = ["## SLURM time limits", "",
-             f"`python scripts/faults.py --only-slurm` on a one-node slurm-wlm cluster (`../shared/tools/slurm-local.sh`,"
-             f" {os.cpu_count()} CPUs), {time.strftime('%Y-%m-%d')}: `python -m bench.study --preset smoke --epochs "
-             f"{epochs} --launcher slurm --partition debug --gpus {workers} --gpus-per-worker 0 --cpus-per-worker 1 "
-             f"--time {limit} --wait`, unattended, against one process on one thread (`OMP_NUM_THREADS=1`). Every task "
-             "that reached its limit was requeued by submitit's checkpointing and carried on from the shared folder; "
-             "evaluations are compared by (model, attack, norm, eps, n) on their counts, stage and corruption "
-             "accuracies, REPORT.md line by line but its \"Produced by\" line.", "",
-             "| array tasks | requeues at the time limit | cells done | resumed after an epoch | evaluations | "
-             "duplicated | lost | changed | torn rows | REPORT.md equal | wall s (one process s) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|",
-             f"| {workers} | {requeues} | {len(done)} of 3 | {', '.join(resumed) or 'none'} | {len(got)} of {len(ref)} "
-             f"| {dup} | {lost} | {changed} | {torn} | {'yes' if same_report else 'NO'} | {t_slurm:.0f} ({t_one:.0f}) |",
-             ""]
-    return lines, dup + lost + changed + torn + (not same_report) + (len(done) != 3) + (requeues == 0)
-
-
 def replace_section(path: str, title: str, section: list[str]) -> str:
     """The file's text with its `title` section (up to the next `## ` heading) replaced by section, or section
     added at the end."""
@@ -426,12 +377,6 @@ def main(argv=None) -> int:
     ap.add_argument("--soak-workers", type=int, default=8, help="local study workers in the queue soak")
     ap.add_argument("--soak-seeds", type=int, default=30, help="seeds of the soak's grid (3 cells each)")
     ap.add_argument("--soak-every", default="3,10", help="seconds between kills in the soak: low,high")
-    ap.add_argument("--only-slurm", action="store_true",
-                    help="on a SLURM cluster (partition debug): the smoke grid with --time limits, alone; rewrites "
-                         "that section (the full run leaves it as it is)")
-    ap.add_argument("--slurm-epochs", type=int, default=40)
-    ap.add_argument("--slurm-time", default="1", help="each array task's --time")
-    ap.add_argument("--slurm-workers", type=int, default=2)
     a = ap.parse_args(argv)
     rng = random.Random(a.seed)
     work = tempfile.mkdtemp(prefix="faults")
@@ -440,12 +385,8 @@ def main(argv=None) -> int:
         low, high = (float(v) for v in a.soak_every.split(","))
         return queue_soak(os.path.join(work, "soak"), a.soak_workers, a.soak_seeds, (low, high), 10, rng)
 
-    if a.only_hostile or a.only_soak or a.only_slurm:
-        if a.only_slurm:
-            section, bad = slurm_time_limits(os.path.join(work, "slurm"), a.slurm_epochs, a.slurm_time,
-                                             a.slurm_workers)
-        else:
-            section, bad = (hostile_inputs(work), 0) if a.only_hostile else soak()
+    if a.only_hostile or a.only_soak:
+        section, bad = (hostile_inputs(work), 0) if a.only_hostile else soak()
         text = replace_section(a.out, section[0], section)
         print("\n".join(section))
         with open(a.out, "w") as f:
@@ -546,10 +487,6 @@ def main(argv=None) -> int:
     soak_lines, soak_bad = soak()
     lines += [""] + soak_lines + hostile_inputs(work)
     text = "\n".join(lines) + "\n"
-    if os.path.exists(a.out):  # the SLURM section needs a cluster: kept from the file, rewritten by --only-slurm
-        kept = open(a.out, encoding="utf-8").read().partition("## SLURM time limits\n")
-        if kept[1]:
-            text += "\n" + kept[1] + kept[2].split("\n## ")[0].rstrip() + "\n"
     print(text)
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     with open(a.out, "w") as f:
