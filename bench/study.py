@@ -116,7 +116,7 @@ def main(argv=None) -> int:
         return 0
     script = ["-m", "bench.study"] + without_launch_flags(argv)
     if args.launcher and not args.worker:
-        return launch.submit(script, workers=args.gpus, out=study.out, launcher=args.launcher,
+        return launch.submit(main, script, workers=args.gpus, out=study.out, launcher=args.launcher,
                              partition=args.partition, time_limit=args.time,
                              gpus_per_worker=0 if args.launcher == "submitit-local" else args.gpus_per_worker,
                              cpus_per_worker=args.cpus_per_worker, wait=args.wait, watch=(study.out, study.zoo_dir))

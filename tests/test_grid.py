@@ -309,7 +309,9 @@ def test_a_task_is_requeued_while_the_study_advances_and_not_after_three_slots_w
     (out / "slurm" / "7_0").mkdir(parents=True)
     (out / ".claims").mkdir()
     zoo.mkdir()
-    worker = SubmititWorker(["-m", "bench.study"], "run", str(tmp_path), (str(out), str(zoo)))
+    from bench.study import main
+
+    worker = SubmititWorker(main, ["-m", "bench.study"], "run", str(tmp_path), (str(out), str(zoo)))
 
     def slot(w, change=None):
         w.mark = progress_mark(w.watch)  # as __call__ takes it at the slot's start

@@ -138,8 +138,9 @@ class SubmititWorker:
     requeued task carries on where it stopped. A task is requeued while the study advances: after MAX_STALLS
     slots in a row with nothing finished, it stops and says why (a longer --time is the fix)."""
 
-    def __init__(self, argv: list[str], run: str, cwd: str, watch: tuple[str, ...] = (), stalls: int = 0):
-        self.argv, self.run, self.cwd, self.watch, self.stalls = argv, run, cwd, watch, stalls
+    def __init__(self, entry, argv: list[str], run: str, cwd: str, watch: tuple[str, ...] = (), stalls: int = 0):
+        # entry: the study's main(argv) -> exit code, handed over by the entry point (pickled by reference)
+        self.entry, self.argv, self.run, self.cwd, self.watch, self.stalls = entry, argv, run, cwd, watch, stalls
         self.mark = None
 
     def __call__(self, index: int) -> int:
@@ -155,11 +156,9 @@ class SubmititWorker:
         if callable(handler):
             signal.signal(signal.SIGUSR2, leave_on_signal(handler))
         self.mark = progress_mark(self.watch)
-        from bench.study import main
-
         # ["-m", "bench.study", ARGS...]: what `python` is given. main() is called, not run as __main__, so that
         # the SystemExit submitit raises after requeueing leaves the task instead of being read as a result
-        return main([*self.argv[2:], "--worker"])
+        return self.entry([*self.argv[2:], "--worker"])
 
     def checkpoint(self, index: int):
         import submitit
@@ -171,8 +170,8 @@ class SubmititWorker:
                   f"in {', '.join(self.watch)} (no epoch, AutoAttack stage, row or cell); pass a longer --time, "
                   "then rerun the study", file=sys.stderr)
             return None
-        return submitit.helpers.DelayedSubmission(SubmititWorker(self.argv, self.run, self.cwd, self.watch, stalls),
-                                                  index)
+        return submitit.helpers.DelayedSubmission(
+            SubmititWorker(self.entry, self.argv, self.run, self.cwd, self.watch, stalls), index)
 
 
 def signal_delay_s(limit_min: int) -> int:
@@ -272,10 +271,10 @@ def check_request(partition: str | None, limits: dict | None, cpus_per_worker: i
     return ""
 
 
-def submit(argv: list[str], *, workers: int, out: str, launcher: str, partition: str | None, time_limit: str,
-           gpus_per_worker: int, cpus_per_worker: int, wait: bool, watch: tuple[str, ...] = ()) -> int:
+def submit(entry, argv: list[str], *, workers: int, out: str, launcher: str, partition: str | None,
+           time_limit: str, gpus_per_worker: int, cpus_per_worker: int, wait: bool, watch: tuple[str, ...] = ()) -> int:
     """Submit an array of `workers` study workers through submitit (SLURM, or its local executor for testing)
-    and return, or wait for them with wait=True."""
+    and return, or wait for them with wait=True. Each runs entry(argv[2:] + ["--worker"])."""
     import submitit
 
     folder = os.path.join(out, "slurm", "%j")
@@ -302,7 +301,7 @@ def submit(argv: list[str], *, workers: int, out: str, launcher: str, partition:
             params["gpus_per_node"] = gpus_per_worker
         executor.update_parameters(**params)
     run = f"submitit-{uuid.uuid4().hex[:12]}"
-    worker = SubmititWorker(argv, run, os.getcwd(), tuple(os.path.abspath(w) for w in watch))
+    worker = SubmititWorker(entry, argv, run, os.getcwd(), tuple(os.path.abspath(w) for w in watch))
     try:
         jobs = executor.map_array(worker, list(range(workers)))
     except submitit.core.utils.FailedJobError as e:  # sbatch refused: its own words, one line, and what to check
