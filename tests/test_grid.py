@@ -303,14 +303,13 @@ def test_a_request_no_node_of_the_partition_can_meet_is_refused_with_the_numbers
 def test_a_task_is_requeued_while_the_study_advances_and_not_after_three_slots_without(tmp_path):
     """What submitit calls at a task's time limit: requeue while anything new was finished in the study's folders
     during the slot; logs and claims changing is not progress. MAX_STALLS slots in a row without: no requeue."""
-    from bench.grid.launch import MAX_STALLS, SubmititWorker, progress_mark, signal_delay_s
+    from bench.grid.launch import MAX_STALLS, SubmititWorker, leave_on_signal, progress_mark, signal_delay_s
+    from bench.study import main
 
     out, zoo = tmp_path / "out", tmp_path / "zoo"
     (out / "slurm" / "7_0").mkdir(parents=True)
     (out / ".claims").mkdir()
     zoo.mkdir()
-    from bench.study import main
-
     worker = SubmititWorker(main, ["-m", "bench.study"], "run", str(tmp_path), (str(out), str(zoo)))
 
     def slot(w, change=None):
@@ -333,12 +332,8 @@ def test_a_task_is_requeued_while_the_study_advances_and_not_after_three_slots_w
     assert slot(nxt.function) is None  # nothing finished for MAX_STALLS slots: not requeued
     # whatever submitit's handler raises (a `scontrol requeue` killed by the requeue's own SIGTERM) leaves the
     # task: it must not reach the worker's code as a failure of the cell or of an evaluation
-    import subprocess as sp
-
-    from bench.grid.launch import leave_on_signal
-
     def killed_scontrol(signum, frame):
-        raise sp.CalledProcessError(-15, ["scontrol", "requeue", "7_0"])
+        raise subprocess.CalledProcessError(-15, ["scontrol", "requeue", "7_0"])
 
     with pytest.raises(SystemExit):
         leave_on_signal(killed_scontrol)(signal.SIGUSR2, None)
