@@ -30,7 +30,8 @@ from bench.corruptions.generator import CORRUPTIONS, GENERATOR_VERSION, SEVERITI
 from bench.data import IMAGENET, load_points
 from bench.evaluate import evaluate_attack, evaluate_corruptions
 from bench.fast_eval import precision_note, prepare_for_eval
-from bench.loading import LOAD_ERRORS, load_model_spec, rb_dataset, spec_content_id
+from bench.loading import (LOAD_ERRORS, data_of_models, load_model_spec, missing_model, rb_dataset,
+                           spec_content_id)
 from bench.store.adversarial import save_images
 from bench.store.claims import try_claim
 from bench.store.rows import RowStore, append_row, locked, row_key
@@ -50,13 +51,13 @@ class EvalSettings:
     attacks: str = "clean,pgd"  # comma list of KNOWN
     norm: str = "Linf"  # Linf | L2 | Linf,L2
     eps: str | None = None  # comma list, fractions allowed; None = the norm's RobustBench radius
-    data: str = "cifar10"
+    data: str | None = None  # None = the data the checkpoints were trained on (their record; all alike)
     data_dir: str = "data"
     n_examples: int = 10000  # the first N test points, in order
     batch_size: int | None = None  # None = 1000 on CUDA, 250 on CPU; rows do not depend on it
     compile: str | None = None  # torch.compile backend for the bucketed forward
     device: str = "auto"
-    out: str = "results"
+    out: str = "runs/bench"  # the user's work, ignored by git; the repository's results/ holds committed figures
     arch: str | None = None  # architecture of plain state_dicts
     rb_model_dir: str = "models"
     rb_threat_model: str | None = None
@@ -165,6 +166,11 @@ def check_out(out: str) -> None:
                          "write to") from None
 
 
+def say(message: str) -> None:
+    """A message on its own line on stderr, never on a progress bar's line (tqdm clears and redraws bars)."""
+    tqdm.write(message, file=sys.stderr)
+
+
 def one_line(text: str) -> str:
     """The first non-empty line of a message, at most 300 characters."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
@@ -202,6 +208,18 @@ def evaluate(models: list[str], settings: EvalSettings) -> list[Outcome]:
     specs = plan(settings)
     check_out(settings.out)
     max_bytes = int(settings.max_checkpoint_gb * 2 ** 30)
+    outcomes: list[Outcome] = []
+    absent = {m: why for m in models if (why := missing_model(m))}
+    models = [m for m in models if m not in absent]
+    if not models:
+        raise ValueError(next(iter(absent.values())) if absent else "--models: nothing to evaluate")
+    for m, why in absent.items():  # named before any data is touched; the other models still run
+        say(f"error: {why}")
+        outcomes.append(Outcome(m, "load", None, "0", "failed", why))
+    if settings.data is None:
+        from dataclasses import replace
+
+        settings = replace(settings, data=data_of_models(models, max_bytes))
     device = resolve_device(settings.device)
     batch_size = settings.batch_size or (1000 if device.type == "cuda" else 250)
     rank, world = dist.setup(device)
@@ -244,7 +262,8 @@ def evaluate(models: list[str], settings: EvalSettings) -> list[Outcome]:
 
     jobs = [(m, s) for m in models for s in specs]
     queue = deque(j for i, j in enumerate(jobs) if i % world == rank)  # torchrun: evaluation i on rank i mod world
-    outcomes: list[Outcome] = []
+    if rank:
+        outcomes = []  # rank 0 reports the missing files
     loaded: dict[str, object] = {}
     deferred_in_a_row = 0
     bar = tqdm(total=len(queue), desc="bench", disable=not progress, file=sys.stderr)
@@ -276,8 +295,8 @@ def evaluate(models: list[str], settings: EvalSettings) -> list[Outcome]:
             if earlier is not None:
                 reason = one_line(str(earlier.get("error", "")))
                 loaded[model_spec] = ("refused", reason)
-                print(f"skipped {model_spec}: it failed to load before and is unchanged ({reason}); "
-                      "pass --retry-failed to try again", file=sys.stderr)
+                say(f"skipped {model_spec}: it failed to load before and is unchanged ({reason}); "
+                    "pass --retry-failed to try again")
             else:
                 try:
                     lm = load_model_spec(model_spec, arch=settings.arch, num_classes=ds.num_classes, norm=rb_norm,
@@ -290,7 +309,7 @@ def evaluate(models: list[str], settings: EvalSettings) -> list[Outcome]:
                 except Exception as e:  # noqa: BLE001 - whatever one file does, the other models still run
                     msg = first_line(e) if isinstance(e, LOAD_ERRORS) else f"{type(e).__name__}: {first_line(e)}"
                     loaded[model_spec] = ("failed", msg)
-                    print(f"error: {msg}", file=sys.stderr)
+                    say(f"error: {msg}")
                     append_row(main_path, {"key": load_key, "status": "failed", "stage": "load", "model": short_name(model_spec),
                                            "path": model_spec, "error": msg,
                                            "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **common})
@@ -340,8 +359,7 @@ def evaluate(models: list[str], settings: EvalSettings) -> list[Outcome]:
                 if not is_out_of_memory(e) or batch_size < 2:  # depend on the batch size), then it fails
                     raise
                 half = batch_size // 2
-                print(f"warning: {label}: out of memory at batch {batch_size}; retrying at batch {half}",
-                      file=sys.stderr)
+                say(f"warning: {label}: out of memory at batch {batch_size}; retrying at batch {half}")
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
                 attack, _ = attack_config(spec, settings, data_spec, half)
@@ -350,7 +368,7 @@ def evaluate(models: list[str], settings: EvalSettings) -> list[Outcome]:
                 result = {**result, "batch_size": half, "oom_retry": {"batch_size": batch_size, "retried_at": half}}
         except Exception as e:  # noqa: BLE001 - one model's failure is its row, never the others'
             msg = first_line(e)
-            print(f"error: {label}: {msg}", file=sys.stderr)
+            say(f"error: {label}: {msg}")
             if not isinstance(e, EvaluationError):
                 traceback.print_exc(limit=3)
             append_row(main_path, {**row, "status": "failed", "error": msg})
@@ -361,14 +379,13 @@ def evaluate(models: list[str], settings: EvalSettings) -> list[Outcome]:
                 result["adversarial"] = save_images(settings.out, key, images)
                 if cached is not None and (cached["clean_correct"], cached["robust_correct"]) != \
                         (result["clean_correct"], result["robust_correct"]):
-                    print(f"warning: {label}: the attack fooled other points than its cached row did (not "
-                          "deterministic on this machine); the new row, with its images, replaces it",
-                          file=sys.stderr)
+                    say(f"warning: {label}: the attack fooled other points than its cached row did (not "
+                        "deterministic on this machine); the new row, with its images, replaces it")
             append_row(main_path, {**row, **result, "status": "ok"})
             outcome(model_spec, spec, "ok", key=key)
             for check, msg in (result.get("aa_checks") or {}).items():
                 if msg:
-                    print(f"warning: {label}: AutoAttack check {check}: {msg}", file=sys.stderr)
+                    say(f"warning: {label}: AutoAttack check {check}: {msg}")
             if attack is not None and os.path.exists(state_path):
                 os.remove(state_path)
         finally:  # the row is written (or the process is going down): let others see the key is free or done

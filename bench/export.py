@@ -187,7 +187,8 @@ def main(argv=None) -> int:
     p.add_argument("--name", required=True,
                    help="RobustBench model name: <Surname><Year><FirstWordOfTitle>[_suffix], e.g. Smith2026Sharp")
     p.add_argument("--out", default="export")
-    p.add_argument("--results", default="results/results.jsonl")
+    p.add_argument("--results", default="runs/bench/results.jsonl",
+                   help="the rows the claim is read from (default: %(default)s, bench.run's default --out)")
     p.add_argument("--threat-model", default="Linf", choices=["Linf", "L2", "corruptions"])
     p.add_argument("--dataset", default=None, choices=sorted(rules.LEADERBOARDS),
                    help="default: the checkpoint's training data when it is cifar10/cifar100, else by class count; "

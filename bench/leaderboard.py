@@ -11,7 +11,7 @@ from bench.store.rows import read_rows
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.leaderboard", description=__doc__.splitlines()[0])
-    p.add_argument("--out", default="results", help="folder holding results.jsonl")
+    p.add_argument("--out", default="runs/bench", help="folder holding results.jsonl (default: %(default)s)")
     args = p.parse_args(argv)
     rows = read_rows(os.path.join(args.out, "results.jsonl"))
     if not rows:

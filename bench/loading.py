@@ -245,3 +245,57 @@ def load_model_spec(spec: str, *, arch: str | None = None, num_classes: int = 10
             "train_data": ds.get("spec", "unknown"), "n_train": ds.get("n_train"), "seed": ckpt.get("seed"),
             "num_classes": ckpt["num_classes"], "verified": is_verified(ckpt)}
     return LoadedModel(model, meta)
+
+
+def model_file(spec: str) -> str | None:
+    """The local file a --models entry reads (None for rb:NAME and timm's own pretrained weights)."""
+    if spec.startswith(TIMM):
+        return spec.partition("@")[2] or None
+    return None if spec.startswith("rb:") else spec
+
+
+def missing_model(spec: str) -> str | None:
+    """A one-line reason when the entry names a file that is not there (checked before any data is loaded)."""
+    path = model_file(spec)
+    if path is None or os.path.lexists(path):
+        return None
+    hint = " (a shell pattern that matched nothing?)" if any(c in path for c in "*?[") else ""
+    return f"--models {path}: no such file{hint}; check the path"
+
+
+def training_data(spec: str, max_bytes: int = MAX_BYTES) -> str | None:
+    """The --data a sharpbench checkpoint was trained on (its record's dataset.spec, checked as metadata is), or
+    None when the entry has no such record (rb:, timm:, a plain state dict) or cannot be read: its own load then
+    fails with its own reason."""
+    from zoo.metadata import MetadataError, check_dataset
+
+    if model_file(spec) != spec:
+        return None
+    try:
+        ckpt = load_checkpoint(spec, max_bytes)
+        ds = ckpt.get("dataset") if isinstance(ckpt, dict) and "arch" in ckpt else None
+        if not isinstance(ds, dict) or "spec" not in ds:
+            return None
+        check_dataset(ds)
+        return ds["spec"]
+    except (CheckpointError, MetadataError, OSError):
+        return None
+
+
+def data_of_models(specs: list[str], max_bytes: int = MAX_BYTES) -> str:
+    """The data every entry was trained on, when --data is not given: all records alike, or one line asking for
+    --data."""
+    found = {s: training_data(s, max_bytes) for s in specs}
+    known = {d for d in found.values() if d is not None}
+    unknown = [s for s, d in found.items() if d is None]
+    if len(known) == 1 and not (unknown and any(model_file(s) != s for s in unknown)):
+        return known.pop()
+    if not known:
+        raise ValueError(f"--data not given and {unknown[0]} records no training data; pass --data (cifar10 | "
+                         "cifar100 | npz:PATH | digits | imagenet:DIR)")
+    if len(known) > 1:
+        by = sorted({d: s for s, d in found.items() if d is not None}.items())
+        raise ValueError("--data not given and the checkpoints were trained on different data ("
+                         + "; ".join(f"{d}: {s}" for d, s in by[:3]) + "); pass --data for the one to test on")
+    raise ValueError(f"--data not given: {unknown[0]} records no training data while the others were trained on "
+                     f"{next(iter(known))}; pass --data")

@@ -21,6 +21,9 @@ from zoo.checkpoint import MAX_BYTES
 from zoo.data import DataError
 
 
+DEFAULTS = EvalSettings()
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", required=True,
@@ -29,18 +32,22 @@ def parse_args(argv=None):
     p.add_argument("--attacks", default="clean,pgd", help=f"comma list of {', '.join(KNOWN)}")
     p.add_argument("--norm", default="Linf", help="Linf | L2, or both as Linf,L2")
     p.add_argument("--eps", default=None, help="comma list, fractions allowed (default: Linf 8/255, L2 0.5)")
-    p.add_argument("--data", default="cifar10",
+    p.add_argument("--data", default=DEFAULTS.data,
                    help="cifar10 | cifar100 | npz:PATH | digits | synthetic | imagenet:DIR (RobustBench's 5000 "
-                        "ImageNet validation points, DIR/val/<wnid>/<file>.JPEG, Res256Crop224)")
-    p.add_argument("--data-dir", default="data")
-    p.add_argument("--n-examples", type=int, default=10000,
-                   help="first N test points, in order (ImageNet: at most 5000, held as uint8: 5000 are 753 MB)")
+                        "ImageNet validation points, DIR/val/<wnid>/<file>.JPEG, Res256Crop224) (default: the data "
+                        "the checkpoints were trained on, from their training record)")
+    p.add_argument("--data-dir", default=DEFAULTS.data_dir, help="where cifar10/cifar100 are downloaded and read "
+                                                                 "(default: %(default)s)")
+    p.add_argument("--n-examples", type=int, default=DEFAULTS.n_examples,
+                   help="first N test points, in order (default: %(default)s, RobustBench's; fewer when the data has "
+                        "fewer; ImageNet: at most 5000, held as uint8: 5000 are 753 MB)")
     p.add_argument("--batch-size", type=int, default=None,
                    help="evaluation batch (default 1000 on CUDA, 250 on CPU); AutoAttack's batches too")
     p.add_argument("--compile", nargs="?", const="inductor", default=None, metavar="BACKEND",
                    help="torch.compile the model, padding batches to a few fixed sizes (default backend inductor)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--out", default="results")
+    p.add_argument("--out", default=DEFAULTS.out,
+                   help="folder for results.jsonl, leaderboard.md and the site (default: %(default)s)")
     p.add_argument("--arch", default=None, help="architecture for plain state_dicts (timm/zoo name or mod:fn)")
     p.add_argument("--rb-model-dir", default="models",
                    help="where rb:NAME models live (<dir>/<dataset>/<threat>/<NAME>.pt); an existing file needs "
@@ -108,7 +115,7 @@ def run(args) -> int:
                 from bench.data import imagenet_root
 
                 paths = write_outputs(rows, args.out, site=not args.no_site,
-                                      data_dir=imagenet_root(args.data, args.data_dir) or args.data_dir)
+                                      data_dir=imagenet_root(args.data or "", args.data_dir) or args.data_dir)
                 print(f"leaderboard: {paths['leaderboard']}", file=sys.stderr)
                 if "site" in paths:
                     print(f"site: {paths['site']}", file=sys.stderr)
@@ -121,7 +128,8 @@ def run(args) -> int:
                  "again)") if refused else ""
         print(f"{counts['ok']} rows added, {counts['cached']} already computed, {failures} failed{retry} -> "
               f"{main_path}")
-    failed_all = dist.all_reduce_sum(torch.tensor([failures]))
+    # what failed before and was skipped is still missing: the command has not done what it was asked
+    failed_all = dist.all_reduce_sum(torch.tensor([failures + counts["refused"]]))
     return 1 if int(failed_all.item()) else 0
 
 

@@ -12,7 +12,7 @@ import sys
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.site", description=__doc__.splitlines()[0])
-    p.add_argument("--results", default="results/results.jsonl", help="the rows (results.jsonl)")
+    p.add_argument("--results", default="runs/bench/results.jsonl", help="the rows (default: %(default)s)")
     p.add_argument("--out", default=None, help="the site's folder (default: site/ beside the rows)")
     p.add_argument("--title", default=None)
     p.add_argument("--data-dir", default="data",

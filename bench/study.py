@@ -77,6 +77,19 @@ def study_from(args, argv) -> "Study":  # noqa: F821
                  compile=args.compile, progress=args.progress, retry_failed=args.retry_failed, command="python -m bench.study " + " ".join(shown))
 
 
+def cell_seconds(study) -> str:
+    """One line: each model's seconds in this study's latest done cells (training, then evaluations)."""
+    from bench.grid.queue import check_cell_row, finished
+    from bench.store.rows import RowStore
+
+    store = RowStore(study.cells_path, check=check_cell_row)
+    store.refresh()
+    done = finished(store)
+    parts = [f"{c.name} {done[c.key]['seconds']:.1f} s (training {done[c.key]['train_seconds']:.1f} s)"
+             for c in study.cells() if c.key in done]
+    return "seconds per model: " + ", ".join(parts)
+
+
 LAUNCH_FLAGS = {"--workers": 1, "--workers-per-gpu": 1, "--launcher": 1, "--partition": 1, "--gpus": 1,
                 "--gpus-per-worker": 1, "--cpus-per-worker": 1, "--time": 1, "--wait": 0}
 
@@ -129,6 +142,12 @@ def main(argv=None) -> int:
         board = os.path.join(study.out, "leaderboard.md")
         if os.path.exists(board):
             print(open(board, encoding="utf-8").read())
+        print(cell_seconds(study))
+        if not failed:
+            from bench.grid.presets import next_command
+
+            print(f"next: benchmark these checkpoints further (their data is read from them):\n  "
+                  f"{next_command(study.zoo_dir, study.preset)}")
     if failed:
         print(f"error: {failed} cell{'s' * (failed > 1)} failed; `--status` lists what is missing and why, and a "
               "rerun retries them", file=sys.stderr)

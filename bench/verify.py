@@ -82,7 +82,7 @@ def verify_row(row: dict, results_dir: str, model, x, y, batch_size: int = 250):
             raise Failed(f"point {i} counts as fooled in the row, but its image is classified right "
                          f"(label {int(y[i])}); {len(missing)} such point{'s' * (len(missing) > 1)}")
         k = int(counted.sum())
-        head = f"{k} of {k} fooled points replay"
+        head = f"{k} of {k} fooled points replay" if k else "no point was fooled: nothing to replay"
     elif bound > row["robust_correct"]:
         raise Failed(f"the images leave {bound} of {n} points robust; the row says {row['robust_correct']}")
     else:
@@ -155,8 +155,9 @@ def verify_results(path: str, *, data_dir: str = "data", device: str = "cpu", ba
                   "model on it")
         else:
             k = int(not_robust.sum())
-            print(f"ok {name}: {k} of {k} points counted as not robust have an image that fools the model; "
-                  f"robust accuracy <= {100 * wc.acc:.2f}%")
+            what = (f"{k} of {k} points counted as not robust have an image that fools the model" if k else
+                    "no point counted as not robust: nothing to replay")
+            print(f"ok {name}: {what}; robust accuracy <= {100 * wc.acc:.2f}%")
     if failures:
         print(f"error: {failures} check{'s' * (failures > 1)} failed", file=sys.stderr)
         return 1
@@ -244,6 +245,12 @@ def main(argv=None) -> int:
         log = os.path.join(os.path.dirname(os.path.abspath(a.results)), "verify.jsonl")
         for r in records:  # what the site shows beside each row: replayed, or failed with the reason
             append_row(log, r)
+        folder = os.path.dirname(os.path.abspath(a.results))
+        if records and os.path.isfile(os.path.join(folder, "site", "index.html")):
+            from bench.report.outputs import write_site
+            from bench.store.rows import read_rows
+
+            print(f"site: {write_site(read_rows(a.results), folder, data_dir=a.data_dir)} (replays shown)")
         return code
     if a.models and a.adversarial:
         return verify_file(a.models, a.adversarial, data=a.data, norm=a.norm, eps=a.eps, arch=a.arch,

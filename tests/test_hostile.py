@@ -94,7 +94,7 @@ def test_hostile_files_are_refused_in_one_line_each_and_the_good_model_still_run
     # a rerun of the unchanged command adds nothing: each refusal is recorded once per file content
     n_lines = len(open(out / "results.jsonl").read().splitlines())
     code, err, _ = _bench([*bad.values(), good], out)
-    assert code == 0 and len(open(out / "results.jsonl").read().splitlines()) == n_lines
+    assert code == 1 and len(open(out / "results.jsonl").read().splitlines()) == n_lines
     assert f"{len(bad)} skipped (failed before" in err
 
 
@@ -284,7 +284,7 @@ def test_failed_loads_are_recorded_once_per_content_and_retried_on_request(good,
     assert bench_run.main(args) == 1 and len(failed_rows()) == 1
     capsys.readouterr()
     lines = open(out / "results.jsonl").read()
-    assert bench_run.main(args) == 0  # nothing new failed
+    assert bench_run.main(args) == 1  # nothing new failed, but the evaluation is still missing
     io = capsys.readouterr()
     assert open(out / "results.jsonl").read() == lines  # an unchanged command adds nothing
     assert "1 skipped (failed before on the same file and settings" in io.out and str(broken) in io.err

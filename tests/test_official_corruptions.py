@@ -61,7 +61,8 @@ def test_official_source_offline_is_one_line_naming_both_ways_out(tmp_path, monk
         raise requests.ConnectionError("no network")
 
     monkeypatch.setattr(requests, "get", offline)
-    code = bench_run.main(["--models", "nothing.pt", "--attacks", "corruptions", "--corruptions-source", "official",
+    (tmp_path / "m.pt").write_bytes(b"")  # a file is there: the refusal is the corruption files', before any load
+    code = bench_run.main(["--models", str(tmp_path / "m.pt"), "--attacks", "corruptions", "--corruptions-source", "official",
                            "--data", "synthetic", "--data-dir", str(tmp_path), "--n-examples", "4", "--device", "cpu",
                            "--out", str(tmp_path / "r"), "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()

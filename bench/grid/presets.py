@@ -40,6 +40,7 @@ class Preset:
     measure_n: int  # points used for sharpness and feature measures
     feature_eps: dict  # norm -> eps for the feature-perturbation measure
     extra: tuple = ()  # more recipes (trades, awp, fgsm_rs), each with its defaults at the preset's main AT eps
+    next_n: int = 1000  # test points of the bench command the study prints at its end (AutoAttack included)
 
 
 # recipes --recipes can add; each is trained once per seed at the preset's main adversarial-training setting
@@ -90,8 +91,17 @@ PRESETS = {
         rhos=(0.05,), at=(AT("Linf", "8/255", 3, "2/255"),), sam_at=(),
         eval_n=64, eval_eps={"Linf": ("2/255", "8/255"), "L2": ("0.5",)}, pgd_steps=5,
         aa_n=8, aa_eps={"Linf": ("8/255",)}, corruptions=("gaussian_noise", "fog", "jpeg_compression"),
-        measure_n=64, feature_eps={"Linf": "2/255", "L2": "0.5"}),
+        measure_n=64, feature_eps={"Linf": "2/255", "L2": "0.5"}, next_n=32),
 }
+
+
+def next_command(zoo_dir: str, p: Preset) -> str:
+    """The bench command a study prints at its end: AutoAttack, PGD and clean accuracy on the checkpoints it
+    made, their data read from their training record, with the images kept for `python -m bench.verify`."""
+    import shlex
+
+    return (f"python -m bench.run --models {shlex.quote(zoo_dir)}/*.pt --attacks clean,pgd,autoattack "
+            f"--n-examples {p.next_n} --save-adversarial")
 
 
 def training_grid(p: Preset, device: str, zoo_dir: str, compile_: bool = False):

@@ -25,17 +25,35 @@ def read_verifications(folder: str) -> list[dict]:
     return read_rows(path, check=check_verify_row) if os.path.exists(path) else []
 
 
+def site_title(site: str) -> str | None:
+    """The title of the site already in this folder (a rebuild keeps it), as text: at most 200 characters, no
+    control characters; None when there is none."""
+    import html
+    import re
+
+    try:
+        with open(os.path.join(site, "index.html"), encoding="utf-8") as f:
+            head = f.read(4096)
+    except (OSError, UnicodeDecodeError):
+        return None
+    m = re.search(r"<title>([^<]{1,400})</title>", head)
+    title = html.unescape(m.group(1)).strip() if m else ""
+    return title[:200] if title and not re.search(r"[\x00-\x1f\x7f-\x9f]", title) else None
+
+
 def write_site(rows: list[dict], folder: str, out: str | None = None, *, title: str | None = None,
                measures: list[dict] | None = None, metas: dict | None = None, data_dir: str = "data") -> str:
     """The site of these rows into out (default FOLDER/site), with the measures and REPORT.md found in folder;
-    returns the index's path. data_dir: where the rows' datasets are (the galleries' clean images)."""
+    returns the index's path. data_dir: where the rows' datasets are (the galleries' clean images). Without a
+    title, a rebuild keeps the title of the site it replaces."""
     from bench.report.site import build_site, load_metas
 
     report = os.path.join(folder, "REPORT.md")
     report_md = open(report, encoding="utf-8").read() if os.path.exists(report) else None
-    return build_site(rows, out or os.path.join(folder, "site"), metas=load_metas(rows) if metas is None else metas,
+    out = out or os.path.join(folder, "site")
+    return build_site(rows, out, metas=load_metas(rows) if metas is None else metas,
                       measures=read_measures(folder) if measures is None else measures, report_md=report_md,
-                      report_dir=folder, title=title or "sharpbench leaderboard",
+                      report_dir=folder, title=title or site_title(out) or "sharpbench leaderboard",
                       verifications=read_verifications(folder), data_dir=data_dir)
 
 
