@@ -185,6 +185,26 @@ def is_out_of_memory(e: BaseException) -> bool:
     return isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower()
 
 
+LONG_S = 60  # an evaluation expected to take longer than this on CPU is announced with its estimate
+
+
+def warn_if_long(label: str, cfg: dict, lm, x, batch_size: int, rates: dict) -> None:
+    """Before a long CPU evaluation: its estimate from the model's measured rate at this batch."""
+    from bench.attacks.cost import call_seconds, duration, upper_bound_seconds
+
+    if cfg["attack"] in ("clean", "corruptions"):
+        return
+    if id(lm.model) not in rates:
+        rates[id(lm.model)] = call_seconds(lm.model, x, batch_size)
+    t_grad, t_fwd = rates[id(lm.model)]
+    n, b = len(x), min(len(x), batch_size)
+    seconds = upper_bound_seconds(cfg, n, batch_size, t_grad, t_fwd)
+    if seconds is not None and seconds > LONG_S:
+        say(f"estimate: {label} on {n} points: about {duration(seconds)} on this CPU if every point survives, "
+            f"less for those that fall (measured {1e3 * t_grad:.0f} ms per gradient call and {1e3 * t_fwd:.0f} ms "
+            f"per forward at batch {b})")
+
+
 def _run_one(spec, cfg, attack, lm, x, x_u8, y, settings, device, state_path, progress, batch_size,
              official_set=None):
     if spec["attack"] == "corruptions":
@@ -197,8 +217,12 @@ def _run_one(spec, cfg, attack, lm, x, x_u8, y, settings, device, state_path, pr
                 cache_dir=settings.cache_dir, seed=settings.seed, names=cfg["names"], progress=inner.update,
                 require_official=cfg["source"] == "official", **read)
     attack.state_path = state_path
-    return evaluate_attack(lm.model, attack, x, y, norm=spec["norm"] or "Linf", eps=spec["eps"],
-                           batch_size=batch_size, keep_adversarial=settings.save_adversarial)
+    staged = spec["attack"].startswith("autoattack")
+    with tqdm(total=0, desc=f"{lm.meta['name'][:40]} {spec['attack']}", unit=" calls", leave=False,
+              disable=not (progress and staged), file=sys.stderr) as bar:
+        attack.bar = bar if staged and progress else None
+        return evaluate_attack(lm.model, attack, x, y, norm=spec["norm"] or "Linf", eps=spec["eps"],
+                               batch_size=batch_size, keep_adversarial=settings.save_adversarial)
 
 
 def evaluate(models: list[str], settings: EvalSettings) -> list[Outcome]:
@@ -265,6 +289,7 @@ def evaluate(models: list[str], settings: EvalSettings) -> list[Outcome]:
     if rank:
         outcomes = []  # rank 0 reports the missing files
     loaded: dict[str, object] = {}
+    rates: dict[int, tuple[float, float]] = {}  # id(model) -> its measured seconds per gradient and forward call
     deferred_in_a_row = 0
     bar = tqdm(total=len(queue), desc="bench", disable=not progress, file=sys.stderr)
 
@@ -347,6 +372,8 @@ def evaluate(models: list[str], settings: EvalSettings) -> list[Outcome]:
         deferred_in_a_row = 0
         label = f"{lm.meta['name']} {spec['attack']} {spec['norm'] or ''} {spec['eps_str']}"
         bar.set_description(label[:60])
+        if progress and device.type == "cpu":
+            warn_if_long(label, cfg, lm, x, batch_size, rates)
         row = {"key": key, **model_fields(lm.meta), "attack": spec["attack"], "norm": spec["norm"],
                "eps": spec["eps"], "eps_str": spec["eps_str"], "attack_config": cfg, **common,
                "time": time.strftime("%Y-%m-%dT%H:%M:%S")}

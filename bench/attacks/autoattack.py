@@ -20,14 +20,40 @@ from zoo.files import save_atomic
 
 
 class Float32Logits(torch.nn.Module):
-    """AutoAttack's APGD-T casts inputs to float; models in reduced precision must hand back fp32 logits."""
+    """AutoAttack's APGD-T casts inputs to float; models in reduced precision must hand back fp32 logits. Each
+    call runs on_call (the progress bar counts AutoAttack's model calls)."""
 
-    def __init__(self, model):
+    def __init__(self, model, on_call=None):
         super().__init__()
         self.model = model
+        self.on_call = on_call
 
     def forward(self, x):
+        if self.on_call is not None:
+            self.on_call()
         return self.model(x).float()
+
+
+def stage_calls(aa, stage: str) -> tuple[int, int]:
+    """(gradient calls, forward-only calls) that one batch of still-robust points costs in a stage at most, from
+    the attack's own settings; counted on pyautoattack 0.2.0's loops with every point surviving (a point that
+    falls ends its part early, and Square stops when none is left)."""
+    if stage == "apgd-ce":
+        return aa.apgd.n_restarts * (aa.apgd.n_iter + 2), 9
+    if stage == "apgd-t":
+        t = aa.apgd_targeted
+        return t.n_target_classes * t.n_restarts * (t.n_iter + 1) + 1, 2 * t.n_target_classes
+    if stage == "fab-t":
+        return aa.fab.n_target_classes * aa.fab.n_iter + 1, aa.fab.n_target_classes * (aa.fab.n_iter + 4)
+    if stage == "square":
+        return 1, aa.square.n_queries + 11
+    raise ValueError(f"unknown AutoAttack stage {stage!r}")
+
+
+def standard_attack(model, *, norm: str, eps: float, seed: int = 0, device: str = "cpu"):
+    """pyautoattack's AutoAttack configured as version='standard' (its parameters read by stage_calls)."""
+    AutoAttack = import_autoattack()
+    return AutoAttack(model, norm=norm, eps=eps, version="standard", device=device, seed=seed)
 
 
 # pyautoattack's sanity checks (pyautoattack/checks.py), each recognised by words of the warning it logs
@@ -80,27 +106,66 @@ def _pre_checks(aa, checks, x, y, batch_size, logger) -> None:
                            logger=logger)
 
 
-def run_autoattack(model, x, y, *, norm, eps, stages, seed=0, batch_size=250, state_path=None):
+class StageProgress:
+    """AutoAttack's progress on a tqdm bar: the stage, the points still robust, and the model calls left at most
+    (the bar's total), so tqdm's rate gives an ETA. With bar None it does nothing."""
+
+    def __init__(self, bar, aa, stages, n: int, batch_size: int):
+        self.bar, self.aa, self.stages, self.n, self.batch_size = bar, aa, list(stages), n, batch_size
+        self._plan(0, n)
+
+    def budget(self, stage: str, robust: int) -> int:
+        return -(-robust // self.batch_size) * sum(stage_calls(self.aa, stage))
+
+    def _plan(self, first: int, robust: int) -> None:
+        """The bar's total: the calls made so far and, at most, those of the stages from `first` on."""
+        if self.bar is not None:
+            self.bar.total = self.bar.n + sum(self.budget(s, robust) for s in self.stages[first:])
+
+    def _say(self, text: str) -> None:
+        self.bar.set_postfix_str(text, refresh=False)
+        self.bar.refresh()
+
+    def start(self, stage: str, robust: int) -> None:
+        if self.bar is not None:
+            i = self.stages.index(stage)
+            self._plan(i, robust)
+            self._say(f"{stage} ({i + 1}/{len(self.stages)}), {robust} of {self.n} robust")
+
+    def call(self) -> None:
+        if self.bar is not None:
+            self.bar.update()
+
+    def end(self, stage: str, robust: int) -> None:
+        """The stage is over (perhaps early, its points fooled): the rest is planned from the points left."""
+        if self.bar is not None:
+            self._plan(self.stages.index(stage) + 1, robust)
+            self._say(f"{stage} done, {robust} of {self.n} robust")
+
+
+def run_autoattack(model, x, y, *, norm, eps, stages, seed=0, batch_size=250, state_path=None, bar=None):
     """Returns (x_adv, info); info['stage_acc'] maps each stage to the robust accuracy after it, info['aa_checks']
-    each of pyautoattack's sanity checks to None (passed) or the warning it gave."""
-    AutoAttack = import_autoattack()
+    each of pyautoattack's sanity checks to None (passed) or the warning it gave. bar: a tqdm bar to show the
+    stage, the points still robust and an ETA on."""
     from pyautoattack import checks
 
     logger = logging.getLogger("auto-attack")
     logger.setLevel(logging.WARNING)
     device = x.device
     wrapped = Float32Logits(model).eval()
-    aa = AutoAttack(wrapped, norm=norm, eps=eps, version="standard", device=str(device), seed=seed)
+    aa = standard_attack(wrapped, norm=norm, eps=eps, seed=seed, device=str(device))
+    progress = StageProgress(bar, aa, stages, len(y), batch_size)
+    wrapped.on_call = progress.call
     catcher = _CheckLog()
     logger.addHandler(catcher)
     logger.propagate = False  # flagged checks are recorded in the row and printed once by bench.run
     try:
-        return _run_stages(aa, checks, wrapped, x, y, stages, batch_size, state_path, catcher, logger)
+        return _run_stages(aa, checks, wrapped, x, y, stages, batch_size, state_path, catcher, logger, progress)
     finally:
         logger.removeHandler(catcher)
         logger.propagate = True
 
-def _run_stages(aa, checks, wrapped, x, y, stages, batch_size, state_path, catcher, logger):
+def _run_stages(aa, checks, wrapped, x, y, stages, batch_size, state_path, catcher, logger, progress):
     device = x.device
     state = None
     if state_path and os.path.exists(state_path):
@@ -125,6 +190,7 @@ def _run_stages(aa, checks, wrapped, x, y, stages, batch_size, state_path, catch
             continue
         t0 = time.perf_counter()
         idx = flags.nonzero().flatten()
+        progress.start(stage, len(idx))
         if len(idx):
             aa.attacks_to_run = [stage]  # the standard version's parameters stay as _set_version left them
             _reset_dynamic_counter(checks)
@@ -132,6 +198,7 @@ def _run_stages(aa, checks, wrapped, x, y, stages, batch_size, state_path, catch
             fooled = (predict(wrapped, adv, batch_size) != y[idx.to(device)]).cpu()
             flags[idx[fooled]] = False
             x_adv[idx[fooled].to(device)] = adv[fooled.to(device)]
+        progress.end(stage, int(flags.sum()))
         state["done"].append(stage)
         state["stage_acc"][stage] = flags.float().mean().item()
         state["seconds"][stage] = time.perf_counter() - t0
