@@ -190,7 +190,7 @@ LONG_S = 60  # an evaluation expected to take longer than this on CPU is announc
 
 def warn_if_long(label: str, cfg: dict, lm, x, batch_size: int, rates: dict) -> None:
     """Before a long CPU evaluation: its estimate from the model's measured rate at this batch."""
-    from bench.attacks.cost import call_seconds, duration, upper_bound_seconds
+    from bench.attacks.cost import call_seconds, duration, seconds_if_all_survive
 
     if cfg["attack"] in ("clean", "corruptions"):
         return
@@ -198,7 +198,7 @@ def warn_if_long(label: str, cfg: dict, lm, x, batch_size: int, rates: dict) -> 
         rates[id(lm.model)] = call_seconds(lm.model, x, batch_size)
     t_grad, t_fwd = rates[id(lm.model)]
     n, b = len(x), min(len(x), batch_size)
-    seconds = upper_bound_seconds(cfg, n, batch_size, t_grad, t_fwd)
+    seconds = seconds_if_all_survive(cfg, n, batch_size, t_grad, t_fwd)
     if seconds is not None and seconds > LONG_S:
         say(f"estimate: {label} on {n} points: about {duration(seconds)} on this CPU if every point survives, "
             f"less for those that fall (measured {1e3 * t_grad:.0f} ms per gradient call and {1e3 * t_fwd:.0f} ms "

@@ -185,6 +185,43 @@ def _timm_weights(path: str, max_bytes: int) -> dict:
                       f"{path} is not a state dict of tensors; save model.state_dict() (torch.save or safetensors)")
 
 
+def _timm_pretrained(name: str, spec: str):
+    """timm's pretrained model, from the local Hugging Face cache or the Hub. Offline (HF_HUB_OFFLINE, or the
+    Hub's host not answering) it reads the cache only, with no retries, and a miss is one line naming the
+    network."""
+    import logging
+    import socket
+    from urllib.parse import urlparse
+
+    import huggingface_hub.constants as hub
+    import timm
+
+    offline, why = hub.HF_HUB_OFFLINE, "HF_HUB_OFFLINE is set"
+    if not offline:
+        host = urlparse(hub.ENDPOINT).hostname or "huggingface.co"
+        try:
+            socket.create_connection((host, 443), timeout=5).close()
+        except OSError as e:
+            why = f"{host} cannot be reached ({e.strerror or type(e).__name__})"
+            hub.HF_HUB_OFFLINE = True  # the cache only: no retries against a network that is not there
+    quiet = logging.getLogger("huggingface_hub")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        return timm.create_model(name, pretrained=True)
+    except Exception as e:  # noqa: BLE001 - huggingface_hub / urllib errors; no weights for the name
+        if hub.HF_HUB_OFFLINE:
+            raise CheckpointError(f"{spec}: no network for timm's pretrained weights ({why}) and they are not in "
+                                  f"the local Hugging Face cache; run once with a network, or pass "
+                                  f"timm:{name}@PATH with local weights") from None
+        raise CheckpointError(f"{spec}: timm could not fetch its pretrained weights ({type(e).__name__}: "
+                              f"{str(e).strip().splitlines()[0][:100] if str(e).strip() else ''}); pass "
+                              f"timm:{name}@PATH with local weights") from None
+    finally:
+        hub.HF_HUB_OFFLINE = offline
+        quiet.setLevel(level)
+
+
 def load_timm(spec: str, num_classes: int, max_bytes: int = MAX_BYTES, size: int = 224,
               model_id: str | None = None) -> LoadedModel:
     """Any timm model: timm's pretrained weights (downloaded by timm, or from its cache) or local weights for
@@ -195,17 +232,17 @@ def load_timm(spec: str, num_classes: int, max_bytes: int = MAX_BYTES, size: int
     from zoo.models import Normalized
 
     name, path = parse_timm(spec)
-    try:
-        if path is None:
-            net = timm.create_model(name, pretrained=True)
-        else:
-            net = timm.create_model(name, pretrained=False, num_classes=num_classes)
-    except Exception as e:  # noqa: BLE001 - offline: huggingface_hub / urllib errors; no weights for the name
-        raise CheckpointError(f"{spec}: timm could not build it with its pretrained weights ({type(e).__name__}: "
-                              f"{str(e).strip().splitlines()[0][:100] if str(e).strip() else ''}); it needs a network "
-                              f"once, or pass timm:{name}@PATH with local weights") from None
-    if path is not None:
-        load_weights(net, _timm_weights(path, max_bytes), path, name)
+    if path is None:
+        net = _timm_pretrained(name, spec)
+    else:
+        net = timm.create_model(name, pretrained=False, num_classes=num_classes)
+        weights = _timm_weights(path, max_bytes)
+        head = f"{(getattr(net, 'pretrained_cfg', None) or {}).get('classifier', '')}.weight"
+        if head in weights and weights[head].ndim >= 1 and weights[head].shape[0] != num_classes:
+            raise CheckpointError(f"{spec}: the weights have {weights[head].shape[0]} classes and the data has "
+                                  f"{num_classes}; evaluate them on data with {weights[head].shape[0]} classes "
+                                  "(ImageNet's 1000: --data imagenet:DIR)")
+        load_weights(net, weights, path, name)
     cfg = getattr(net, "pretrained_cfg", None) or {}
     mean, std = list(cfg.get("mean", (0.485, 0.456, 0.406))), list(cfg.get("std", (0.229, 0.224, 0.225)))
     model = Normalized(net, mean, std).eval()
@@ -239,6 +276,9 @@ def load_model_spec(spec: str, *, arch: str | None = None, num_classes: int = 10
     if isinstance(ckpt, dict) and "arch" not in ckpt and ckpt and all(torch.is_tensor(v) for v in ckpt.values()):
         raise CheckpointError(f"{spec} is a plain state_dict; pass --arch NAME (a timm/zoo name or module:factory)")
     model = model_from_checkpoint(ckpt, spec)
+    if ckpt["num_classes"] != num_classes:
+        raise CheckpointError(f"{spec} has {ckpt['num_classes']} classes and the data has {num_classes}; evaluate it "
+                              f"on the data it was trained on ({ckpt.get('dataset', {}).get('spec', 'its --data')})")
     ds = ckpt.get("dataset", {})
     meta = {"name": short_name(os.path.basename(spec).removesuffix(".pt")), "model_id": model_id or sha256_file(spec), "path": spec,
             "arch": ckpt["arch"], "recipe": ckpt.get("recipe", "unknown"), "hparams": _recipe_hparams(ckpt),

@@ -35,7 +35,7 @@ def call_seconds(model, x: torch.Tensor, batch_size: int, reps: int = 2) -> tupl
     return out[0], out[1]
 
 
-def upper_bound_seconds(config: dict, n: int, batch_size: int, t_grad: float, t_fwd: float) -> float | None:
+def seconds_if_all_survive(config: dict, n: int, batch_size: int, t_grad: float, t_fwd: float) -> float | None:
     """Seconds an attack of this config takes on n points when every point survives (None for attacks without a
     model loop: clean, corruptions)."""
     batches = -(-n // batch_size)

@@ -60,18 +60,47 @@ def board_table(board) -> pd.DataFrame:
     return table
 
 
+CORRUPTION_SETS = "corruption_sets"  # table.attrs key: what the Corruptions column averages, as one sentence
+
+
+def corruptions_note(board) -> str:
+    """What the board's Corruptions column is the mean of, read off its lines: the corruptions, severities,
+    where the sets came from and the data (models that ran different sets are named with theirs)."""
+    sets: dict = {}
+    for line in board.records():
+        if line["kind"] == "corruptions" and line["status"] == "ok":
+            key = (tuple(line["corruption_names"] or ()), tuple(line["corruption_severities"] or ()),
+                   line["corruption_source"] or "")
+            sets.setdefault(key, []).append(line["model"])
+    if not sets:
+        return ""
+    source = {"official": "the official files", "regenerated": "sets regenerated with the CIFAR-10-C generator"}
+    parts = []
+    for (names, sev, src), models in sets.items():
+        sev_text = f"severities {sev[0]}-{sev[-1]}" if sev == tuple(range(sev[0], sev[-1] + 1)) else \
+            "severities " + ", ".join(map(str, sev))
+        text = (f"mean over {len(names)} corruption{'s' * (len(names) != 1)} ({', '.join(names)}) x {sev_text}, "
+                f"{source.get(src, src or 'unknown source')}, on the board's {board.data} test points")
+        parts.append(text + (f" (for {', '.join(models)})" if len(sets) > 1 else ""))
+    return "Corruptions = " + "; ".join(parts) + "."
+
+
 def leaderboard_tables(rows: list[dict]) -> dict[tuple[str, str, int], pd.DataFrame]:
     """{(norm, data, n): table} from the results model (bench.report.results.boards), in its rank order: columns
     Model, Arch, Recipe, Clean, <attack eps>..., Worst <eps> (where more than one attack ran at that eps: a point
     counts only if it survived all of them), Corruptions."""
-    return {(b.norm, b.data, b.n): board_table(b) for b in boards(rows)}
+    tables = {}
+    for b in boards(rows):
+        tables[(b.norm, b.data, b.n)] = table = board_table(b)
+        table.attrs[CORRUPTION_SETS] = corruptions_note(b)
+    return tables
 
 
 def to_markdown(tables: dict, missing: list[dict] | None = None) -> str:
     out = ["# Leaderboard", "",
            "Accuracy in % on the first n test points. Robust columns: a point counts only if it is classified "
-           "right clean and under the attack. AA = AutoAttack (standard), PGD = our PGD with random start. "
-           "Corruptions = mean over 15 CIFAR-10-C corruptions x 5 severities.", "", *missing_markdown(missing or [])]
+           "right clean and under the attack. AA = AutoAttack (standard), PGD = our PGD with random start.", "",
+           *missing_markdown(missing or [])]
     marked = False
     for (norm, data, n), table in sorted(tables.items()):
         out.append(f"## {norm or 'clean / corruptions'} - {md(data)}, n={n}")
@@ -103,6 +132,8 @@ def to_markdown(tables: dict, missing: list[dict] | None = None) -> str:
         align = ["left"] * 3 + ["right"] * (len(shown.columns) - 3)
         out.append(shown.to_markdown(index=False, disable_numparse=True, colalign=align))  # keep "50.00" as written
         out.append("")
+        if table.attrs.get(CORRUPTION_SETS):
+            out += [md(table.attrs[CORRUPTION_SETS]), ""]
         if notes:
             out += ["Worst case: a point counts as robust only if it survived every attack run on it (rows with "
                     "per-point flags). ↓: lower than AutoAttack's own number, because AutoAttack missed points "

@@ -123,7 +123,7 @@ class Board:
 # one tidy line: which board, which model (and what it is), which column, and what it holds there
 LINE_FIELDS = ["norm", "data", "n", "rank", "model_id", "model", "arch", "recipe", "hparams", "train_data", "seed",
                "verified", "column", "kind", "attack", "eps", "eps_str", "status", "acc", "correct", "lo", "hi",
-               "flag", "attacks", "missed", "reason", "corruption_source"]
+               "flag", "attacks", "missed", "reason", "corruption_source", "corruption_names", "corruption_severities"]
 
 
 def _interval(correct, n):
@@ -145,7 +145,8 @@ def _model_fields(r) -> dict:
 def _blank(board, model, column: Column) -> dict:
     return {**board, **model, "rank": None, "column": column.key, "kind": column.kind, "attack": column.attack,
             "eps": column.eps, "eps_str": column.eps_str, "status": "ok", "acc": None, "correct": None, "lo": None,
-            "hi": None, "flag": "", "attacks": [], "missed": {}, "reason": "", "corruption_source": None}
+            "hi": None, "flag": "", "attacks": [], "missed": {}, "reason": "", "corruption_source": None,
+            "corruption_names": [], "corruption_severities": []}
 
 
 def _fired(checks) -> str:
@@ -260,8 +261,11 @@ def boards(rows: list[dict]) -> list[Board]:
                 corr = m[m["attack"] == "corruptions"]
                 if len(corr):
                     line = _blank(board, model, Column(CORRUPTIONS, "corruptions"))
+                    cfg = corr.iloc[0]["attack_config"]
                     line.update(acc=_num(corr.iloc[0]["robust_acc"]),
-                                corruption_source=corr.iloc[0].get("corruption_source"))
+                                corruption_source=corr.iloc[0].get("corruption_source"),
+                                corruption_names=list(cfg.get("names", [])),
+                                corruption_severities=list(cfg.get("severities", [])))
                     lines.append(line)
             columns = _ordered(attack_cols, worst_keys)
             if any(ln["column"] == CORRUPTIONS for ln in lines):

@@ -16,6 +16,7 @@ from bench.report.leaderboard import missing_markdown
 from bench.report.numbers import human, percent
 from bench.report.results import CLEAN, CORRUPTIONS, boards, missing_evaluations
 from zoo.checkpoint import load_checkpoint
+from zoo.files import write_text_atomic
 
 
 def group_of(r) -> str:
@@ -298,8 +299,7 @@ def write_report(rows, measures, ckpt_paths, out, *, preset, preset_cfg, command
              f"evaluation columns come first. PGD: {preset_cfg['pgd_steps']} steps, random start, step "
              f"2.5·eps/steps. AA: AutoAttack standard on the first {preset_cfg['aa_n']} test points, shown beside "
              "its own clean accuracy on those points (Clean (AA points)), so no column is compared with one "
-             "computed on other images. Corruptions: CIFAR-10-C parameters, regenerated with the CIFAR "
-             "generator's algorithm (not the official files) unless stated in the rows.", "",
+             f"computed on other images. Corruptions: {corruptions_text(preset_cfg)}.", "",
              results_table(pm, s), "", "## Protocol", "", *protocol(preset_cfg, rows, precisions), "",
              "## Why: sharpness and feature perturbation", "",
              "sharpness_worst: loss increase at the worst weight perturbation of L2 radius 0.05 (5 ascent steps); "
@@ -309,6 +309,15 @@ def write_report(rows, measures, ckpt_paths, out, *, preset, preset_cfg, command
     text += [f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in plots]
     text += ["", "## Preset", "", "```json", json.dumps(preset_cfg, indent=1, default=str), "```", ""]
     path = os.path.join(out, "REPORT.md")
-    with open(path, "w") as f:
-        f.write("\n".join(text))
+    write_text_atomic(path, "\n".join(text))
     return path
+
+
+def corruptions_text(preset_cfg: dict) -> str:
+    """What the study's Corruptions column averages, from its preset: the corruptions, severities and data."""
+    from bench.corruptions.generator import CORRUPTIONS, SEVERITIES
+
+    names = list(preset_cfg.get("corruptions") or CORRUPTIONS)
+    return (f"the mean over {len(names)} corruption{'s' * (len(names) != 1)} ({', '.join(names)}) x severities "
+            f"{SEVERITIES[0]}-{SEVERITIES[-1]}, regenerated with CIFAR-10-C's generator on the "
+            f"{md(str(preset_cfg.get('data', '')))} test points (not the official files) unless stated in the rows")
