@@ -24,7 +24,10 @@ from bench.grid.presets import PRESETS, parse_recipes
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m bench.study", description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", choices=sorted(PRESETS), default="smoke")
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="smoke",
+                    help="smoke: digits (bundled, offline), sharp_small, 8 epochs, CPU minutes; small: the real "
+                         "CIFAR-10 subset, PreActResNet-18 (a GPU job); paper: the seed paper's protocol on CIFAR-10 "
+                         "(a GPU job) (default: %(default)s)")
     ap.add_argument("--data", default=None, help="override the preset's dataset (cifar10 | npz:PATH | digits)")
     ap.add_argument("--arch", default=None, help="override the architecture (e.g. sharp_tiny on CPU)")
     ap.add_argument("--epochs", type=int, default=None)

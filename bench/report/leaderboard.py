@@ -9,7 +9,7 @@ from bench.report.escape import md
 from bench.report.numbers import percent
 from zoo.files import write_text_atomic
 
-from bench.report.results import ATTACK_LABEL, CLEAN, boards, latest_ok, missing_evaluations
+from bench.report.results import ATTACK_LABEL, CLEAN, boards, corruptions_note, latest_ok, missing_evaluations
 
 
 def missing_markdown(missing: list[dict]) -> list[str]:
@@ -61,28 +61,6 @@ def board_table(board) -> pd.DataFrame:
 
 
 CORRUPTION_SETS = "corruption_sets"  # table.attrs key: what the Corruptions column averages, as one sentence
-
-
-def corruptions_note(board) -> str:
-    """What the board's Corruptions column is the mean of, read off its lines: the corruptions, severities,
-    where the sets came from and the data (models that ran different sets are named with theirs)."""
-    sets: dict = {}
-    for line in board.records():
-        if line["kind"] == "corruptions" and line["status"] == "ok":
-            key = (tuple(line["corruption_names"] or ()), tuple(line["corruption_severities"] or ()),
-                   line["corruption_source"] or "")
-            sets.setdefault(key, []).append(line["model"])
-    if not sets:
-        return ""
-    source = {"official": "the official files", "regenerated": "sets regenerated with the CIFAR-10-C generator"}
-    parts = []
-    for (names, sev, src), models in sets.items():
-        sev_text = f"severities {sev[0]}-{sev[-1]}" if sev == tuple(range(sev[0], sev[-1] + 1)) else \
-            "severities " + ", ".join(map(str, sev))
-        text = (f"mean over {len(names)} corruption{'s' * (len(names) != 1)} ({', '.join(names)}) x {sev_text}, "
-                f"{source.get(src, src or 'unknown source')}, on the board's {board.data} test points")
-        parts.append(text + (f" (for {', '.join(models)})" if len(sets) > 1 else ""))
-    return "Corruptions = " + "; ".join(parts) + "."
 
 
 def leaderboard_tables(rows: list[dict]) -> dict[tuple[str, str, int], pd.DataFrame]:
@@ -145,6 +123,19 @@ def to_markdown(tables: dict, missing: list[dict] | None = None) -> str:
     return "\n".join(out)
 
 
+def eps_curve(ax, eps: list, acc: list, clean: float, label: str, err: list | None = None, clean_err=None):
+    """One model's robust accuracy against eps: a line through the measured radii only, and clean accuracy at
+    eps 0 joined to the first radius by a dotted line (nothing between them was measured); one radius is a
+    point."""
+    line = ax.errorbar(eps, acc, yerr=err, marker="o", capsize=2, label=label,
+                       linestyle="-" if len(eps) > 1 else "none")
+    color = line[0].get_color()
+    if eps:
+        ax.plot([0, eps[0]], [clean, acc[0]], linestyle=":", linewidth=1, color=color)
+    ax.errorbar([0], [clean], yerr=None if clean_err is None else [clean_err], marker="o", mfc="none", capsize=2,
+                color=color, linestyle="none")
+
+
 def write_plots(rows: list[dict], out: str) -> list[str]:
     import matplotlib
 
@@ -166,9 +157,9 @@ def write_plots(rows: list[dict], out: str) -> list[str]:
             m = m.sort_values("eps")
             clean = df[(df["model_id"] == mid) & (df["attack"] == "clean")]
             c0 = clean.iloc[0]["clean_acc"] if len(clean) else m.iloc[0]["clean_acc"]
-            xs = [0.0] + list(m["eps"] * (255 if norm == "Linf" else 1))
             label = f"{m.iloc[0]['model']}"
-            ax1.plot(xs, [100 * c0] + list(100 * m["robust_acc"]), marker="o", label=label)
+            eps_curve(ax1, list(m["eps"] * (255 if norm == "Linf" else 1)), list(100 * m["robust_acc"]), 100 * c0,
+                      label)
             last = m.iloc[-1]
             ax2.scatter(100 * last["robust_acc"], 100 * c0, s=40)
             ax2.annotate(label, (100 * last["robust_acc"], 100 * c0), fontsize=7)

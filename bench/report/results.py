@@ -295,3 +295,24 @@ def boards(rows: list[dict]) -> list[Board]:
     out.sort(key=lambda b: (b.data, norm_order.get(b.norm, 3), -b.n))
     return out
 
+
+def corruptions_note(board) -> str:
+    """What the board's Corruptions column is the mean of, read off its lines: the corruptions, severities,
+    where the sets came from and the data (models that ran different sets are named with theirs)."""
+    sets: dict = {}
+    for line in board.records():
+        if line["kind"] == "corruptions" and line["status"] == "ok":
+            key = (tuple(line["corruption_names"] or ()), tuple(line["corruption_severities"] or ()),
+                   line["corruption_source"] or "")
+            sets.setdefault(key, []).append(line["model"])
+    if not sets:
+        return ""
+    source = {"official": "the official files", "regenerated": "sets regenerated with the CIFAR-10-C generator"}
+    parts = []
+    for (names, sev, src), models in sets.items():
+        sev_text = f"severities {sev[0]}-{sev[-1]}" if sev == tuple(range(sev[0], sev[-1] + 1)) else \
+            "severities " + ", ".join(map(str, sev))
+        text = (f"mean over {len(names)} corruption{'s' * (len(names) != 1)} ({', '.join(names)}) x {sev_text}, "
+                f"{source.get(src, src or 'unknown source')}, on the board's {board.data} test points")
+        parts.append(text + (f" (for {', '.join(models)})" if len(sets) > 1 else ""))
+    return "Corruptions = " + "; ".join(parts) + "."

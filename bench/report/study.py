@@ -12,7 +12,7 @@ import pandas as pd
 
 from bench.report.claims import decide, eps_columns, point_flags
 from bench.report.escape import md, md_code
-from bench.report.leaderboard import missing_markdown
+from bench.report.leaderboard import eps_curve, missing_markdown
 from bench.report.numbers import human, percent
 from bench.report.results import CLEAN, CORRUPTIONS, boards, missing_evaluations
 from zoo.checkpoint import load_checkpoint
@@ -170,12 +170,12 @@ def _plot_robust_vs_eps(ax, pm, s, norm):
 
     cols = eps_columns(pm, "pgd", norm)
     scale = 255 if norm == "Linf" else 1
-    xs = [0] + [parse_eps(c[2]) * scale for c in cols]
+    xs = [parse_eps(c[2]) * scale for c in cols]
     for grp in s.index:
         keys = ["clean"] + [_key(c) for c in cols]
         ys = [100 * s.loc[grp, (k, "mean")] for k in keys]
         es = [0 if pd.isna(e) else 100 * e for e in (s.loc[grp, (k, "std")] for k in keys)]
-        ax.errorbar(xs, ys, yerr=es, marker="o", capsize=2, label=grp)
+        eps_curve(ax, xs, ys[1:], ys[0], grp, es[1:], es[0])
     _finish(ax, "eps" + (" (x/255)" if norm == "Linf" else ""), "PGD robust accuracy (%)",
             f"{norm}: robust accuracy against eps")
 

@@ -40,9 +40,9 @@ def environment():
     env.filters["num"] = lambda v, digits=1: f"{v:,.{digits}f}" if number(v) else ""
     env.filters["mib"] = lambda v: f"{v / 2 ** 20:,.0f}" if number(v) and v else ""
     env.filters["human"] = human
-    # a long name may break after - and _ (a phone's narrow Model column), never inside a word
+    # a long name may break after its "-" separators (a phone's narrow Model column), never inside a part
     env.filters["breakable"] = lambda v: markupsafe.Markup(
-        str(markupsafe.escape(v)).replace("-", "-<wbr>").replace("_", "_<wbr>"))
+        str(markupsafe.escape(v)).replace("-", "-<wbr>"))
     return env
 
 

@@ -12,7 +12,7 @@ from collections import defaultdict
 import numpy as np
 
 from bench.report.numbers import human
-from bench.report.results import ATTACK_LABEL, CLEAN, CORRUPTIONS, STRENGTH, boards
+from bench.report.results import ATTACK_LABEL, CLEAN, CORRUPTIONS, STRENGTH, boards, corruptions_note
 from bench.stats import wilson
 
 DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "imagenet": "ImageNet", "digits": "digits (scikit-learn)",
@@ -130,7 +130,7 @@ def sections(rows: list[dict], model_info: dict, all_boards: list | None = None)
         attack_cols = [c for c in columns if c["kind"] == "acc" and c["attack"]]
         out.append({"id": f"s{i}", "data": b.data, "dataset": dataset_name(b.data), "n": b.n,
                     "norm": b.norm or "corruptions", "columns": columns, "lines": lines, "rank_by": b.rank_by,
-                    "groups": configuration_groups(lines, columns, b.rank_by),
+                    "groups": configuration_groups(lines, columns, b.rank_by), "corruptions_note": corruptions_note(b),
                     "plots": plot_data(lines, attack_cols, b.norm)})
     return out
 

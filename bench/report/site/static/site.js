@@ -170,17 +170,28 @@
     function draw() {
       var s = data.series[attackSel.value];
       var traces = s.traces.filter(function (t) { return chosen.indexOf(t.id) >= 0; });
-      var lines = traces.map(function (t, k) {
-        return {x: t.x, y: t.y, name: plotText(t.name), mode: "lines+markers", type: "scatter",
-                line: {color: palette[k % palette.length]},
-                error_y: {type: "data", symmetric: false, visible: true,
-                          array: t.hi.map(function (h, i) { return h === null ? 0 : h - t.y[i]; }),
-                          arrayminus: t.lo.map(function (l, i) { return l === null ? 0 : t.y[i] - l; })}};
+      // a line joins measured radii only: eps 0 (clean) is joined to the first radius by a dotted line, and a
+      // model measured at one radius is a point, so nothing between radii looks measured
+      var lines = [];
+      traces.forEach(function (t, k) {
+        var color = palette[k % palette.length], at0 = t.x.length && t.x[0] === 0 ? 1 : 0;
+        var xs = t.x.slice(at0), ys = t.y.slice(at0);
+        lines.push({x: xs, y: ys, name: plotText(t.name), legendgroup: t.id, type: "scatter",
+                    mode: xs.length > 1 ? "lines+markers" : "markers", line: {color: color}, marker: {color: color},
+                    error_y: {type: "data", symmetric: false, visible: true,
+                              array: t.hi.slice(at0).map(function (h, i) { return h === null ? 0 : h - ys[i]; }),
+                              arrayminus: t.lo.slice(at0).map(function (l, i) { return l === null ? 0 : ys[i] - l; })}});
+        if (at0) {
+          lines.push({x: [0].concat(xs.slice(0, 1)), y: [t.y[0]].concat(ys.slice(0, 1)), legendgroup: t.id,
+                      showlegend: false, type: "scatter", mode: "lines+markers", hoverinfo: "skip",
+                      name: plotText(t.name) + " (clean)", line: {color: color, dash: "dot", width: 1},
+                      marker: {color: color, symbol: ["circle-open"].concat(xs.length ? ["circle"] : [])}});
+        }
       });
       Plotly.react(id + "-eps", lines, {
         title: titled("Robust accuracy against eps (" + plotText(attackSel.value) + ", " + data.norm + ")"),
         xaxis: {title: {text: data.x_label}}, yaxis: {title: {text: "accuracy (%)"}, rangemode: "tozero"},
-        margin: marginFor(lines.length), legend: legendBelow()
+        margin: marginFor(traces.length), legend: legendBelow()
       }, plotConfig);
       var k = parseInt(epsSel.value, 10);
       var eps = s.eps[k];
