@@ -4,6 +4,7 @@
   python scripts/speed.py --big                adds wrn28_10
   python scripts/speed.py --out results/speed.md
   python scripts/speed.py --compile --profile  compiled training and evaluation; top kernels of each step
+  python scripts/speed.py --only-autoattack     AutoAttack, ours against pyautoattack on the smoke PGD-AT model
   python scripts/speed.py --whole-step --arch sharp_small --batch-size 128 --recipes standard,sam,pgd_at \
       --out results/speed_whole_step.md        eager vs the whole step compiled (inductor), per recipe
 
@@ -359,6 +360,56 @@ def autoattack_speed(arch, device, n, data, epochs, batch, compile_):
     return n, out
 
 
+def autoattack_side_by_side(ck: str, data: str, n: int, device, batch: int, reps: int) -> dict:
+    """AutoAttack standard (Linf 8/255) on one checkpoint's first n test points of `data`, run by the bench
+    (staged, resumable, checked) and by pyautoattack's own run_standard_evaluation, same model, points, device,
+    seed and batch, alternating, `reps` times each; returns the best seconds of each and both robust counts."""
+    from bench.attacks.autoattack import Float32Logits, run_autoattack, standard_attack
+    from bench.attacks.predict import predict
+    from bench.data import load_points
+    from bench.loading import load_model_spec
+
+    model = load_model_spec(ck).model.to(device).eval()
+    pts = load_points(data, n=n)
+    x, y = pts.x.float().div(255).to(device), pts.y.to(device)
+    stages = ("apgd-ce", "apgd-t", "fab-t", "square")
+    times = {"ours": [], "pyautoattack": []}
+    robust = {}
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        adv, info = run_autoattack(model, x, y, norm="Linf", eps=8 / 255, stages=stages, batch_size=batch)
+        sync(device)
+        times["ours"].append(time.perf_counter() - t0)
+        robust["ours"] = int(((predict(model, x, batch) == y) & (predict(model, adv, batch) == y)).sum())
+        t0 = time.perf_counter()
+        aa = standard_attack(Float32Logits(model).eval(), norm="Linf", eps=8 / 255, device=str(device))
+        adv = aa.run_standard_evaluation(x, y, batch_size=batch)
+        sync(device)
+        times["pyautoattack"].append(time.perf_counter() - t0)
+        robust["pyautoattack"] = int(((predict(model, x, batch) == y) & (predict(model, adv, batch) == y)).sum())
+    return {"n": len(y), "seconds": {k: min(v) for k, v in times.items()}, "all": times, "robust": robust,
+            "stage_seconds": info["stage_seconds"]}
+
+
+def autoattack_section(ck: str, data: str, n: int, device, batch: int, reps: int) -> list[str]:
+    r = autoattack_side_by_side(ck, data, n, device, batch, reps)
+    ours, ref = r["seconds"]["ours"], r["seconds"]["pyautoattack"]
+    dev = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
+    return ["## AutoAttack: ours against pyautoattack, side by side", "",
+            f"`python scripts/speed.py --only-autoattack` ({time.strftime('%Y-%m-%d')}): AutoAttack standard, Linf "
+            f"8/255, on `{os.path.relpath(ck)}` and the first {r['n']} test points of `{data}`, {dev}, batch "
+            f"{batch}, seed 0. Ours: `bench.attacks.autoattack.run_autoattack` (one stage per call on the points "
+            "still robust, state saved after each, pyautoattack's checks); pyautoattack: its own "
+            "`run_standard_evaluation` on the same model object, points and device. Run alternately, "
+            f"{reps} times each; the best time of each, and every time in brackets.", "",
+            "| run | seconds | robust points | ours / pyautoattack |", "|---|---|---|---|",
+            f"| ours | {ours:.1f} ({', '.join(f'{t:.1f}' for t in r['all']['ours'])}) | {r['robust']['ours']} of "
+            f"{r['n']} | {ours / ref:.3f} |",
+            f"| pyautoattack | {ref:.1f} ({', '.join(f'{t:.1f}' for t in r['all']['pyautoattack'])}) | "
+            f"{r['robust']['pyautoattack']} of {r['n']} | 1 |", "",
+            "Ours, per stage (s): " + ", ".join(f"{k} {v:.1f}" for k, v in r["stage_seconds"].items()), ""]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="auto")
@@ -380,12 +431,34 @@ def main(argv=None) -> int:
     ap.add_argument("--whole-step", action="store_true",
                     help="only the eager step against the whole step compiled (--compile-step default, inductor), "
                          "per recipe of --recipes, side by side")
+    ap.add_argument("--only-autoattack", action="store_true",
+                    help="only AutoAttack, ours against pyautoattack on one robust checkpoint (--aa-checkpoint), "
+                         "written as its own section of --out")
+    ap.add_argument("--aa-checkpoint", default=os.path.join("runs", "study-smoke", "zoo",
+                                                            "sharp_small-pgd_at-linf8_255-s0.pt"),
+                    help="the robust model of --only-autoattack (default: the main command's PGD-AT model); its "
+                         "training data is the data")
+    ap.add_argument("--aa-reps", type=int, default=2, help="runs of each, alternating (--only-autoattack)")
     ap.add_argument("--out", default="results/speed.md")
     a = ap.parse_args(argv)
 
     from zoo.train import resolve_device
 
     device = resolve_device(a.device)
+    if a.only_autoattack:
+        from bench.loading import data_of_models
+        from faults import replace_section
+
+        section = autoattack_section(a.aa_checkpoint, a.aa_data or data_of_models([a.aa_checkpoint]),
+                                     a.aa_n or 64, device, a.batch_size or (1000 if device.type == "cuda" else 250),
+                                     a.aa_reps)
+        print("\n".join(section))
+        if a.out:
+            from zoo.files import write_text_atomic
+
+            write_text_atomic(a.out, replace_section(a.out, section[0], section))
+            print(f"written: {a.out}")
+        return 0
     cuda = device.type == "cuda"
     archs = [a.arch or ("preact_resnet18" if cuda else "sharp_tiny")] + (["wrn28_10"] if a.big else [])
     bs = a.batch_size or (128 if cuda else 32)

@@ -2,6 +2,7 @@
 folder of the list, only the first 12 images present)."""
 import json
 import os
+import re
 
 import pytest
 import torch
@@ -158,14 +159,29 @@ def test_timm_names_and_weights_fail_in_one_line(tmp_path, monkeypatch):
     with pytest.raises(CheckpointError, match="not a readable .safetensors"):
         load_model_spec(f"timm:resnet18@{bad}", num_classes=1000)
 
-    def offline(*a, pretrained=False, **k):
+    # timm's own pretrained path, as installed: it imports huggingface_hub (a pin timm 1.0.9 can import), and
+    # offline it reads the local cache only and says so in one line
+    import huggingface_hub.constants as hub
+    import timm.models._hub as timm_hub
+
+    assert timm_hub._has_hf_hub, "timm cannot import huggingface_hub: check the pin in pyproject.toml"
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)
+    with pytest.raises(CheckpointError) as refused:
+        load_model_spec("timm:resnet18", num_classes=1000)
+    assert re.fullmatch(r"timm:resnet18: no network for timm's pretrained weights \(HF_HUB_OFFLINE is set\) and they "
+                        r"are not in the local Hugging Face cache; .* pass timm:resnet18@PATH with local weights",
+                        str(refused.value)), str(refused.value)
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", False)
+
+    def online_but_failing(*a, pretrained=False, **k):
         if pretrained:
-            raise OSError("We couldn't connect to 'https://huggingface.co'")
+            raise OSError("the server said no")
         return real(*a, **k)
 
     real = timm.create_model
-    monkeypatch.setattr(timm, "create_model", offline)
-    with pytest.raises(CheckpointError, match=r"needs a network once, or pass timm:resnet18@PATH"):
+    monkeypatch.setattr(timm, "create_model", online_but_failing)
+    monkeypatch.setattr("socket.create_connection", lambda *a, **k: type("C", (), {"close": lambda self: None})())
+    with pytest.raises(CheckpointError, match=r"could not fetch its pretrained weights \(OSError: the server said no\)"):
         load_model_spec("timm:resnet18", num_classes=1000)
     # safetensors weights load as data; a model for other classes than the data's is refused with the numbers
     from safetensors.torch import save_file
@@ -175,7 +191,7 @@ def test_timm_names_and_weights_fail_in_one_line(tmp_path, monkeypatch):
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(good))
     lm = load_model_spec(f"timm:resnet18@{good}", num_classes=10, size=32)
     assert lm.meta["arch"] == "resnet18" and lm.meta["mean"] == list(net.pretrained_cfg["mean"])
-    with pytest.raises(CheckpointError, match="do not fit arch 'resnet18'"):
+    with pytest.raises(CheckpointError, match="the weights have 10 classes and the data has 1000"):
         load_model_spec(f"timm:resnet18@{good}", num_classes=1000, size=32)
 
 
