@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 
 import torch
@@ -128,6 +129,9 @@ def run(args) -> int:
                  "again)") if refused else ""
         print(f"{counts['ok']} rows added, {counts['cached']} already computed, {failures} failed{retry} -> "
               f"{main_path}")
+        if args.save_adversarial and counts["ok"] + counts["cached"]:
+            print(f"next: replay the stored images, with no attack code:\n  python -m bench.verify --results "
+                  f"{shlex.quote(main_path)}")
     # what failed before and was skipped is still missing: the command has not done what it was asked
     failed_all = dist.all_reduce_sum(torch.tensor([failures + counts["refused"]]))
     return 1 if int(failed_all.item()) else 0

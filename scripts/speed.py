@@ -383,7 +383,7 @@ def autoattack_side_by_side(ck: str, data: str, n: int, device, batch: int, reps
         robust["ours"] = int(((predict(model, x, batch) == y) & (predict(model, adv, batch) == y)).sum())
         t0 = time.perf_counter()
         aa = standard_attack(Float32Logits(model).eval(), norm="Linf", eps=8 / 255, device=str(device))
-        adv = aa.run_standard_evaluation(x, y, batch_size=batch)
+        adv, _ = aa.run_standard_evaluation(x, y, batch_size=batch)
         sync(device)
         times["pyautoattack"].append(time.perf_counter() - t0)
         robust["pyautoattack"] = int(((predict(model, x, batch) == y) & (predict(model, adv, batch) == y)).sum())

@@ -1,0 +1,135 @@
+"""The first hour of a new user: the README's walk runs verbatim on what the main command made, the data comes
+from the checkpoints, a missing path stays a failure, tables say what was run, AutoAttack shows where it is."""
+import io
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+
+import torch
+
+from bench import run as bench_run
+from bench.grid.presets import PRESETS, next_command
+from bench.store.rows import read_rows
+from conftest import ROOT
+
+
+def first_hour_commands() -> list[str]:
+    """The README's first-hour block: the commands the code prints, in order."""
+    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    block = text.split("<!-- first-hour:", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    return [line.strip() for line in block.splitlines() if line.strip()]
+
+
+def repo_status() -> str:
+    return subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT, capture_output=True,
+                          text=True).stdout
+
+
+def printed_next(stdout: str) -> str:
+    """The command a run printed after its `next:` line."""
+    return stdout.split("next:", 1)[1].splitlines()[1].strip()
+
+
+def test_the_readmes_first_hour_runs_verbatim_on_the_main_commands_checkpoints(smoke_study, tmp_path):
+    _, zoo, _, res = smoke_study
+    commands = first_hour_commands()
+    assert commands[0] == "python -m bench.study --preset smoke"
+    # the main command printed the bench command with its checkpoints' real path; the README's is the same
+    # command for the default path
+    assert printed_next(res.stdout) == next_command(str(zoo), PRESETS["smoke"])
+    assert commands[1] == next_command("runs/study-smoke/zoo", PRESETS["smoke"])
+    assert re.search(r"seconds per model: sharp_small-\S+ [\d.]+ s \(training [\d.]+ s\)", res.stdout)
+    user = tmp_path / "user"  # a user's folder after the main command: runs/study-smoke/zoo/*.pt
+    shutil.copytree(zoo, user / "runs" / "study-smoke" / "zoo")
+    before = repo_status()
+    outputs = []
+    for command in commands[1:]:
+        line = command.replace("python", shlex.quote(sys.executable), 1)  # the environment's python, verbatim
+        done = subprocess.run(["bash", "-c", line], cwd=user, capture_output=True, text=True, timeout=900,
+                              env=dict(os.environ, PYTHONWARNINGS="ignore"))
+        assert done.returncode == 0, (command, done.stderr[-2000:])
+        outputs.append(done)
+    assert printed_next(outputs[0].stdout) == commands[2]  # bench.run printed the README's next command
+    rows = read_rows(str(user / "runs" / "bench" / "results.jsonl"))
+    assert len(rows) == 9 and all(r["status"] == "ok" and r["data"] == "digits" and r["n"] == 32 for r in rows)
+    assert all(r["robust_correct"] <= r["clean_correct"] for r in rows)
+    assert {r["attack"] for r in rows} == {"clean", "pgd", "autoattack"}
+    assert "replayed:" in "".join(p.read_text() for p in (user / "runs" / "bench" / "site" / "models").glob("*.html"))
+    assert "0 of 0" not in outputs[1].stdout
+    assert repo_status() == before  # nothing lands in the repository
+
+
+def test_missing_paths_are_named_before_the_data_and_stay_failures(checkpoint, smoke_study, tmp_path, capsys,
+                                                                   monkeypatch):
+    good = checkpoint()  # trained on synthetic data
+    out = tmp_path / "out"
+    args = ["--models", good, str(tmp_path / "nope.pt"), "--attacks", "clean", "--n-examples", "8",
+            "--device", "cpu", "--out", str(out), "--no-progress", "--no-leaderboard"]
+    assert bench_run.main(args) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"error: --models {tmp_path / 'nope.pt'}: no such file; check the path"
+    rows = read_rows(str(out / "results.jsonl"))
+    assert [(r["status"], r["data"]) for r in rows] == [("ok", "synthetic")]  # the data is the checkpoint's
+    assert bench_run.main(args) == 1  # a rerun is still missing the model
+    # nothing but missing paths: one line, before any data is loaded
+    import bench.engine
+
+    monkeypatch.setattr(bench.engine, "load_points", lambda *a, **k: (_ for _ in ()).throw(AssertionError("loaded")))
+    capsys.readouterr()
+    assert bench_run.main(["--models", str(tmp_path / "*.pt"), "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "no such file (a shell pattern that matched nothing?)" in err
+    # checkpoints trained on different data: one line asking for --data
+    digits = str(next(smoke_study[1].glob("*.pt")))
+    assert bench_run.main(["--models", good, digits, "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "trained on different data" in err and "digits" in err and "synthetic" in err
+
+
+def test_the_corruptions_note_is_read_off_the_rows_and_sits_under_its_column(smoke_study):
+    text = (smoke_study[0] / "leaderboard.md").read_text()
+    sections = text.split("\n## ")[1:]
+    assert sections
+    for section in sections:
+        has_column = "| Corruptions" in section.split("\n\n")[1] if "\n\n" in section else False
+        note = re.search(r"^Corruptions = (.*)$", section, re.M)
+        assert bool(note) == has_column, section[:300]
+        if note:
+            names = ", ".join(PRESETS["smoke"].corruptions)
+            assert f"3 corruptions ({names}) x severities 1-5" in note.group(1) and "digits" in note.group(1)
+    assert "15 CIFAR-10-C" not in text
+
+
+class _FarFromBoundary(torch.nn.Module):
+    """Class c for images of mean intensity near c/10: robust at Linf 8/255 (the boundary is 0.05 away), with
+    gradients, so AutoAttack's stages run their whole budget on every point."""
+
+    def forward(self, x):
+        m = x.mean(dim=(1, 2, 3))[:, None]
+        return -100 * (m - torch.arange(10, dtype=x.dtype)[None] / 10).abs()
+
+
+def test_autoattack_shows_its_stage_the_robust_points_and_a_budget_on_one_bar(tmp_path):
+    from tqdm import tqdm
+
+    from bench.attacks.autoattack import run_autoattack, stage_calls, standard_attack
+
+    y = torch.tensor([1, 3, 5, 7])
+    x = (y.float() / 10)[:, None, None, None].expand(4, 3, 8, 8).contiguous()
+    stream = io.StringIO()
+    stages = ("apgd-ce", "apgd-t")
+    with tqdm(total=0, file=stream, mininterval=0, ascii=True) as bar:
+        _, info = run_autoattack(_FarFromBoundary(), x, y, norm="Linf", eps=8 / 255, stages=stages, batch_size=250,
+                                 bar=bar)
+        calls, total = bar.n, bar.total
+    shown = stream.getvalue()
+    assert info["stage_acc"] == {"clean": 1.0, "apgd-ce": 1.0, "apgd-t": 1.0}
+    assert "apgd-ce (1/2), 4 of 4 robust" in shown and "apgd-t (2/2), 4 of 4 robust" in shown
+    assert "\n" not in shown.strip("\n")  # one line, redrawn
+    # every point survived, so each stage spent its budget: the calls counted match stage_calls
+    aa = standard_attack(torch.nn.Identity(), norm="Linf", eps=8 / 255)
+    budget = sum(sum(stage_calls(aa, s)) for s in stages)
+    assert 0.97 * budget <= calls <= total and total - calls < 0.03 * budget, (calls, total, budget)
