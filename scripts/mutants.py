@@ -126,7 +126,7 @@ MUTANTS = [
     Mutant("bench/store/rows.py", '                line = b"\\n" + line  # the torn fragment becomes a line of its own, skipped by readers',
            "                pass", "a row appended after a torn line is glued to it and lost",
            T("tests/test_faults.py", "-k", "torn")),
-    Mutant("bench/loading.py", '    sd = {k.removeprefix("module."): v for k, v in sd.items()}', "    sd = dict(sd)",
+    Mutant("bench/loading.py", '    return {k.removeprefix("module."): v for k, v in sd.items()}', "    return dict(sd)",
            "DDP-saved state_dicts ('module.' keys) fail to load", T(BEHAVIOUR, "-k", "bare_network")),
     Mutant("bench/loading.py",
            '    model_id = sha256_file(path) if os.path.isfile(path) else f"rb:{name}:{dataset}:{norm}"',

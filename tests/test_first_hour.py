@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from bench import run as bench_run
@@ -137,3 +138,49 @@ def test_autoattack_shows_its_stage_the_robust_points_and_a_budget_on_one_bar(tm
     aa = standard_attack(torch.nn.Identity(), norm="Linf", eps=8 / 255)
     budget = sum(sum(stage_calls(aa, s)) for s in stages)
     assert 0.97 * budget <= calls <= total and total - calls < 0.03 * budget, (calls, total, budget)
+
+
+def test_a_long_cpu_evaluation_is_announced_with_its_estimate(capsys, monkeypatch):
+    import bench.attacks.cost as cost
+    from bench.attacks.registry import make_attack
+    from bench.engine import warn_if_long
+    from bench.loading import LoadedModel
+
+    pgd = make_attack("pgd", norm="Linf", eps=8 / 255, pgd_steps=10, restarts=2).config
+    aa = make_attack("autoattack", norm="Linf", eps=8 / 255).config
+    # 600 points at batch 250: 3 batches; PGD costs steps gradient calls and one forward per restart
+    assert cost.seconds_if_all_survive(pgd, 600, 250, 0.01, 0.001) == pytest.approx(3 * 2 * (10 * 0.01 + 0.001))
+    assert cost.seconds_if_all_survive(aa, 600, 250, 0.01, 0.001) > 10 * cost.seconds_if_all_survive(
+        pgd, 600, 250, 0.01, 0.001)
+    assert cost.seconds_if_all_survive({"attack": "clean"}, 600, 250, 0.01, 0.001) is None
+    lm = LoadedModel(torch.nn.Identity(), {"name": "m"})
+    x = torch.rand(600, 3, 8, 8)
+    monkeypatch.setattr(cost, "call_seconds", lambda *a: (0.02, 0.005))  # a slow model: announced
+    warn_if_long("m autoattack Linf 8/255", aa, lm, x, 250, {})
+    err = capsys.readouterr().err
+    assert re.fullmatch(r"estimate: m autoattack Linf 8/255 on 600 points: about \d+ (min \d\d s|h \d\d min) on this "
+                        r"CPU if every point survives, less for those that fall \(measured 20 ms per gradient call "
+                        r"and 5 ms per forward at batch 250\)\n", err), err
+    monkeypatch.setattr(cost, "call_seconds", lambda *a: (1e-5, 1e-6))  # a fast one: nothing to say
+    warn_if_long("m autoattack Linf 8/255", aa, lm, x, 250, {})
+    assert capsys.readouterr().err == ""
+
+
+def test_help_states_the_defaults_and_a_class_count_mismatch_names_both_numbers(smoke_study, tmp_path, capsys):
+    import numpy as np
+
+    from bench.study import build_parser
+
+    with pytest.raises(SystemExit):
+        bench_run.parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: runs/bench)" in text and "(default: 10000" in text and "the data the checkpoints were trained on" in text
+    assert "smoke: digits" in " ".join(build_parser().format_help().split())
+    five = tmp_path / "five.npz"
+    rng = np.random.default_rng(0)
+    np.savez(five, x_train=rng.integers(0, 255, (10, 3, 32, 32), dtype=np.uint8), y_train=np.arange(10) % 5,
+             x_test=rng.integers(0, 255, (10, 3, 32, 32), dtype=np.uint8), y_test=np.arange(10) % 5)
+    digits = str(next(smoke_study[1].glob("*.pt")))
+    assert bench_run.main(["--models", digits, "--data", f"npz:{five}", "--attacks", "clean", "--out",
+                           str(tmp_path / "out"), "--no-progress", "--no-leaderboard"]) == 1
+    assert "has 10 classes and the data has 5" in capsys.readouterr().err

@@ -261,7 +261,8 @@ def boards(rows: list[dict]) -> list[Board]:
                 corr = m[m["attack"] == "corruptions"]
                 if len(corr):
                     line = _blank(board, model, Column(CORRUPTIONS, "corruptions"))
-                    cfg = corr.iloc[0]["attack_config"]
+                    cfg = corr.iloc[0].get("attack_config")
+                    cfg = cfg if isinstance(cfg, dict) else {}
                     line.update(acc=_num(corr.iloc[0]["robust_acc"]),
                                 corruption_source=corr.iloc[0].get("corruption_source"),
                                 corruption_names=list(cfg.get("names", [])),
@@ -310,9 +311,15 @@ def corruptions_note(board) -> str:
     source = {"official": "the official files", "regenerated": "sets regenerated with the CIFAR-10-C generator"}
     parts = []
     for (names, sev, src), models in sets.items():
-        sev_text = f"severities {sev[0]}-{sev[-1]}" if sev == tuple(range(sev[0], sev[-1] + 1)) else \
-            "severities " + ", ".join(map(str, sev))
-        text = (f"mean over {len(names)} corruption{'s' * (len(names) != 1)} ({', '.join(names)}) x {sev_text}, "
+        if not sev:
+            sev_text = "severities not recorded"
+        elif sev == tuple(range(sev[0], sev[-1] + 1)):
+            sev_text = f"severities {sev[0]}-{sev[-1]}"
+        else:
+            sev_text = "severities " + ", ".join(map(str, sev))
+        which = f"{len(names)} corruption{'s' * (len(names) != 1)} ({', '.join(names)})" if names else \
+            "corruptions not recorded in the rows"
+        text = (f"mean over {which} x {sev_text}, "
                 f"{source.get(src, src or 'unknown source')}, on the board's {board.data} test points")
         parts.append(text + (f" (for {', '.join(models)})" if len(sets) > 1 else ""))
     return "Corruptions = " + "; ".join(parts) + "."
