@@ -331,8 +331,10 @@ def data_of_models(specs: list[str], max_bytes: int = MAX_BYTES) -> str:
     if len(known) == 1 and not (unknown and any(model_file(s) != s for s in unknown)):
         return known.pop()
     if not known:
-        raise ValueError(f"--data not given and {unknown[0]} records no training data; pass --data (cifar10 | "
-                         "cifar100 | npz:PATH | digits | imagenet:DIR)")
+        from zoo.data import DATA_SPECS
+
+        raise ValueError(f"--data not given and {unknown[0]} records no training data; pass --data "
+                         f"({' | '.join(DATA_SPECS)} | imagenet:DIR)")
     if len(known) > 1:
         by = sorted({d: s for s, d in found.items() if d is not None}.items())
         raise ValueError("--data not given and the checkpoints were trained on different data ("
