@@ -38,21 +38,23 @@ from bench.store.rows import RowStore, append_row, locked, row_key
 from bench.store.schema import short_name
 from zoo import distributed as dist
 from zoo.checkpoint import MAX_BYTES, versions
-from zoo.pgd import check_norm, parse_eps
+from zoo.pgd import THREAT_NORMS, check_norm, parse_eps
 from zoo.train import resolve_device
 
 KNOWN = (*ATTACKS, "corruptions")
-DEFAULT_EPS = {"Linf": "8/255", "L2": "0.5"}  # RobustBench's threat models
+# RobustBench's threat models; L1: Croce & Hein's "Mind the box" (ICML 2021) evaluates CIFAR-10 at L1 eps 12
+DEFAULT_EPS = {"Linf": "8/255", "L2": "0.5", "L1": "12"}
 
 
 @dataclass(frozen=True)
 class EvalSettings:
     """What an evaluation run is asked to do; bench.run's flags, one field each (the same names)."""
     attacks: str = "clean,pgd"  # comma list of KNOWN
-    norm: str = "Linf"  # Linf | L2 | Linf,L2
+    norm: str = "Linf"  # Linf | L2 | L1, or several as Linf,L2
     eps: str | None = None  # comma list, fractions allowed; None = the norm's RobustBench radius
     data: str | None = None  # None = the data the checkpoints were trained on (their record; all alike)
     data_dir: str = "data"
+    image_size: int | None = None  # folder:DIR whose images differ in size: pixels a side; None = their own
     n_examples: int = 10000  # the first N test points, in order
     batch_size: int | None = None  # None = 1000 on CUDA, 250 on CPU; rows do not depend on it
     compile: str | None = None  # torch.compile backend for the bucketed forward
@@ -105,7 +107,10 @@ def plan(settings) -> list[dict]:
     unknown = [a for a in attacks if a not in KNOWN]
     if unknown:
         raise ValueError(f"unknown attack {unknown[0]!r}; known attacks: {', '.join(KNOWN)}")
-    norms = [check_norm(n.strip()) for n in settings.norm.split(",")]
+    norms = [check_norm(n.strip(), THREAT_NORMS) for n in settings.norm.split(",")]
+    if "pgd" in attacks and "L1" in norms:
+        raise ValueError("pgd at L1 is not implemented (its steps are Linf's and L2's); at L1 use autoattack or "
+                         "autoattack-fast, which run APGD-L1, or drop L1 from --norm")
     typos = [c for c in (settings.corruptions or "").split(",") if c and c not in CORRUPTIONS]
     if typos:
         raise ValueError(f"unknown corruption {typos[0]!r}; known corruptions: {', '.join(CORRUPTIONS)}")
@@ -120,9 +125,10 @@ def plan(settings) -> list[dict]:
     return specs
 
 
-def attack_config(spec: dict, settings, data_spec: str, batch_size: int | None = None):
-    """(attack object or None, the config that goes into the cache key). batch_size is how the attack batches
-    its work (default the settings'); it is not in the config, since no result depends on it."""
+def attack_config(spec: dict, settings, num_classes: int = 10, batch_size: int | None = None):
+    """(attack object or None, the config that goes into the cache key). num_classes: the model's (AutoAttack's
+    targeted stages target at most num_classes - 1 classes). batch_size is how the attack batches its work
+    (default the settings'); it is not in the config, since no result depends on it."""
     if spec["attack"] == "corruptions":
         names = settings.corruptions.split(",") if settings.corruptions else list(CORRUPTIONS)
         source = settings.corruptions_source
@@ -137,17 +143,32 @@ def attack_config(spec: dict, settings, data_spec: str, batch_size: int | None =
     attack = make_attack(spec["attack"], norm=spec["norm"] or "Linf", eps=spec["eps"], pgd_steps=settings.pgd_steps,
                          pgd_alpha=parse_eps(settings.pgd_alpha) if settings.pgd_alpha else None,
                          restarts=settings.restarts, seed=settings.seed,
-                         batch_size=batch_size or settings.batch_size)
+                         batch_size=batch_size or settings.batch_size, num_classes=num_classes)
     return attack, attack.config
 
 
 def model_fields(meta: dict) -> dict:
     keep = ("name", "model_id", "verified", "path", "arch", "recipe", "hparams", "train_data", "n_train", "seed")
     out = {k: meta.get(k) for k in keep}
-    if "weights_sha256" in meta:  # timm models: the weights' own hash beside the file's (or for timm's download)
-        out["weights_sha256"] = meta["weights_sha256"]
+    # the weights' own hash beside the file's (a sealed checkpoint's, timm's, a Hub folder's), and a Hub model's
+    # repo, revision and weights file
+    for k in ("weights_sha256", "hf_repo", "hf_revision", "hf_weights_file_sha256"):
+        if meta.get(k) is not None:
+            out[k] = meta[k]
     out["model"] = out.pop("name")
     out["train_seed"] = out.pop("seed")
+    return out
+
+
+def data_fields(points, image_size: int | None) -> dict:
+    """What a row says of its data besides its name: a folder's content fingerprint, class names and size."""
+    out = {}
+    if points.fingerprint:
+        out["data_fingerprint"] = points.fingerprint
+    if points.classes:
+        out["classes"] = list(points.classes)
+    if image_size is not None:
+        out["image_size"] = image_size
     return out
 
 
@@ -243,15 +264,17 @@ def evaluate(models: list[str], settings: EvalSettings) -> list[Outcome]:
     if settings.data is None:
         from dataclasses import replace
 
-        settings = replace(settings, data=data_of_models(models, max_bytes))
+        data, size = data_of_models(models, max_bytes)
+        settings = replace(settings, data=data, image_size=settings.image_size or size)
     device = resolve_device(settings.device)
     batch_size = settings.batch_size or (1000 if device.type == "cuda" else 250)
     rank, world = dist.setup(device)
-    ds = load_points(settings.data, settings.data_dir, settings.n_examples, progress=settings.progress and rank == 0)
+    ds = load_points(settings.data, settings.data_dir, settings.n_examples, progress=settings.progress and rank == 0,
+                     image_size=settings.image_size)
     n = len(ds.y)
     x_u8, y = ds.x, ds.y.to(device)
     x = x_u8.float().div(255).to(device)
-    data_spec = ds.name
+    data_spec = ds.identity  # what keys hold: a folder's content, else the data's name
 
     official_set = None  # the reader of official corruption sets: CIFAR-10-C's .npy files unless ImageNet's
     if ds.name == IMAGENET and any(s["attack"] == "corruptions" for s in specs):
@@ -280,8 +303,9 @@ def evaluate(models: list[str], settings: EvalSettings) -> list[Outcome]:
     store.warn()  # torn lines left by a killed process, rows that cannot be trusted
     state_dir = os.path.join(settings.out, ".attack_state")
     claim_dir = os.path.join(settings.out, ".claims")
-    common = {"data": data_spec, "n": n, "device": str(device), "versions": versions(),
-              "precision": precision_note(device), "batch_size": batch_size, "compile": settings.compile}
+    common = {"data": ds.name, "n": n, "device": str(device), "versions": versions(),
+              "precision": precision_note(device), "batch_size": batch_size, "compile": settings.compile,
+              **data_fields(ds, settings.image_size)}
     progress = settings.progress and rank == 0
 
     jobs = [(m, s) for m in models for s in specs]
@@ -345,7 +369,7 @@ def evaluate(models: list[str], settings: EvalSettings) -> list[Outcome]:
             outcome(model_spec, spec, status, f"the model did not load: {reason}", model_failed=True)
             bar.update()
             continue
-        attack, cfg = attack_config(spec, settings, data_spec, batch_size)
+        attack, cfg = attack_config(spec, settings, ds.num_classes, batch_size)
         key = row_key(lm.meta["model_id"], cfg, data_spec, n)
         with locked(main_path):  # check and claim in one step: another process may share this folder
             store.refresh()
@@ -389,7 +413,7 @@ def evaluate(models: list[str], settings: EvalSettings) -> list[Outcome]:
                 say(f"warning: {label}: out of memory at batch {batch_size}; retrying at batch {half}")
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
-                attack, _ = attack_config(spec, settings, data_spec, half)
+                attack, _ = attack_config(spec, settings, ds.num_classes, half)
                 result = _run_one(spec, cfg, attack, lm, x, x_u8, y, settings, device, state_path, progress, half,
                                   official_set)
                 result = {**result, "batch_size": half, "oom_retry": {"batch_size": batch_size, "retried_at": half}}

@@ -10,16 +10,17 @@ from bench.attacks.predict import EvaluationError, predict
 from bench.corruptions.generator import CORRUPTIONS, SEVERITIES, cached_set, official_set
 from bench.store.points import encode_sets, encode_states
 from bench.stats import wilson
-from zoo.pgd import perturbation_size
+from zoo.pgd import BALL_TOLERANCE, perturbation_size
 
 
 def check_adversarial(x, x_adv, norm: str, eps: float, name: str) -> float:
-    """Within eps (+1e-6) and inside [0,1], or the attack is broken; returns the largest perturbation."""
+    """Within eps (+ the norm's BALL_TOLERANCE) and inside [0,1], or the attack is broken; returns the largest
+    perturbation."""
     if x_adv.shape != x.shape or not torch.isfinite(x_adv).all():
         raise EvaluationError(f"attack {name} returned a bad tensor (shape {tuple(x_adv.shape)} or NaN)")
     size = perturbation_size(x_adv - x, norm)
     worst = float(size.max()) if len(size) else 0.0
-    if worst > eps + 1e-6:
+    if worst > eps + BALL_TOLERANCE[norm]:
         raise EvaluationError(f"attack {name} left the {norm} ball: {worst:.6g} > eps {eps:.6g}")
     if x_adv.min() < 0 or x_adv.max() > 1:
         raise EvaluationError(f"attack {name} left [0,1]: range {float(x_adv.min()):.4g}..{float(x_adv.max()):.4g}")
@@ -61,6 +62,11 @@ def evaluate_attack(model, attack, x, y, *, norm: str, eps: float, batch_size: i
     if "aa_checks" in attack.info:
         row["aa_checks"] = attack.info["aa_checks"]  # None per check that passed, else its warning
         row["pyautoattack"] = attack.info.get("pyautoattack")  # the package version that ran (not in the key)
+        # AutoAttack's targets (at most the model's classes - 1), whether the run is RobustBench's standard
+        # protocol, whether two forwards of one batch agreed, and the rand version's draws per gradient
+        for k in ("n_target_classes", "rb_standard", "deterministic", "eot_iter"):
+            if k in attack.info:
+                row[k] = attack.info[k]
     return row
 
 

@@ -1,4 +1,5 @@
-"""Export a checkpoint for submission to RobustBench: python -m bench.export CKPT --name NAME --out DIR
+"""Export a checkpoint for submission to RobustBench (python -m bench.export CKPT --name NAME --out DIR), or as a
+Hugging Face Hub folder (python -m bench.export CKPT --hf DIR [--repo-id ORG/NAME] [--push]; bench.hub).
 
 Writes under DIR, mirroring RobustBench's repository (one set per dataset and threat model, so a Linf and a
 corruptions export of one model into one DIR both survive):
@@ -181,11 +182,39 @@ def _bool(s: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {s!r}")
 
 
+def _hub_main(a) -> int:
+    from bench.hub.folder import HubRefused, push, write_hf_folder
+
+    try:
+        paths = write_hf_folder(a.checkpoint, a.hf, results=a.results, repo_id=a.repo_id,
+                                license_=a.license.lower() or "other", force=a.force)
+        for k, v in paths.items():
+            print(f"{k}: {v}")
+        if a.push:
+            print(f"pushed: {push(a.hf, a.repo_id)}")
+    except HubRefused as e:
+        print(f"refused: {e}", file=sys.stderr)
+        return 2
+    except (CheckpointError, ValueError, OSError) as e:
+        print(f"error: {one_line(e)}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.export", description=__doc__.splitlines()[0])
     p.add_argument("checkpoint", help="a sharpbench checkpoint, or timm:NAME[@PATH] for the imagenet leaderboards")
-    p.add_argument("--name", required=True,
-                   help="RobustBench model name: <Surname><Year><FirstWordOfTitle>[_suffix], e.g. Smith2026Sharp")
+    p.add_argument("--name", default=None,
+                   help="RobustBench model name: <Surname><Year><FirstWordOfTitle>[_suffix], e.g. Smith2026Sharp "
+                        "(required unless --hf)")
+    hub = p.add_argument_group("Hugging Face Hub (instead of RobustBench's files)")
+    hub.add_argument("--hf", default=None, metavar="DIR",
+                     help="write a Hub folder: model.safetensors, timm's config.json, a model card whose model-index "
+                          "is the rows, sharpbench.json")
+    hub.add_argument("--repo-id", default=None, metavar="ORG/NAME", help="the Hub repository the card names")
+    hub.add_argument("--force", action="store_true", help="write over a folder that holds another model")
+    hub.add_argument("--push", action="store_true",
+                     help="upload the folder with huggingface_hub (needs --repo-id and a token: `hf auth login`)")
     p.add_argument("--out", default="export")
     p.add_argument("--results", default="runs/bench/results.jsonl",
                    help="the rows the claim is read from (default: %(default)s, bench.run's default --out)")
@@ -205,8 +234,13 @@ def main(argv=None) -> int:
     p.add_argument("--authors", default="")
     p.add_argument("--link", default="", help="the paper's URL (required unless --draft)")
     p.add_argument("--venue", default="", help="e.g. 'ICLR 2026' or 'arXiv, Nov 2026' (required unless --draft)")
-    p.add_argument("--license", default="", help="MIT, or the URL of a custom licence (ticks the issue's box)")
+    p.add_argument("--license", default="", help="MIT, or the URL of a custom licence (ticks the issue's box); "
+                                                      "with --hf the card's license (default other)")
     a = p.parse_args(argv)
+    if a.hf:
+        return _hub_main(a)
+    if not a.name:
+        p.error("--name is required (or pass --hf DIR for a Hugging Face Hub folder)")
     try:
         paths = export(a.checkpoint, name=a.name, out=a.out, results=a.results, threat=a.threat_model, eps=a.eps,
                        dataset=a.dataset, draft=a.draft, title=a.title, authors=a.authors, link=a.link,

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from zoo.checkpoint import (MAX_BYTES, CheckpointError, check_forward, content_id, is_verified, load_checkpoint,
+from zoo.checkpoint import (CHECKSUM, MAX_BYTES, CheckpointError, check_forward, content_id, is_verified, load_checkpoint,
                             load_weights, model_from_checkpoint, sha256_file, tensors_sha256)
 from bench.store.schema import short_name
 from zoo.models import ArchError
@@ -130,6 +130,8 @@ def spec_content_id(spec: str, *, norm: str, rb_model_dir: str, dataset: str, ma
         import timm
 
         return f"timm:{name}:pretrained:timm-{timm.__version__}"
+    if spec.startswith(HF_HUB):
+        return spec
     if spec.startswith("rb:"):
         path = rb_path(spec[3:], norm, rb_model_dir, dataset)
         return f"{spec}:{dataset}:{norm}:" + (content_id(path, max_bytes) if os.path.lexists(path) else "absent")
@@ -185,10 +187,10 @@ def _timm_weights(path: str, max_bytes: int) -> dict:
                       f"{path} is not a state dict of tensors; save model.state_dict() (torch.save or safetensors)")
 
 
-def _timm_pretrained(name: str, spec: str):
-    """timm's pretrained model, from the local Hugging Face cache or the Hub. Offline (HF_HUB_OFFLINE, or the
-    Hub's host not answering) it reads the cache only, with no retries, and a miss is one line naming the
-    network."""
+def _timm_pretrained(name: str, spec: str, instead: str | None = None):
+    """timm's pretrained model (`name` may be hf-hub:ORG/NAME[@REV]), from the local Hugging Face cache or the
+    Hub. Offline (HF_HUB_OFFLINE, or the Hub's host not answering) it reads the cache only, with no retries, and a
+    miss is one line naming the network. instead: what the user can pass instead (default timm:NAME@PATH)."""
     import logging
     import socket
     from urllib.parse import urlparse
@@ -210,13 +212,13 @@ def _timm_pretrained(name: str, spec: str):
     try:
         return timm.create_model(name, pretrained=True)
     except Exception as e:  # noqa: BLE001 - huggingface_hub / urllib errors; no weights for the name
+        instead = instead or f"timm:{name}@PATH with local weights"
         if hub.HF_HUB_OFFLINE:
             raise CheckpointError(f"{spec}: no network for timm's pretrained weights ({why}) and they are not in "
-                                  f"the local Hugging Face cache; run once with a network, or pass "
-                                  f"timm:{name}@PATH with local weights") from None
+                                  f"the local Hugging Face cache; run once with a network, or pass {instead}") from None
         raise CheckpointError(f"{spec}: timm could not fetch its pretrained weights ({type(e).__name__}: "
                               f"{str(e).strip().splitlines()[0][:100] if str(e).strip() else ''}); pass "
-                              f"timm:{name}@PATH with local weights") from None
+                              f"{instead}") from None
     finally:
         hub.HF_HUB_OFFLINE = offline
         quiet.setLevel(level)
@@ -262,12 +264,84 @@ def load_timm(spec: str, num_classes: int, max_bytes: int = MAX_BYTES, size: int
                                "mean": mean, "std": std, "verified": False})
 
 
+HF_HUB = "hf-hub:"
+
+
+def parse_hf(spec: str) -> tuple[str, str | None]:
+    """`hf-hub:ORG/NAME[@REV]` -> (ORG/NAME, REV or None); a malformed name is a one-line error."""
+    from bench.store.schema import HF_REPO_ID
+
+    repo, at, rev = spec[len(HF_HUB):].partition("@")
+    if not HF_REPO_ID.match(repo) or (at and not re.match(r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,99}$", rev)):
+        raise CheckpointError(f"{spec[:120]!r}: a Hub model is hf-hub:ORG/NAME or hf-hub:ORG/NAME@REVISION")
+    return repo, (rev if at else None)
+
+
+def _hub_file(repo: str, rev: str | None, filename: str) -> str | None:
+    """A file of the repo as the local Hugging Face cache holds it (timm has just fetched it), or None."""
+    from huggingface_hub import try_to_load_from_cache
+
+    path = try_to_load_from_cache(repo, filename, revision=rev)
+    return path if isinstance(path, str) else None
+
+
+def _hub_record(repo: str, rev: str | None) -> dict:
+    """The training record a sharpbench export ships (sharpbench.json), checked as a checkpoint's metadata is;
+    {} when there is none or it does not pass."""
+    import json
+
+    from zoo.metadata import MetadataError, check_metadata
+
+    path = _hub_file(repo, rev, "sharpbench.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            record = json.load(f).get("training")
+        check_metadata(record)
+        return record if isinstance(record, dict) else {}
+    except (OSError, TypeError, ValueError, AttributeError, MetadataError):
+        return {}
+
+
+def load_hf(spec: str, num_classes: int, size: int = 32) -> LoadedModel:
+    """A Hub folder timm can load (`hf-hub:ORG/NAME[@REV]`, such as bench.export --hf writes), from the Hub or,
+    offline, the local Hugging Face cache. The config's mean and std sit in front of the network, as for every
+    model of the bench. Its rows carry the repo, the revision, the weights file's sha256 and weights_sha256, the
+    hash of the same tensors a sharpbench checkpoint seals: the weights published from a .pt are recognised."""
+    from zoo.models import Normalized
+
+    repo, rev = parse_hf(spec)
+    net = _timm_pretrained(spec, spec, instead="a checkpoint file")
+    cfg = getattr(net, "pretrained_cfg", None) or {}
+    mean, std = list(cfg.get("mean", (0.485, 0.456, 0.406))), list(cfg.get("std", (0.229, 0.224, 0.225)))
+    model = Normalized(net, mean, std).eval()
+    if getattr(net, "num_classes", None) != num_classes:
+        raise CheckpointError(f"{spec} has {getattr(net, 'num_classes', '?')} classes and the data has {num_classes}; "
+                              "evaluate it on the data it was trained on (--data)")
+    check_forward(model, num_classes, spec, size)
+    weights = tensors_sha256({"model": model.state_dict()})
+    config = _hub_file(repo, rev, "config.json")
+    revision = os.path.basename(os.path.dirname(config)) if config else (rev or "main")
+    file = _hub_file(repo, rev, "model.safetensors")
+    record = _hub_record(repo, rev)
+    ds = record.get("dataset") or {}
+    return LoadedModel(model, {"name": short_name(f"hf-hub:{repo}"), "model_id": weights, "path": spec,
+                               "arch": str(record.get("arch") or cfg.get("architecture") or "unknown"),
+                               "recipe": str(record.get("recipe") or "hub"),
+                               "hparams": _recipe_hparams(record) if record.get("config") else "",
+                               "train_data": ds.get("spec", "unknown"), "n_train": ds.get("n_train"),
+                               "seed": record.get("seed"), "num_classes": num_classes, "verified": False,
+                               "weights_sha256": weights, "hf_repo": repo, "hf_revision": revision,
+                               "hf_weights_file_sha256": sha256_file(file) if file else None})
+
+
 def load_model_spec(spec: str, *, arch: str | None = None, num_classes: int = 10, norm: str = "Linf",
                     rb_model_dir: str = "models", dataset: str = "cifar10", max_bytes: int = MAX_BYTES,
                     model_id: str | None = None, size: int = 32) -> LoadedModel:
     """model_id: the file's sha256 when the caller has computed it already; size: the data's image size."""
     if spec.startswith(TIMM):
         return load_timm(spec, num_classes, max_bytes, size, model_id)
+    if spec.startswith(HF_HUB):
+        return load_hf(spec, num_classes, size)
     if spec.startswith("rb:"):
         return load_robustbench(spec[3:], norm, rb_model_dir, dataset)
     if arch:
@@ -284,6 +358,8 @@ def load_model_spec(spec: str, *, arch: str | None = None, num_classes: int = 10
             "arch": ckpt["arch"], "recipe": ckpt.get("recipe", "unknown"), "hparams": _recipe_hparams(ckpt),
             "train_data": ds.get("spec", "unknown"), "n_train": ds.get("n_train"), "seed": ckpt.get("seed"),
             "num_classes": ckpt["num_classes"], "verified": is_verified(ckpt)}
+    if is_verified(ckpt):  # the weights' own hash: the same weights read back from a Hub folder carry it too
+        meta["weights_sha256"] = ckpt[CHECKSUM]
     return LoadedModel(model, meta)
 
 
@@ -291,7 +367,7 @@ def model_file(spec: str) -> str | None:
     """The local file a --models entry reads (None for rb:NAME and timm's own pretrained weights)."""
     if spec.startswith(TIMM):
         return spec.partition("@")[2] or None
-    return None if spec.startswith("rb:") else spec
+    return None if spec.startswith(("rb:", HF_HUB)) else spec
 
 
 def missing_model(spec: str) -> str | None:
@@ -303,11 +379,11 @@ def missing_model(spec: str) -> str | None:
     return f"--models {path}: no such file{hint}; check the path"
 
 
-def training_data(spec: str, max_bytes: int = MAX_BYTES) -> str | None:
-    """The --data a sharpbench checkpoint was trained on (its record's dataset.spec, checked as metadata is), or
-    None when the entry has no such record (rb:, timm:, a plain state dict) or cannot be read: its own load then
-    fails with its own reason."""
-    from zoo.metadata import MetadataError, check_dataset
+def training_data(spec: str, max_bytes: int = MAX_BYTES) -> tuple[str, int | None] | None:
+    """(the --data a sharpbench checkpoint was trained on, its --image-size) from its record (dataset.spec and
+    config.image_size, checked as metadata is), or None when the entry has no such record (rb:, timm:, a plain
+    state dict) or cannot be read: its own load then fails with its own reason."""
+    from zoo.metadata import MetadataError, check_config, check_dataset
 
     if model_file(spec) != spec:
         return None
@@ -317,14 +393,19 @@ def training_data(spec: str, max_bytes: int = MAX_BYTES) -> str | None:
         if not isinstance(ds, dict) or "spec" not in ds:
             return None
         check_dataset(ds)
-        return ds["spec"]
+        cfg = ckpt.get("config")
+        size = None
+        if isinstance(cfg, dict):
+            check_config(cfg)
+            size = cfg.get("image_size")
+        return ds["spec"], size
     except (CheckpointError, MetadataError, OSError):
         return None
 
 
-def data_of_models(specs: list[str], max_bytes: int = MAX_BYTES) -> str:
-    """The data every entry was trained on, when --data is not given: all records alike, or one line asking for
-    --data."""
+def data_of_models(specs: list[str], max_bytes: int = MAX_BYTES) -> tuple[str, int | None]:
+    """(the data, its --image-size) every entry was trained on, when --data is not given: all records alike, or
+    one line asking for --data."""
     found = {s: training_data(s, max_bytes) for s in specs}
     known = {d for d in found.values() if d is not None}
     unknown = [s for s, d in found.items() if d is None]
@@ -338,6 +419,12 @@ def data_of_models(specs: list[str], max_bytes: int = MAX_BYTES) -> str:
     if len(known) > 1:
         by = sorted({d: s for s, d in found.items() if d is not None}.items())
         raise ValueError("--data not given and the checkpoints were trained on different data ("
-                         + "; ".join(f"{d}: {s}" for d, s in by[:3]) + "); pass --data for the one to test on")
+                         + "; ".join(f"{_data_text(d)}: {s}" for d, s in by[:3]) + "); pass --data for the one to "
+                         "test on")
     raise ValueError(f"--data not given: {unknown[0]} records no training data while the others were trained on "
-                     f"{next(iter(known))}; pass --data")
+                     f"{_data_text(next(iter(known)))}; pass --data")
+
+
+def _data_text(data: tuple[str, int | None]) -> str:
+    spec, size = data
+    return spec if size is None else f"{spec} --image-size {size}"

@@ -15,11 +15,12 @@ import sys
 
 import torch
 
-from bench.engine import KNOWN, EvalSettings, attack_sanity_warnings, evaluate, first_line
+from bench.engine import DEFAULT_EPS, KNOWN, EvalSettings, attack_sanity_warnings, evaluate, first_line
 from bench.store.rows import RowStore, locked
 from zoo import distributed as dist
 from zoo.checkpoint import MAX_BYTES
 from zoo.data import DataError
+from zoo.pgd import THREAT_NORMS
 
 
 DEFAULTS = EvalSettings()
@@ -31,12 +32,21 @@ def parse_args(argv=None):
                    help="checkpoints, state_dicts (with --arch), rb:NAME, timm:NAME (timm's pretrained weights) or "
                         "timm:NAME@PATH (local weights: a state dict or .safetensors)")
     p.add_argument("--attacks", default="clean,pgd", help=f"comma list of {', '.join(KNOWN)}")
-    p.add_argument("--norm", default="Linf", help="Linf | L2, or both as Linf,L2")
-    p.add_argument("--eps", default=None, help="comma list, fractions allowed (default: Linf 8/255, L2 0.5)")
+    p.add_argument("--norm", default=DEFAULTS.norm,
+                   help=f"{' | '.join(THREAT_NORMS)}, or several as Linf,L2 (L1: AutoAttack only, APGD-L1; pgd "
+                        "is Linf and L2) (default: %(default)s)")
+    p.add_argument("--eps", default=None,
+                   help="comma list, fractions allowed (default: " + ", ".join(f"{k} {v}" for k, v in DEFAULT_EPS.items())
+                        + "; L2 and Linf are RobustBench's, L1 12 is Croce & Hein's 'Mind the box' on CIFAR-10)")
     p.add_argument("--data", default=DEFAULTS.data,
-                   help="cifar10 | cifar100 | npz:PATH | digits | synthetic | imagenet:DIR (RobustBench's 5000 "
-                        "ImageNet validation points, DIR/val/<wnid>/<file>.JPEG, Res256Crop224) (default: the data "
-                        "the checkpoints were trained on, from their training record)")
+                   help="cifar10 | cifar100 | npz:PATH | digits | synthetic | folder:DIR (your images, "
+                        "DIR/train/<class>/* and DIR/test/<class>/*, torchvision's ImageFolder layout) | "
+                        "imagenet:DIR (RobustBench's 5000 ImageNet validation points, DIR/val/<wnid>/<file>.JPEG, "
+                        "Res256Crop224) (default: the data the checkpoints were trained on, from their training "
+                        "record)")
+    p.add_argument("--image-size", type=int, default=DEFAULTS.image_size, metavar="S",
+                   help="folder:DIR whose images differ in size: shorter side resized to S, then the centre S x S "
+                        "(default: the checkpoints' own, else the images' size)")
     p.add_argument("--data-dir", default=DEFAULTS.data_dir, help="where cifar10/cifar100 are downloaded and read "
                                                                  "(default: %(default)s)")
     p.add_argument("--n-examples", type=int, default=DEFAULTS.n_examples,

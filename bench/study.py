@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="smoke: digits (bundled, offline), sharp_small, 8 epochs, CPU minutes; small: the real "
                          "CIFAR-10 subset, PreActResNet-18 (a GPU job); paper: the seed paper's protocol on CIFAR-10 "
                          "(a GPU job) (default: %(default)s)")
-    ap.add_argument("--data", default=None, help="override the preset's dataset (cifar10 | npz:PATH | digits)")
+    ap.add_argument("--data", default=None, help="override the preset's dataset (cifar10 | npz:PATH | digits | folder:DIR)")
     ap.add_argument("--arch", default=None, help="override the architecture (e.g. sharp_tiny on CPU)")
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--seeds", default=None, help="comma list, e.g. 0,1,2")
@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", default=None, help="rows, report and plots (default results/study, runs/ for smoke)")
     ap.add_argument("--zoo-dir", default=None, help="checkpoints (default runs/study-<preset>/zoo)")
+    ap.add_argument("--export-hf", default=None, metavar="DIR",
+                    help="after the study, one Hugging Face Hub folder per trained model under DIR (bench.export --hf)")
     ap.add_argument("--compile", action="store_true", help="torch.compile training and evaluation (GPU runs)")
     ap.add_argument("--no-progress", dest="progress", action="store_false")
     g = ap.add_argument_group("workers (one results folder, on a filesystem all of them see)")
@@ -154,7 +156,26 @@ def main(argv=None) -> int:
     if failed:
         print(f"error: {failed} cell{'s' * (failed > 1)} failed; `--status` lists what is missing and why, and a "
               "rerun retries them", file=sys.stderr)
+    if args.export_hf and not args.worker and not failed:
+        failed += export_hf(study, args.export_hf)
     return 1 if failed else 0
+
+
+def export_hf(study, folder: str) -> int:
+    """One Hub folder per trained model of the study, its card built from the study's rows; the number that
+    were refused."""
+    from bench.hub.folder import HubRefused, write_hf_folder
+
+    refused = 0
+    for cell in study.cells():
+        try:
+            paths = write_hf_folder(cell.path, os.path.join(folder, cell.name),
+                                    results=os.path.join(study.out, "results.jsonl"))
+            print(f"hub folder: {paths['folder']} ({paths['rows']} rows)")
+        except (HubRefused, ValueError, OSError) as e:
+            refused += 1
+            print(f"error: hub folder for {cell.name}: {str(e).splitlines()[0]}", file=sys.stderr)
+    return refused
 
 
 if __name__ == "__main__":

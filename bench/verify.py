@@ -4,9 +4,9 @@
   python -m bench.verify --models CK --adversarial FILE --data SPEC --norm Linf --eps 8/255
 
 For every row naming images (bench.run --save-adversarial) it checks the file's sha256, its shape and dtype,
-finite values in [0,1], each image's distance to its clean point (within eps under the row's norm, plus
-TOLERANCE for float rounding), and the model's prediction on each image, replayed in fp32: every point the row
-counts as fooled must be fooled by its image. It prints, per row, "k of k fooled points replay; robust accuracy
+finite values in [0,1], each image's distance to its clean point (within eps under the row's norm, Linf, L2 or
+L1, plus BALL_TOLERANCE for float rounding), and the model's prediction on each image, replayed in fp32: every
+point the row counts as fooled must be fooled by its image. It prints, per row, "k of k fooled points replay; robust accuracy
 <= X% (row says Y%)", then checks each worst case over attacks: every point it counts as not robust has a
 stored image, from one of the attacks, that fools the model. The second form replays a file from elsewhere
 (another lab's RobustBench external evaluation) against a checkpoint: the bound it supports.
@@ -23,7 +23,7 @@ import sys
 
 import torch
 
-TOLERANCE = {"Linf": 1e-6, "L2": 1e-5}  # absolute, on top of eps: float32 rounding of x + delta and the clamp
+from zoo.pgd import BALL_TOLERANCE, THREAT_NORMS
 
 
 class Failed(Exception):
@@ -46,11 +46,11 @@ def replay(model, x_adv: torch.Tensor, x: torch.Tensor, y: torch.Tensor, norm: s
     from zoo.pgd import perturbation_size
 
     dist = perturbation_size(x_adv - x, norm)
-    outside = (dist > eps + TOLERANCE[norm]).nonzero()
+    outside = (dist > eps + BALL_TOLERANCE[norm]).nonzero()
     if len(outside):
         i = int(outside[0])
         raise Failed(f"point {i} lies outside the {norm} ball: distance {float(dist[i]):.6g} > eps {eps:.6g} "
-                     f"(+{TOLERANCE[norm]:g})")
+                     f"(+{BALL_TOLERANCE[norm]:g})")
     model = model.float().eval()
     with torch.no_grad():
         clean_right = (predict(model, x, batch_size) == y).cpu()
@@ -97,7 +97,7 @@ def verify_results(path: str, *, data_dir: str = "data", device: str = "cpu", ba
     given, receives one outcome per row (what OUT/verify.jsonl holds: the site shows "replayed: k of k")."""
     from bench.report.worst_case import ATTACKS, eps_key, worst_cases
     from bench.store.points import decode_states
-    from bench.data import load_points
+    from bench.data import points_of_row
     from bench.store.rows import read_rows
 
     DATA_ERRORS = _data_errors()
@@ -113,10 +113,10 @@ def verify_results(path: str, *, data_dir: str = "data", device: str = "cpu", ba
     for row in with_images:
         label = _label(row)
         try:
-            n = row["n"]
-            if (row["data"], n) not in data:
-                data[row["data"], n] = load_points(row["data"], data_dir, n)
-            ds = data[row["data"], n]
+            at = (row["data"], row["n"], row.get("image_size"), row.get("data_fingerprint"))
+            if at not in data:
+                data[at] = points_of_row(row, data_dir)
+            ds = data[at]
             x, y = ds.x.float().div(255), ds.y
             model = _model_of(row, models, device, ds.num_classes, x.shape[-1])
             message, fooled = verify_row(row, results_dir, model, x, y, batch_size)
@@ -227,7 +227,7 @@ def main(argv=None) -> int:
     p.add_argument("--arch", default=None, help="architecture of a plain state_dict")
     p.add_argument("--data", default="cifar10")
     p.add_argument("--data-dir", default="data")
-    p.add_argument("--norm", default="Linf", choices=["Linf", "L2"])
+    p.add_argument("--norm", default="Linf", choices=THREAT_NORMS)
     p.add_argument("--eps", default="8/255")
     p.add_argument("--device", default="cpu", help="replays run in fp32 on this device")
     p.add_argument("--batch-size", type=int, default=250)

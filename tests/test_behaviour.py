@@ -232,7 +232,7 @@ def test_every_setting_that_changes_a_result_changes_the_key(attack):
     from bench.engine import attack_config
 
     spec = {"attack": attack, "norm": None if attack == "corruptions" else "Linf", "eps": 8 / 255}
-    _, cfg = attack_config(spec, _bench_args(), "cifar10")
+    _, cfg = attack_config(spec, _bench_args())
     key = row_key("m", cfg, "cifar10", 100)
     seen = {key}
     for field_name, value in cfg.items():  # every field of the config, one at a time
@@ -248,12 +248,12 @@ def test_every_setting_that_changes_a_result_changes_the_key(attack):
                "autoattack": {"seed": 3}, "autoattack-fast": {"seed": 3},
                "corruptions": {"seed": 3, "corruptions": "fog", "corruptions_source": "official"}}[attack]
     for opt, value in options.items():
-        _, other = attack_config(spec, _bench_args(**{opt: value}), "cifar10")
+        _, other = attack_config(spec, _bench_args(**{opt: value}))
         assert row_key("m", other, "cifar10", 100) != key, opt
     if attack != "corruptions":
-        _, other = attack_config({**spec, "eps": 4 / 255}, _bench_args(), "cifar10")
+        _, other = attack_config({**spec, "eps": 4 / 255}, _bench_args())
         assert row_key("m", other, "cifar10", 100) != key
-        _, other = attack_config({**spec, "norm": "L2", "eps": 0.5}, _bench_args(), "cifar10")
+        _, other = attack_config({**spec, "norm": "L2", "eps": 0.5}, _bench_args())
         assert row_key("m", other, "cifar10", 100) != key
 
 
@@ -263,7 +263,7 @@ def test_batch_size_device_and_compile_do_not_change_the_key(attack):
     from bench.engine import attack_config
 
     spec = {"attack": attack, "norm": None if attack == "corruptions" else "Linf", "eps": 8 / 255}
-    keys = {row_key("m", attack_config(spec, _bench_args(**extra), "cifar10")[1], "cifar10", 100)
+    keys = {row_key("m", attack_config(spec, _bench_args(**extra))[1], "cifar10", 100)
             for extra in ({}, {"batch_size": 7}, {"batch_size": 1000}, {"device": "cpu"}, {"compile": "aot_eager"})}
     assert len(keys) == 1
 
@@ -273,8 +273,8 @@ def test_generator_version_only_keys_regenerated_corruptions(tmp_path):
 
     (tmp_path / "labels.npy").write_bytes(b"")
     spec = {"attack": "corruptions", "norm": None, "eps": 0.0}
-    _, regen = attack_config(spec, _bench_args(), "cifar10")
-    _, official = attack_config(spec, _bench_args(corruptions_dir=str(tmp_path)), "cifar10")
+    _, regen = attack_config(spec, _bench_args())
+    _, official = attack_config(spec, _bench_args(corruptions_dir=str(tmp_path)))
     assert "generator_version" in regen and "generator_version" not in official
     assert official["source"] == "official" and regen["source"] == "regenerated"
 

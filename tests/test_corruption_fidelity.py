@@ -59,7 +59,7 @@ def test_generator_version_is_in_the_cache_and_the_row_key(tmp_path):
     from bench.engine import attack_config
 
     args = Namespace(corruptions=None, corruptions_dir=None, corruptions_source="auto", seed=0)
-    _, cfg = attack_config({"attack": "corruptions"}, args, "synthetic")
+    _, cfg = attack_config({"attack": "corruptions"}, args)
     assert cfg["generator_version"] == GENERATOR_VERSION and cfg["source"] == "regenerated"
 
 

@@ -13,7 +13,7 @@ LAYERS = [  # (layer, module prefixes), the most specific prefix decides
     (0, ("zoo",)),
     (1, ("bench.stats", "bench.deps", "bench.store", "bench.attacks", "bench.corruptions", "bench.fast_eval",
          "bench.loading", "bench.measures", "bench.data")),
-    (2, ("bench.evaluate", "bench.engine", "bench.report", "bench.submit")),
+    (2, ("bench.evaluate", "bench.engine", "bench.report", "bench.submit", "bench.hub")),
     (3, ("bench.run", "bench.site", "bench.leaderboard", "bench.export", "bench.study", "bench.grid", "bench.verify",
          "bench.data.__main__")),
 ]

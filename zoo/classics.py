@@ -143,36 +143,57 @@ class SmallNet(TinyNet):
         return F.adaptive_avg_pool2d(x, 1).flatten(1)
 
 
-def _timm_kwargs(kwargs):
-    # timm.create_model passes its pretrained-config plumbing to every factory; these nets have no weights to fetch
-    for k in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):
+def _timm_kwargs(kwargs) -> tuple[dict, dict | None]:
+    """(the net's own arguments, timm's pretrained config). timm.create_model passes its pretrained-config
+    plumbing to every factory; from a Hub config (`hf-hub:ORG/NAME`) the class count comes with it."""
+    cfg = kwargs.pop("pretrained_cfg", None)
+    for k in ("pretrained_cfg_overlay", "cache_dir"):
         kwargs.pop(k, None)
-    return kwargs
+    if isinstance(cfg, dict) and "num_classes" in cfg:
+        kwargs.setdefault("num_classes", cfg["num_classes"])
+    return kwargs, cfg
+
+
+def built(cls, pretrained, kwargs, *args):
+    """The net; with pretrained (timm.create_model("hf-hub:ORG/NAME", pretrained=True) after `import zoo`), the
+    weights its config names, loaded by timm as for its own models."""
+    kwargs, cfg = _timm_kwargs(kwargs)
+    net = cls(*args, **kwargs)
+    if isinstance(cfg, dict):  # as timm's own models carry theirs: mean, std, input size, label names
+        net.pretrained_cfg = cfg
+    if pretrained:
+        from timm.models._builder import load_pretrained
+
+        if not cfg:
+            raise RuntimeError(f"{cls.__name__} has no pretrained weights of its own; load them from a Hub folder "
+                               "with timm.create_model('hf-hub:ORG/NAME', pretrained=True)")
+        load_pretrained(net, pretrained_cfg=cfg, num_classes=kwargs.get("num_classes", 10))
+    return net
 
 
 @register_model
 def preact_resnet18(pretrained=False, **kwargs):
-    return PreActResNet((2, 2, 2, 2), **_timm_kwargs(kwargs))
+    return built(PreActResNet, pretrained, kwargs, (2, 2, 2, 2))
 
 
 @register_model
 def wrn28_10(pretrained=False, **kwargs):
-    return WideResNet(28, 10, **_timm_kwargs(kwargs))
+    return built(WideResNet, pretrained, kwargs, 28, 10)
 
 
 @register_model
 def wrn34_10(pretrained=False, **kwargs):
-    return WideResNet(34, 10, **_timm_kwargs(kwargs))
+    return built(WideResNet, pretrained, kwargs, 34, 10)
 
 
 @register_model
 def sharp_tiny(pretrained=False, **kwargs):
-    return TinyNet(**_timm_kwargs(kwargs))
+    return built(TinyNet, pretrained, kwargs)
 
 
 @register_model
 def sharp_small(pretrained=False, **kwargs):
-    return SmallNet(**_timm_kwargs(kwargs))
+    return built(SmallNet, pretrained, kwargs)
 
 
 CLASSICS = ("preact_resnet18", "wrn28_10", "wrn34_10", "sharp_tiny", "sharp_small")

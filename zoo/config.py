@@ -20,6 +20,7 @@ class TrainConfig:
     data: str = "digits"  # dataset spec, see zoo.data
     data_dir: str = "data"  # where cifar10 is downloaded
     n_train: int | None = None  # first N training images; None = all
+    image_size: int | None = None  # folder:DIR only: pixels a side (shorter side resized, centre crop); None = own
     epochs: int = 100  # passes over the training set
     batch_size: int = 128  # images per step (per process under torchrun)
     lr: float = 0.1  # peak SGD learning rate

@@ -6,9 +6,12 @@ Specs accepted by `load_dataset`:
   npz:PATH     uint8 arrays x_train, y_train, x_test, y_test (NCHW or NHWC)
   digits       scikit-learn's bundled handwritten digits, brought to 3x32x32 (offline default)
   synthetic    a seeded, learnable 10-class image task for tests
+  folder:DIR   your own images in torchvision's ImageFolder layout, DIR/train/<class>/* and DIR/test/<class>/*
+               (zoo.folder); any class count from 2, any one image size (or --image-size S)
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 
@@ -16,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-DATA_SPECS = ("cifar10", "cifar100", "npz:PATH", "digits", "synthetic")
+DATA_SPECS = ("cifar10", "cifar100", "npz:PATH", "digits", "synthetic", "folder:DIR")
 
 
 class DataError(ValueError):
@@ -34,6 +37,9 @@ class Dataset:
     # training augmentation, a property of the data: CIFAR's random crop (pad 4) and horizontal flip; digits get
     # small shifts only, because a mirrored 2 or 5 is not the same digit
     augment: dict = field(default_factory=lambda: {"pad": 4, "flip": True})
+    classes: list[str] | None = None  # the class names, when the data names them (folder:DIR)
+    fingerprint: str | None = None  # sha256 of the data's content, when it is read from files we list (folder:DIR)
+    test_fingerprint: str | None = None  # the same for the test split alone: the points rows are keyed on
 
     def channel_stats(self) -> tuple[list[float], list[float]]:
         """Per-channel mean and std of the training images in [0,1]: the model's built-in normalization."""
@@ -130,8 +136,38 @@ def make_synthetic(n_train: int = 512, n_test: int = 256, num_classes: int = 10,
     return Dataset("synthetic", *sample(n_train), *sample(n_test), num_classes=num_classes)
 
 
-def load_dataset(spec: str, data_dir: str = "data", n_train: int | None = None) -> Dataset:
-    if spec in ("cifar10", "cifar100"):
+def _from_folder(root: str, image_size: int | None) -> Dataset:
+    from zoo.folder import check_image_size, class_names, load_split, test_folder
+
+    image_size = check_image_size(image_size)
+    classes = class_names(root)
+    test = test_folder(root)
+    train = load_split(root, "train", classes, image_size)
+    tested = load_split(root, test, classes, image_size, in_turn=True)
+    if train.x.shape[2:] != tested.x.shape[2:]:
+        raise DataError(f"folder:{root}: train/ images are {train.x.shape[3]}x{train.x.shape[2]} and {test}/ images "
+                        f"{tested.x.shape[3]}x{tested.x.shape[2]}; pass --image-size S to bring both to S x S")
+    fingerprint = hashlib.sha256(f"{train.fingerprint}\n{tested.fingerprint}\n".encode()).hexdigest()
+    side = int(train.x.shape[-1])
+    # CIFAR's augmentation at the images' scale (pad 4 at 32 pixels): a folder's classes are not known to be
+    # mirror-symmetric, but most photographs are
+    return Dataset(f"folder:{root}", train.x, train.y, tested.x, tested.y, num_classes=len(classes),
+                   augment={"pad": max(1, side // 8), "flip": True}, classes=classes, fingerprint=fingerprint,
+                   test_fingerprint=tested.fingerprint)
+
+
+def load_dataset(spec: str, data_dir: str = "data", n_train: int | None = None,
+                 image_size: int | None = None) -> Dataset:
+    if image_size is not None and not spec.startswith("folder:"):
+        raise DataError(f"--image-size is for folder:DIR data; {spec} has its own size")
+    if spec.startswith("folder:"):
+        from zoo.folder import FolderError
+
+        try:
+            ds = _from_folder(spec[len("folder:"):], image_size)
+        except FolderError as e:
+            raise DataError(str(e)) from None
+    elif spec in ("cifar10", "cifar100"):
         ds = _from_torchvision(spec, data_dir)
     elif spec.startswith("npz:"):
         ds = _from_npz(spec[4:])

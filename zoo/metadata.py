@@ -12,6 +12,9 @@ import math
 import re
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")  # architecture names (timm: resnet18, vit_b.augreg)
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+CLASS_NAME = re.compile(r"^[^\x00-\x1f\x7f/\\]{1,255}$")  # a folder's name: no control characters or separators
+MAX_CLASSES = 100000
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")  # recipes, field names
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # newlines, escapes, NUL, Unicode line separators
 MAX_TEXT = 512  # characters in one metadata string (a dataset spec holding a path is the longest)
@@ -105,6 +108,7 @@ def check_config(cfg) -> None:
         "arch": lambda v, f: text(v, f, 128, NAME), "recipe": lambda v, f: text(v, f, 64, IDENTIFIER),
         "data": text, "data_dir": text, "device": lambda v, f: text(v, f, 64), "out": text,
         "n_train": lambda v, f: number(v, f, lo=0, integer=True, optional=True),
+        "image_size": lambda v, f: number(v, f, lo=1, hi=4096, integer=True, optional=True),
         "epochs": lambda v, f: number(v, f, lo=0, hi=1e6, integer=True),
         "batch_size": lambda v, f: number(v, f, lo=1, hi=1e7, integer=True),
         "lr": lambda v, f: number(v, f, lo=0), "momentum": lambda v, f: number(v, f, lo=0),
@@ -125,9 +129,15 @@ def check_config(cfg) -> None:
 
 
 def check_dataset(ds) -> None:
-    mapping(ds, "dataset", keys={"spec", "n_train", "n_test", "augment"})
+    mapping(ds, "dataset", keys={"spec", "n_train", "n_test", "augment", "classes", "fingerprint", "image_size"})
     if "spec" in ds:
         text(ds["spec"], "dataset.spec")
+    if "classes" in ds:
+        class_list(ds["classes"], "dataset.classes")
+    if "fingerprint" in ds:
+        text(ds["fingerprint"], "dataset.fingerprint", 64, SHA256)
+    if "image_size" in ds:
+        number(ds["image_size"], "dataset.image_size", lo=1, hi=4096, integer=True)
     for k in ("n_train", "n_test"):
         if k in ds:
             number(ds[k], f"dataset.{k}", lo=0, integer=True, optional=True)
@@ -137,6 +147,16 @@ def check_dataset(ds) -> None:
             number(aug["pad"], "dataset.augment.pad", lo=0, hi=32, integer=True)
         if "flip" in aug:
             flag(aug["flip"], "dataset.augment.flip")
+
+
+def class_list(value, field: str) -> list[str]:
+    """Class names (a folder's class folders): at most MAX_CLASSES, each a file name without control characters
+    or path separators."""
+    if not isinstance(value, list) or not 2 <= len(value) <= MAX_CLASSES:
+        raise MetadataError(f"{field} is not a list of 2..{MAX_CLASSES} class names")
+    for i, v in enumerate(value):
+        text(v, f"{field}[{i}]", 255, CLASS_NAME)
+    return value
 
 
 def check_normalization(norm) -> None:

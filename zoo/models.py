@@ -9,6 +9,7 @@ import difflib
 import timm
 import torch
 import torch.nn as nn
+from timm.models import register_model
 
 from zoo import classics  # noqa: F401  (registers the classics into timm's registry)
 
@@ -37,24 +38,59 @@ class Normalized(nn.Module):
         return z
 
 
+def has_imagenet_stem(net: nn.Module) -> bool:
+    """A ResNet-style 7x7 stem convolution followed by a max-pool: what adapt_to_32 replaces."""
+    conv1 = getattr(net, "conv1", None)
+    return isinstance(conv1, nn.Conv2d) and conv1.kernel_size == (7, 7) and hasattr(net, "maxpool")
+
+
 def adapt_to_32(net: nn.Module) -> nn.Module:
     """ResNet-style stems: 3x3 stride-1 conv and no max-pool, so 32x32 inputs keep their resolution."""
-    conv1 = getattr(net, "conv1", None)
-    if isinstance(conv1, nn.Conv2d) and conv1.kernel_size == (7, 7) and hasattr(net, "maxpool"):
+    if has_imagenet_stem(net):
+        conv1 = net.conv1
         net.conv1 = nn.Conv2d(conv1.in_channels, conv1.out_channels, 3, 1, 1, bias=conv1.bias is not None)
         net.maxpool = nn.Identity()
     return net
+
+
+@register_model
+def cifar_stem(pretrained=False, base="resnet18", **kwargs):
+    """Any timm network whose ImageNet stem (7x7 stride-2 convolution, max-pool) zoo replaces for 32x32 inputs
+    (zoo.models.adapt_to_32), by name: what a Hub config of such a model names (architecture cifar_stem,
+    model_args {base: NAME})."""
+    def build(**kw):
+        return adapt_to_32(timm.create_model(base, **kw))
+
+    build.__name__ = base
+    return classics.built(build, pretrained, kwargs)
 
 
 def known_archs() -> list[str]:
     return sorted(timm.list_models())
 
 
+VIT_32 = {"img_size": 32, "patch_size": 4}  # patch 4 at 32x32: 8x8 tokens, as the CIFAR ViT literature does
+
+
+def hub_architecture(arch: str, num_classes: int) -> tuple[str, dict, bool]:
+    """(architecture, model_args, needs zoo) such that timm.create_model(architecture, num_classes=num_classes,
+    **model_args) builds the network zoo builds for `arch`, with the same weight names: what a Hub config.json
+    names. needs zoo: the architecture is registered into timm by `import zoo` (a CIFAR classic, or a timm
+    network with zoo's 32x32 stem, `cifar_stem`), not timm's own."""
+    if arch in (*classics.CLASSICS, "cifar_stem"):
+        return arch, {}, True
+    if arch.startswith(("vit_", "deit_")):
+        return arch, dict(VIT_32), False
+    if has_imagenet_stem(timm.create_model(arch, num_classes=num_classes)):
+        return "cifar_stem", {"base": arch}, True
+    return arch, {}, False
+
+
 def _create_timm(arch: str, num_classes: int) -> nn.Module:
     if arch in classics.CLASSICS:
         return timm.create_model(arch, num_classes=num_classes)
-    if arch.startswith(("vit_", "deit_")):  # patch 4 at 32x32: 8x8 tokens, as the CIFAR ViT literature does
-        return timm.create_model(arch, num_classes=num_classes, img_size=32, patch_size=4)
+    if arch.startswith(("vit_", "deit_")):
+        return timm.create_model(arch, num_classes=num_classes, **VIT_32)
     return adapt_to_32(timm.create_model(arch, num_classes=num_classes))
 
 

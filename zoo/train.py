@@ -20,7 +20,7 @@ from zoo import distributed as dist
 from zoo.checkpoint import CheckpointError, load_checkpoint, seal, versions
 from zoo.files import save_atomic
 from zoo.config import TrainConfig
-from zoo.data import DataError, DeviceLoader, load_dataset
+from zoo.data import DATA_SPECS, DataError, DeviceLoader, load_dataset
 from zoo.models import ArchError, create_model, known_archs
 from zoo.optim import SGD
 from zoo.recipes import RECIPES, get_recipe
@@ -108,7 +108,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, on_e
         raise ValueError("--compile-step under torchrun is not supported yet: the step all-reduces its gradients "
                          "with torch.distributed.all_reduce, outside a compiled graph; drop --compile-step (or use "
                          "--compile for the model alone)")
-    ds = load_dataset(cfg.data, cfg.data_dir, cfg.n_train)
+    ds = load_dataset(cfg.data, cfg.data_dir, cfg.n_train, cfg.image_size)
     per_rank = (len(ds.y_train) - len(ds.y_train) % world) // world
     if cfg.drop_last and per_rank < cfg.batch_size:
         raise ValueError(f"--batch-size {cfg.batch_size} is larger than the {per_rank} training images each process "
@@ -202,7 +202,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, on_e
     ckpt = {
         "model": _cpu_state(model), "arch": cfg.arch, "num_classes": ds.num_classes, "recipe": cfg.recipe,
         "config": cfg.to_dict(), "seed": cfg.seed,
-        "dataset": {"spec": cfg.data, "n_train": len(ds.y_train), "n_test": len(ds.y_test), "augment": ds.augment},
+        "dataset": dataset_record(cfg, ds),
         "normalization": {"mean": mean, "std": std}, "history": history,
         "metrics": {"clean_test_acc": final_acc, "n_test": len(ds.y_test)}, "versions": versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "distributed": ddp, "cost": cost,
@@ -218,6 +218,16 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, on_e
             os.remove(state_path)
     dist.barrier()
     return path
+
+
+def dataset_record(cfg: TrainConfig, ds) -> dict:
+    """What the checkpoint says about its data; a folder's adds its class names, size and content fingerprint."""
+    out = {"spec": cfg.data, "n_train": len(ds.y_train), "n_test": len(ds.y_test), "augment": ds.augment}
+    if ds.classes is not None:
+        out["classes"] = list(ds.classes)
+    if ds.fingerprint is not None:
+        out.update(fingerprint=ds.fingerprint, image_size=int(ds.x_train.shape[-1]))
+    return out
 
 
 def training_cost(history: list[dict], device: torch.device, world: int) -> dict:
@@ -246,7 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="print architectures and recipes, then exit")
     p.add_argument("--arch", default=d.arch, help="timm model name or a CIFAR classic (see --list)")
     p.add_argument("--recipe", default=d.recipe, help=f"one of {', '.join(RECIPES)}")
-    p.add_argument("--data", default=d.data, help="cifar10 | cifar100 | npz:PATH | digits | synthetic")
+    p.add_argument("--data", default=d.data, help=" | ".join(DATA_SPECS))
+    p.add_argument("--image-size", type=int, default=None, metavar="S",
+                   help="folder:DIR whose images differ in size: shorter side resized to S, then the centre S x S")
     p.add_argument("--data-dir", default=d.data_dir)
     p.add_argument("--n-train", type=int, default=None, help="use the first N training images")
     p.add_argument("--epochs", type=int, default=d.epochs)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import logging
 import os
 import time
+from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from bench.attacks.predict import predict
 from bench.deps import import_autoattack
@@ -34,15 +36,80 @@ class Float32Logits(torch.nn.Module):
         return self.model(x).float()
 
 
+# pyautoattack's version='standard' targets: APGD-T (by norm) and FAB-T; RobustBench's protocol assumes them
+STANDARD_TARGETS = {"apgd-t": {"Linf": 9, "L2": 9, "L1": 5}, "fab-t": 9}
+EOT_ITER = 20  # the rand version's draws per gradient (pyautoattack's _set_version('rand'))
+
+
+@dataclass(frozen=True)
+class AttackSettings:
+    """What AutoAttack runs with for a model with num_classes classes. The DLR losses need 3 (untargeted) and 4
+    (targeted) classes: below that the stage runs on pyautoattack's cross-entropy counterpart instead, and
+    says so."""
+    version: str  # standard | rand
+    apgd_targets: int  # APGD-T's target classes: the standard's, at most num_classes - 1
+    fab_targets: int  # FAB-T's, likewise
+    targeted_loss: str  # dlr-targeted (standard) | ce-targeted (fewer than 4 classes)
+    untargeted_loss: str  # APGD-DLR's (rand version): dlr | ce (fewer than 3 classes)
+    eot_iter: int  # draws of the model per gradient: 1, or EOT_ITER for the rand version
+    standard: bool  # RobustBench's protocol: the standard version with its full targets and losses
+
+    def key_fields(self) -> dict:
+        """What the attack config (the cache key) adds to the version's: only what departs from it, so rows of
+        models with 10 or more classes keep their keys."""
+        out = {}
+        if self.version == "standard":
+            if (self.apgd_targets, self.fab_targets) != (self._std_apgd, STANDARD_TARGETS["fab-t"]):
+                out.update(apgd_t_targets=self.apgd_targets, fab_t_targets=self.fab_targets)
+            if self.targeted_loss != "dlr-targeted":
+                out["apgd_t_loss"] = self.targeted_loss
+        else:
+            out.update(eot_iter=self.eot_iter, apgd_dlr_loss=self.untargeted_loss)
+        return out
+
+    @property
+    def n_target_classes(self) -> int:
+        """What rows record: the targets of FAB-T (and of APGD-T at Linf and L2), 9 when standard."""
+        return self.fab_targets
+
+    _std_apgd: int = 9
+
+
+def attack_settings(version: str, norm: str, num_classes: int) -> AttackSettings:
+    if num_classes < 2:
+        raise ValueError(f"AutoAttack needs at least 2 classes; the model has {num_classes}")
+    std_apgd = STANDARD_TARGETS["apgd-t"][norm]
+    apgd, fab = min(std_apgd, num_classes - 1), min(STANDARD_TARGETS["fab-t"], num_classes - 1)
+    targeted = "dlr-targeted" if num_classes >= 4 else "ce-targeted"
+    untargeted = "dlr" if num_classes >= 3 else "ce"
+    standard = version == "standard" and (apgd, fab, targeted) == (std_apgd, STANDARD_TARGETS["fab-t"],
+                                                                   "dlr-targeted")
+    return AttackSettings(version, apgd, fab, targeted, untargeted, EOT_ITER if version == "rand" else 1, standard,
+                          std_apgd)
+
+
+def apply_settings(aa, s: AttackSettings) -> None:
+    """Set pyautoattack's attack objects to the settings: targets, and the losses that replace an undefined DLR."""
+    aa.apgd_targeted.n_target_classes = s.apgd_targets
+    aa.fab.n_target_classes = s.fab_targets
+    if s.targeted_loss == "ce-targeted":
+        aa.apgd_targeted.dlr_loss_targeted = aa.apgd_targeted.ce_loss_targeted
+    if s.untargeted_loss == "ce":
+        aa.apgd.dlr_loss = lambda logits, y: F.cross_entropy(logits, y, reduction="none")
+
+
 def stage_calls(aa, stage: str) -> tuple[int, int]:
     """(gradient calls, forward-only calls) that one batch of still-robust points costs in a stage at most, from
     the attack's own settings; counted on pyautoattack 0.2.0's loops with every point surviving (a point that
-    falls ends its part early, and Square stops when none is left)."""
-    if stage == "apgd-ce":
-        return aa.apgd.n_restarts * (aa.apgd.n_iter + 2), 9
+    falls ends its part early, and Square stops when none is left). At L1 APGD runs its iterations in three
+    parts (each with a first gradient), and under EOT each gradient is eot_iter calls."""
+    if stage in ("apgd-ce", "apgd-dlr"):
+        a = aa.apgd
+        return a.n_restarts * ((a.n_iter + (3 if a.use_largereps else 1)) * a.eot_iter + 1), 9
     if stage == "apgd-t":
         t = aa.apgd_targeted
-        return t.n_target_classes * t.n_restarts * (t.n_iter + 1) + 1, 2 * t.n_target_classes
+        return t.n_target_classes * t.n_restarts * (t.n_iter + (3 if t.use_largereps else 1)) + 1, \
+            2 * t.n_target_classes
     if stage == "fab-t":
         return aa.fab.n_target_classes * aa.fab.n_iter + 1, aa.fab.n_target_classes * (aa.fab.n_iter + 4)
     if stage == "square":
@@ -50,10 +117,10 @@ def stage_calls(aa, stage: str) -> tuple[int, int]:
     raise ValueError(f"unknown AutoAttack stage {stage!r}")
 
 
-def standard_attack(model, *, norm: str, eps: float, seed: int = 0, device: str = "cpu"):
-    """pyautoattack's AutoAttack configured as version='standard' (its parameters read by stage_calls)."""
+def standard_attack(model, *, norm: str, eps: float, seed: int = 0, device: str = "cpu", version: str = "standard"):
+    """pyautoattack's AutoAttack configured as `version` does it (its parameters read by stage_calls)."""
     AutoAttack = import_autoattack()
-    return AutoAttack(model, norm=norm, eps=eps, version="standard", device=device, seed=seed)
+    return AutoAttack(model, norm=norm, eps=eps, version=version, device=device, seed=seed)
 
 
 # pyautoattack's sanity checks (pyautoattack/checks.py), each recognised by words of the warning it logs
@@ -94,12 +161,23 @@ def _reset_dynamic_counter(checks) -> None:
         checks.funcs[k] = 0
 
 
+def deterministic(model, x) -> bool:
+    """Whether two forwards of one batch give the same logits, bit for bit (a model that samples does not)."""
+    with torch.no_grad():
+        return torch.equal(model(x), model(x))
+
+
+RANDOMIZED = ("the model is randomized (two forwards of one batch differ): AutoAttack's standard version does "
+              "not average its gradients; evaluate it with --attacks autoattack-rand (EOT over 20 draws)")
+
+
 def _pre_checks(aa, checks, x, y, batch_size, logger) -> None:
     """The checks one run_standard_evaluation call makes on the evaluated points' first batch, run once per
     evaluation (the staged calls below make them again on each stage's robust points)."""
     xb, yb = x[:batch_size], y[:batch_size]
     _reset_dynamic_counter(checks)
-    checks.check_randomized(aa.get_logits, xb, yb, bs=batch_size, logger=logger)
+    if aa.version != "rand":  # as pyautoattack: the rand version is for randomized models
+        checks.check_randomized(aa.get_logits, xb, yb, bs=batch_size, logger=logger)
     n_cls = checks.check_range_output(aa.get_logits, xb, logger=logger)
     checks.check_dynamic(aa.model, xb, False, logger=logger)
     checks.check_n_classes(n_cls, aa.attacks_to_run, aa.apgd_targeted.n_target_classes, aa.fab.n_target_classes,
@@ -143,7 +221,8 @@ class StageProgress:
             self._say(f"{stage} done, {robust} of {self.n} robust")
 
 
-def run_autoattack(model, x, y, *, norm, eps, stages, seed=0, batch_size=250, state_path=None, bar=None):
+def run_autoattack(model, x, y, *, norm, eps, stages, seed=0, batch_size=250, state_path=None, bar=None,
+                   version="standard", num_classes=10):
     """Returns (x_adv, info); info['stage_acc'] maps each stage to the robust accuracy after it, info['aa_checks']
     each of pyautoattack's sanity checks to None (passed) or the warning it gave. bar: a tqdm bar to show the
     stage, the points still robust and an ETA on."""
@@ -153,17 +232,34 @@ def run_autoattack(model, x, y, *, norm, eps, stages, seed=0, batch_size=250, st
     logger.setLevel(logging.WARNING)
     device = x.device
     wrapped = Float32Logits(model).eval()
-    aa = standard_attack(wrapped, norm=norm, eps=eps, seed=seed, device=str(device))
+    aa = standard_attack(wrapped, norm=norm, eps=eps, seed=seed, device=str(device), version=version)
+    settings = attack_settings(version, norm, num_classes)
+    apply_settings(aa, settings)
     progress = StageProgress(bar, aa, stages, len(y), batch_size)
     wrapped.on_call = progress.call
     catcher = _CheckLog()
     logger.addHandler(catcher)
     logger.propagate = False  # flagged checks are recorded in the row and printed once by bench.run
     try:
-        return _run_stages(aa, checks, wrapped, x, y, stages, batch_size, state_path, catcher, logger, progress)
+        x_adv, info = _run_stages(aa, checks, wrapped, x, y, stages, batch_size, state_path, catcher, logger,
+                                  progress)
     finally:
         logger.removeHandler(catcher)
         logger.propagate = True
+    found = info["aa_checks"]
+    if settings.targeted_loss != "dlr-targeted" or settings.untargeted_loss != "dlr":
+        # pyautoattack warns that the DLR loss needs more classes: its cross-entropy counterpart ran instead
+        if found.get("n_classes") and "DLR loss" in found["n_classes"]:
+            found["n_classes"] = None
+    info["deterministic"] = deterministic(model, x[:batch_size])  # not through `wrapped`: the bar counts its calls
+    if not info["deterministic"] and version != "rand":
+        found["randomized"] = RANDOMIZED
+    info["rb_standard"] = settings.standard
+    if version == "rand":  # no targeted stage
+        info["eot_iter"] = settings.eot_iter
+    else:
+        info["n_target_classes"] = settings.n_target_classes
+    return x_adv, info
 
 def _run_stages(aa, checks, wrapped, x, y, stages, batch_size, state_path, catcher, logger, progress):
     device = x.device

@@ -11,7 +11,7 @@ from typing import Callable
 
 import torch
 
-from zoo.pgd import check_norm, pgd
+from zoo.pgd import THREAT_NORMS, check_norm, pgd
 
 
 @dataclass
@@ -41,7 +41,7 @@ def register(name: str):
 def make_attack(name: str, *, norm: str = "Linf", eps: float = 8 / 255, **opts) -> Attack:
     if name not in ATTACKS:
         raise ValueError(f"unknown attack {name!r}; known attacks: {', '.join(ATTACKS)}, corruptions")
-    check_norm(norm)
+    check_norm(norm, THREAT_NORMS)
     return ATTACKS[name](norm=norm, eps=float(eps), **opts)
 
 
@@ -52,6 +52,7 @@ def _clean(norm, eps, **_):
 
 @register("pgd")
 def _pgd(norm, eps, pgd_steps=20, pgd_alpha=None, restarts=1, seed=0, batch_size=250, **_):
+    check_norm(norm)  # Linf and L2: L1 is AutoAttack's (APGD-L1)
     alpha = 2.5 * eps / pgd_steps if pgd_alpha is None else pgd_alpha
     batch_size = batch_size or 250
 
@@ -68,21 +69,27 @@ def _pgd(norm, eps, pgd_steps=20, pgd_alpha=None, restarts=1, seed=0, batch_size
 
 
 def _autoattack(name, stages, version):
-    def factory(norm, eps, seed=0, batch_size=250, **_):
-        from bench.attacks.autoattack import run_autoattack
+    def factory(norm, eps, seed=0, batch_size=250, num_classes=10, **_):
+        from bench.attacks.autoattack import attack_settings, run_autoattack
+
+        settings = attack_settings(version, norm, num_classes)
 
         def run(self, model, x, y):
             x_adv, self.info = run_autoattack(model, x, y, norm=norm, eps=eps, stages=stages, seed=seed,
-                                              batch_size=batch_size, state_path=self.state_path, bar=self.bar)
+                                              batch_size=batch_size, state_path=self.state_path, bar=self.bar,
+                                              version=version, num_classes=num_classes)
             return x_adv
 
         cfg = {"attack": name, "norm": norm, "eps": round(eps, 10), "version": version, "stages": list(stages),
-               "seed": seed}
+               "seed": seed, **settings.key_fields()}
         return Attack(name, cfg, run)
     return factory
 
 
-# AutoAttack standard: APGD-CE, APGD-T (9 targets), FAB-T (9 targets), Square (5000 queries)
+# AutoAttack standard: APGD-CE, APGD-T (9 targets; 5 at L1), FAB-T (9 targets), Square (5000 queries); with
+# fewer than 10 classes the targeted stages target every other class (attack_settings)
 register("autoattack")(_autoattack("autoattack", ("apgd-ce", "apgd-t", "fab-t", "square"), "standard"))
 # screening: the two gradient stages only, same parameters
 register("autoattack-fast")(_autoattack("autoattack-fast", ("apgd-ce", "apgd-t"), "standard"))
+# randomized defences: APGD-CE and APGD-DLR, each gradient the mean over 20 draws of the model (EOT)
+register("autoattack-rand")(_autoattack("autoattack-rand", ("apgd-ce", "apgd-dlr"), "rand"))

@@ -22,6 +22,8 @@ def main(argv=None) -> int:
     p.add_argument("--n-examples", type=int, default=10000, help="the first N test points, in order (ImageNet: <= 5000)")
     p.add_argument("--save", default=None, metavar="FILE", help="write the points here")
     p.add_argument("--uint8", action="store_true", help="save x as uint8 0..255 (a quarter of the bytes)")
+    p.add_argument("--image-size", type=int, default=None, metavar="S",
+                   help="folder:DIR whose images differ in size: shorter side resized to S, then the centre S x S")
     p.add_argument("--check", action="store_true", help="list the images of the first N points a folder lacks")
     a = p.parse_args(argv)
     if not a.save and not a.check:
@@ -42,7 +44,7 @@ def main(argv=None) -> int:
                 if gone:
                     return 1
         if a.save:
-            pts = load_points(a.spec, a.data_dir, a.n_examples, progress=True)
+            pts = load_points(a.spec, a.data_dir, a.n_examples, progress=True, image_size=a.image_size)
             x = pts.x if a.uint8 else pts.x.float().div(255)
             save_atomic({"x": x.contiguous(), "y": pts.y}, a.save)
             print(f"{len(pts.y)} points of {pts.name} ({tuple(x.shape)}, {x.dtype}) -> {a.save}")

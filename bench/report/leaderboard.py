@@ -29,6 +29,7 @@ def missing_markdown(missing: list[dict]) -> list[str]:
 
 FLAGS = "flagged"  # table.attrs key: per row, the cells whose AutoAttack run raised one of pyautoattack's checks
 MISSING = "missing"  # table.attrs key: per row, the columns whose evaluation failed (no number to show)
+PROTOCOL = "protocol"  # table.attrs key: per row, {column: why its AutoAttack is not RobustBench's standard}
 WORST = "worst"  # table.attrs key: per row, {worst-case column: (contributing attacks, {attack: points it missed})}
 
 
@@ -36,17 +37,19 @@ def board_table(board) -> pd.DataFrame:
     """One board as the markdown's table: Model, Arch, Recipe, Clean, the board's columns, models in rank order;
     attrs FLAGS, MISSING and WORST per row."""
     keys = [c.key for c in board.columns]
-    lines, flags, missing, worst = [], [], [], []
+    lines, flags, missing, worst, protocol = [], [], [], [], []
     for mid in board.models:
         clean = board.cell(mid, CLEAN)  # every model of a board has its Clean line (None when it failed alone)
         line = {"Model": clean["model"], "Arch": clean["arch"], "Recipe": f"{clean['recipe']} {clean['hparams']}".strip(),
                 "Clean": clean["acc"]}
-        f, m, w = [], [], {}
+        f, m, w, p = [], [], {}, {}
         for key in keys:
             cell = board.cell(mid, key) or {}
             line[key] = cell.get("acc")
             if cell.get("flag"):
                 f.append(key)
+            if cell.get("protocol"):
+                p[key] = cell["protocol"]
             if cell.get("status") == "failed":
                 m.append(key)
             if cell.get("kind") == "worst":
@@ -55,8 +58,10 @@ def board_table(board) -> pd.DataFrame:
         flags.append(f)
         missing.append(m)
         worst.append(w)
+        protocol.append(p)
     table = pd.DataFrame(lines, columns=["Model", "Arch", "Recipe", "Clean"] + keys)
     table.attrs[FLAGS], table.attrs[MISSING], table.attrs[WORST] = flags, missing, worst
+    table.attrs[PROTOCOL] = protocol
     return table
 
 
@@ -97,6 +102,11 @@ def to_markdown(tables: dict, missing: list[dict] | None = None) -> str:
             for c in cells:
                 shown.loc[i, c] += " †"
                 marked = True
+        departures = []
+        for i, cells in enumerate(table.attrs.get(PROTOCOL, [])):
+            for c, why in cells.items():
+                shown.loc[i, c] += " ‡"
+                departures.append(f"- {md(table.loc[i, 'Model'])}, {md(c)}: {md(why)}")
         notes = []
         for i, cells in enumerate(table.attrs.get(WORST, [])):
             for col, (attacks, missed) in cells.items():
@@ -110,6 +120,9 @@ def to_markdown(tables: dict, missing: list[dict] | None = None) -> str:
         align = ["left"] * 3 + ["right"] * (len(shown.columns) - 3)
         out.append(shown.to_markdown(index=False, disable_numparse=True, colalign=align))  # keep "50.00" as written
         out.append("")
+        if departures:
+            out += ["‡ Not RobustBench's standard AutoAttack (its numbers are not comparable with RobustBench's "
+                    "leaderboards, and bench.export refuses them):", "", *departures, ""]
         if table.attrs.get(CORRUPTION_SETS):
             out += [md(table.attrs[CORRUPTION_SETS]), ""]
         if notes:

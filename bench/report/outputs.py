@@ -25,6 +25,16 @@ def read_verifications(folder: str) -> list[dict]:
     return read_rows(path, check=check_verify_row) if os.path.exists(path) else []
 
 
+def read_published(folder: str) -> list[dict]:
+    """The Hub repositories models of these rows were exported to (published.jsonl beside the rows, written by
+    bench.export --hf --repo-id)."""
+    from bench.store.rows import read_rows
+    from bench.store.schema import check_published_row
+
+    path = os.path.join(folder, "published.jsonl")
+    return read_rows(path, check=check_published_row) if os.path.exists(path) else []
+
+
 def site_title(site: str) -> str | None:
     """The title of the site already in this folder (a rebuild keeps it), as text: at most 200 characters, no
     control characters; None when there is none."""
@@ -54,7 +64,8 @@ def write_site(rows: list[dict], folder: str, out: str | None = None, *, title: 
     return build_site(rows, out, metas=load_metas(rows) if metas is None else metas,
                       measures=read_measures(folder) if measures is None else measures, report_md=report_md,
                       report_dir=folder, title=title or site_title(out) or "sharpbench leaderboard",
-                      verifications=read_verifications(folder), data_dir=data_dir)
+                      verifications=read_verifications(folder), data_dir=data_dir,
+                      published=read_published(folder))
 
 
 def write_outputs(rows: list[dict], folder: str, *, site: bool = True, study: dict | None = None,

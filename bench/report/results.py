@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from bench.report.worst_case import eps_key, worst_cases
+from bench.report.worst_case import ATTACK_LABEL, eps_key, worst_cases
 from bench.stats import wilson
 
-ATTACK_LABEL = {"pgd": "PGD", "autoattack": "AA", "autoattack-fast": "AA-fast"}
-STRENGTH = {"autoattack": 0, "autoattack-fast": 1, "pgd": 2}  # which attack decides the rank (strongest first)
+# which attack decides the rank (strongest first)
+STRENGTH = {"autoattack": 0, "autoattack-rand": 1, "autoattack-fast": 2, "pgd": 3}
 CLEAN, CORRUPTIONS = "Clean", "Corruptions"  # the column keys that are not attacks
 
 
@@ -123,7 +123,8 @@ class Board:
 # one tidy line: which board, which model (and what it is), which column, and what it holds there
 LINE_FIELDS = ["norm", "data", "n", "rank", "model_id", "model", "arch", "recipe", "hparams", "train_data", "seed",
                "verified", "column", "kind", "attack", "eps", "eps_str", "status", "acc", "correct", "lo", "hi",
-               "flag", "attacks", "missed", "reason", "corruption_source", "corruption_names", "corruption_severities"]
+               "flag", "protocol", "attacks", "missed", "reason", "corruption_source", "corruption_names",
+               "corruption_severities"]
 
 
 def _interval(correct, n):
@@ -145,7 +146,7 @@ def _model_fields(r) -> dict:
 def _blank(board, model, column: Column) -> dict:
     return {**board, **model, "rank": None, "column": column.key, "kind": column.kind, "attack": column.attack,
             "eps": column.eps, "eps_str": column.eps_str, "status": "ok", "acc": None, "correct": None, "lo": None,
-            "hi": None, "flag": "", "attacks": [], "missed": {}, "reason": "", "corruption_source": None,
+            "hi": None, "flag": "", "protocol": "", "attacks": [], "missed": {}, "reason": "", "corruption_source": None,
             "corruption_names": [], "corruption_severities": []}
 
 
@@ -154,6 +155,21 @@ def _fired(checks) -> str:
     if not isinstance(checks, dict):
         return ""
     return "; ".join(f"{k}: {v}" for k, v in checks.items() if v)
+
+
+def protocol_note(row) -> str:
+    """Why an AutoAttack row is not RobustBench's standard protocol ('' when it is, or is no AutoAttack row)."""
+    if row.get("rb_standard") is not False:
+        return ""
+    cfg = row.get("attack_config") if isinstance(row.get("attack_config"), dict) else {}
+    if cfg.get("version") == "rand":
+        return f"AutoAttack's rand version (EOT over {row.get('eot_iter') or cfg.get('eot_iter')} draws)"
+    k = _num(row.get("n_target_classes"))  # a table's column holds it as a float
+    text = f"AutoAttack targeting {k:.0f} class{'es' * (k != 1)} (the model has {k + 1:.0f}), not the standard's " \
+        "9" if k is not None else "AutoAttack with non-standard settings"
+    if isinstance(cfg.get("apgd_t_loss"), str):
+        text += f", APGD-T on the {cfg['apgd_t_loss']} loss (the targeted DLR loss needs 4 classes)"
+    return text
 
 
 def rank_groups(items: list, value, rank_by: str | None, name) -> list:
@@ -201,7 +217,7 @@ def _ordered(attack_cols: list[Column], worst: set[str]) -> list[Column]:
 
 
 def boards(rows: list[dict]) -> list[Board]:
-    """Every board of these rows, models ranked, in RobustBench's order within a dataset: Linf, L2, then
+    """Every board of these rows, models ranked, in RobustBench's order within a dataset: Linf, L2, L1, then
     clean/corruptions, the most test points first. A failed evaluation keeps its column and shows `failed`;
     one that failed on points no other row of its model covers gets a board of its own."""
     df = latest_ok(rows)
@@ -239,7 +255,7 @@ def boards(rows: list[dict]) -> list[Board]:
                         h = hit.iloc[0]
                         correct = h.get("robust_correct")
                         line.update(acc=_num(h["robust_acc"]), correct=None if pd.isna(correct) else int(correct),
-                                    flag=_fired(h.get("aa_checks")))
+                                    flag=_fired(h.get("aa_checks")), protocol=protocol_note(h))
                         line["lo"], line["hi"] = _interval(line["correct"], h["n"])
                     else:
                         failed = [x for x in here if x["model_id"] == mid and x["norm"] == norm
@@ -292,7 +308,7 @@ def boards(rows: list[dict]) -> list[Board]:
                     line.update(status="failed", reason=x["reason"])
                     lines.append(line)
         out.append(_finish(norm, data, n, columns, lines))
-    norm_order = {"Linf": 0, "L2": 1, "": 2}
+    norm_order = {"Linf": 0, "L2": 1, "L1": 2, "": 3}
     out.sort(key=lambda b: (b.data, norm_order.get(b.norm, 3), -b.n))
     return out
 

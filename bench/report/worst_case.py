@@ -17,16 +17,17 @@ import numpy as np
 
 from bench.store.points import decode_states
 
-ATTACKS = ("pgd", "autoattack", "autoattack-fast")
+ATTACKS = ("pgd", "autoattack", "autoattack-fast", "autoattack-rand")
+ATTACK_LABEL = {"pgd": "PGD", "autoattack": "AA", "autoattack-fast": "AA-fast", "autoattack-rand": "AA-rand"}
 
 
 def attack_label(row: dict) -> str:
-    """PGD-10, PGD-20x5 (restarts), AA, AA-fast: the attack and what makes it stronger or weaker."""
+    """PGD-10, PGD-20x5 (restarts), AA, AA-fast, AA-rand: the attack and what makes it stronger or weaker."""
     cfg = row.get("attack_config") or {}
     if row["attack"] == "pgd":
         restarts = cfg.get("restarts", 1)
         return f"PGD-{cfg.get('steps', '?')}" + (f"x{restarts}" if restarts and restarts > 1 else "")
-    return {"autoattack": "AA", "autoattack-fast": "AA-fast"}.get(row["attack"], row["attack"])
+    return ATTACK_LABEL.get(row["attack"], row["attack"])
 
 
 @dataclass

@@ -10,6 +10,7 @@ import math
 import re
 
 from bench.store.points import PointsError, decode_sets, decode_states
+from zoo.pgd import THREAT_NORMS
 
 KEY = re.compile(r"^[0-9a-f]{20}$")  # bench.store.rows.row_key
 ATTACK = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
@@ -89,8 +90,8 @@ def _check_common(row: dict) -> None:
     attack = row.get("attack")
     if attack is not None and (not isinstance(attack, str) or not ATTACK.match(attack)):
         raise RowError("attack is not an attack name")
-    if row.get("norm") not in (None, "Linf", "L2"):
-        raise RowError("norm is not Linf or L2")
+    if row.get("norm") not in (None, *THREAT_NORMS):
+        raise RowError(f"norm is not one of {', '.join(THREAT_NORMS)}")
     if "eps" in row and (not _number(row["eps"]) or row["eps"] < 0):
         raise RowError("eps is not a non-negative number")
     _eps_text(row, optional=True)
@@ -101,6 +102,28 @@ def _check_common(row: dict) -> None:
         _text(row, field, optional=True)
     if row.get("n") is not None:
         _int(row, "n", 1, 10 ** 9)
+    _check_data(row)
+
+
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+CLASS_NAME = re.compile(r"^[^\x00-\x1f\x7f/\\]{1,255}$")  # a folder's name: no control characters or separators
+
+
+def _check_data(row: dict) -> None:
+    """A folder's fingerprint, class names and size, when the row holds them; AutoAttack's settings."""
+    fp = row.get("data_fingerprint")
+    if fp is not None and (not isinstance(fp, str) or not SHA256.match(fp)):
+        raise RowError("data_fingerprint is not a sha256")
+    classes = row.get("classes")
+    if classes is not None and (not isinstance(classes, list) or not 2 <= len(classes) <= 100000 or
+                                not all(isinstance(c, str) and CLASS_NAME.match(c) for c in classes)):
+        raise RowError("classes is not a list of class names (folder names without control characters)")
+    for field, hi in (("image_size", 4096), ("n_target_classes", 100000), ("eot_iter", 10000)):
+        if row.get(field) is not None:
+            _int(row, field, 1, hi)
+    for field in ("rb_standard", "deterministic"):
+        if field in row and not isinstance(row[field], bool):
+            raise RowError(f"{field} is not true or false")
 
 
 def _int(row, field, lo, hi):
@@ -145,8 +168,8 @@ def _check_ok(row: dict) -> None:
     if attack in ("clean", "corruptions"):
         if norm is not None:
             raise RowError(f"norm of a {attack} row is not null")
-    elif norm not in ("Linf", "L2"):
-        raise RowError("norm is not Linf or L2")
+    elif norm not in THREAT_NORMS:
+        raise RowError(f"norm is not one of {', '.join(THREAT_NORMS)}")
     eps = row.get("eps")
     if not _number(eps) or eps < 0:
         raise RowError("eps is not a non-negative number")
@@ -255,6 +278,21 @@ def check_verify_row(row) -> None:
                                            or row[field] < 0):
             raise RowError(f"{field} is not a count")
     _text(row, "reason", optional=True, max_len=MAX_TEXT)
+    _text(row, "time", max_len=64)
+
+
+HF_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")  # the Hub's ORG/NAME
+
+
+def check_published_row(row) -> None:
+    """Rows of published.jsonl (bench.export --hf --repo-id): which weights went to which Hub repository."""
+    if not isinstance(row, dict):
+        raise RowError("not a JSON object")
+    for field in ("model_id", "weights_sha256"):
+        if not isinstance(row.get(field), str) or not SHA256.match(row[field]):
+            raise RowError(f"{field} is not a sha256")
+    if not isinstance(row.get("repo_id"), str) or not HF_REPO_ID.match(row["repo_id"]):
+        raise RowError("repo_id is not ORG/NAME")
     _text(row, "time", max_len=64)
 
 

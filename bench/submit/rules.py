@@ -128,6 +128,10 @@ def row_problems(row: dict, *, ckpt: str, dataset: str, threat: str, eps_str: st
         out.append(f"the claim comes from {row.get('attack')} ({', '.join(cfg.get('stages', [])) or 'no stages'}); "
                    f"RobustBench requires AutoAttack standard ({', '.join(AA_STANDARD)}): run "
                    f"{_rerun(ckpt, dataset, 'autoattack', f' --norm {threat} --eps {want_str}')}")
+    elif row.get("rb_standard") is False:
+        from bench.report.results import protocol_note
+
+        out.append(f"the AutoAttack row is not RobustBench's standard protocol: {protocol_note(row)}")
     return out
 
 

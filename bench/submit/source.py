@@ -92,7 +92,8 @@ def architecture_module(ckpt: dict, name: str, dataset: str = "cifar10") -> str:
         classes, build = CLASSIC_SOURCE[arch]
         parts += [inspect.getsource(c) for c in classes]
     else:  # any other timm architecture: timm builds it, with the same 32x32 adaptation sharpbench applies
-        parts += ["import timm", "", inspect.getsource(models.adapt_to_32)]
+        parts += ["import timm", "", inspect.getsource(models.has_imagenet_stem), "",
+                  inspect.getsource(models.adapt_to_32)]
         if arch.startswith(("vit_", "deit_")):
             build = "timm.create_model(ARCH, num_classes=NUM_CLASSES, img_size=32, patch_size=4)"
         else:

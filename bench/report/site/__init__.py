@@ -74,7 +74,7 @@ def results_downloads(all_boards) -> tuple[str, str]:
 def build_site(rows: list[dict], out: str, *, metas: dict | None = None, measures: list[dict] | None = None,
                report_md: str | None = None, report_dir: str | None = None,
                title: str = "sharpbench leaderboard", verifications: list[dict] | None = None,
-               data_dir: str = "data") -> str:
+               data_dir: str = "data", published: list[dict] | None = None) -> str:
     """Write the site under out; returns the index's path. report_dir: where the report's images are.
 
     The site is built in a folder beside out and moved into place when whole, so a reader never sees half a site
@@ -93,7 +93,7 @@ def build_site(rows: list[dict], out: str, *, metas: dict | None = None, measure
     try:
         _build(neutral(rows), tmp, metas=neutral(metas or {}), measures=neutral(measures or []),
                report_md=None if report_md is None else neutral(report_md), report_dir=report_dir, title=title,
-               verifications=neutral(verifications or []), data_dir=data_dir)
+               verifications=neutral(verifications or []), data_dir=data_dir, published=published or [])
         old = None
         if os.path.exists(out):
             old = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.old-", dir=parent)
@@ -107,7 +107,7 @@ def build_site(rows: list[dict], out: str, *, metas: dict | None = None, measure
     return os.path.join(out, "index.html")
 
 
-def _build(rows, out, *, metas, measures, report_md, report_dir, title, verifications, data_dir) -> None:
+def _build(rows, out, *, metas, measures, report_md, report_dir, title, verifications, data_dir, published) -> None:
     import markdown
 
     env = environment()
@@ -128,7 +128,7 @@ def _build(rows, out, *, metas, measures, report_md, report_dir, title, verifica
     test_sets: dict = {}  # the galleries' test points, by (data spec, n)
     for mid, m in info.items():
         mine = [r for r in rows if r.get("model_id") == mid]
-        page = pages.model_page(m, rows, measures, verifications)
+        page = pages.model_page(m, rows, measures, verifications, published)
         page["gallery"] = _gallery(m, mine, report_dir, out, data_dir, test_sets)
         write_text_atomic(os.path.join(out, m["page"]), env.get_template("model.html").render(
             root="../", assets=assets, page=page, **common))
@@ -149,7 +149,7 @@ def _gallery(info: dict, mine: list[dict], folder: str | None, out: str, data_di
     """Per attack row with stored images: a few fooled points as PNGs under out/models/<slug>-adv/ (bench.report.
     site.gallery). Whatever is missing (the checkpoint, the dataset on this machine) leaves the row without one.
     test_sets: the points loaded so far in this build, by (spec, n) (each is read once for every model's page)."""
-    from bench.data import load_points
+    from bench.data import points_of_row
     from bench.loading import TIMM, load_model_spec
     from bench.report.site.gallery import examples
 
@@ -161,7 +161,7 @@ def _gallery(info: dict, mine: list[dict], folder: str | None, out: str, data_di
     for r in with_images:
         try:
             if (r["data"], r["n"]) not in test_sets:
-                test_sets[r["data"], r["n"]] = load_points(r["data"], data_dir, r["n"])
+                test_sets[r["data"], r["n"]] = points_of_row(r, data_dir)
             pts = test_sets[r["data"], r["n"]]
             # built once, for the points' classes and size (a timm model is built for them)
             model = model or load_model_spec(info["path"], model_id=info["id"], num_classes=pts.num_classes,

@@ -25,7 +25,10 @@ def _png(chw) -> bytes:
     return buf.getvalue()
 
 
-def class_name(data: str, label: int) -> str:
+def class_name(data: str, label: int, classes=None) -> str:
+    """A label's name: the row's own class names (an image folder's), CIFAR-10's, else the number."""
+    if isinstance(classes, list) and 0 <= label < len(classes):
+        return str(classes[label])
     return CIFAR10[label] if "cifar10" in data and "cifar100" not in data and 0 <= label < 10 else str(label)
 
 
@@ -59,8 +62,10 @@ def examples(row: dict, folder: str, model, pts) -> list[dict]:
         delta = x_adv[i] - x[i]
         scale = float(delta.abs().max()) or 1.0
         dist = float(perturbation_size(delta[None], row.get("norm") or "Linf")[0])
-        out.append({"index": i, "label": class_name(row["data"], int(y[i])),
-                    "before": class_name(row["data"], int(before[k])), "after": class_name(row["data"], int(after[k])),
+        names = row.get("classes")
+        out.append({"index": i, "label": class_name(row["data"], int(y[i]), names),
+                    "before": class_name(row["data"], int(before[k]), names),
+                    "after": class_name(row["data"], int(after[k]), names),
                     "distance": dist, "png": {"clean": _png(x[i]), "adversarial": _png(x_adv[i]),
                                               "perturbation": _png(0.5 + 0.5 * delta / scale)}})
     return out

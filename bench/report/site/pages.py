@@ -14,6 +14,7 @@ import numpy as np
 from bench.report.numbers import human
 from bench.report.results import ATTACK_LABEL, CLEAN, CORRUPTIONS, STRENGTH, boards, corruptions_note
 from bench.stats import wilson
+from bench.store.schema import HF_REPO_ID
 
 DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "imagenet": "ImageNet", "digits": "digits (scikit-learn)",
                  "synthetic": "synthetic"}
@@ -101,6 +102,8 @@ def _cell(line: dict | None) -> dict | None:
     cell = {"v": line["acc"], "lo": line["lo"], "hi": line["hi"], "n": line["n"] if line["correct"] is not None else None}
     if line["flag"]:
         cell["flag"] = line["flag"]
+    if line["protocol"]:
+        cell["protocol"] = line["protocol"]
     if line["kind"] == "worst":
         cell["attacks"] = line["attacks"]
         cell["aa_missed"] = {a: k for a, k in line["missed"].items() if a.startswith("AA") and k}
@@ -200,7 +203,21 @@ def replay_text(row: dict, verifications: list[dict]) -> str:
     return f"replayed: {v['replayed']} of {v['fooled']}" if v.get("replayed") is not None else "replayed: bound holds"
 
 
-def model_page(info: dict, rows: list[dict], measures: list[dict], verifications: list[dict] | None = None) -> dict:
+def hub_of(info: dict, mine: list[dict], published: list[dict]) -> dict | None:
+    """The Hub repository a model is on: the one its rows were loaded from (hf-hub:), else the latest one its
+    weights were exported to; its card's URL and its hf-hub: name."""
+    repo = next((r["hf_repo"] for r in mine if isinstance(r.get("hf_repo"), str)), None)
+    if repo is None:
+        weights = {r.get("weights_sha256") for r in mine} - {None}
+        hits = [p for p in published if p["model_id"] == info["id"] or p["weights_sha256"] in weights]
+        repo = hits[-1]["repo_id"] if hits else None
+    if repo is None or not HF_REPO_ID.match(repo):
+        return None
+    return {"repo": repo, "url": f"https://huggingface.co/{repo}", "name": f"hf-hub:{repo}"}
+
+
+def model_page(info: dict, rows: list[dict], measures: list[dict], verifications: list[dict] | None = None,
+               published: list[dict] | None = None) -> dict:
     """Everything the model's own page shows: settings, training curves, every row, AutoAttack stages and
     checks, the corruptions grid, measures, and the command that reproduces each row."""
     from bench.corruptions.generator import CORRUPTIONS, SEVERITIES
@@ -237,7 +254,7 @@ def model_page(info: dict, rows: list[dict], measures: list[dict], verifications
                 "z": [[100 * per[f"{c}/{s}"] if f"{c}/{s}" in per else None for s in SEVERITIES] for c in names]}
     history = meta.get("history") or []
     config = meta.get("config") or {}
-    return {"info": info, "rows": table, "stages": stages, "heatmap": heat,
+    return {"info": info, "rows": table, "stages": stages, "heatmap": heat, "hub": hub_of(info, mine, published or []),
             "curves": {"epoch": [e.get("epoch") for e in history], "train_loss": [e.get("train_loss") for e in history],
                        "train_acc": [e.get("train_acc") for e in history], "test_acc": [e.get("test_acc") for e in history]},
             "config": sorted(config.items()), "dataset": meta.get("dataset") or {},

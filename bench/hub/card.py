@@ -1,0 +1,192 @@
+"""A model card for the Hugging Face Hub: pure functions of the checkpoint's record and its rows.
+
+The front matter's `model-index` holds one result per evaluation of these weights (each ok row, and each worst
+case over attacks), every value copied from a row: accuracies as fractions in 0..1, exactly as the rows hold
+them, `verified: false` (the Hub's verified flag is for evaluations it ran itself). Strings from files reach the
+YAML through yaml.safe_dump (quoted as YAML needs) and the markdown body through bench.report.escape, with the
+Unicode format characters (bidi controls) removed first, so a row's text shows as text in both.
+"""
+from __future__ import annotations
+
+import os
+
+import yaml
+
+from bench.report.escape import md, md_code, neutral, one_line, sh
+from bench.report.worst_case import attack_label, eps_key, worst_cases
+
+TITLES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "imagenet": "ImageNet (RobustBench's 5000 points)",
+          "digits": "scikit-learn digits", "synthetic": "synthetic"}
+HUB_DATASETS = {"cifar10": "cifar10", "cifar100": "cifar100", "imagenet": "imagenet-1k"}
+RECIPE_TAGS = {"pgd_at": "adversarial-training", "trades": "adversarial-training", "fgsm_rs": "adversarial-training",
+               "awp": "adversarial-training", "sam": "sam", "sam_at": "sam"}
+
+
+def dataset_entry(spec: str) -> dict:
+    """The Hub's {type, name, split} for a --data spec."""
+    if spec.startswith("folder:"):
+        return {"type": "imagefolder", "name": os.path.basename(os.path.normpath(spec[7:])) or spec, "split": "test"}
+    if spec.startswith("npz:"):
+        return {"type": "npz", "name": os.path.basename(spec[4:]), "split": "test"}
+    return {"type": HUB_DATASETS.get(spec, spec), "name": TITLES.get(spec, spec), "split": "test"}
+
+
+def evaluation_name(row: dict) -> str:
+    if row["attack"] == "clean":
+        return "clean"
+    if row["attack"] == "corruptions":
+        return "corruptions"
+    return f"{attack_label(row)} {row['norm']} {row['eps_str']}"
+
+
+def _metric(kind: str, value: float, name: str, args: dict) -> dict:
+    return {"type": kind, "value": value, "name": name, "args": args, "verified": False}
+
+
+def row_result(row: dict) -> dict:
+    """One model-index result: the row's evaluation, clean accuracy and (for attacks and corruptions) its robust
+    accuracy, with the threat model, eps and n in each metric's name and args."""
+    n, label = row["n"], evaluation_name(row)
+    base = {"evaluation": label, "n": n, "row_key": row["key"]}
+    metrics = [_metric("accuracy", row["clean_acc"], f"clean accuracy (n={n})",
+                       {**base, "ci95": row.get("clean_ci95")})]
+    if row["attack"] == "corruptions":
+        metrics.append(_metric("corruption_accuracy", row["robust_acc"], f"mean accuracy over corruptions (n={n})",
+                               {**base, "source": row.get("corruption_source"),
+                                "corruptions": (row.get("attack_config") or {}).get("names")}))
+    elif row["attack"] != "clean":
+        metrics.append(_metric("robust_accuracy", row["robust_acc"], f"{label} robust accuracy (n={n})",
+                               {**base, "attack": row["attack"], "threat_model": row["norm"], "eps": row["eps"],
+                                "eps_str": row["eps_str"], "ci95": row.get("robust_ci95"),
+                                "rb_standard": row.get("rb_standard", row["attack"] == "autoattack")}))
+    return {"task": {"type": "image-classification"}, "dataset": dataset_entry(row["data"]), "metrics": metrics}
+
+
+def worst_results(rows: list[dict]) -> list[dict]:
+    """One result per worst case over more than one attack (a point counts only if it survived all of them)."""
+    out = []
+    for (mid, data, n, norm, ek), wc in sorted(worst_cases(rows).items(), key=lambda kv: str(kv[0])):
+        if len(wc.attacks) < 2:
+            continue
+        eps_str = next(r["eps_str"] for r in rows if r.get("norm") == norm and r["data"] == data
+                       and eps_key(r["eps"]) == ek)
+        name = f"worst case {norm} {eps_str} over {', '.join(wc.attacks)}"
+        args = {"evaluation": f"Worst {norm} {eps_str}", "n": wc.n, "threat_model": norm, "eps": ek,
+                "eps_str": eps_str, "attacks": list(wc.attacks)}
+        out.append({"task": {"type": "image-classification"}, "dataset": dataset_entry(data),
+                    "metrics": [_metric("robust_accuracy", float(wc.acc), f"{name} (n={wc.n})", args)]})
+    return out
+
+
+def front_matter(*, name: str, ckpt: dict, rows: list[dict], license_: str, library: str | None) -> dict:
+    recipe = str(ckpt.get("recipe", ""))
+    tags = ["image-classification", "adversarial-robustness", "robustness", "sharpbench", f"recipe-{recipe}"]
+    if recipe in RECIPE_TAGS:
+        tags.append(RECIPE_TAGS[recipe])
+    train = str((ckpt.get("dataset") or {}).get("spec", ""))
+    meta = {"license": license_, "tags": tags, "pipeline_tag": "image-classification"}
+    if library:
+        meta = {"library_name": library, **meta}
+    if train in HUB_DATASETS:
+        meta["datasets"] = [HUB_DATASETS[train]]
+    meta["model-index"] = [{"name": name, "results": [row_result(r) for r in rows] + worst_results(rows)}]
+    return _one_line_strings(meta)
+
+
+def _one_line_strings(obj):
+    """Every string on one line, bidi controls gone: a line of a string can never be the `---` that ends the
+    front matter (the Hub's parser looks for it at the start of a line)."""
+    if isinstance(obj, str):
+        return one_line(obj)
+    if isinstance(obj, dict):
+        return {_one_line_strings(k): _one_line_strings(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_one_line_strings(v) for v in obj]
+    return obj
+
+
+def _fence(text: str) -> str:
+    run = max((len(m) for m in __import__("re").findall(r"`+", text)), default=0)
+    return "`" * max(3, run + 1)
+
+
+def _code(text: str, lang: str = "") -> list[str]:
+    fence = _fence(text)
+    return [fence + lang, text, fence]
+
+
+def _pct(v) -> str:
+    return "—" if v is None else f"{100 * v:.2f}%"
+
+
+def _ci(ci) -> str:
+    return f"{100 * ci[0]:.1f}–{100 * ci[1]:.1f}%" if isinstance(ci, list) and len(ci) == 2 else "—"
+
+
+def body(*, name: str, ckpt: dict, rows: list[dict], repo_id: str, architecture: str, needs_zoo: bool,
+         images: list[dict]) -> str:
+    """The card's markdown: how to load it, how it was trained, how it was evaluated, the stored images."""
+    from bench.report.site.pages import reproduce
+
+    rows = neutral(rows)
+    cfg = neutral(ckpt.get("config") or {})
+    data = str((ckpt.get("dataset") or {}).get("spec", "unknown"))
+    norm = ckpt.get("normalization") or {}
+    out = [f"# {md(name)}", "",
+           f"A `{md(ckpt.get('arch'))}` trained with sharpbench's **{md(ckpt.get('recipe'))}** recipe on "
+           f"{md(data)} ({ckpt.get('num_classes')} classes). It takes RGB images in [0,1] normalized with the mean "
+           f"and std of `config.json` (timm's `pretrained_cfg`: mean {md(norm.get('mean'))}, std "
+           f"{md(norm.get('std'))}); every number below was measured on images in [0,1] with that normalization "
+           "inside the model.", "", "## Load it", ""]
+    load = [*(["import zoo.models  # sharpbench: registers " + architecture + " into timm"] if needs_zoo else []),
+            "import timm", "import torch", "",
+            f"net = timm.create_model({('hf-hub:' + repo_id)!r}, pretrained=True).eval()",
+            "mean = torch.tensor(net.pretrained_cfg['mean']).view(1, -1, 1, 1)",
+            "std = torch.tensor(net.pretrained_cfg['std']).view(1, -1, 1, 1)",
+            "logits = net((images - mean) / std)  # images: N x 3 x H x W in [0,1]"]
+    out += _code("\n".join(load), "python")
+    if needs_zoo:
+        out += ["", f"`{md(architecture)}` is not one of timm's own architectures: it is registered into timm's "
+                "registry by sharpbench's `zoo` package (install sharpbench from its repository, `pip install -e .`),"
+                " so `import zoo.models` comes first."]
+    out += ["", "With sharpbench, the same model is evaluated by name:", "",
+            *_code(f"python -m bench.run --models hf-hub:{repo_id} --attacks clean,pgd,autoattack"), "",
+            "## Training", "", "| Setting | Value |", "|---|---|"]
+    for k, v in sorted(cfg.items()):
+        out.append(f"| {md(k)} | {md(v)} |")
+    cost = neutral(ckpt.get("cost") or {})
+    if cost:
+        out += ["", f"Cost: {cost.get('train_seconds', 0):.0f} s of training on {md(cost.get('device_name'))} "
+                f"({cost.get('devices', 1)} device(s)), {cost.get('images_per_s') or 0:.0f} images/s."]
+    out += ["", "## Evaluation", "",
+            "Accuracies on the first n test points, in order; a point counts as robust only if it is right clean "
+            "and under the attack. 95% intervals are Wilson's. Every value is a row of sharpbench's results "
+            "(`sharpbench.json` holds them), and the card's `model-index` is built from them alone.", "",
+            "| Evaluation | Data | n | Clean | Robust | 95% interval | AutoAttack checks |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        fired = "; ".join(f"{k}: {v}" for k, v in (r.get("aa_checks") or {}).items() if v)
+        checks = md(fired) if fired else ("passed" if r.get("aa_checks") else "—")
+        robust = r.get("robust_acc") if r["attack"] != "clean" else None
+        out.append(f"| {md(evaluation_name(r))} | {md(r['data'])} | {r['n']} | {_pct(r['clean_acc'])} | "
+                   f"{_pct(robust)} | {_ci(r.get('robust_ci95') if robust is not None else r.get('clean_ci95'))} | "
+                   f"{checks} |")
+    out += ["", "The command that computed each row (from sharpbench's repository, with the checkpoint):", ""]
+    out += _code("\n".join(dict.fromkeys(reproduce(r, sh) for r in rows)), "bash")
+    if images:
+        out += ["", "## Adversarial images", "",
+                "The attacks' images were kept (`--save-adversarial`); each file is a float32 tensor in [0,1], "
+                "RobustBench's format. `python -m bench.verify --results results.jsonl` replays them with no "
+                "attack code: every point a row counts as fooled must be fooled by its image, inside the ball.", "",
+                "| Evaluation | File | Shape | sha256 |", "|---|---|---|---|"]
+        for im in images:
+            out.append(f"| {md(im['evaluation'])} | {md_code(im['file'])} | {md(im['shape'])} | {md_code(im['sha256'])} |")
+    out += ["", "## Files", "",
+            "- `model.safetensors`: the network's weights (no optimizer state, no pickle).",
+            "- `config.json`: timm's configuration (architecture, classes, mean, std, input size, label names).",
+            "- `sharpbench.json`: the checkpoint's training record and the rows this card was built from.", ""]
+    return "\n".join(out)
+
+
+def card_text(meta: dict, text: str) -> str:
+    # never folded: a folded line could begin with `---`
+    return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=False, width=float("inf")) + "---\n\n" + text

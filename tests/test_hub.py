@@ -1,0 +1,204 @@
+"""Hugging Face Hub folders: bench.export --hf, the card's model-index read back by huggingface_hub, the folder
+loaded by timm from the local Hugging Face cache offline, `--models hf-hub:ORG/NAME` rows equal to the .pt's, the
+refusals, and hostile row text in a card."""
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REV = "0123456789abcdef0123456789abcdef01234567"
+BENCH = ["--attacks", "clean,pgd", "--n-examples", "32", "--pgd-steps", "3", "--no-progress"]
+
+
+def run(*args, env=None):
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT, timeout=900,
+                          env=dict(os.environ, PYTHONWARNINGS="ignore", **(env or {})))
+
+
+def read(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def hub_cache(root, folder, repo):
+    """The folder laid out as the local Hugging Face cache holds a download: models--ORG--NAME/snapshots/<rev>/,
+    refs/main naming the revision."""
+    base = os.path.join(root, "models--" + repo.replace("/", "--"))
+    shutil.copytree(folder, os.path.join(base, "snapshots", REV))
+    os.makedirs(os.path.join(base, "refs"))
+    with open(os.path.join(base, "refs", "main"), "w") as f:
+        f.write(REV)
+    return {"HF_HUB_CACHE": str(root), "HF_HUB_OFFLINE": "1"}
+
+
+@pytest.fixture(scope="module")
+def models(smoke_study, tmp_path_factory):
+    """A CIFAR classic (the smoke study's standard sharp_small, on digits) and a timm architecture (timm's
+    test_efficientnet, trained here on synthetic data), each with clean and PGD rows from bench.run."""
+    tmp = tmp_path_factory.mktemp("hub")
+    _, zoo, _, _ = smoke_study
+    classic = glob.glob(str(zoo / "sharp_small-standard-*.pt"))[0]
+    res = run("-m", "zoo.train", "--arch", "test_efficientnet", "--data", "synthetic", "--n-train", "256",
+              "--epochs", "1", "--batch-size", "64", "--lr", "0.05", "--device", "cpu", "--out", str(tmp / "zoo"),
+              "--no-progress")
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = {}
+    for kind, ckpt, data in (("classic", classic, "digits"), ("timm", res.stdout.strip().splitlines()[-1], "synthetic")):
+        bench = tmp / f"rows-{kind}"
+        res = run("-m", "bench.run", "--models", ckpt, "--data", data, *BENCH, "--out", str(bench))
+        assert res.returncode == 0, res.stderr[-2000:]
+        out[kind] = {"ckpt": ckpt, "data": data, "results": str(bench / "results.jsonl"), "tmp": tmp}
+    return out
+
+
+@pytest.mark.parametrize("kind", ["classic", "timm"])
+def test_hub_folder_round_trip(models, kind, tmp_path):
+    import torch
+    from huggingface_hub import ModelCard
+
+    m = models[kind]
+    folder, repo = tmp_path / "folder", f"sharp-lab/{kind}-model"
+    res = run("-m", "bench.export", m["ckpt"], "--hf", str(folder), "--repo-id", repo, "--results", m["results"],
+              "--license", "mit")
+    assert res.returncode == 0, res.stderr
+    assert sorted(os.listdir(folder)) == ["README.md", "config.json", "model.safetensors", "sharpbench.json"]
+    rows = {r["key"]: r for r in read(m["results"]) if r["status"] == "ok"}
+
+    # the card: parsed by huggingface_hub; every metric of its model-index is a row's value
+    card = ModelCard.load(folder / "README.md")
+    assert card.data.license == "mit" and card.data.pipeline_tag == "image-classification"
+    assert (card.data.library_name == "timm") == (kind == "timm")
+    assert ("import zoo.models" in card.text) == (kind == "classic")
+    results = card.data.eval_results
+    assert {e.metric_args["row_key"] for e in results if "row_key" in e.metric_args} == set(rows)
+    for e in results:
+        row = rows[e.metric_args["row_key"]]
+        want = row["clean_acc"] if e.metric_type == "accuracy" else row["robust_acc"]
+        assert e.metric_value == want and e.verified is False and e.task_type == "image-classification"
+        assert e.dataset_split == "test" and f"n={row['n']}" in e.metric_name
+        if e.metric_type == "robust_accuracy":
+            assert e.metric_args["threat_model"] == row["norm"] and e.metric_args["eps"] == row["eps"]
+    record = json.loads((folder / "sharpbench.json").read_text())
+    assert {r["key"] for r in record["rows"]} == set(rows) and record["training"]["arch"]
+
+    # timm loads the folder offline from the local Hugging Face cache: the checkpoint's logits, bit for bit
+    env = hub_cache(tmp_path / "cache", folder, repo)
+    check = ("import sys, torch, timm\n" + ("import zoo.models\n" if kind == "classic" else "") +
+             f"net = timm.create_model({'hf-hub:' + repo!r}, pretrained=True).eval()\n"  # timm's own: no zoo
+             "from zoo.checkpoint import load_checkpoint, model_from_checkpoint\n"
+             f"ck = {m['ckpt']!r}\n"
+             "ours = model_from_checkpoint(load_checkpoint(ck), ck).eval()\n"
+             "x = torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))\n"
+             "mean = torch.tensor(net.pretrained_cfg['mean']).view(1, -1, 1, 1)\n"
+             "std = torch.tensor(net.pretrained_cfg['std']).view(1, -1, 1, 1)\n"
+             "with torch.no_grad():\n"
+             "    print(torch.equal(net((x - mean) / std), ours(x)), net.pretrained_cfg['num_classes'])\n")
+    res = run("-c", check, env=env)
+    assert res.returncode == 0 and res.stdout.split()[0] == "True", res.stderr[-2000:]
+
+    # bench.run on hf-hub:ORG/NAME, offline: the .pt's rows, recognised as the same weights
+    res = run("-m", "bench.run", "--models", f"hf-hub:{repo}", "--data", m["data"], *BENCH, "--out",
+              str(tmp_path / "hub"), env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    theirs = {r["attack"]: r for r in read(tmp_path / "hub" / "results.jsonl")}
+    for r in rows.values():
+        h = theirs[r["attack"]]
+        assert (h["clean_acc"], h["robust_acc"], h["points"]) == (r["clean_acc"], r["robust_acc"], r["points"])
+        assert h["weights_sha256"] == r["weights_sha256"] and h["hf_repo"] == repo and h["hf_revision"] == REV
+    assert torch.load(m["ckpt"], weights_only=True)["weights_sha256"] == h["weights_sha256"]
+    # published.jsonl beside the .pt's rows: its site links the card
+    res = run("-m", "bench.site", "--results", m["results"])
+    assert res.returncode == 0, res.stderr
+    pages = glob.glob(os.path.join(os.path.dirname(m["results"]), "site", "models", "*.html"))
+    assert any(f"https://huggingface.co/{repo}" in open(p).read() for p in pages)
+
+
+def refused(capsys, *argv):
+    from bench.export import main
+
+    code = main(list(argv))
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert code == 2 and len(err) == 1 and err[0].startswith("refused: "), err
+    return err[0]
+
+
+def test_hub_refusals(models, tmp_path, capsys, monkeypatch):
+    from bench.store.rows import append_row
+    from zoo.checkpoint import sha256_file
+
+    m = models["classic"]
+    ck = m["ckpt"]
+    assert "is not shaped ORG/NAME" in refused(capsys, ck, "--hf", str(tmp_path / "a"), "--repo-id", "not/a/repo",
+                                               "--results", m["results"])
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert "no row of these weights" in refused(capsys, ck, "--hf", str(tmp_path / "a"), "--results", str(empty))
+    row = next(r for r in read(m["results"]) if r["attack"] == "clean")
+    failed = tmp_path / "failed" / "results.jsonl"
+    append_row(str(failed), {**{k: row[k] for k in ("key", "model", "model_id", "path", "data", "n", "attack")},
+                             "status": "failed", "error": "boom", "time": row["time"]})
+    assert "every row of these weights failed (boom)" in refused(capsys, ck, "--hf", str(tmp_path / "a"),
+                                                                   "--results", str(failed))
+    other = tmp_path / "other" / "results.jsonl"
+    append_row(str(other), {**row, "model_id": "f" * 64, "weights_sha256": "e" * 64})
+    assert "computed on other weights" in refused(capsys, ck, "--hf", str(tmp_path / "a"), "--results", str(other))
+    assert not os.path.exists(tmp_path / "a")  # nothing written by a refusal
+
+    from bench.export import main
+
+    assert main([ck, "--hf", str(tmp_path / "b"), "--results", m["results"]]) == 0
+    t = models["timm"]
+    assert "already holds another model" in refused(capsys, t["ckpt"], "--hf", str(tmp_path / "b"), "--results",
+                                                    t["results"])
+    assert main([t["ckpt"], "--hf", str(tmp_path / "b"), "--results", t["results"], "--force"]) == 0
+    assert json.loads((tmp_path / "b" / "sharpbench.json").read_text())["checkpoint_sha256"] == sha256_file(t["ckpt"])
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "notes.txt").write_text("mine")
+    assert "not a sharpbench export" in refused(capsys, ck, "--hf", str(tmp_path / "c"), "--results", m["results"])
+
+    # --push with no token: one line, after the folder is written
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    import huggingface_hub.constants as hub
+
+    monkeypatch.setattr(hub, "HF_TOKEN_PATH", str(tmp_path / "hf-home" / "token"))
+    line = refused(capsys, ck, "--hf", str(tmp_path / "d"), "--repo-id", "sharp-lab/x", "--results", m["results"],
+                   "--push")
+    assert "no Hugging Face token" in line and os.path.exists(tmp_path / "d" / "model.safetensors")
+
+
+HOSTILE = "evil | <img src=x onerror=alert(1)> [click](http://x.example) \u202egnp.exe `x` ---\nlicense: pwned\n# Heading"
+
+
+def test_hostile_row_text_stays_text_in_the_card(models, tmp_path):
+    """A row's strings (its data, path, AutoAttack check message) with markdown, YAML, HTML and a bidi control:
+    the front matter parses to the same keys, and the body renders no markup the row did not have."""
+    import markdown
+    import yaml
+    from huggingface_hub import ModelCard
+
+    from bench.store.rows import append_row
+
+    m = models["classic"]
+    hostile = tmp_path / "hostile" / "results.jsonl"
+    for r in read(m["results"]):
+        append_row(str(hostile), {**r, "data": "npz:/x/" + HOSTILE, "path": HOSTILE,
+                                  "aa_checks": {"randomized": HOSTILE}})
+    for name, results in (("plain", m["results"]), ("hostile", str(hostile))):
+        res = run("-m", "bench.export", m["ckpt"], "--hf", str(tmp_path / f"card-{name}"), "--results", results)
+        assert res.returncode == 0, res.stderr
+    cards = {n: (tmp_path / f"card-{n}" / "README.md").read_text() for n in ("plain", "hostile")}
+    meta = {n: yaml.safe_load(c.split("---\n", 2)[1]) for n, c in cards.items()}
+    assert meta["hostile"].keys() == meta["plain"].keys() and meta["hostile"]["license"] == "other"
+    assert "\u202e" not in cards["hostile"]
+    card = ModelCard.load(tmp_path / "card-hostile" / "README.md")
+    assert len(card.data.eval_results) == len(ModelCard.load(tmp_path / "card-plain" / "README.md").data.eval_results)
+    html = {n: markdown.markdown(c.split("---\n", 2)[2], extensions=["tables", "fenced_code"]) for n, c in cards.items()}
+    for tag in ("<img", "<a ", "<h1", "<h2", "<table", "<code", "<pre"):
+        assert html["hostile"].count(tag) == html["plain"].count(tag), tag
+    assert "&lt;img" in html["hostile"]  # the row's text, shown as text
