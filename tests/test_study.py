@@ -1,3 +1,4 @@
+import json
 import os
 import re
 import subprocess
@@ -44,9 +45,15 @@ def test_smoke_study_runs_end_to_end_and_reuses_its_work(smoke_study, tmp_path):
                 assert "AutoAttack standard" not in text  # the smoke's AutoAttack is standard at 8/255
     assert not (tmp_path / "e").exists()
     rows = (out / "results.jsonl").read_text()
-    again = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT, env=env)
+    hub = tmp_path / "hub"  # the rerun also writes one Hugging Face Hub folder per trained model
+    again = subprocess.run([*cmd, "--export-hf", str(hub)], capture_output=True, text=True, timeout=900, cwd=ROOT,
+                           env=env)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "3 of 3 cells already done" in again.stderr and (out / "results.jsonl").read_text() == rows
+    assert sorted(os.listdir(hub)) == sorted(p.name.removesuffix(".pt") for p in zoo.glob("*.pt"))
+    for folder in hub.iterdir():
+        record = json.loads((folder / "sharpbench.json").read_text())
+        assert record["rows"] and all(r["model"] == folder.name for r in record["rows"])
 
 
 def test_failed_evaluations_fail_their_cells_are_named_everywhere_and_a_rerun_completes_them(smoke_zoo, smoke_study,
