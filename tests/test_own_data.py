@@ -81,6 +81,15 @@ def test_folder_points_equal_torchvision_imagefolder(subset_path, tmp_path):
     assert torch.equal(saved["x"], torch.stack([ref[i][0] for i in order]))
     assert torch.equal(saved["y"], torch.tensor([ref[i][1] for i in order]))
     assert sorted(set(saved["y"][:10].tolist())) == list(range(10))  # every class among the first points
+    # zoo.train, then bench.run on the same folder (its data read from the checkpoint): ok rows
+    res = run("-m", "zoo.train", "--arch", "sharp_tiny", "--data", f"folder:{tree}", "--epochs", "1",
+              "--batch-size", "50", "--device", "cpu", "--out", str(tmp_path / "zoo"), "--no-progress")
+    assert res.returncode == 0, res.stderr[-2000:]
+    res = run("-m", "bench.run", "--models", res.stdout.strip().splitlines()[-1], "--attacks", "clean,pgd",
+              "--pgd-steps", "2", "--n-examples", "64", "--out", str(tmp_path / "bench"), "--no-progress")
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = rows_of(tmp_path / "bench")
+    assert [r["status"] for r in rows] == ["ok", "ok"] and rows[0]["classes"] == NAMES
 
 
 def test_train_and_bench_on_a_folder_with_fewer_than_ten_classes(folders):
@@ -125,7 +134,7 @@ def test_train_and_bench_on_a_folder_with_fewer_than_ten_classes(folders):
     assert np.array_equal(ours, theirs.numpy())
 
 
-def test_l1_autoattack_equals_pyautoattack_and_verify_checks_the_l1_ball(folders, tmp_path):
+def test_l1_autoattack_equals_pyautoattack_and_verify_checks_the_l1_ball(folders, tmp_path, capsys):
     """An L1 AutoAttack row equals pyautoattack's L1 standard run per point; bench.verify replays it and refuses
     an image moved outside the L1 ball; pgd at L1 is refused in one line."""
     from bench.data import load_points
@@ -152,19 +161,21 @@ def test_l1_autoattack_equals_pyautoattack_and_verify_checks_the_l1_ball(folders
         theirs = (model(x_adv).argmax(1) == pts.y) & (model(x).argmax(1) == pts.y)
     assert np.array_equal(decode_states(row["points"])[1], theirs.numpy())
 
-    res = run("-m", "bench.verify", "--results", str(out / "results.jsonl"))
-    assert res.returncode == 0 and "ok " in res.stdout, res.stdout + res.stderr
+    from bench.run import main as bench_run
+    from bench.verify import main as verify
+
+    assert verify(["--results", str(out / "results.jsonl")]) == 0 and "ok " in capsys.readouterr().out
     moved = x_adv.clone()
     moved[0] = x[0]
     moved[0, :, :4, :4] = 1 - x[0, :, :4, :4].round()  # 48 coordinates moved by >= 0.5: L1 distance >= 24
     torch.save(moved, tmp_path / "moved.pt")
-    res = run("-m", "bench.verify", "--models", ckpt, "--adversarial", str(tmp_path / "moved.pt"), "--data",
-              f"folder:{tree}", "--norm", "L1", "--eps", "12")
-    assert res.returncode == 1 and "outside the L1 ball" in res.stdout + res.stderr, res.stdout + res.stderr
+    code = verify(["--models", ckpt, "--adversarial", str(tmp_path / "moved.pt"), "--data", f"folder:{tree}",
+                   "--norm", "L1", "--eps", "12"])
+    shown = capsys.readouterr()
+    assert code == 1 and "outside the L1 ball" in shown.out + shown.err, shown
 
-    res = run("-m", "bench.run", "--models", ckpt, "--attacks", "pgd", "--norm", "L1", "--out", str(out))
-    assert res.returncode == 2
-    assert [ln for ln in res.stderr.splitlines() if ln.strip()] == [
+    assert bench_run(["--models", ckpt, "--attacks", "pgd", "--norm", "L1", "--out", str(out)]) == 2
+    assert [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()] == [
         "error: pgd at L1 is not implemented (its steps are Linf's and L2's); at L1 use autoattack or "
         "autoattack-fast, which run APGD-L1, or drop L1 from --norm"]
 
