@@ -19,7 +19,7 @@ import sys
 import time
 import traceback
 from collections import deque
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import torch
 from tqdm import tqdm
@@ -226,224 +226,298 @@ def warn_if_long(label: str, cfg: dict, lm, x, batch_size: int, rates: dict) -> 
             f"per forward at batch {b})")
 
 
-def _run_one(spec, cfg, attack, lm, x, x_u8, y, settings, device, state_path, progress, batch_size,
-             official_set=None):
+@dataclass
+class Run:
+    """One run's state, which every stage reads: its settings and plan, the device and batch, this process's rank,
+    the points, the rows (and where they go) and what was loaded and measured so far."""
+    settings: EvalSettings
+    specs: list[dict]
+    device: torch.device
+    batch_size: int
+    rank: int
+    world: int
+    points: object  # bench.data.Points
+    x: torch.Tensor  # the points in [0,1], on the device
+    y: torch.Tensor
+    store: RowStore
+    common: dict  # what every row of this run holds
+    official_set: object = None  # the reader of official corruption sets (ImageNet-C's); None: CIFAR-10-C's
+    outcomes: list = field(default_factory=list)
+    loaded: dict = field(default_factory=dict)  # --models entry -> LoadedModel, or (status, reason)
+    rates: dict = field(default_factory=dict)  # id(model) -> measured seconds per gradient and forward call
+
+    @property
+    def progress(self) -> bool:
+        return self.settings.progress and self.rank == 0
+
+    @property
+    def rows_path(self) -> str:
+        return os.path.join(self.settings.out, "results.jsonl")
+
+    def outcome(self, model_spec, spec, status, reason="", key="", model_failed=False) -> None:
+        self.outcomes.append(Outcome(model_spec, spec["attack"], spec["norm"], spec["eps_str"], status, reason, key,
+                                     model_failed))
+
+    def refused(self, key: str) -> dict | None:
+        """The earlier failed row when this key has failed as often as the bound allows (and is not done)."""
+        s, store = self.settings, self.store
+        if s.retry_failed or key in store.done or store.failures.get(key, 0) < s.max_failures:
+            return None
+        return store.failed[key]
+
+
+def _corruption_source(settings, points, specs):
+    """(settings, official_set): ImageNet's corruptions are the official ImageNet-C folders; official CIFAR
+    files are fetched once into their folder."""
+    from dataclasses import replace
+
+    if not any(s["attack"] == "corruptions" for s in specs):
+        return settings, None
+    if points.name == IMAGENET:
+        from bench.data.imagenet import corruption_set
+
+        if settings.corruptions_source == "regenerated":
+            raise ValueError("--corruptions-source regenerated: the generator's parameters are CIFAR-10-C's; "
+                             "ImageNet's corruptions are the official ImageNet-C files (--corruptions-dir DIR)")
+        return replace(settings, corruptions_source="official",
+                       corruptions_dir=settings.corruptions_dir or os.path.join(points.root, "ImageNet-C")), \
+            corruption_set
+    if settings.corruptions_source == "official":
+        from bench.corruptions.official import DIR_NAMES, fetch_official
+
+        folder = settings.corruptions_dir or os.path.join(settings.data_dir, DIR_NAMES.get(points.name, "CIFAR-10-C"))
+        fetch_official(folder, points.name if points.name in DIR_NAMES else "cifar10")
+        return replace(settings, corruptions_dir=folder), None
+    return settings, None
+
+
+def open_run(models: list[str], settings: EvalSettings) -> tuple[Run, list[str]]:
+    """(the run, the models to evaluate): the plan, the out folder, missing model files named (their outcomes
+    recorded), the data (the checkpoints' own by default), the device, this rank, the points, the rows read, and
+    the corruption source. Raises for what stops the whole run before any model is touched."""
+    from dataclasses import replace
+
+    specs = plan(settings)
+    check_out(settings.out)
+    absent = {m: why for m in models if (why := missing_model(m))}
+    present = [m for m in models if m not in absent]
+    if not present:
+        raise ValueError(next(iter(absent.values())) if absent else "--models: nothing to evaluate")
+    for why in absent.values():  # named before any data is touched; the other models still run
+        say(f"error: {why}")
+    if settings.data is None:
+        data, size = data_of_models(present, int(settings.max_checkpoint_gb * 2 ** 30))
+        settings = replace(settings, data=data, image_size=settings.image_size or size)
+    device = resolve_device(settings.device)
+    batch_size = settings.batch_size or (1000 if device.type == "cuda" else 250)
+    rank, world = dist.setup(device)
+    points = load_points(settings.data, settings.data_dir, settings.n_examples,
+                         progress=settings.progress and rank == 0, image_size=settings.image_size)
+    settings, official = _corruption_source(settings, points, specs)
+    store = RowStore(os.path.join(settings.out, "results.jsonl"))
+    with locked(store.path):
+        store.refresh()
+    store.warn()  # torn lines left by a killed process, rows that cannot be trusted
+    common = {"data": points.name, "n": len(points.y), "device": str(device), "versions": versions(),
+              "precision": precision_note(device), "batch_size": batch_size, "compile": settings.compile,
+              **data_fields(points, settings.image_size)}
+    run = Run(settings, specs, device, batch_size, rank, world, points, points.x.float().div(255).to(device),
+              points.y.to(device), store, common, official)
+    if rank == 0:  # rank 0 reports the missing files
+        run.outcomes += [Outcome(m, "load", None, "0", "failed", why) for m, why in absent.items()]
+    return run, present
+
+
+def load_model(run: Run, model_spec: str):
+    """The entry's model (prepared for evaluation, loaded once per run), or (status, reason) when it is not
+    there: refused (it failed to load before and is unchanged) or failed (its failure is recorded once per
+    content and settings, so an unchanged file is not retried on a rerun, up to the bound; a changed one is)."""
+    if model_spec in run.loaded:
+        return run.loaded[model_spec]
+    s, pts = run.settings, run.points
+    max_bytes = int(s.max_checkpoint_gb * 2 ** 30)
+    rb_norm = s.rb_threat_model or s.norm.split(",")[0].strip()
+    rb_ds = rb_dataset(pts.name, pts.num_classes)
+    cid = spec_content_id(model_spec, norm=rb_norm, rb_model_dir=s.rb_model_dir, dataset=rb_ds, max_bytes=max_bytes)
+    load_key = row_key(cid, {"stage": "load", "arch": s.arch, "rb_threat_model": s.rb_threat_model,
+                             "sharpbench": run.common["versions"]["sharpbench"]}, pts.identity, len(pts.y))
+    with locked(run.rows_path):
+        run.store.refresh()
+    earlier = run.refused(load_key)
+    if earlier is not None:
+        reason = one_line(str(earlier.get("error", "")))
+        say(f"skipped {model_spec}: it failed to load before and is unchanged ({reason}); "
+            "pass --retry-failed to try again")
+        run.loaded[model_spec] = ("refused", reason)
+        return run.loaded[model_spec]
+    try:
+        lm = load_model_spec(model_spec, arch=s.arch, num_classes=pts.num_classes, norm=rb_norm,
+                             rb_model_dir=s.rb_model_dir, dataset=rb_ds, max_bytes=max_bytes,
+                             model_id=None if cid.startswith(("unreadable:", "rb:", "timm:", "hf-hub:")) else cid,
+                             size=run.x.shape[-1])
+        lm.model = prepare_for_eval(lm.model, run.device, compile_backend=s.compile, batch_size=run.batch_size)
+        run.loaded[model_spec] = lm
+    except Exception as e:  # noqa: BLE001 - whatever one file does, the other models still run
+        msg = first_line(e) if isinstance(e, LOAD_ERRORS) else f"{type(e).__name__}: {first_line(e)}"
+        run.loaded[model_spec] = ("failed", msg)
+        say(f"error: {msg}")
+        append_row(run.rows_path, {"key": load_key, "status": "failed", "stage": "load",
+                                   "model": short_name(model_spec), "path": model_spec, "error": msg,
+                                   "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **run.common})
+        run.outcomes.append(Outcome(model_spec, "load", None, "0", "failed", msg, load_key))
+    return run.loaded[model_spec]
+
+
+@dataclass
+class Job:
+    """One planned evaluation of one loaded model."""
+    model_spec: str
+    spec: dict
+    lm: object  # LoadedModel
+    attack: object  # the Attack, or None (corruptions)
+    cfg: dict  # its config: the cache key's
+    key: str
+
+    @property
+    def label(self) -> str:
+        s = self.spec
+        return f"{self.lm.meta['name']} {s['attack']} {s['norm'] or ''} {s['eps_str']}"
+
+
+def claim(run: Run, job: Job):
+    """("cached", row) when its row is there, ("refused", earlier failed row), ("busy", None) when another
+    process holds it, or ("claimed", the claim): checked and claimed in one step under the rows' lock."""
+    with locked(run.rows_path):  # another process may share this folder
+        run.store.refresh()
+        cached = run.store.ok.get(job.key) if job.key in run.store.done else None
+        if cached is not None and not (run.settings.save_adversarial and "adversarial" not in cached
+                                       and job.spec["attack"] not in ("clean", "corruptions")):
+            return "cached", cached
+        # a cached row whose images were not kept runs again (seeded) to store them
+        earlier = None if cached is not None else run.refused(job.key)
+        if earlier is not None:
+            return "refused", earlier
+        taken = try_claim(os.path.join(run.settings.out, ".claims"), job.key)
+    return ("claimed", (taken, cached)) if taken is not None else ("busy", None)
+
+
+def _measure(run: Run, job: Job, batch_size: int) -> dict:
+    """The evaluation's result at this batch (its attack or corruptions, with their progress bars)."""
+    spec, lm, s = job.spec, job.lm, run.settings
     if spec["attack"] == "corruptions":
-        read = {"official_set": official_set} if official_set else {}
-        with tqdm(total=len(cfg["names"]) * len(SEVERITIES), desc=f"{lm.meta['name'][:40]} corruptions",
-                  leave=False, disable=not progress, file=sys.stderr) as inner:
+        read = {"official_set": run.official_set} if run.official_set else {}
+        with tqdm(total=len(job.cfg["names"]) * len(SEVERITIES), desc=f"{lm.meta['name'][:40]} corruptions",
+                  leave=False, disable=not run.progress, file=sys.stderr) as inner:
             return evaluate_corruptions(
-                lm.model, x_u8, y, device=device, batch_size=batch_size,
-                corruptions_dir=settings.corruptions_dir if cfg["source"] == "official" else None,
-                cache_dir=settings.cache_dir, seed=settings.seed, names=cfg["names"], progress=inner.update,
-                require_official=cfg["source"] == "official", **read)
-    attack.state_path = state_path
-    staged = spec["attack"].startswith("autoattack")
+                lm.model, run.points.x, run.y, device=run.device, batch_size=batch_size,
+                corruptions_dir=s.corruptions_dir if job.cfg["source"] == "official" else None,
+                cache_dir=s.cache_dir, seed=s.seed, names=job.cfg["names"], progress=inner.update,
+                require_official=job.cfg["source"] == "official", **read)
+    job.attack.state_path = os.path.join(s.out, ".attack_state", f"{job.key}.pt")
+    staged = spec["attack"].startswith("autoattack") and run.progress
     with tqdm(total=0, desc=f"{lm.meta['name'][:40]} {spec['attack']}", unit=" calls", leave=False,
-              disable=not (progress and staged), file=sys.stderr) as bar:
-        attack.bar = bar if staged and progress else None
-        return evaluate_attack(lm.model, attack, x, y, norm=spec["norm"] or "Linf", eps=spec["eps"],
-                               batch_size=batch_size, keep_adversarial=settings.save_adversarial)
+              disable=not staged, file=sys.stderr) as bar:
+        job.attack.bar = bar if staged else None
+        return evaluate_attack(lm.model, job.attack, run.x, run.y, norm=spec["norm"] or "Linf", eps=spec["eps"],
+                               batch_size=batch_size, keep_adversarial=s.save_adversarial)
+
+
+def execute(run: Run, job: Job) -> dict:
+    """The result; out of memory, once more at half the batch (rows do not depend on it), then it fails."""
+    try:
+        return _measure(run, job, run.batch_size)
+    except Exception as e:  # noqa: BLE001
+        if not is_out_of_memory(e) or run.batch_size < 2:
+            raise
+    half = run.batch_size // 2
+    say(f"warning: {job.label}: out of memory at batch {run.batch_size}; retrying at batch {half}")
+    if run.device.type == "cuda":
+        torch.cuda.empty_cache()
+    job.attack, _ = attack_config(job.spec, run.settings, run.points.num_classes, half)
+    result = _measure(run, job, half)
+    return {**result, "batch_size": half, "oom_retry": {"batch_size": run.batch_size, "retried_at": half}}
+
+
+def record(run: Run, job: Job, result: dict | None, error: Exception | None, cached: dict | None) -> None:
+    """The row (ok with its images and AutoAttack's warnings, or failed with the reason), the outcome, and the
+    attack's resume state removed once its row is written."""
+    s = job.spec
+    row = {"key": job.key, **model_fields(job.lm.meta), "attack": s["attack"], "norm": s["norm"], "eps": s["eps"],
+           "eps_str": s["eps_str"], "attack_config": job.cfg, **run.common, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    if error is not None:
+        msg = first_line(error)
+        say(f"error: {job.label}: {msg}")
+        if not isinstance(error, EvaluationError):
+            traceback.print_exception(error, limit=3)
+        append_row(run.rows_path, {**row, "status": "failed", "error": msg})
+        run.outcome(job.model_spec, s, "failed", msg, job.key)
+        return
+    images = result.pop("adversarial_images", None)
+    if images is not None:
+        result["adversarial"] = save_images(run.settings.out, job.key, images)
+        if cached is not None and (cached["clean_correct"], cached["robust_correct"]) != \
+                (result["clean_correct"], result["robust_correct"]):
+            say(f"warning: {job.label}: the attack fooled other points than its cached row did (not "
+                "deterministic on this machine); the new row, with its images, replaces it")
+    append_row(run.rows_path, {**row, **result, "status": "ok"})
+    run.outcome(job.model_spec, s, "ok", key=job.key)
+    for check, msg in (result.get("aa_checks") or {}).items():
+        if msg:
+            say(f"warning: {job.label}: AutoAttack check {check}: {msg}")
+    state = os.path.join(run.settings.out, ".attack_state", f"{job.key}.pt")
+    if job.attack is not None and os.path.exists(state):
+        os.remove(state)
+
+
+def run_job(run: Run, job: Job, cached: dict | None, taken) -> None:
+    """Execute a claimed job and record it; the claim is released whatever happens."""
+    if run.progress and run.device.type == "cpu":
+        warn_if_long(job.label, job.cfg, job.lm, run.x, run.batch_size, run.rates)
+    try:
+        try:
+            result, error = execute(run, job), None
+        except Exception as e:  # noqa: BLE001 - one model's failure is its row, never the others'
+            result, error = None, e
+        record(run, job, result, error, cached)
+    finally:  # the row is written (or the process is going down): let others see the key is free or done
+        taken.release()
 
 
 def evaluate(models: list[str], settings: EvalSettings) -> list[Outcome]:
     """Run every planned evaluation of every model that has no row yet; one Outcome per (model, evaluation),
     in plan order for this rank. Raises only for what stops the whole run before any model is touched (an
     unknown attack, a bad --out, data that cannot be loaded)."""
-    specs = plan(settings)
-    check_out(settings.out)
-    max_bytes = int(settings.max_checkpoint_gb * 2 ** 30)
-    outcomes: list[Outcome] = []
-    absent = {m: why for m in models if (why := missing_model(m))}
-    models = [m for m in models if m not in absent]
-    if not models:
-        raise ValueError(next(iter(absent.values())) if absent else "--models: nothing to evaluate")
-    for m, why in absent.items():  # named before any data is touched; the other models still run
-        say(f"error: {why}")
-        outcomes.append(Outcome(m, "load", None, "0", "failed", why))
-    if settings.data is None:
-        from dataclasses import replace
-
-        data, size = data_of_models(models, max_bytes)
-        settings = replace(settings, data=data, image_size=settings.image_size or size)
-    device = resolve_device(settings.device)
-    batch_size = settings.batch_size or (1000 if device.type == "cuda" else 250)
-    rank, world = dist.setup(device)
-    ds = load_points(settings.data, settings.data_dir, settings.n_examples, progress=settings.progress and rank == 0,
-                     image_size=settings.image_size)
-    n = len(ds.y)
-    x_u8, y = ds.x, ds.y.to(device)
-    x = x_u8.float().div(255).to(device)
-    data_spec = ds.identity  # what keys hold: a folder's content, else the data's name
-
-    official_set = None  # the reader of official corruption sets: CIFAR-10-C's .npy files unless ImageNet's
-    if ds.name == IMAGENET and any(s["attack"] == "corruptions" for s in specs):
-        from dataclasses import replace
-
-        from bench.data.imagenet import corruption_set
-
-        if settings.corruptions_source == "regenerated":
-            raise ValueError("--corruptions-source regenerated: the generator's parameters are CIFAR-10-C's; "
-                             "ImageNet's corruptions are the official ImageNet-C files (--corruptions-dir DIR)")
-        settings = replace(settings, corruptions_source="official",
-                           corruptions_dir=settings.corruptions_dir or os.path.join(ds.root, "ImageNet-C"))
-        official_set = corruption_set
-    elif settings.corruptions_source == "official" and any(s["attack"] == "corruptions" for s in specs):
-        from dataclasses import replace
-
-        from bench.corruptions.official import DIR_NAMES, fetch_official
-
-        folder = settings.corruptions_dir or os.path.join(settings.data_dir, DIR_NAMES.get(ds.name, "CIFAR-10-C"))
-        settings = replace(settings, corruptions_dir=folder)
-        fetch_official(folder, ds.name if ds.name in DIR_NAMES else "cifar10")
-    main_path = os.path.join(settings.out, "results.jsonl")
-    store = RowStore(main_path)
-    with locked(main_path):
-        store.refresh()
-    store.warn()  # torn lines left by a killed process, rows that cannot be trusted
-    state_dir = os.path.join(settings.out, ".attack_state")
-    claim_dir = os.path.join(settings.out, ".claims")
-    common = {"data": ds.name, "n": n, "device": str(device), "versions": versions(),
-              "precision": precision_note(device), "batch_size": batch_size, "compile": settings.compile,
-              **data_fields(ds, settings.image_size)}
-    progress = settings.progress and rank == 0
-
-    jobs = [(m, s) for m in models for s in specs]
-    queue = deque(j for i, j in enumerate(jobs) if i % world == rank)  # torchrun: evaluation i on rank i mod world
-    if rank:
-        outcomes = []  # rank 0 reports the missing files
-    loaded: dict[str, object] = {}
-    rates: dict[int, tuple[float, float]] = {}  # id(model) -> its measured seconds per gradient and forward call
-    deferred_in_a_row = 0
-    bar = tqdm(total=len(queue), desc="bench", disable=not progress, file=sys.stderr)
-
-    def refused(key: str) -> dict | None:
-        """The earlier failed row when this key has failed as often as the bound allows (and is not done)."""
-        if settings.retry_failed or key in store.done or store.failures.get(key, 0) < settings.max_failures:
-            return None
-        return store.failed[key]
-
-    def outcome(model_spec, spec, status, reason="", key="", model_failed=False):
-        outcomes.append(Outcome(model_spec, spec["attack"], spec["norm"], spec["eps_str"], status, reason, key,
-                                model_failed))
-
+    run, models = open_run(models, settings)
+    jobs = [(m, s) for m in models for s in run.specs]
+    queue = deque(j for i, j in enumerate(jobs) if i % run.world == run.rank)  # torchrun: job i on rank i mod world
+    bar, waited = tqdm(total=len(queue), desc="bench", disable=not run.progress, file=sys.stderr), 0
     while queue:
         model_spec, spec = queue.popleft()
-        if model_spec not in loaded:
-            # a file that failed to load is recorded once per (content, settings): an unchanged file is not
-            # retried on a rerun (up to the bound), a changed one is
-            rb_norm = settings.rb_threat_model or settings.norm.split(",")[0].strip()
-            rb_ds = rb_dataset(ds.name, ds.num_classes)
-            cid = spec_content_id(model_spec, norm=rb_norm, rb_model_dir=settings.rb_model_dir, dataset=rb_ds,
-                                  max_bytes=max_bytes)
-            load_key = row_key(cid, {"stage": "load", "arch": settings.arch, "rb_threat_model": settings.rb_threat_model,
-                                     "sharpbench": common["versions"]["sharpbench"]}, data_spec, n)
-            with locked(main_path):
-                store.refresh()
-            earlier = refused(load_key)
-            if earlier is not None:
-                reason = one_line(str(earlier.get("error", "")))
-                loaded[model_spec] = ("refused", reason)
-                say(f"skipped {model_spec}: it failed to load before and is unchanged ({reason}); "
-                    "pass --retry-failed to try again")
-            else:
-                try:
-                    lm = load_model_spec(model_spec, arch=settings.arch, num_classes=ds.num_classes, norm=rb_norm,
-                                         rb_model_dir=settings.rb_model_dir, dataset=rb_ds, max_bytes=max_bytes,
-                                         model_id=None if cid.startswith(("unreadable:", "rb:", "timm:")) else cid,
-                                         size=x.shape[-1])
-                    lm.model = prepare_for_eval(lm.model, device, compile_backend=settings.compile,
-                                                batch_size=batch_size)
-                    loaded[model_spec] = lm
-                except Exception as e:  # noqa: BLE001 - whatever one file does, the other models still run
-                    msg = first_line(e) if isinstance(e, LOAD_ERRORS) else f"{type(e).__name__}: {first_line(e)}"
-                    loaded[model_spec] = ("failed", msg)
-                    say(f"error: {msg}")
-                    append_row(main_path, {"key": load_key, "status": "failed", "stage": "load", "model": short_name(model_spec),
-                                           "path": model_spec, "error": msg,
-                                           "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **common})
-                    outcomes.append(Outcome(model_spec, "load", None, "0", "failed", msg, load_key))
-        lm = loaded[model_spec]
+        lm = load_model(run, model_spec)
         if isinstance(lm, tuple):  # the model is not there: each of its evaluations is missing for that reason
-            status, reason = lm
-            outcome(model_spec, spec, status, f"the model did not load: {reason}", model_failed=True)
+            run.outcome(model_spec, spec, lm[0], f"the model did not load: {lm[1]}", model_failed=True)
             bar.update()
             continue
-        attack, cfg = attack_config(spec, settings, ds.num_classes, batch_size)
-        key = row_key(lm.meta["model_id"], cfg, data_spec, n)
-        with locked(main_path):  # check and claim in one step: another process may share this folder
-            store.refresh()
-            done = key in store.done
-            cached = store.ok.get(key) if done else None
-            if done and settings.save_adversarial and spec["attack"] not in ("clean", "corruptions") \
-                    and "adversarial" not in cached:
-                done = False  # its images were not kept: the attack runs again (seeded) to store them
-            earlier = None if done else refused(key)
-            claim = None if done or earlier is not None else try_claim(claim_dir, key)
-        if done or earlier is not None:
-            if done:
-                outcome(model_spec, spec, "cached", key=key)
-            else:
-                outcome(model_spec, spec, "refused", one_line(str(earlier.get("error", ""))), key)
-            bar.update()
-            continue
-        if claim is None:  # a live process is evaluating it: do other work, then look again
+        attack, cfg = attack_config(spec, run.settings, run.points.num_classes, run.batch_size)
+        job = Job(model_spec, spec, lm, attack, cfg, row_key(lm.meta["model_id"], cfg, run.points.identity,
+                                                              len(run.points.y)))
+        state, held = claim(run, job)
+        if state == "busy":  # a live process is evaluating it: do other work, then look again
             queue.append((model_spec, spec))
-            deferred_in_a_row += 1
-            if deferred_in_a_row >= len(queue):
+            waited += 1
+            if waited >= len(queue):
                 time.sleep(1.0)  # everything left is in other processes' hands
             continue
-        deferred_in_a_row = 0
-        label = f"{lm.meta['name']} {spec['attack']} {spec['norm'] or ''} {spec['eps_str']}"
-        bar.set_description(label[:60])
-        if progress and device.type == "cpu":
-            warn_if_long(label, cfg, lm, x, batch_size, rates)
-        row = {"key": key, **model_fields(lm.meta), "attack": spec["attack"], "norm": spec["norm"],
-               "eps": spec["eps"], "eps_str": spec["eps_str"], "attack_config": cfg, **common,
-               "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        state_path = os.path.join(state_dir, f"{key}.pt")
-        try:
-            try:
-                result = _run_one(spec, cfg, attack, lm, x, x_u8, y, settings, device, state_path, progress,
-                                  batch_size, official_set)
-            except Exception as e:  # noqa: BLE001 - out of memory: once more at half the batch (rows do not
-                if not is_out_of_memory(e) or batch_size < 2:  # depend on the batch size), then it fails
-                    raise
-                half = batch_size // 2
-                say(f"warning: {label}: out of memory at batch {batch_size}; retrying at batch {half}")
-                if device.type == "cuda":
-                    torch.cuda.empty_cache()
-                attack, _ = attack_config(spec, settings, ds.num_classes, half)
-                result = _run_one(spec, cfg, attack, lm, x, x_u8, y, settings, device, state_path, progress, half,
-                                  official_set)
-                result = {**result, "batch_size": half, "oom_retry": {"batch_size": batch_size, "retried_at": half}}
-        except Exception as e:  # noqa: BLE001 - one model's failure is its row, never the others'
-            msg = first_line(e)
-            say(f"error: {label}: {msg}")
-            if not isinstance(e, EvaluationError):
-                traceback.print_exc(limit=3)
-            append_row(main_path, {**row, "status": "failed", "error": msg})
-            outcome(model_spec, spec, "failed", msg, key)
+        waited = 0
+        if state == "claimed":
+            bar.set_description(job.label[:60])
+            run_job(run, job, held[1], held[0])
         else:
-            images = result.pop("adversarial_images", None)
-            if images is not None:
-                result["adversarial"] = save_images(settings.out, key, images)
-                if cached is not None and (cached["clean_correct"], cached["robust_correct"]) != \
-                        (result["clean_correct"], result["robust_correct"]):
-                    say(f"warning: {label}: the attack fooled other points than its cached row did (not "
-                        "deterministic on this machine); the new row, with its images, replaces it")
-            append_row(main_path, {**row, **result, "status": "ok"})
-            outcome(model_spec, spec, "ok", key=key)
-            for check, msg in (result.get("aa_checks") or {}).items():
-                if msg:
-                    say(f"warning: {label}: AutoAttack check {check}: {msg}")
-            if attack is not None and os.path.exists(state_path):
-                os.remove(state_path)
-        finally:  # the row is written (or the process is going down): let others see the key is free or done
-            claim.release()
-            bar.update()
+            run.outcome(model_spec, spec, state, "" if state == "cached" else one_line(str(held.get("error", ""))),
+                        job.key)
+        bar.update()
     bar.close()
-    return outcomes
+    return run.outcomes
 
 
 def attack_sanity_warnings(rows: list[dict]) -> list[str]:
