@@ -126,21 +126,22 @@ def bench_cell(p: Preset, path: str, data: str, device: str, out: str, progress:
 
 def measure_cell(p: Preset, path: str, data: str, device: str, out: str) -> dict | None:
     """Sharpness and feature-perturbation measures of one checkpoint, cached in OUT/measures.jsonl."""
+    from bench.data import load_points
     from bench.loading import load_model_spec
     from bench.measures import feature_perturbation, sharpness
     from bench.store.rows import append_row, read_rows
     from bench.store.schema import check_measure_row
-    from zoo.data import load_dataset
+    from zoo.checkpoint import sha256_file
     from zoo.pgd import parse_eps
 
     rows_path = os.path.join(out, "measures.jsonl")
-    lm = load_model_spec(path)
     have = {(r["model_id"], r["measure_n"]) for r in read_rows(rows_path, check=check_measure_row)}
-    if (lm.meta["model_id"], p.measure_n) in have:
+    if (sha256_file(path), p.measure_n) in have:
         return None
-    ds = load_dataset(data)
-    x = ds.x_test[:p.measure_n].float().div(255).to(device)
-    y = ds.y_test[:p.measure_n].to(device)
+    pts = load_points(data, n=p.measure_n)  # the evaluations' first points
+    lm = load_model_spec(path, num_classes=pts.num_classes, size=pts.x.shape[-1])
+    x = pts.x.float().div(255).to(device)
+    y = pts.y.to(device)
     model = lm.model.to(device)
     row = {"model_id": lm.meta["model_id"], "model": lm.meta["name"], "measure_n": p.measure_n,
            **sharpness(model, x, y, rho=0.05, seed=0)}
