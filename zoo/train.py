@@ -97,6 +97,69 @@ def compiled_step(recipe, cfg: TrainConfig):
     return torch.compile(recipe.step, backend=cfg.compile or "inductor", mode=mode, fullgraph=True)
 
 
+def _resume(cfg: TrainConfig, path: str, state_path: str, model, opt, rank: int):
+    """(first epoch, history) to go on from, or None when the checkpoint is already finished with these
+    settings; a mismatch of settings is a one-line ValueError."""
+    if os.path.exists(path) and not os.path.exists(state_path):
+        bad = config_mismatch(load_checkpoint(path)["config"], cfg)
+        if bad:
+            raise ValueError(f"--resume: {path} is finished but was trained with different {', '.join(bad)}; "
+                             "rerun without --resume to overwrite it, or change --out")
+        dist.log(rank, f"already finished: {path}")
+        return None
+    if not os.path.exists(state_path):
+        return 0, []
+    state = load_checkpoint(state_path)
+    bad = config_mismatch(state["config"], cfg)
+    if bad:
+        raise ValueError(f"--resume: {state_path} was written with different {', '.join(bad)}; "
+                         "rerun with the same settings or without --resume")
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    dist.log(rank, f"resuming {path} after epoch {state['epoch']}")
+    return state["epoch"], state["history"]
+
+
+def _step_and_net(cfg: TrainConfig, recipe, model):
+    """(the step function, the module it runs): compiled as the settings ask."""
+    net, step = model, recipe.step
+    if cfg.compile or cfg.compile_step:
+        # dynamo's recompile limit counts the graphs of every model compiled in this process (a study trains
+        # many): each run adds room for its own variants (BatchNorm momentum frozen or not, grad mode, shapes),
+        # so a later model does not silently fall back to eager
+        torch._dynamo.config.recompile_limit += 8
+    if cfg.compile_step:
+        step = compiled_step(recipe, cfg)
+    elif cfg.compile:
+        net = torch.compile(net, backend=cfg.compile)
+    return step, net
+
+
+def _epoch(cfg, epoch, loader, net, step, opt, autocast, device, world, progress, rank):
+    """One pass over the training set: (loss sum, correct, count) summed over the ranks, and its seconds."""
+    torch.manual_seed(cfg.seed * 1000 + epoch)  # attack random starts: a resumed epoch repeats exactly
+    loader.set_epoch(epoch)
+    net.train()
+    stats = torch.zeros(3, device=device, dtype=torch.float64)  # loss sum, correct, count
+    t0 = time.perf_counter()
+    bar = tqdm(loader, desc=f"{cfg.recipe} epoch {epoch + 1}/{cfg.epochs}", leave=False,
+               disable=not progress or rank != 0, file=sys.stderr)
+    lr = None
+    for i, (x, y) in enumerate(bar):
+        if cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        lr = lr_at(cfg, epoch, i, len(loader))
+        opt.set_lr(lr)
+        loss, logits = step(net, opt, x, y, cfg, autocast)
+        stats[:2] += torch.stack([loss.detach().double() * len(y), (logits.argmax(1) == y).sum().double()])
+        stats[2] += len(y)  # a Python scalar: no host-to-device copy inside the step
+        if i % 20 == 19:  # the only host sync inside the epoch
+            s = stats.tolist()
+            bar.set_postfix(loss=f"{s[0] / s[2]:.3f}", acc=f"{s[1] / s[2]:.3f}",
+                            img_s=f"{s[2] * world / (time.perf_counter() - t0):.0f}")
+    return dist.all_reduce_sum(stats).tolist(), time.perf_counter() - t0, lr
+
+
 def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, on_epoch_end=None) -> str:
     cfg = cfg.resolved()
     recipe = get_recipe(cfg.recipe)
@@ -122,64 +185,19 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, on_e
 
     path = os.path.join(cfg.out, checkpoint_name(cfg))
     state_path = resume_path(path)
-    start, history = 0, []
-    if resume and os.path.exists(path) and not os.path.exists(state_path):
-        bad = config_mismatch(load_checkpoint(path)["config"], cfg)
-        if bad:
-            raise ValueError(f"--resume: {path} is finished but was trained with different {', '.join(bad)}; "
-                             "rerun without --resume to overwrite it, or change --out")
-        dist.log(rank, f"already finished: {path}")
+    begun = _resume(cfg, path, state_path, model, opt, rank) if resume else (0, [])
+    if begun is None:
         return path
-    if resume and os.path.exists(state_path):
-        state = load_checkpoint(state_path)
-        bad = config_mismatch(state["config"], cfg)
-        if bad:
-            raise ValueError(f"--resume: {state_path} was written with different {', '.join(bad)}; "
-                             "rerun with the same settings or without --resume")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        start, history = state["epoch"], state["history"]
-        dist.log(rank, f"resuming {path} after epoch {start}")
-
+    start, history = begun
     # the step averages its gradients over the ranks itself (zoo.optim.SGD.reduce): no DDP wrapper, whose hooks
     # a functional step would bypass; every rank starts from rank 0's weights, as DDP would make them
     dist.broadcast_module(model)
-    net = model
-    step = recipe.step
-    if cfg.compile or cfg.compile_step:
-        # dynamo's recompile limit counts the graphs of every model compiled in this process (a study trains
-        # many): each run adds room for its own variants (BatchNorm momentum frozen or not, grad mode, shapes),
-        # so a later model does not silently fall back to eager
-        torch._dynamo.config.recompile_limit += 8
-    if cfg.compile_step:
-        step = compiled_step(recipe, cfg)
-    elif cfg.compile:
-        net = torch.compile(net, backend=cfg.compile)
+    step, net = _step_and_net(cfg, recipe, model)
     loader = DeviceLoader(ds.x_train, ds.y_train, cfg.batch_size, device, train=True, seed=cfg.seed,
                           drop_last=cfg.drop_last, rank=rank, world=world, augment=ds.augment)
     for epoch in range(start, cfg.epochs):
-        torch.manual_seed(cfg.seed * 1000 + epoch)  # attack random starts: a resumed epoch repeats exactly
-        loader.set_epoch(epoch)
-        net.train()
-        stats = torch.zeros(3, device=device, dtype=torch.float64)  # loss sum, correct, count
-        t0 = time.perf_counter()
-        bar = tqdm(loader, desc=f"{cfg.recipe} epoch {epoch + 1}/{cfg.epochs}", leave=False,
-                   disable=not progress or rank != 0, file=sys.stderr)
-        for i, (x, y) in enumerate(bar):
-            if cfg.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            lr = lr_at(cfg, epoch, i, len(loader))
-            opt.set_lr(lr)
-            loss, logits = step(net, opt, x, y, cfg, autocast)
-            stats[:2] += torch.stack([loss.detach().double() * len(y), (logits.argmax(1) == y).sum().double()])
-            stats[2] += len(y)  # a Python scalar: no host-to-device copy inside the step
-            if i % 20 == 19:  # the only host sync inside the epoch
-                s = stats.tolist()
-                bar.set_postfix(loss=f"{s[0] / s[2]:.3f}", acc=f"{s[1] / s[2]:.3f}",
-                                img_s=f"{s[2] * world / (time.perf_counter() - t0):.0f}")
-        stats = dist.all_reduce_sum(stats)
-        seconds = time.perf_counter() - t0
-        loss_sum, correct, count = stats.tolist()
+        (loss_sum, correct, count), seconds, lr = _epoch(cfg, epoch, loader, net, step, opt, autocast, device,
+                                                         world, progress, rank)
         if not math.isfinite(loss_sum):
             kept = state_path if os.path.exists(state_path) else "none (it diverged in the first epoch)"
             raise TrainingDiverged(f"loss became {loss_sum / count} in epoch {epoch + 1}; last good state: {kept}; "
@@ -194,12 +212,22 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, on_e
                               "history": history, "config": cfg.to_dict()}), state_path)
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1)
+    ckpt = _checkpoint(cfg, ds, model, mean, std, history, device, world, autocast)  # every rank: it compares them
+    if rank == 0:
+        save_atomic(seal(ckpt), path)
+        if os.path.exists(state_path):
+            os.remove(state_path)
+    dist.barrier()
+    return path
 
+
+def _checkpoint(cfg, ds, model, mean, std, history, device, world, autocast) -> dict:
+    """The finished checkpoint: the weights and everything that says what they are and what they cost."""
     ddp = {"world_size": world, "max_weight_diff_across_ranks": dist.max_param_diff(model)}
     cost = training_cost(history, device, world)
     # the stored metric is fp32: re-measure only when the epochs were evaluated under bf16
     final_acc = history[-1]["test_acc"] if autocast is nullcontext and history else accuracy(model, ds.x_test, ds.y_test)
-    ckpt = {
+    return {
         "model": _cpu_state(model), "arch": cfg.arch, "num_classes": ds.num_classes, "recipe": cfg.recipe,
         "config": cfg.to_dict(), "seed": cfg.seed,
         "dataset": dataset_record(cfg, ds),
@@ -212,12 +240,6 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, on_e
                       "channels_last": cfg.channels_last, "compile": cfg.compile or None,
                       "compile_step": cfg.compile_step or None, "final_metric": "fp32"},
     }
-    if rank == 0:
-        save_atomic(seal(ckpt), path)
-        if os.path.exists(state_path):
-            os.remove(state_path)
-    dist.barrier()
-    return path
 
 
 def dataset_record(cfg: TrainConfig, ds) -> dict:
