@@ -216,6 +216,84 @@ def _ordered(attack_cols: list[Column], worst: set[str]) -> list[Column]:
     return out
 
 
+def _attack_line(board, model, c: Column, m, norm, here, mid) -> dict | None:
+    """A model's line in an attack column: its latest ok row there, else `failed` with the reason, else None."""
+    hit = m[(m["attack"] == c.attack) & (m["norm"] == norm) & (m["eps_key"] == eps_key(c.eps))]
+    line = _blank(board, model, c)
+    if len(hit):
+        h = hit.iloc[0]
+        correct = h.get("robust_correct")
+        line.update(acc=_num(h["robust_acc"]), correct=None if pd.isna(correct) else int(correct),
+                    flag=_fired(h.get("aa_checks")), protocol=protocol_note(h))
+        line["lo"], line["hi"] = _interval(line["correct"], h["n"])
+        return line
+    failed = [x for x in here if x["model_id"] == mid and x["norm"] == norm
+              and x["attack"] == c.attack and x["eps_key"] == eps_key(c.eps)]
+    if not failed:
+        return None
+    line.update(status="failed", reason=failed[0]["reason"])
+    return line
+
+
+def _model_lines(board, m, mid, attack_cols, here, worst, worst_keys: set) -> list[dict]:
+    """One model's lines on a board: Clean, each attack column, each worst case over more than one attack,
+    Corruptions."""
+    data, n, norm = board["data"], board["n"], board["norm"]
+    model = _model_fields(m.iloc[0])
+    clean = m[m["attack"] == "clean"]
+    src = clean.iloc[0] if len(clean) else m.iloc[0]
+    line = _blank(board, model, Column(CLEAN, "clean"))
+    correct = src.get("clean_correct")
+    line.update(acc=_num(src["clean_acc"]), correct=None if pd.isna(correct) else int(correct))
+    line["lo"], line["hi"] = _interval(line["correct"], n)
+    lines = [line]
+    lines += [ln for c in attack_cols if (ln := _attack_line(board, model, c, m, norm, here, mid)) is not None]
+    for e, s in dict.fromkeys((c.eps, c.eps_str) for c in attack_cols):
+        wc = worst.get((mid, data, int(n), norm, eps_key(e)))
+        if wc is not None and len(wc.attacks) > 1:
+            line = _blank(board, model, Column(f"Worst {s}", "worst", "", e, s))
+            correct = int(wc.robust.sum())
+            line.update(acc=wc.acc, correct=correct, attacks=list(wc.attacks),
+                        missed={a: wc.missed_by(a) for a in wc.attacks})
+            line["lo"], line["hi"] = _interval(correct, wc.n)
+            lines.append(line)
+            worst_keys.add(f"Worst {s}")
+    corr = m[m["attack"] == "corruptions"]
+    if len(corr):
+        line = _blank(board, model, Column(CORRUPTIONS, "corruptions"))
+        cfg = corr.iloc[0].get("attack_config")
+        cfg = cfg if isinstance(cfg, dict) else {}
+        line.update(acc=_num(corr.iloc[0]["robust_acc"]), corruption_source=corr.iloc[0].get("corruption_source"),
+                    corruption_names=list(cfg.get("names", [])), corruption_severities=list(cfg.get("severities", [])))
+        lines.append(line)
+    return lines
+
+
+def _failed_only_boards(df, missing, have) -> list[Board]:
+    """Boards of evaluations that failed on points no ok row of their model covers: `failed` lines only."""
+    by_model = {mid: m.iloc[-1] for mid, m in df.groupby("model_id")}
+    alone: dict = {}
+    for x in missing:
+        if x["norm"] and (x["norm"], x["data"], x["n"]) not in have and x["model_id"] in by_model:
+            alone.setdefault((x["norm"], x["data"], int(x["n"])), []).append(x)
+    out = []
+    for (norm, data, n), group in alone.items():
+        board = {"norm": norm, "data": data, "n": n}
+        columns = [Column(column_key(a, s), "attack", a, float(e), s)
+                   for a, e, s in in_column_order({(x["attack"], x["eps_key"], x["eps_str"]) for x in group})]
+        lines = []
+        for mid in dict.fromkeys(x["model_id"] for x in group):
+            model = _model_fields(by_model[mid])
+            lines.append(_blank(board, model, Column(CLEAN, "clean")))
+            for x in group:
+                if x["model_id"] == mid:
+                    line = _blank(board, model, next(c for c in columns if c.key == column_key(x["attack"], x["eps_str"])))
+                    line.update(status="failed", reason=x["reason"])
+                    lines.append(line)
+        out.append(_finish(norm, data, n, columns, lines))
+    return out
+
+
 def boards(rows: list[dict]) -> list[Board]:
     """Every board of these rows, models ranked, in RobustBench's order within a dataset: Linf, L2, L1, then
     clean/corruptions, the most test points first. A failed evaluation keeps its column and shows `failed`;
@@ -240,74 +318,12 @@ def boards(rows: list[dict]) -> list[Board]:
                            for a, e, s in in_column_order(dict(((a, e), (a, e, s)) for a, e, s in cols).values())]
             lines, worst_keys = [], set()
             for mid, m in part.groupby("model_id"):
-                model = _model_fields(m.iloc[0])
-                clean = m[m["attack"] == "clean"]
-                src = clean.iloc[0] if len(clean) else m.iloc[0]
-                line = _blank(board, model, Column(CLEAN, "clean"))
-                correct = src.get("clean_correct")
-                line.update(acc=_num(src["clean_acc"]), correct=None if pd.isna(correct) else int(correct))
-                line["lo"], line["hi"] = _interval(line["correct"], n)
-                lines.append(line)
-                for c in attack_cols:
-                    hit = m[(m["attack"] == c.attack) & (m["norm"] == norm) & (m["eps_key"] == eps_key(c.eps))]
-                    line = _blank(board, model, c)
-                    if len(hit):
-                        h = hit.iloc[0]
-                        correct = h.get("robust_correct")
-                        line.update(acc=_num(h["robust_acc"]), correct=None if pd.isna(correct) else int(correct),
-                                    flag=_fired(h.get("aa_checks")), protocol=protocol_note(h))
-                        line["lo"], line["hi"] = _interval(line["correct"], h["n"])
-                    else:
-                        failed = [x for x in here if x["model_id"] == mid and x["norm"] == norm
-                                  and x["attack"] == c.attack and x["eps_key"] == eps_key(c.eps)]
-                        if not failed:
-                            continue
-                        line.update(status="failed", reason=failed[0]["reason"])
-                    lines.append(line)
-                for e, s in dict.fromkeys((c.eps, c.eps_str) for c in attack_cols):
-                    wc = worst.get((mid, data, int(n), norm, eps_key(e)))
-                    if wc is not None and len(wc.attacks) > 1:
-                        line = _blank(board, model, Column(f"Worst {s}", "worst", "", e, s))
-                        correct = int(wc.robust.sum())
-                        line.update(acc=wc.acc, correct=correct, attacks=list(wc.attacks),
-                                    missed={a: wc.missed_by(a) for a in wc.attacks})
-                        line["lo"], line["hi"] = _interval(correct, wc.n)
-                        lines.append(line)
-                        worst_keys.add(f"Worst {s}")
-                corr = m[m["attack"] == "corruptions"]
-                if len(corr):
-                    line = _blank(board, model, Column(CORRUPTIONS, "corruptions"))
-                    cfg = corr.iloc[0].get("attack_config")
-                    cfg = cfg if isinstance(cfg, dict) else {}
-                    line.update(acc=_num(corr.iloc[0]["robust_acc"]),
-                                corruption_source=corr.iloc[0].get("corruption_source"),
-                                corruption_names=list(cfg.get("names", [])),
-                                corruption_severities=list(cfg.get("severities", [])))
-                    lines.append(line)
+                lines += _model_lines(board, m, mid, attack_cols, here, worst, worst_keys)
             columns = _ordered(attack_cols, worst_keys)
             if any(ln["column"] == CORRUPTIONS for ln in lines):
                 columns.append(Column(CORRUPTIONS, "corruptions"))
             out.append(_finish(norm, data, n, columns, lines))
-    have = {(b.norm, b.data, b.n) for b in out}
-    by_model = {mid: m.iloc[-1] for mid, m in df.groupby("model_id")}
-    alone: dict = {}
-    for x in missing:
-        if x["norm"] and (x["norm"], x["data"], x["n"]) not in have and x["model_id"] in by_model:
-            alone.setdefault((x["norm"], x["data"], int(x["n"])), []).append(x)
-    for (norm, data, n), group in alone.items():
-        board = {"norm": norm, "data": data, "n": n}
-        columns = [Column(column_key(a, s), "attack", a, float(e), s)
-                   for a, e, s in in_column_order({(x["attack"], x["eps_key"], x["eps_str"]) for x in group})]
-        lines = []
-        for mid in dict.fromkeys(x["model_id"] for x in group):
-            model = _model_fields(by_model[mid])
-            lines.append(_blank(board, model, Column(CLEAN, "clean")))
-            for x in group:
-                if x["model_id"] == mid:
-                    line = _blank(board, model, next(c for c in columns if c.key == column_key(x["attack"], x["eps_str"])))
-                    line.update(status="failed", reason=x["reason"])
-                    lines.append(line)
-        out.append(_finish(norm, data, n, columns, lines))
+    out += _failed_only_boards(df, missing, {(b.norm, b.data, b.n) for b in out})
     norm_order = {"Linf": 0, "L2": 1, "L1": 2, "": 3}
     out.sort(key=lambda b: (b.data, norm_order.get(b.norm, 3), -b.n))
     return out
