@@ -77,10 +77,9 @@ def claim_row(rows: list[dict], model_id: str, threat: str, eps: float, check) -
     return cands[0] if cands else None
 
 
-def export(ckpt_path: str, *, name: str, out: str, results: str, threat: str = "Linf", eps: str | None = None,
-           dataset: str | None = None, draft: bool = False, title: str = "", authors: str = "", link: str = "",
-           venue: str = "", reported: str | None = None, footnote: str | None = None,
-           additional_data: bool | None = None, license_: str = "") -> dict:
+def _source(ckpt_path: str, name: str, threat: str, dataset: str | None):
+    """(checkpoint-like record, the network's weights as RobustBench loads them, model_id, dataset); what makes
+    the export impossible whatever the rows say is refused here, before any row is read."""
     fatal = rules.unsafe_name(name)  # names files: refused before the checkpoint is read
     if fatal:
         raise ExportRefused(fatal)
@@ -103,6 +102,32 @@ def export(ckpt_path: str, *, name: str, out: str, results: str, threat: str = "
                      "wherever it occurs; this architecture cannot be loaded by RobustBench as it is")
     if fatal:
         raise ExportRefused(fatal)
+    return ckpt, state, model_id, dataset
+
+
+def _paths(ckpt_path: str, out: str, name: str, dataset: str, threat: str) -> dict:
+    """Where each file of the export goes, mirroring RobustBench's repository."""
+    claim = f"{name}.{dataset}.{threat}"
+    paths = {
+        "checkpoint": ckpt_path,
+        "info": os.path.join(out, "model_info", dataset, threat, f"{name}.json"),
+        "weights": os.path.join(out, "models", dataset, threat, f"{name}.pt"),
+        "architecture": os.path.join(out, "robustbench", "model_zoo", "architectures", f"{source.module_name(name)}.py"),
+        "entry": os.path.join(out, "robustbench", "model_zoo", f"{dataset}.{threat}.entry.{name}.py"),
+        "issue": os.path.join(out, f"ISSUE.{claim}.md"),
+        "pull_request": os.path.join(out, f"PULL_REQUEST.{claim}.md"),
+    }
+    if threat == "corruptions":
+        paths["unaggregated"] = os.path.join(out, "model_info", dataset, "corruptions",
+                                             f"unaggregated_results.{name}.csv")
+    return paths
+
+
+def export(ckpt_path: str, *, name: str, out: str, results: str, threat: str = "Linf", eps: str | None = None,
+           dataset: str | None = None, draft: bool = False, title: str = "", authors: str = "", link: str = "",
+           venue: str = "", reported: str | None = None, footnote: str | None = None,
+           additional_data: bool | None = None, license_: str = "") -> dict:
+    ckpt, state, model_id, dataset = _source(ckpt_path, name, threat, dataset)
     eps_str = eps or (rules.leaderboard_eps(dataset, threat)[0] if threat != "corruptions" else "0")
     eps_val = parse_eps(eps_str)
 
@@ -127,18 +152,7 @@ def export(ckpt_path: str, *, name: str, out: str, results: str, threat: str = "
                              additional_data=add, title=title, authors=authors, link=link, venue=venue,
                              reported=reported, footnote=footnote)
     claim = f"{name}.{dataset}.{threat}"
-    paths = {
-        "checkpoint": ckpt_path,
-        "info": os.path.join(out, "model_info", dataset, threat, f"{name}.json"),
-        "weights": os.path.join(out, "models", dataset, threat, f"{name}.pt"),
-        "architecture": os.path.join(out, "robustbench", "model_zoo", "architectures", f"{source.module_name(name)}.py"),
-        "entry": os.path.join(out, "robustbench", "model_zoo", f"{dataset}.{threat}.entry.{name}.py"),
-        "issue": os.path.join(out, f"ISSUE.{claim}.md"),
-        "pull_request": os.path.join(out, f"PULL_REQUEST.{claim}.md"),
-    }
-    if threat == "corruptions":
-        paths["unaggregated"] = os.path.join(out, "model_info", dataset, "corruptions",
-                                             f"unaggregated_results.{name}.csv")
+    paths = _paths(ckpt_path, out, name, dataset, threat)
     draft_path = os.path.join(out, "model_info", dataset, threat, f"{name}.DRAFT.txt")
     known_arch = ckpt["arch"] in source.ROBUSTBENCH_HAS or ckpt["arch"] not in source.CLASSIC_SOURCE
     texts = {"info": json.dumps(info, indent=2) + "\n",

@@ -116,7 +116,7 @@ def _images(rows: list[dict]) -> list[dict]:
     for r in rows:
         ref = r.get("adversarial")
         if isinstance(ref, dict):
-            out.append({"evaluation": evaluation_name(r), "file": str(ref.get("file", "")),
+            out.append({"evaluation": evaluation_name(r), "file": str(ref.get("path", "")),
                         "shape": "x".join(map(str, ref.get("shape", []))), "sha256": str(ref.get("sha256", ""))})
     return out
 
