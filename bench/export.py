@@ -23,7 +23,7 @@ import json
 import os
 import sys
 
-from bench.loading import TIMM
+from bench.eval.loading import TIMM
 from bench.report.escape import one_line, sh
 from bench.store.rows import read_rows
 from bench.submit import fields, guide, rules, source
@@ -51,7 +51,7 @@ def timm_source(spec: str) -> tuple[dict, object, str]:
     """(checkpoint-like description, the bare network, model_id) of `timm:NAME[@PATH]` with ImageNet's 1000
     classes: the weights RobustBench loads are the network's own (its ImageNet entries add the normalization in
     front, `normalize_model`), and the rows of the claim carry the same model_id as bench.run gave them."""
-    from bench.loading import load_timm
+    from bench.eval.loading import load_timm
 
     lm = load_timm(spec, num_classes=1000)
     desc = {"arch": lm.meta["arch"], "num_classes": 1000, "recipe": "timm",

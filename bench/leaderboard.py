@@ -5,7 +5,7 @@ import argparse
 import os
 import sys
 
-from bench.report.leaderboard import write_leaderboard
+from bench.report.tables import write_leaderboard
 from bench.store.rows import read_rows
 
 

@@ -4,7 +4,7 @@ Every (model, attack, norm, eps) is one evaluation and one row in OUT/results.js
 the same checkpoint hash and attack config are skipped, so reruns only do new work. Several processes may share
 one OUT (two shells, torchrun ranks, nodes on a shared filesystem): each evaluation is checked and claimed under
 a file lock, so none is run twice and no row is lost; under torchrun the evaluations are sharded across ranks.
-The work is bench.engine's; this is its command line, and it writes the leaderboard and the site from the rows.
+The work is bench.eval.engine's; this is its command line, and it writes the leaderboard and the site from the rows.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import sys
 
 import torch
 
-from bench.engine import DEFAULT_EPS, KNOWN, EvalSettings, attack_sanity_warnings, evaluate, first_line
+from bench.eval.engine import DEFAULT_EPS, KNOWN, EvalSettings, attack_sanity_warnings, evaluate, first_line
 from bench.store.rows import RowStore, locked
 from zoo import distributed as dist
 from zoo.checkpoint import MAX_BYTES

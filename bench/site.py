@@ -1,6 +1,6 @@
 """Build the leaderboard site from rows: python -m bench.site --results OUT/results.jsonl --out site/
 
-Writes static pages that work from file://, a plain web server or GitHub Pages (see bench.report.site). The
+Writes static pages that work from file://, a plain web server or GitHub Pages (see bench.report.web). The
 study report (REPORT.md) and measures (measures.jsonl) beside the rows are included when present.
 """
 from __future__ import annotations

@@ -33,7 +33,7 @@ class Failed(Exception):
 def _data_errors() -> tuple:
     """What a damaged or hostile file, model or dataset raises: reported in one line, never a traceback."""
     from bench.attacks.predict import EvaluationError
-    from bench.loading import LOAD_ERRORS
+    from bench.eval.loading import LOAD_ERRORS
     from bench.store.adversarial import AdversarialError
 
     return (AdversarialError, EvaluationError, *LOAD_ERRORS)
@@ -173,7 +173,7 @@ def _record(row: dict, status: str, **fields) -> dict:
 
 def _model_of(row: dict, cache: dict, device: str, num_classes: int, size: int):
     """The row's model, from the file its row names, which must be the one the row was computed on."""
-    from bench.loading import TIMM, load_model_spec, rb_dataset
+    from bench.eval.loading import TIMM, load_model_spec, rb_dataset
     from zoo.checkpoint import sha256_file
 
     mid = row["model_id"]
@@ -193,7 +193,7 @@ def _model_of(row: dict, cache: dict, device: str, num_classes: int, size: int):
 def verify_file(models: str, adversarial: str, *, data: str, norm: str, eps: str, arch: str | None,
                 data_dir: str = "data", device: str = "cpu", batch_size: int = 250) -> int:
     from bench.data import load_points
-    from bench.loading import load_model_spec, rb_dataset
+    from bench.eval.loading import load_model_spec, rb_dataset
     from bench.store.adversarial import load_images
     from zoo.pgd import parse_eps
 

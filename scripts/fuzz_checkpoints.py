@@ -3,7 +3,7 @@
   python scripts/fuzz_checkpoints.py --n 5000           makes N files from a fresh tiny checkpoint and loads each
   python scripts/fuzz_checkpoints.py --n 300 --seed 1   another deterministic set
 
-Every file goes through bench's own loader (`bench.loading.load_model_spec`, what `bench.run` calls). An outcome is
+Every file goes through bench's own loader (`bench.eval.loading.load_model_spec`, what `bench.run` calls). An outcome is
 `error` (one of the errors bench.run turns into a failed row, with a one-line message), `loaded` (and, for a file
 that is a damaged copy of the real checkpoint, weights bitwise equal to the original: a damaged file must never
 yield numbers), or `crash` (anything else escaped, or a wrong load). tests/test_faults.py runs it in CI;
@@ -219,7 +219,7 @@ def make_cases(good_path: str, folder: str, n: int, seed: int = 0, marker: str |
 
 def check_case(case: dict, good_sd: dict) -> tuple[str, str]:
     """(outcome, detail): outcome is 'error', 'loaded' or 'crash'."""
-    from bench.loading import LOAD_ERRORS, load_model_spec
+    from bench.eval.loading import LOAD_ERRORS, load_model_spec
 
     try:
         lm = load_model_spec(case["path"], arch=case["arch"])

@@ -17,7 +17,7 @@ that the bench loads, and a PASS/FAIL line per target.
 (d) a 2-epoch `zoo.train` per recipe with --compile and bf16, whose checkpoints the bench loads and evaluates;
 (f) K = 1, 2, 4 training processes sharing the GPU (standard and PGD-AT, whole step compiled): aggregate images/s;
 (g) the projected cost of `python -m bench.study --preset paper --seeds 0,1,2` on this GPU, training and evaluation
-    hours apart, for K = 1, 2, 4 (bench.grid.cost, from the speeds measured above);
+    hours apart, for K = 1, 2, 4 (bench.grid.estimate, from the speeds measured above);
 (h) ImageNet at 224 on synthetic JPEGs: bench.data's decoding images/s and ResNet-50's APGD-CE rate (the
     AutoAttack stage every point goes through), each projected to RobustBench's 5000 points;
 (e) PASS/FAIL against the targets below.
@@ -233,7 +233,7 @@ def projection_section(s, lines, verdicts):
     """The paper preset's grid (three seeds) in GPU-hours on this device, from the speeds measured above."""
     import dataclasses
 
-    from bench.grid.cost import project
+    from bench.grid.estimate import project
     from bench.grid.presets import PRESETS
 
     p = dataclasses.replace(PRESETS["paper"], seeds=(0, 1, 2))
@@ -264,8 +264,8 @@ def projection_section(s, lines, verdicts):
 
 def autoattack_section(s, device, data, lines, verdicts, work):
     from bench.attacks.registry import make_attack
-    from bench.evaluate import evaluate_attack
-    from bench.fast_eval import prepare_for_eval
+    from bench.eval.accuracy import evaluate_attack
+    from bench.eval.forward import prepare_for_eval
     from zoo.checkpoint import load_checkpoint, model_from_checkpoint
     from zoo.data import load_dataset
     from zoo.train import train
@@ -337,9 +337,9 @@ def imagenet_section(s, device, lines, verdicts, work):
     from bench.attacks.registry import make_attack
     from bench.data import load_points
     from bench.data.imagenet import MAX_POINTS, write_synthetic_folder
-    from bench.evaluate import evaluate_attack
-    from bench.fast_eval import prepare_for_eval
-    from bench.loading import load_timm
+    from bench.eval.accuracy import evaluate_attack
+    from bench.eval.forward import prepare_for_eval
+    from bench.eval.loading import load_timm
 
     n_dec, n_aa, arch = s["imagenet"]
     root = write_synthetic_folder(os.path.join(work, "imagenet"), n_dec, size=(375, 500))

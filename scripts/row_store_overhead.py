@@ -23,7 +23,7 @@ sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
 
-from bench.store.claims import try_claim  # noqa: E402
+from bench.store.leases import try_claim  # noqa: E402
 from bench.store.points import encode_states  # noqa: E402
 from bench.store.rows import RowStore, append_row, locked, row_key, scan_rows  # noqa: E402
 

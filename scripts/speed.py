@@ -316,7 +316,7 @@ def reference(arch, recipe, cfg, ds, device, steps, warmup, workers):
 
 def eval_speed(arch, device, n, batch, compile_):
     from bench.attacks.registry import make_attack
-    from bench.fast_eval import prepare_for_eval
+    from bench.eval.forward import prepare_for_eval
 
     model = create_model(arch, 10, [0.49, 0.48, 0.45], [0.25, 0.24, 0.26])
     model = prepare_for_eval(model, device, compile_backend="inductor" if compile_ else None, batch_size=batch)
@@ -337,8 +337,8 @@ def autoattack_speed(arch, device, n, data, epochs, batch, compile_):
     import tempfile
 
     from bench.attacks.registry import make_attack
-    from bench.evaluate import evaluate_attack
-    from bench.fast_eval import prepare_for_eval
+    from bench.eval.accuracy import evaluate_attack
+    from bench.eval.forward import prepare_for_eval
     from zoo.data import load_dataset
     from zoo.train import train
     from zoo.checkpoint import load_checkpoint, model_from_checkpoint
@@ -367,7 +367,7 @@ def autoattack_side_by_side(ck: str, data: str, n: int, device, batch: int, reps
     from bench.attacks.autoattack import Float32Logits, run_autoattack, standard_attack
     from bench.attacks.predict import predict
     from bench.data import load_points
-    from bench.loading import load_model_spec
+    from bench.eval.loading import load_model_spec
 
     model = load_model_spec(ck).model.to(device).eval()
     pts = load_points(data, n=n)
@@ -446,7 +446,7 @@ def main(argv=None) -> int:
 
     device = resolve_device(a.device)
     if a.only_autoattack:
-        from bench.loading import data_of_models
+        from bench.eval.loading import data_of_models
         from faults import replace_section
 
         section = autoattack_section(a.aa_checkpoint, a.aa_data or data_of_models([a.aa_checkpoint]),

@@ -152,7 +152,7 @@ def _frame(sam_small, std_small, at_large, sam_large, sam_clean, at_clean, std_c
 
 def _verdicts(pm, measures=None):
     from bench.report.claims import decide
-    from bench.report.study import summarize
+    from bench.report.study_report import summarize
 
     if measures:
         pm = pm.assign(**measures)
@@ -204,7 +204,7 @@ def test_a_claim_over_several_settings_is_mixed_when_they_disagree_and_orders_ar
 
 
 def test_summary_is_mean_and_sample_std_over_seeds():
-    from bench.report.study import summarize
+    from bench.report.study_report import summarize
 
     pm = _frame(sam_small=0.7, std_small=0.55, at_large=0.4, sam_large=0.05, sam_clean=0.89, at_clean=0.8)
     s = summarize(pm)
@@ -229,7 +229,7 @@ def _bench_args(**over):
 @pytest.mark.parametrize("attack", ["pgd", "autoattack", "autoattack-fast", "corruptions"])
 def test_every_setting_that_changes_a_result_changes_the_key(attack):
     from bench.store.rows import row_key
-    from bench.engine import attack_config
+    from bench.eval.engine import attack_config
 
     spec = {"attack": attack, "norm": None if attack == "corruptions" else "Linf", "eps": 8 / 255}
     _, cfg = attack_config(spec, _bench_args())
@@ -260,7 +260,7 @@ def test_every_setting_that_changes_a_result_changes_the_key(attack):
 @pytest.mark.parametrize("attack", ["pgd", "autoattack", "corruptions"])
 def test_batch_size_device_and_compile_do_not_change_the_key(attack):
     from bench.store.rows import row_key
-    from bench.engine import attack_config
+    from bench.eval.engine import attack_config
 
     spec = {"attack": attack, "norm": None if attack == "corruptions" else "Linf", "eps": 8 / 255}
     keys = {row_key("m", attack_config(spec, _bench_args(**extra))[1], "cifar10", 100)
@@ -269,7 +269,7 @@ def test_batch_size_device_and_compile_do_not_change_the_key(attack):
 
 
 def test_generator_version_only_keys_regenerated_corruptions(tmp_path):
-    from bench.engine import attack_config
+    from bench.eval.engine import attack_config
 
     (tmp_path / "labels.npy").write_bytes(b"")
     spec = {"attack": "corruptions", "norm": None, "eps": 0.0}
@@ -369,7 +369,7 @@ def test_distributed_ranks_see_disjoint_data_covering_the_set():
 # ---------------------------------------------------------------- measures restore what they perturb
 
 def test_sharpness_probe_restores_weights_exactly_and_uses_its_radius(trained, monkeypatch):
-    from bench import measures
+    from bench.eval import measures
 
     model, x, y = trained
     before = _params(model)
@@ -393,7 +393,7 @@ def test_sharpness_probe_restores_weights_exactly_and_uses_its_radius(trained, m
 
 @pytest.mark.parametrize("prefix", ["", "module."])
 def test_bare_network_state_dicts_load_with_or_without_ddp_prefix(tmp_path, prefix):
-    from bench.loading import load_state_dict_model
+    from bench.eval.loading import load_state_dict_model
 
     model = create_model("sharp_tiny", 10, [0.0] * 3, [1.0] * 3).eval()  # inputs in [0,1]: no normalisation
     sd = {prefix + k: v for k, v in model.net.state_dict().items()}
@@ -427,7 +427,7 @@ class _FirstPixel(nn.Module):
 
 def test_a_point_counts_as_robust_only_if_right_clean_and_attacked():
     from bench.attacks.registry import Attack
-    from bench.evaluate import evaluate_attack
+    from bench.eval.accuracy import evaluate_attack
 
     x = torch.full((4, 3, 4, 4), 0.45)
     x[:2, 0, 0, 0] = 0.55  # points 0, 1 predicted 1; points 2, 3 predicted 0
@@ -444,7 +444,7 @@ def test_a_point_counts_as_robust_only_if_right_clean_and_attacked():
 def test_an_attack_leaving_its_ball_or_the_unit_range_is_an_error():
     from bench.attacks.registry import Attack
     from bench.attacks.predict import EvaluationError
-    from bench.evaluate import evaluate_attack
+    from bench.eval.accuracy import evaluate_attack
 
     x, y = torch.full((2, 3, 4, 4), 0.5), torch.tensor([0, 0])
     outside = Attack("far", {}, lambda self, m, xx, yy: xx + 0.2)
@@ -462,7 +462,7 @@ def test_nan_logits_are_an_evaluation_error_not_predictions():
     """A model that loads fine but returns NaN on some inputs (the load-time forward uses two fixed images)."""
     from bench.attacks.registry import make_attack
     from bench.attacks.predict import EvaluationError
-    from bench.evaluate import evaluate_attack
+    from bench.eval.accuracy import evaluate_attack
 
     class NaNAbove(_FirstPixel):
         def forward(self, x):

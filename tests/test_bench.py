@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from bench import engine as bench_engine
+from bench.eval import engine as bench_engine
 from bench import run as bench_run
 from bench.attacks.registry import make_attack
 from bench.corruptions.generator import CORRUPTIONS, SEVERITIES, corrupt
-from bench.evaluate import evaluate_attack
+from bench.eval.accuracy import evaluate_attack
 from bench.stats import wilson
 from bench.store.rows import read_rows, row_key
 from zoo.checkpoint import load_checkpoint, model_from_checkpoint, seal
@@ -264,7 +264,7 @@ def test_plain_state_dict_needs_and_uses_arch(zoo_dir, tmp_path, capsys):
 
 
 def test_bucketed_forward_matches_eager_and_compiles_only_bucket_sizes(zoo_dir):
-    from bench.fast_eval import BucketedForward, buckets_for
+    from bench.eval.forward import BucketedForward, buckets_for
 
     assert buckets_for(250) == [32, 64, 128, 250] and buckets_for(16) == [16]
     model = _model(zoo_dir).eval()
@@ -325,7 +325,7 @@ def test_compiled_bench_gives_the_same_rows_as_eager(zoo_dir, tmp_path, capfd, b
 def test_engine_returns_outcomes_and_bounds_retries_of_a_failing_evaluation(zoo_dir, tmp_path, monkeypatch):
     """ok, cached, failed with its reason, then refused once it failed max_failures times; --retry-failed runs
     it regardless; an out-of-memory failure is retried once at half the batch, and the row says so."""
-    from bench.engine import EvalSettings, evaluate
+    from bench.eval.engine import EvalSettings, evaluate
 
     model = _ckpts(zoo_dir)[:1]
     s = EvalSettings(attacks="clean,pgd", data="synthetic", n_examples=16, device="cpu", out=str(tmp_path),

@@ -56,7 +56,7 @@ def test_generator_version_is_in_the_cache_and_the_row_key(tmp_path):
     assert f"-v{GENERATOR_VERSION}-" in f.name
     from argparse import Namespace
 
-    from bench.engine import attack_config
+    from bench.eval.engine import attack_config
 
     args = Namespace(corruptions=None, corruptions_dir=None, corruptions_source="auto", seed=0)
     _, cfg = attack_config({"attack": "corruptions"}, args)

@@ -133,10 +133,10 @@ def test_every_renderer_ranks_the_same_rows_alike_by_the_one_rule(tmp_path):
     import csv
     import json
 
-    from bench.report.leaderboard import leaderboard_tables, to_markdown
+    from bench.report.tables import leaderboard_tables, to_markdown
     from bench.report.results import rank_choice
-    from bench.report.site import build_site, pages
-    from bench.report.study import per_model, rank_key, results_table, summarize
+    from bench.report.web import build_site, pages
+    from bench.report.study_report import per_model, rank_key, results_table, summarize
 
     n = 100
     clean = np.ones(n, bool)

@@ -175,7 +175,7 @@ def test_autoattack_class_count_check():
 
 
 def test_flagged_autoattack_row_is_warned_and_marked(tmp_path, monkeypatch, capsys):
-    from bench.report.leaderboard import leaderboard_tables, to_markdown
+    from bench.report.tables import leaderboard_tables, to_markdown
 
     (tmp_path / "toyaa.py").write_text("import torch\n\ndef softmax_model():\n    torch.manual_seed(0)\n"
                                        "    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3072, 10),"

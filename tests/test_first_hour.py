@@ -77,9 +77,9 @@ def test_missing_paths_are_named_before_the_data_and_stay_failures(checkpoint, s
     assert [(r["status"], r["data"]) for r in rows] == [("ok", "synthetic")]  # the data is the checkpoint's
     assert bench_run.main(args) == 1  # a rerun is still missing the model
     # nothing but missing paths: one line, before any data is loaded
-    import bench.engine
+    import bench.eval.engine
 
-    monkeypatch.setattr(bench.engine, "load_points", lambda *a, **k: (_ for _ in ()).throw(AssertionError("loaded")))
+    monkeypatch.setattr(bench.eval.engine, "load_points", lambda *a, **k: (_ for _ in ()).throw(AssertionError("loaded")))
     capsys.readouterr()
     assert bench_run.main(["--models", str(tmp_path / "*.pt"), "--out", str(out), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
@@ -141,10 +141,10 @@ def test_autoattack_shows_its_stage_the_robust_points_and_a_budget_on_one_bar(tm
 
 
 def test_a_long_cpu_evaluation_is_announced_with_its_estimate(capsys, monkeypatch):
-    import bench.attacks.cost as cost
+    import bench.attacks.budget as cost
     from bench.attacks.registry import make_attack
-    from bench.engine import warn_if_long
-    from bench.loading import LoadedModel
+    from bench.eval.engine import warn_if_long
+    from bench.eval.loading import LoadedModel
 
     pgd = make_attack("pgd", norm="Linf", eps=8 / 255, pgd_steps=10, restarts=2).config
     aa = make_attack("autoattack", norm="Linf", eps=8 / 255).config

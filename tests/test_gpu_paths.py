@@ -165,7 +165,7 @@ def test_augmentation_is_a_property_of_the_data():
 
 def test_bench_channels_last_compiled_forward_matches_eager_on_cpu():
     """The evaluation layout CUDA uses (channels_last, bucketed compiled forward), run on CPU."""
-    from bench.fast_eval import BucketedForward
+    from bench.eval.forward import BucketedForward
 
     model = _bn_net().eval()
     fast = BucketedForward(model.to(memory_format=torch.channels_last), 16, backend="aot_eager",

@@ -169,7 +169,7 @@ def test_status_of_a_half_done_grid(tmp_path):
     from bench.grid.queue import Study, _row
     from bench.grid.presets import PRESETS
     from bench.grid.status import format_status, status
-    from bench.store.claims import try_claim
+    from bench.store.leases import try_claim
     from bench.store.rows import append_row
 
     import dataclasses
@@ -384,7 +384,7 @@ def test_a_cancelled_array_task_s_cell_is_taken_over_and_nothing_is_lost_or_doub
     once the cancelled one is gone (SIGTERM, then SIGKILL after SLURM's KillWait) and resumes it."""
     from bench.grid.cells import cells, resumed_epoch
     from bench.grid.presets import PRESETS
-    from bench.store.claims import owner_of
+    from bench.store.leases import owner_of
 
     out1, _, _ = single
     out, zoo = tmp_path / "out", tmp_path / "zoo"
@@ -436,7 +436,7 @@ def test_projection_counts_every_training_and_evaluation_of_the_paper_grid():
     import dataclasses
 
     sys.path.insert(0, ROOT)
-    from bench.grid.cost import project
+    from bench.grid.estimate import project
     from bench.grid.presets import PRESETS
 
     p = dataclasses.replace(PRESETS["paper"], seeds=(0, 1, 2))

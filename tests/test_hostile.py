@@ -182,7 +182,7 @@ def test_hostile_file_names_stay_text_in_the_leaderboard_and_the_study_report(go
     assert "<img" not in board and "\n# heading" not in board
     table = _table_rows(board)
     assert len({len(_cells(line)) for line in table}) == 1  # no row has more cells than the header
-    from bench.report.study import write_report
+    from bench.report.study_report import write_report
 
     rows = read_rows(str(out / "results.jsonl"))
     for r in rows:

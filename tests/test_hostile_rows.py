@@ -39,7 +39,7 @@ def _payloads(good):
 
 def test_every_payload_is_refused_by_name_or_inert_and_the_site_and_report_are_whole(tmp_path, capsys):
     from bench.report.outputs import write_outputs
-    from bench.report.study import write_report
+    from bench.report.study_report import write_report
 
     if not os.path.exists(STUDY):
         pytest.skip("the committed study's rows are not here")
@@ -76,7 +76,7 @@ def test_every_payload_is_refused_by_name_or_inert_and_the_site_and_report_are_w
 def test_a_row_holding_a_formula_cell_or_header_is_neutralised_in_every_csv(tmp_path):
     import csv
 
-    from bench.report.site import csv_text
+    from bench.report.web import csv_text
 
     text = csv_text(["=cmd", "ok"], [{"=cmd": "=1+1", "ok": f"{RLO}=2+2"}])
     (head, line) = list(csv.reader(text.splitlines()))

@@ -148,7 +148,7 @@ def test_a_timm_model_with_local_weights_runs_clean_and_autoattack_offline(image
 def test_timm_names_and_weights_fail_in_one_line(tmp_path, monkeypatch):
     import timm
 
-    from bench.loading import load_model_spec
+    from bench.eval.loading import load_model_spec
     from zoo.checkpoint import CheckpointError
     from zoo.models import ArchError
 
@@ -240,7 +240,7 @@ def test_a_timm_model_exports_to_robustbenchs_imagenet_leaderboard_and_loads_the
     assert (info["dataset"], info["eps"], info["architecture"]) == ("imagenet", "4/255", "test_efficientnet (timm)")
     entry = pasted_last_parses(paths, "imagenet", "Linf", "Smith2026Sharp")
     assert entry["preprocessing"].value == "Res256Crop224"
-    from bench.loading import load_timm
+    from bench.eval.loading import load_timm
 
     ours = load_timm(spec, 1000).model.eval()
     x = load_points(f"imagenet:{imagenet_dir}", n=2).x.float() / 255

@@ -11,9 +11,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 LAYERS = [  # (layer, module prefixes), the most specific prefix decides
     (0, ("zoo",)),
-    (1, ("bench.stats", "bench.deps", "bench.store", "bench.attacks", "bench.corruptions", "bench.fast_eval",
-         "bench.loading", "bench.measures", "bench.data")),
-    (2, ("bench.evaluate", "bench.engine", "bench.report", "bench.submit", "bench.hub")),
+    (1, ("bench.stats", "bench.deps", "bench.store", "bench.attacks", "bench.corruptions", "bench.eval",
+         "bench.eval.forward",
+         "bench.eval.loading", "bench.eval.measures", "bench.data")),
+    (2, ("bench.eval.accuracy", "bench.eval.engine", "bench.report", "bench.submit", "bench.hub")),
     (3, ("bench.run", "bench.site", "bench.leaderboard", "bench.export", "bench.study", "bench.grid", "bench.verify",
          "bench.data.__main__")),
 ]
@@ -100,3 +101,21 @@ def test_the_checker_sees_a_violation(tmp_path):
     assert targets == {("bench.run", "_private"), ("bench.run", "main")}
     assert layer("zoo.fake") == 0 < layer("bench.run") == 3
     assert layer("bench.report.escape") == 2 and layer("bench.store.rows") == 1 and layer("bench.grid.queue") == 3
+
+
+ENTRY_POINTS = {"run", "study", "export", "leaderboard", "site", "verify"}  # python -m bench.X
+
+
+def test_bench_top_level_holds_entry_points_and_two_shared_helpers():
+    top = {f[:-3] for f in os.listdir(os.path.join(ROOT, "bench")) if f.endswith(".py")}
+    assert top - ENTRY_POINTS - {"__init__"} <= {"stats", "deps"}, sorted(top - ENTRY_POINTS)
+
+
+def test_no_two_modules_under_bench_share_a_base_name():
+    seen: dict = {}
+    for name in modules():
+        if name.startswith("bench."):
+            base = name.rsplit(".", 1)[-1]
+            if base != "__main__":
+                seen.setdefault(base, []).append(name)
+    assert not {b: m for b, m in seen.items() if len(m) > 1}

@@ -97,7 +97,7 @@ def test_train_and_bench_on_a_folder_with_fewer_than_ten_classes(folders):
     not RobustBench's standard; the 5-class row's per-point flags equal pyautoattack run directly with
     n_target_classes = 4 on the same model, points and seed."""
     from bench.data import load_points
-    from bench.loading import load_model_spec
+    from bench.eval.loading import load_model_spec
     from bench.store.points import decode_states
 
     tmp = folders["tmp"]
@@ -139,7 +139,7 @@ def test_l1_autoattack_equals_pyautoattack_and_verify_checks_the_l1_ball(folders
     an image moved outside the L1 ball; pgd at L1 is refused in one line."""
     from bench.data import load_points
     from bench.deps import import_autoattack
-    from bench.loading import load_model_spec
+    from bench.eval.loading import load_model_spec
     from bench.store.points import decode_states
 
     tree, ckpt = folders[5]
@@ -198,7 +198,7 @@ def test_autoattack_rand_on_a_randomized_model():
     """autoattack-rand runs APGD-CE and APGD-DLR with EOT (20 draws) and records it; autoattack on the same model
     finds it randomized and says which version is right."""
     from bench.attacks.registry import make_attack
-    from bench.evaluate import evaluate_attack
+    from bench.eval.accuracy import evaluate_attack
 
     model = Dropout(0.1)
     x = torch.rand(16, 3, 8, 8, generator=torch.Generator().manual_seed(1))

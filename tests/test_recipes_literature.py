@@ -130,7 +130,7 @@ def test_cheapest_at_verdict_reads_equal_clean_accuracy():
     import pandas as pd
 
     from bench.report.claims import decide
-    from bench.report.study import summarize
+    from bench.report.study_report import summarize
 
     def frame(sam_clean, fgsm_clean):
         rows = [("standard", 0.90, 0.30), ("sam rho0.05", sam_clean, 0.40), ("fgsm_rs linf8_255", fgsm_clean, 0.55)]

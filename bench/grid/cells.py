@@ -94,9 +94,9 @@ def train_cell(cell: Cell, progress: bool) -> tuple[str, int, float]:
 
 def evaluations(p: Preset, path: str, data: str, device: str, out: str, progress: bool,
                 compile_: bool = False, retry_failed: bool = False) -> list:
-    """The preset's evaluations of one checkpoint as bench.engine settings: clean, PGD per norm, AutoAttack per
+    """The preset's evaluations of one checkpoint as bench.eval.engine settings: clean, PGD per norm, AutoAttack per
     norm, corruptions (rows in OUT/results.jsonl, each claimed and cached)."""
-    from bench.engine import EvalSettings
+    from bench.eval.engine import EvalSettings
 
     base = EvalSettings(data=data, device=device, out=out, progress=progress, compile="inductor" if compile_ else None,
                         retry_failed=retry_failed, max_failures=MAX_FAILURES)
@@ -113,8 +113,8 @@ def evaluations(p: Preset, path: str, data: str, device: str, out: str, progress
 
 def bench_cell(p: Preset, path: str, data: str, device: str, out: str, progress: bool, compile_: bool = False,
                retry_failed: bool = False) -> list:
-    """Run the cell's evaluations through bench.engine; returns every evaluation's Outcome."""
-    from bench.engine import evaluate
+    """Run the cell's evaluations through bench.eval.engine; returns every evaluation's Outcome."""
+    from bench.eval.engine import evaluate
 
     outcomes = []
     for settings in evaluations(p, path, data, device, out, progress, compile_, retry_failed):
@@ -127,8 +127,8 @@ def bench_cell(p: Preset, path: str, data: str, device: str, out: str, progress:
 def measure_cell(p: Preset, path: str, data: str, device: str, out: str) -> dict | None:
     """Sharpness and feature-perturbation measures of one checkpoint, cached in OUT/measures.jsonl."""
     from bench.data import load_points
-    from bench.loading import load_model_spec
-    from bench.measures import feature_perturbation, sharpness
+    from bench.eval.loading import load_model_spec
+    from bench.eval.measures import feature_perturbation, sharpness
     from bench.store.rows import append_row, read_rows
     from bench.store.schema import check_measure_row
     from zoo.checkpoint import sha256_file

@@ -1,7 +1,7 @@
 """The study as a queue of cells that any number of workers share through one results folder.
 
 Every worker loops: under the folder's lock, it reads what was finished (OUT/cells.jsonl, read incrementally)
-and claims the most expensive unfinished cell nobody live holds (bench.store.claims, the claims the bench's
+and claims the most expensive unfinished cell nobody live holds (bench.store.leases, the claims the bench's
 evaluations use); it trains that cell's checkpoint (resuming after the last finished epoch when a dead worker
 left a resume state), runs its evaluations and measures, records the cell done and releases it. A killed
 worker's claim goes stale (its pid is gone, or on another host its heartbeat stops) and another worker, or a
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from bench.grid.cells import Cell, bench_cell, cells, measure_cell, train_cell
 from bench.grid.presets import Preset
-from bench.store.claims import try_claim
+from bench.store.leases import try_claim
 from bench.store.rows import RowStore, append_row, locked
 from bench.store.schema import RowError
 
@@ -218,7 +218,7 @@ def write_outputs(study: Study, grid: list[Cell], cells_now: dict[str, dict]) ->
     have, and their failed evaluations are named as missing in every output."""
     from bench.report.outputs import read_measures
     from bench.report.outputs import write_outputs as write_all
-    from bench.report.site import load_metas
+    from bench.report.web import load_metas
     from bench.store.rows import read_rows
 
     have = [cells_now[c.key] for c in grid if c.key in cells_now and cells_now[c.key].get("model_id")]

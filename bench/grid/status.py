@@ -8,7 +8,7 @@ import time
 
 from bench.grid.cells import Cell
 from bench.grid.queue import Study, check_cell_row, finished
-from bench.store.claims import owner_of
+from bench.store.leases import owner_of
 from bench.store.rows import RowStore
 
 

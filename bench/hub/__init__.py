@@ -1,5 +1,5 @@
 """Models on the Hugging Face Hub: a checkpoint written as a Hub folder (`python -m bench.export CK --hf DIR`),
-and a Hub folder read back as a model (`--models hf-hub:ORG/NAME[@REV]`, bench.loading).
+and a Hub folder read back as a model (`--models hf-hub:ORG/NAME[@REV]`, bench.eval.loading).
 
   folder.py   the folder: model.safetensors, timm's config.json, the model card, sharpbench.json; its refusals;
               the upload

@@ -126,7 +126,7 @@ def _ci(ci) -> str:
 def body(*, name: str, ckpt: dict, rows: list[dict], repo_id: str, architecture: str, needs_zoo: bool,
          images: list[dict]) -> str:
     """The card's markdown: how to load it, how it was trained, how it was evaluated, the stored images."""
-    from bench.report.site.pages import reproduce
+    from bench.report.web.pages import reproduce
 
     rows = neutral(rows)
     cfg = neutral(ckpt.get("config") or {})

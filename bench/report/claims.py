@@ -7,7 +7,7 @@ did not hold, inconclusive); where the rows lack flags it compares group means i
 A claim judged on several comparisons (every SAM setting against standard) gets their verdict when they agree,
 else "mixed", each named.
 
-    decide(pm, s, flags) -> [line]    pm: per-model table, s: its summary (bench.report.study), flags: point_flags
+    decide(pm, s, flags) -> [line]    pm: per-model table, s: its summary (bench.report.study_report), flags: point_flags
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Model names come from file names, recipes and settings from checkpoint metadata, rows from results folders that
 other people wrote: all of it is data. Each writer passes such values through the function for its format, so
 that a value shows as text and never becomes structure (a table column, a heading, an HTML element, a formula, a
-shell command, a line of Python). HTML pages are escaped by Jinja2's autoescaping (bench.report.site);
+shell command, a line of Python). HTML pages are escaped by Jinja2's autoescaping (bench.report.web);
 generated Python receives values only through repr() (bench.submit.source).
 """
 from __future__ import annotations

@@ -56,7 +56,7 @@ def write_site(rows: list[dict], folder: str, out: str | None = None, *, title: 
     """The site of these rows into out (default FOLDER/site), with the measures and REPORT.md found in folder;
     returns the index's path. data_dir: where the rows' datasets are (the galleries' clean images). Without a
     title, a rebuild keeps the title of the site it replaces."""
-    from bench.report.site import build_site, load_metas
+    from bench.report.web import build_site, load_metas
 
     report = os.path.join(folder, "REPORT.md")
     report_md = open(report, encoding="utf-8").read() if os.path.exists(report) else None
@@ -72,15 +72,15 @@ def write_outputs(rows: list[dict], folder: str, *, site: bool = True, study: di
                   measures: list[dict] | None = None, metas: dict | None = None, title: str | None = None,
                   data_dir: str = "data") -> dict:
     """leaderboard.md (and plots) in folder; REPORT.md when `study` holds the report's settings (checkpoint
-    paths, preset, command, device, seconds: bench.report.study.write_report's keywords); the site unless
+    paths, preset, command, device, seconds: bench.report.study_report.write_report's keywords); the site unless
     site=False (metas: the checkpoints' metadata when the caller has read it already). Returns the paths
     written."""
-    from bench.report.leaderboard import write_leaderboard
+    from bench.report.tables import write_leaderboard
 
     measures = read_measures(folder) if measures is None else measures
     paths = {"leaderboard": write_leaderboard(rows, folder)}
     if study is not None:
-        from bench.report.study import write_report
+        from bench.report.study_report import write_report
 
         paths["report"] = write_report(rows, measures, out=folder, **study)
     if site:

@@ -12,7 +12,7 @@ import pandas as pd
 
 from bench.report.claims import decide, eps_columns, point_flags
 from bench.report.escape import md, md_code
-from bench.report.leaderboard import eps_curve, missing_markdown
+from bench.report.tables import eps_curve, missing_markdown
 from bench.report.numbers import human, percent
 from bench.report.results import CLEAN, CORRUPTIONS, boards, missing_evaluations
 from zoo.checkpoint import load_checkpoint

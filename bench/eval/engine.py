@@ -28,12 +28,12 @@ from bench.attacks.predict import EvaluationError
 from bench.attacks.registry import ATTACKS, make_attack
 from bench.corruptions.generator import CORRUPTIONS, GENERATOR_VERSION, SEVERITIES
 from bench.data import IMAGENET, load_points
-from bench.evaluate import evaluate_attack, evaluate_corruptions
-from bench.fast_eval import precision_note, prepare_for_eval
-from bench.loading import (LOAD_ERRORS, data_of_models, load_model_spec, missing_model, rb_dataset,
+from bench.eval.accuracy import evaluate_attack, evaluate_corruptions
+from bench.eval.forward import precision_note, prepare_for_eval
+from bench.eval.loading import (LOAD_ERRORS, data_of_models, load_model_spec, missing_model, rb_dataset,
                            spec_content_id)
 from bench.store.adversarial import save_images
-from bench.store.claims import try_claim
+from bench.store.leases import try_claim
 from bench.store.rows import RowStore, append_row, locked, row_key
 from bench.store.schema import short_name
 from zoo import distributed as dist
@@ -211,7 +211,7 @@ LONG_S = 60  # an evaluation expected to take longer than this on CPU is announc
 
 def warn_if_long(label: str, cfg: dict, lm, x, batch_size: int, rates: dict) -> None:
     """Before a long CPU evaluation: its estimate from the model's measured rate at this batch."""
-    from bench.attacks.cost import call_seconds, duration, seconds_if_all_survive
+    from bench.attacks.budget import call_seconds, duration, seconds_if_all_survive
 
     if cfg["attack"] in ("clean", "corruptions"):
         return

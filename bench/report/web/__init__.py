@@ -19,8 +19,8 @@ import time
 
 from bench.report.escape import csv_cell, neutral
 from bench.report.numbers import human, percent
-from bench.report.site import pages
-from bench.report.site.assets import write_assets
+from bench.report.web import pages
+from bench.report.web.assets import write_assets
 from bench.report.results import boards, missing_evaluations
 from zoo.files import write_text_atomic
 
@@ -150,8 +150,8 @@ def _gallery(info: dict, mine: list[dict], folder: str | None, out: str, data_di
     site.gallery). Whatever is missing (the checkpoint, the dataset on this machine) leaves the row without one.
     test_sets: the points loaded so far in this build, by (spec, n) (each is read once for every model's page)."""
     from bench.data import points_of_row
-    from bench.loading import TIMM, load_model_spec
-    from bench.report.site.gallery import examples
+    from bench.eval.loading import TIMM, load_model_spec
+    from bench.report.web.gallery import examples
 
     with_images = [r for r in mine if r.get("status") == "ok" and r.get("adversarial") and "points" in r]
     if not with_images or folder is None or not (info.get("meta") or info["path"].startswith(TIMM)):
