@@ -23,9 +23,9 @@ from zoo.config import TrainConfig
 from zoo.models import create_model
 from zoo.recipes import RECIPES, get_recipe
 from zoo.train import make_optimizer
+from conftest import ROOT
 
 TOL = 1e-4  # largest weight difference after a few steps (TRADES' KL is the loosest)
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VARIANTS = [(r, {}) for r in sorted(RECIPES)] + [("sam", {"adaptive": True})]  # ASAM: the adaptive perturbation
 IDS = [r + ("-asam" if kw else "") for r, kw in VARIANTS]
 

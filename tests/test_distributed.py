@@ -10,8 +10,8 @@ from bench.store.rows import read_rows
 from zoo.checkpoint import load_checkpoint
 from zoo.config import TrainConfig
 from zoo.train import train
+from conftest import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def torchrun(*args):

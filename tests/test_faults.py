@@ -13,8 +13,8 @@ from bench import run as bench_run
 from bench.store.rows import append_row, read_rows, scan_rows
 from zoo.checkpoint import CheckpointError, load_checkpoint, seal
 from zoo.train import train
+from conftest import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FUZZ_N = int(os.environ.get("SHARPBENCH_FUZZ_N", "300"))  # run thousands with SHARPBENCH_FUZZ_N=5000
 
 

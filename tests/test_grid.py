@@ -10,9 +10,8 @@ import sys
 import time
 
 import pytest
-from conftest import seed_rows
+from conftest import ROOT, seed_rows
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # the smoke grid: three cells (standard, SAM, PGD-AT). The tests of the queue run it on a copy of the session's
 # smoke checkpoints (the cells reuse them and run every evaluation); those that need training use SHORT
 GRID = ["--preset", "smoke", "--no-progress"]

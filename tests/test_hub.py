@@ -9,8 +9,8 @@ import subprocess
 import sys
 
 import pytest
+from conftest import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REV = "0123456789abcdef0123456789abcdef01234567"
 BENCH = ["--attacks", "clean,pgd", "--n-examples", "32", "--pgd-steps", "3", "--no-progress"]
 

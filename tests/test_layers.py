@@ -6,8 +6,8 @@ orchestrates them. Imports inside functions count too.
 """
 import ast
 import os
+from conftest import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 LAYERS = [  # (layer, module prefixes), the most specific prefix decides
     (0, ("zoo",)),

@@ -3,9 +3,8 @@ import os
 import re
 import subprocess
 
-from conftest import seed_rows
+from conftest import ROOT, seed_rows
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_smoke_study_runs_end_to_end_and_reuses_its_work(smoke_study, tmp_path):
