@@ -16,10 +16,10 @@ import torch
 from bench import export as bexport
 from bench import run as bench_run
 from bench.store.rows import append_row, read_rows, row_key
+from conftest import ROOT
 
 sys.path.insert(0, ROOT)
 from scripts.fuzz_checkpoints import CSV, DOCSTRING_ESCAPE, HTML, MD, edited, zip_bomb  # noqa: E402
-from conftest import ROOT
 
 
 @pytest.fixture(scope="module")
