@@ -123,6 +123,11 @@ def _ci(ci) -> str:
     return f"{100 * ci[0]:.1f}–{100 * ci[1]:.1f}%" if isinstance(ci, list) and len(ci) == 2 else "—"
 
 
+def _section(title: str, text: str, columns: tuple[str, ...]) -> list[str]:
+    """A heading, a paragraph and a table's header."""
+    return ["", f"## {title}", "", text, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+
+
 def body(*, name: str, ckpt: dict, rows: list[dict], repo_id: str, architecture: str, needs_zoo: bool,
          images: list[dict]) -> str:
     """The card's markdown: how to load it, how it was trained, how it was evaluated, the stored images."""
@@ -158,11 +163,11 @@ def body(*, name: str, ckpt: dict, rows: list[dict], repo_id: str, architecture:
     if cost:
         out += ["", f"Cost: {cost.get('train_seconds', 0):.0f} s of training on {md(cost.get('device_name'))} "
                 f"({cost.get('devices', 1)} device(s)), {cost.get('images_per_s') or 0:.0f} images/s."]
-    out += ["", "## Evaluation", "",
-            "Accuracies on the first n test points, in order; a point counts as robust only if it is right clean "
-            "and under the attack. 95% intervals are Wilson's. Every value is a row of sharpbench's results "
-            "(`sharpbench.json` holds them), and the card's `model-index` is built from them alone.", "",
-            "| Evaluation | Data | n | Clean | Robust | 95% interval | AutoAttack checks |", "|---|---|---|---|---|---|---|"]
+    out += _section("Evaluation", "Accuracies on the first n test points, in order; a point counts as robust only if "
+                    "it is right clean and under the attack. 95% intervals are Wilson's. Every value is a row of "
+                    "sharpbench's results (`sharpbench.json` holds them), and the card's `model-index` is built "
+                    "from them alone.",
+                    ("Evaluation", "Data", "n", "Clean", "Robust", "95% interval", "AutoAttack checks"))
     for r in rows:
         fired = "; ".join(f"{k}: {v}" for k, v in (r.get("aa_checks") or {}).items() if v)
         checks = md(fired) if fired else ("passed" if r.get("aa_checks") else "—")
@@ -173,11 +178,10 @@ def body(*, name: str, ckpt: dict, rows: list[dict], repo_id: str, architecture:
     out += ["", "The command that computed each row (from sharpbench's repository, with the checkpoint):", ""]
     out += _code("\n".join(dict.fromkeys(reproduce(r, sh) for r in rows)), "bash")
     if images:
-        out += ["", "## Adversarial images", "",
-                "The attacks' images were kept (`--save-adversarial`); each file is a float32 tensor in [0,1], "
-                "RobustBench's format. `python -m bench.verify --results results.jsonl` replays them with no "
-                "attack code: every point a row counts as fooled must be fooled by its image, inside the ball.", "",
-                "| Evaluation | File | Shape | sha256 |", "|---|---|---|---|"]
+        out += _section("Adversarial images", "The attacks' images were kept (`--save-adversarial`); each file is a "
+                        "float32 tensor in [0,1], RobustBench's format. `python -m bench.verify --results "
+                        "results.jsonl` replays them with no attack code: every point a row counts as fooled must be "
+                        "fooled by its image, inside the ball.", ("Evaluation", "File", "Shape", "sha256"))
         for im in images:
             out.append(f"| {md(im['evaluation'])} | {md_code(im['file'])} | {md(im['shape'])} | {md_code(im['sha256'])} |")
     out += ["", "## Files", "",
