@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def study_from(args, argv) -> "Study":  # noqa: F821
     from bench.grid.queue import Study
-    from zoo.train import resolve_device
+    from zoo.distributed import resolve_device
 
     p = PRESETS[args.preset]
     over = {k: v for k, v in {"data": args.data, "arch": args.arch, "epochs": args.epochs, "aa_n": args.aa_n}.items()

@@ -43,15 +43,12 @@ MUTANTS = [
            "def pgd_at_step(model, opt, x, y, cfg, autocast):\n    x_adv = adversarial_batch(model, x, y, cfg, autocast)\n"
            "    return standard_step(model, opt, x, y, cfg, autocast)",
            "PGD-AT silently trains on clean images", T(BEHAVIOUR, "-k", "adversarial")),
-    Mutant("zoo/recipes.py", "    return sam_update(model, opt, x_adv, y, cfg, autocast)",
-           "    return sam_update(model, opt, x, y, cfg, autocast)",
+    Mutant("zoo/recipes.py", "    return sam_step(model, opt, x_adv, y, cfg, autocast)",
+           "    return sam_step(model, opt, x, y, cfg, autocast)",
            "SAM+AT silently runs SAM on clean images", T(BEHAVIOUR, "-k", "adversarial")),
-    Mutant("zoo/recipes.py",
-           "    x_adv = adversarial_batch(model, x, y, cfg, autocast)  # steps = 1, alpha = 1.25 eps (TrainConfig.resolved)\n"
-           "    return standard_step(model, opt, x_adv, y, cfg, autocast)",
-           "    x_adv = adversarial_batch(model, x, y, cfg, autocast)  # steps = 1, alpha = 1.25 eps (TrainConfig.resolved)\n"
-           "    return standard_step(model, opt, x, y, cfg, autocast)",
-           "FGSM-RS trains on clean images", T(BEHAVIOUR, "-k", "every_adversarial")),
+    Mutant("zoo/config.py", "        steps = 1 if fgsm else steps", "        steps = steps",
+           "FGSM-RS (PGD-AT's step with one attack step) runs PGD-10 instead",
+           T("tests/test_recipes_literature.py", "-k", "fgsm_rs_is_one_step")),
     Mutant("zoo/recipes.py", "                    out[f\"{name}.{stat}\" if name else stat] = None",
            "                    pass",
            "attack and SAM second-pass forwards update BatchNorm statistics",

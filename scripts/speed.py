@@ -442,7 +442,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="results/speed.md")
     a = ap.parse_args(argv)
 
-    from zoo.train import resolve_device
+    from zoo.distributed import resolve_device
 
     device = resolve_device(a.device)
     if a.only_autoattack:

@@ -64,3 +64,13 @@ def max_param_diff(model: torch.nn.Module) -> float:
     diff = (flat - ref).abs().max().reshape(1)
     td.all_reduce(diff, op=td.ReduceOp.MAX)
     return float(diff)
+
+
+def resolve_device(device: str) -> torch.device:
+    """--device as a torch.device: auto is CUDA when there is one, else the CPU; CUDA asked for without one is
+    a one-line error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {device} asked for but CUDA is not available; use --device cpu")
+    return torch.device(device)

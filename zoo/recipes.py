@@ -72,11 +72,10 @@ def _untracked(model: nn.Module) -> dict[str, None]:
     return out
 
 
-def frozen_forward(model: nn.Module, params: dict | None = None) -> Callable:
-    """x -> logits at these parameters (default the model's own, detached), moving no running statistic:
-    the forward attacks and SAM/AWP's second pass use. It mutates nothing, so torch.func may differentiate
-    through it."""
-    params = _parameters(model) if params is None else params
+def frozen_forward(model: nn.Module) -> Callable:
+    """x -> logits at the model's own parameters (detached), moving no running statistic: the forward the
+    training attacks use. It mutates nothing, so torch.func may differentiate through it."""
+    params = _parameters(model)
     untracked = _untracked(model)
     return lambda x: functional_call(model, {**params, **untracked}, (x,))
 
@@ -174,11 +173,6 @@ def perturbed_update(model, opt, x, y, autocast, perturbation):
     return loss, logits
 
 
-def sam_update(model, opt, x, y, cfg, autocast):
-    return perturbed_update(model, opt, x, y, autocast,
-                            lambda ps, gs: sam_perturbation(ps, gs, cfg.rho, cfg.adaptive))
-
-
 def adversarial_batch(model, x, y, cfg, autocast, **pgd_kw):
     """The training attack: zoo.pgd's PGD (the bench's projection) on the model's train-mode forward with
     BatchNorm's running statistics left alone."""
@@ -210,7 +204,8 @@ def standard_step(model, opt, x, y, cfg, autocast):
 
 @register("sam", tag=_sam_tag, summary="sharpness-aware minimization (--rho, --adaptive for ASAM)")
 def sam_step(model, opt, x, y, cfg, autocast):
-    return sam_update(model, opt, x, y, cfg, autocast)
+    return perturbed_update(model, opt, x, y, autocast,
+                            lambda ps, gs: sam_perturbation(ps, gs, cfg.rho, cfg.adaptive))
 
 
 @register("pgd_at", tag=_at_tag, summary="Madry PGD adversarial training (--norm, --eps, --alpha, --steps)", adversarial=True)
@@ -223,7 +218,7 @@ def pgd_at_step(model, opt, x, y, cfg, autocast):
           summary="SAM on PGD adversarial examples: weight and input perturbation together", adversarial=True)
 def sam_at_step(model, opt, x, y, cfg, autocast):
     x_adv = adversarial_batch(model, x, y, cfg, autocast)
-    return sam_update(model, opt, x_adv, y, cfg, autocast)
+    return sam_step(model, opt, x_adv, y, cfg, autocast)
 
 
 @register("trades", tag=lambda cfg: f"beta{cfg.beta:g}-{_at_tag(cfg)}",
@@ -250,8 +245,6 @@ def awp_step(model, opt, x, y, cfg, autocast):
     return perturbed_update(model, opt, x_adv, y, autocast, lambda ps, gs: awp_perturbation(ps, gs, cfg.gamma))
 
 
-@register("fgsm_rs", tag=_at_tag,
-          summary="fast AT, Wong et al. 2020: one FGSM step of 1.25*eps from a uniform random start", adversarial=True)
-def fgsm_rs_step(model, opt, x, y, cfg, autocast):
-    x_adv = adversarial_batch(model, x, y, cfg, autocast)  # steps = 1, alpha = 1.25 eps (TrainConfig.resolved)
-    return standard_step(model, opt, x_adv, y, cfg, autocast)
+# the same step as PGD-AT: what differs is the attack's steps (1) and alpha (1.25 eps), TrainConfig.resolved's
+register("fgsm_rs", tag=_at_tag, summary="fast AT, Wong et al. 2020: one FGSM step of 1.25*eps from a uniform "
+         "random start", adversarial=True)(pgd_at_step)

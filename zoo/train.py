@@ -30,14 +30,6 @@ class TrainingDiverged(RuntimeError):
     pass
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {device} asked for but CUDA is not available; use --device cpu")
-    return torch.device(device)
-
-
 def lr_at(cfg: TrainConfig, epoch: int, step: int, steps_per_epoch: int) -> float:
     if cfg.schedule == "cosine":
         t = (epoch + step / max(steps_per_epoch, 1)) / cfg.epochs
@@ -82,7 +74,7 @@ def config_mismatch(saved: dict, cfg: TrainConfig) -> list[str]:
     return [k for k in now if k not in ignore and saved.get(k, default[k]) != now[k]]
 
 
-def make_optimizer(model, cfg: TrainConfig, device: torch.device | None = None) -> SGD:
+def make_optimizer(model, cfg: TrainConfig) -> SGD:
     """SGD with momentum and weight decay (zoo.optim): the learning rate lives in a tensor on the model's
     device, so a schedule changes its value without recompiling a compiled step or baking a number into it."""
     return SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -163,7 +155,7 @@ def _epoch(cfg, epoch, loader, net, step, opt, autocast, device, world, progress
 def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, on_epoch_end=None) -> str:
     cfg = cfg.resolved()
     recipe = get_recipe(cfg.recipe)
-    device = resolve_device(cfg.device)
+    device = dist.resolve_device(cfg.device)
     rank, world = dist.setup(device)
     autocast = bf16_autocast(device, cfg.amp == "bf16")
 
@@ -181,7 +173,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, on_e
     model = create_model(cfg.arch, ds.num_classes, mean, std).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    opt = make_optimizer(model, cfg, device)
+    opt = make_optimizer(model, cfg)
 
     path = os.path.join(cfg.out, checkpoint_name(cfg))
     state_path = resume_path(path)

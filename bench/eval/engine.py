@@ -39,7 +39,7 @@ from bench.store.schema import short_name
 from zoo import distributed as dist
 from zoo.checkpoint import MAX_BYTES, versions
 from zoo.pgd import THREAT_NORMS, check_norm, parse_eps
-from zoo.train import resolve_device
+from zoo.distributed import resolve_device
 
 KNOWN = (*ATTACKS, "corruptions")
 # RobustBench's threat models; L1: Croce & Hein's "Mind the box" (ICML 2021) evaluates CIFAR-10 at L1 eps 12
