@@ -18,7 +18,6 @@ import torch
 from bench.eval.engine import DEFAULT_EPS, KNOWN, EvalSettings, attack_sanity_warnings, evaluate, first_line
 from bench.store.rows import RowStore, locked
 from zoo import distributed as dist
-from zoo.checkpoint import MAX_BYTES
 from zoo.data import DataError
 from zoo.pgd import THREAT_NORMS
 
@@ -31,11 +30,11 @@ def parse_args(argv=None):
     p.add_argument("--models", nargs="+", required=True,
                    help="checkpoints, state_dicts (with --arch), rb:NAME, timm:NAME (timm's pretrained weights) or "
                         "timm:NAME@PATH (local weights: a state dict or .safetensors)")
-    p.add_argument("--attacks", default="clean,pgd", help=f"comma list of {', '.join(KNOWN)}")
+    p.add_argument("--attacks", default=DEFAULTS.attacks, help=f"comma list of {', '.join(KNOWN)}")
     p.add_argument("--norm", default=DEFAULTS.norm,
                    help=f"{' | '.join(THREAT_NORMS)}, or several as Linf,L2 (L1: AutoAttack only, APGD-L1; pgd "
                         "is Linf and L2) (default: %(default)s)")
-    p.add_argument("--eps", default=None,
+    p.add_argument("--eps", default=DEFAULTS.eps,
                    help="comma list, fractions allowed (default: " + ", ".join(f"{k} {v}" for k, v in DEFAULT_EPS.items())
                         + "; L2 and Linf are RobustBench's, L1 12 is Croce & Hein's 'Mind the box' on CIFAR-10)")
     p.add_argument("--data", default=DEFAULTS.data,
@@ -52,34 +51,34 @@ def parse_args(argv=None):
     p.add_argument("--n-examples", type=int, default=DEFAULTS.n_examples,
                    help="first N test points, in order (default: %(default)s, RobustBench's; fewer when the data has "
                         "fewer; ImageNet: at most 5000, held as uint8: 5000 are 753 MB)")
-    p.add_argument("--batch-size", type=int, default=None,
+    p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size,
                    help="evaluation batch (default 1000 on CUDA, 250 on CPU); AutoAttack's batches too")
-    p.add_argument("--compile", nargs="?", const="inductor", default=None, metavar="BACKEND",
+    p.add_argument("--compile", nargs="?", const="inductor", default=DEFAULTS.compile, metavar="BACKEND",
                    help="torch.compile the model, padding batches to a few fixed sizes (default backend inductor)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default=DEFAULTS.device)
     p.add_argument("--out", default=DEFAULTS.out,
                    help="folder for results.jsonl, leaderboard.md and the site (default: %(default)s)")
-    p.add_argument("--arch", default=None, help="architecture for plain state_dicts (timm/zoo name or mod:fn)")
-    p.add_argument("--rb-model-dir", default="models",
+    p.add_argument("--arch", default=DEFAULTS.arch, help="architecture for plain state_dicts (timm/zoo name or mod:fn)")
+    p.add_argument("--rb-model-dir", default=DEFAULTS.rb_model_dir,
                    help="where rb:NAME models live (<dir>/<dataset>/<threat>/<NAME>.pt); an existing file needs "
                         "no network")
-    p.add_argument("--rb-threat-model", default=None, choices=["Linf", "L2", "corruptions"],
+    p.add_argument("--rb-threat-model", default=DEFAULTS.rb_threat_model, choices=["Linf", "L2", "corruptions"],
                    help="the RobustBench leaderboard rb:NAME comes from (default: the first --norm)")
-    p.add_argument("--pgd-steps", type=int, default=20)
-    p.add_argument("--pgd-alpha", default=None, help="PGD step size (default 2.5*eps/steps)")
-    p.add_argument("--restarts", type=int, default=1, help="PGD restarts")
-    p.add_argument("--seed", type=int, default=0, help="attack seed (random starts, AutoAttack)")
-    p.add_argument("--corruptions-dir", default=None,
+    p.add_argument("--pgd-steps", type=int, default=DEFAULTS.pgd_steps, help="PGD steps (default: %(default)s)")
+    p.add_argument("--pgd-alpha", default=DEFAULTS.pgd_alpha, help="PGD step size (default 2.5*eps/steps)")
+    p.add_argument("--restarts", type=int, default=DEFAULTS.restarts, help="PGD restarts (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="attack seed (random starts, AutoAttack)")
+    p.add_argument("--corruptions-dir", default=DEFAULTS.corruptions_dir,
                    help="folder with the official CIFAR-10-C .npy files (default with --corruptions-source official: "
                         "DATA_DIR/CIFAR-10-C, or CIFAR-100-C for --data cifar100); for ImageNet the official "
                         "ImageNet-C folder, <corruption>/<severity>/<wnid>/<file> (default DIR/ImageNet-C)")
-    p.add_argument("--corruptions-source", default="auto", choices=["auto", "official", "regenerated"],
+    p.add_argument("--corruptions-source", default=DEFAULTS.corruptions_source, choices=["auto", "official", "regenerated"],
                    help="official: the official files, fetched once into --corruptions-dir when missing (needs a "
                         "network once); regenerated: the generator, seeded; auto: official files when "
                         "--corruptions-dir holds them, else regenerated")
-    p.add_argument("--corruptions", default=None, help="comma list of corruptions (default: all 15)")
-    p.add_argument("--cache-dir", default=".cache/cifar10c", help="where regenerated corruption sets are kept")
-    p.add_argument("--max-checkpoint-gb", type=float, default=MAX_BYTES / 2 ** 30,
+    p.add_argument("--corruptions", default=DEFAULTS.corruptions, help="comma list of corruptions (default: all 15)")
+    p.add_argument("--cache-dir", default=DEFAULTS.cache_dir, help="where regenerated corruption sets are kept")
+    p.add_argument("--max-checkpoint-gb", type=float, default=DEFAULTS.max_checkpoint_gb,
                    help="refuse model files larger than this without reading them (default %(default)g)")
     p.add_argument("--save-adversarial", action="store_true",
                    help="keep each attack row's adversarial images in OUT/adversarial/<key>.pt (RobustBench's "

@@ -14,7 +14,8 @@ LAYERS = [  # (layer, module prefixes), the most specific prefix decides
     (1, ("bench.stats", "bench.deps", "bench.store", "bench.attacks", "bench.corruptions", "bench.eval",
          "bench.eval.forward",
          "bench.eval.loading", "bench.eval.measures", "bench.data")),
-    (2, ("bench.eval.accuracy", "bench.eval.engine", "bench.report", "bench.submit", "bench.hub")),
+    (2, ("bench.eval.accuracy", "bench.eval.engine", "bench.eval.replay", "bench.report", "bench.submit",
+         "bench.hub")),
     (3, ("bench.run", "bench.site", "bench.leaderboard", "bench.export", "bench.study", "bench.grid", "bench.verify",
          "bench.data.__main__")),
 ]
