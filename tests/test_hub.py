@@ -103,12 +103,15 @@ def test_hub_folder_round_trip(models, kind, tmp_path):
 
     # bench.run on hf-hub:ORG/NAME, offline: the .pt's rows, recognised as the same weights
     res = run("-m", "bench.run", "--models", f"hf-hub:{repo}", "--data", m["data"], *BENCH, "--out",
-              str(tmp_path / "hub"), env=env)
+              str(tmp_path / "hub"), "--save-adversarial", env=env)
     assert res.returncode == 0, res.stderr[-2000:]
+    res = run("-m", "bench.verify", "--results", str(tmp_path / "hub" / "results.jsonl"), env=env)
+    assert res.returncode == 0 and "fooled points replay" in res.stdout, res.stdout + res.stderr  # by hf-hub: too
     theirs = {r["attack"]: r for r in read(tmp_path / "hub" / "results.jsonl")}
     for r in rows.values():
         h = theirs[r["attack"]]
         assert (h["clean_acc"], h["robust_acc"], h["points"]) == (r["clean_acc"], r["robust_acc"], r["points"])
+        assert h["weights_sha256"] == r["weights_sha256"]
         assert h["weights_sha256"] == r["weights_sha256"] and h["hf_repo"] == repo and h["hf_revision"] == REV
     assert torch.load(m["ckpt"], weights_only=True)["weights_sha256"] == h["weights_sha256"]
     # published.jsonl beside the .pt's rows: its site links the card

@@ -363,6 +363,22 @@ def load_model_spec(spec: str, *, arch: str | None = None, num_classes: int = 10
     return LoadedModel(model, meta)
 
 
+def model_of_row(row: dict, *, num_classes: int, size: int) -> LoadedModel:
+    """The model a row was computed on, rebuilt from what the row names, or a CheckpointError when what is there
+    now is not it: a file whose sha256 is not the row's model_id, timm's or a Hub repository's weights whose
+    weights_sha256 is not the row's. What bench.verify replays and the site's galleries show."""
+    spec, mid = row.get("path") or "", row["model_id"]
+    path = model_file(spec)
+    if path is not None and (not os.path.isfile(path) or sha256_file(path) != mid):
+        raise CheckpointError(f"the model file {path!r} is missing or is not the one the row was computed on")
+    lm = load_model_spec(spec, model_id=mid if path else None, norm=row.get("norm") or "Linf",
+                         num_classes=num_classes, dataset=rb_dataset(row["data"], num_classes), size=size)
+    if spec.startswith((TIMM, HF_HUB)) and lm.meta.get("weights_sha256") != row.get("weights_sha256"):
+        raise CheckpointError(f"{spec}: the weights there now are not the ones the row was computed on (updated "
+                              "since?)")
+    return lm
+
+
 def model_file(spec: str) -> str | None:
     """The local file a --models entry reads (None for rb:NAME and timm's own pretrained weights)."""
     if spec.startswith(TIMM):

@@ -158,21 +158,12 @@ def _record(row: dict, status: str, **fields) -> dict:
 
 
 def _model_of(row: dict, cache: dict, device: str, num_classes: int, size: int):
-    """The row's model, from the file its row names, which must be the one the row was computed on."""
-    from bench.eval.loading import TIMM, load_model_spec, rb_dataset
-    from zoo.checkpoint import sha256_file
+    """The row's model (bench.eval.loading.model_of_row: the one the row was computed on), once per model."""
+    from bench.eval.loading import model_of_row
 
     mid = row["model_id"]
     if mid not in cache:
-        spec = row.get("path") or ""
-        path = spec.partition("@")[2] if spec.startswith(TIMM) else spec
-        if not spec.startswith("rb:") and path and (not os.path.isfile(path) or sha256_file(path) != mid):
-            raise Failed(f"the model file {path!r} is missing or is not the one the row was computed on")
-        lm = load_model_spec(spec, model_id=mid, norm=row.get("norm") or "Linf", num_classes=num_classes,
-                             dataset=rb_dataset(row["data"], num_classes), size=size)
-        if spec.startswith(TIMM) and lm.meta.get("weights_sha256") != row.get("weights_sha256"):
-            raise Failed(f"{spec}: timm's weights are not the ones the row was computed on (timm updated them?)")
-        cache[mid] = lm.model.to(device)
+        cache[mid] = model_of_row(row, num_classes=num_classes, size=size).model.to(device)
     return cache[mid]
 
 

@@ -150,11 +150,11 @@ def _gallery(info: dict, mine: list[dict], folder: str | None, out: str, data_di
     site.gallery). Whatever is missing (the checkpoint, the dataset on this machine) leaves the row without one.
     test_sets: the points loaded so far in this build, by (spec, n) (each is read once for every model's page)."""
     from bench.data import points_of_row
-    from bench.eval.loading import TIMM, load_model_spec
+    from bench.eval.loading import HF_HUB, TIMM, model_of_row
     from bench.report.web.gallery import examples
 
     with_images = [r for r in mine if r.get("status") == "ok" and r.get("adversarial") and "points" in r]
-    if not with_images or folder is None or not (info.get("meta") or info["path"].startswith(TIMM)):
+    if not with_images or folder is None or not (info.get("meta") or info["path"].startswith((TIMM, HF_HUB))):
         return []
     model = None
     shown = []
@@ -164,8 +164,7 @@ def _gallery(info: dict, mine: list[dict], folder: str | None, out: str, data_di
                 test_sets[r["data"], r["n"]] = points_of_row(r, data_dir)
             pts = test_sets[r["data"], r["n"]]
             # built once, for the points' classes and size (a timm model is built for them)
-            model = model or load_model_spec(info["path"], model_id=info["id"], num_classes=pts.num_classes,
-                                             size=pts.x.shape[-1]).model
+            model = model or model_of_row(r, num_classes=pts.num_classes, size=pts.x.shape[-1]).model
             items = examples(r, folder, model, pts)
         except Exception:  # noqa: BLE001 - no model, a moved file or dataset: this row goes without pictures
             continue
