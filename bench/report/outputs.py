@@ -52,7 +52,8 @@ def site_title(site: str) -> str | None:
 
 
 def write_site(rows: list[dict], folder: str, out: str | None = None, *, title: str | None = None,
-               measures: list[dict] | None = None, metas: dict | None = None, data_dir: str = "data") -> str:
+               measures: list[dict] | None = None, metas: dict | None = None, data_dir: str = "data",
+               results=None) -> str:
     """The site of these rows into out (default FOLDER/site), with the measures and REPORT.md found in folder;
     returns the index's path. data_dir: where the rows' datasets are (the galleries' clean images). Without a
     title, a rebuild keeps the title of the site it replaces."""
@@ -65,7 +66,7 @@ def write_site(rows: list[dict], folder: str, out: str | None = None, *, title: 
                       measures=read_measures(folder) if measures is None else measures, report_md=report_md,
                       report_dir=folder, title=title or site_title(out) or "sharpbench leaderboard",
                       verifications=read_verifications(folder), data_dir=data_dir,
-                      published=read_published(folder))
+                      published=read_published(folder), results=results)
 
 
 def write_outputs(rows: list[dict], folder: str, *, site: bool = True, study: dict | None = None,
@@ -75,14 +76,20 @@ def write_outputs(rows: list[dict], folder: str, *, site: bool = True, study: di
     paths, preset, command, device, seconds: bench.report.study_report.write_report's keywords); the site unless
     site=False (metas: the checkpoints' metadata when the caller has read it already). Returns the paths
     written."""
+    from bench.report.escape import neutral
+    from bench.report.results import Results
     from bench.report.tables import write_leaderboard
 
     measures = read_measures(folder) if measures is None else measures
-    paths = {"leaderboard": write_leaderboard(rows, folder)}
+    # the boards and missing evaluations, once for every output; from the rows with format characters removed,
+    # as the site shows them (the markdown writers remove them on output too)
+    results = Results.of(neutral(rows))
+    paths = {"leaderboard": write_leaderboard(rows, folder, results)}
     if study is not None:
         from bench.report.study_report import write_report
 
-        paths["report"] = write_report(rows, measures, out=folder, **study)
+        paths["report"] = write_report(rows, measures, out=folder, results=results, **study)
     if site:
-        paths["site"] = write_site(rows, folder, title=title, measures=measures, metas=metas, data_dir=data_dir)
+        paths["site"] = write_site(rows, folder, title=title, measures=measures, metas=metas, data_dir=data_dir,
+                                   results=results)
     return paths

@@ -294,12 +294,13 @@ def _failed_only_boards(df, missing, have) -> list[Board]:
     return out
 
 
-def boards(rows: list[dict]) -> list[Board]:
+def boards(rows: list[dict], missing: list[dict] | None = None) -> list[Board]:
     """Every board of these rows, models ranked, in RobustBench's order within a dataset: Linf, L2, L1, then
     clean/corruptions, the most test points first. A failed evaluation keeps its column and shows `failed`;
-    one that failed on points no other row of its model covers gets a board of its own."""
+    one that failed on points no other row of its model covers gets a board of its own. missing: the rows'
+    missing_evaluations, when the caller has them."""
     df = latest_ok(rows)
-    missing = [m for m in missing_evaluations(rows) if m["attack"] in ATTACK_LABEL]
+    missing = [m for m in (missing_evaluations(rows) if missing is None else missing) if m["attack"] in ATTACK_LABEL]
     if df.empty:
         return []
     worst = worst_cases(rows)
@@ -327,6 +328,19 @@ def boards(rows: list[dict]) -> list[Board]:
     norm_order = {"Linf": 0, "L2": 1, "L1": 2, "": 3}
     out.sort(key=lambda b: (b.data, norm_order.get(b.norm, 3), -b.n))
     return out
+
+
+@dataclass(frozen=True)
+class Results:
+    """What every renderer of one set of rows reads, computed once: the ranked boards and the missing
+    evaluations (leaderboard.md, REPORT.md and the site take it from bench.report.outputs.write_outputs)."""
+    boards: list
+    missing: list
+
+    @classmethod
+    def of(cls, rows: list[dict]) -> "Results":
+        missing = missing_evaluations(rows)
+        return cls(boards(rows, missing), missing)
 
 
 def corruptions_note(board) -> str:

@@ -263,9 +263,11 @@ def protocol(preset_cfg: dict, rows: list[dict], precisions: set[str]) -> list[s
     ]
 
 
-def write_report(rows, measures, ckpt_paths, out, *, preset, preset_cfg, command, device, seconds) -> str:
+def write_report(rows, measures, ckpt_paths, out, *, preset, preset_cfg, command, device, seconds,
+                 results=None) -> str:
     os.makedirs(out, exist_ok=True)
-    all_boards = boards(rows)  # once, for the table and its rank
+    all_boards = boards(rows) if results is None else results.boards  # once, for the table and its rank
+    missing = missing_evaluations(rows) if results is None else results.missing
     pm = per_model(rows, measures, all_boards)
     s = summarize(pm, rank_key(rows, all_boards))
     histories, precisions = {}, set()
@@ -280,7 +282,7 @@ def write_report(rows, measures, ckpt_paths, out, *, preset, preset_cfg, command
             f"Produced by {md_code(command)} on {md(device)}; {seconds['train'] / 60:.1f} min of training and "
             f"{seconds.get('eval', 0) / 60:.1f} min of evaluation, as the checkpoints' epoch times and the rows' "
             "seconds record them (summed: workers run cells side by side, and reruns reuse both).", "",
-            *missing_markdown(missing_evaluations(rows)),
+            *missing_markdown(missing),
             "## What held on this run", ""]
     verdicts = decide(pm, s, point_flags(rows))
     text += [f"- {c}" for c in verdicts]

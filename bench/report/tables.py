@@ -68,12 +68,12 @@ def board_table(board) -> pd.DataFrame:
 CORRUPTION_SETS = "corruption_sets"  # table.attrs key: what the Corruptions column averages, as one sentence
 
 
-def leaderboard_tables(rows: list[dict]) -> dict[tuple[str, str, int], pd.DataFrame]:
+def leaderboard_tables(rows: list[dict], all_boards: list | None = None) -> dict[tuple[str, str, int], pd.DataFrame]:
     """{(norm, data, n): table} from the results model (bench.report.results.boards), in its rank order: columns
     Model, Arch, Recipe, Clean, <attack eps>..., Worst <eps> (where more than one attack ran at that eps: a point
     counts only if it survived all of them), Corruptions."""
     tables = {}
-    for b in boards(rows):
+    for b in boards(rows) if all_boards is None else all_boards:
         tables[(b.norm, b.data, b.n)] = table = board_table(b)
         table.attrs[CORRUPTION_SETS] = corruptions_note(b)
     return tables
@@ -193,11 +193,15 @@ def write_plots(rows: list[dict], out: str) -> list[str]:
     return written
 
 
-def write_leaderboard(rows: list[dict], out: str) -> str:
+def write_leaderboard(rows: list[dict], out: str, results=None) -> str:
+    """leaderboard.md and its plots; results: the rows' bench.report.results.Results, when the caller has it."""
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, "leaderboard.md")
     plots = write_plots(rows, out)
-    text = to_markdown(leaderboard_tables(rows), missing_evaluations(rows))
+    if results is None:
+        text = to_markdown(leaderboard_tables(rows), missing_evaluations(rows))
+    else:
+        text = to_markdown(leaderboard_tables(rows, results.boards), results.missing)
     if plots:
         text += "\n" + "\n".join(f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in plots) + "\n"
     write_text_atomic(path, text)

@@ -21,7 +21,7 @@ from bench.report.escape import csv_cell, neutral
 from bench.report.numbers import human, percent
 from bench.report.web import pages
 from bench.report.web.assets import write_assets
-from bench.report.results import boards, missing_evaluations
+from bench.report.results import Results
 from zoo.files import write_text_atomic
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
@@ -74,8 +74,9 @@ def results_downloads(all_boards) -> tuple[str, str]:
 def build_site(rows: list[dict], out: str, *, metas: dict | None = None, measures: list[dict] | None = None,
                report_md: str | None = None, report_dir: str | None = None,
                title: str = "sharpbench leaderboard", verifications: list[dict] | None = None,
-               data_dir: str = "data", published: list[dict] | None = None) -> str:
-    """Write the site under out; returns the index's path. report_dir: where the report's images are.
+               data_dir: str = "data", published: list[dict] | None = None, results=None) -> str:
+    """Write the site under out; returns the index's path. report_dir: where the report's images are. results:
+    the Results of these rows with neutral() applied (bench.report.outputs computes it once), else computed here.
 
     The site is built in a folder beside out and moved into place when whole, so a reader never sees half a site
     (an old one stays until the new one is complete). Every string from rows, checkpoints and measures goes
@@ -93,7 +94,8 @@ def build_site(rows: list[dict], out: str, *, metas: dict | None = None, measure
     try:
         _build(neutral(rows), tmp, metas=neutral(metas or {}), measures=neutral(measures or []),
                report_md=None if report_md is None else neutral(report_md), report_dir=report_dir, title=title,
-               verifications=neutral(verifications or []), data_dir=data_dir, published=published or [])
+               verifications=neutral(verifications or []), data_dir=data_dir, published=published or [],
+               results=results)
         old = None
         if os.path.exists(out):
             old = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.old-", dir=parent)
@@ -107,14 +109,16 @@ def build_site(rows: list[dict], out: str, *, metas: dict | None = None, measure
     return os.path.join(out, "index.html")
 
 
-def _build(rows, out, *, metas, measures, report_md, report_dir, title, verifications, data_dir, published) -> None:
+def _build(rows, out, *, metas, measures, report_md, report_dir, title, verifications, data_dir, published,
+           results) -> None:
     import markdown
 
     env = environment()
     os.makedirs(os.path.join(out, "models"), exist_ok=True)
     assets = write_assets(out)
     info = pages.models(rows, metas)
-    all_boards = boards(rows)
+    results = Results.of(rows) if results is None else results
+    all_boards = results.boards
     sections = pages.sections(rows, info, all_boards)
     results_csv, results_json = results_downloads(all_boards)
     write_text_atomic(os.path.join(out, "results.csv"), results_csv)
@@ -123,7 +127,7 @@ def _build(rows, out, *, metas, measures, report_md, report_dir, title, verifica
     common = {"title": title, "built": built, "has_report": report_md is not None}
     write_text_atomic(os.path.join(out, "index.html"), env.get_template("index.html").render(
         root="", assets=assets, sections=sections, datasets=sorted({s["dataset"] for s in sections}),
-        missing=missing_evaluations(rows),
+        missing=results.missing,
         n_models=len(info), n_rows=sum(r.get("status") == "ok" for r in rows), **common))
     test_sets: dict = {}  # the galleries' test points, by (data spec, n)
     for mid, m in info.items():
