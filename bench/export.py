@@ -58,7 +58,7 @@ def _hub_main(a) -> int:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.export", description=__doc__.splitlines()[0])
-    p.add_argument("checkpoint", help="a sharpbench checkpoint, or timm:NAME[@PATH] for the imagenet leaderboards")
+    p.add_argument("checkpoint", help="a sharpbench checkpoint, hf-hub:ORG/NAME[@REV] (one read back from the Hub), or timm:NAME[@PATH] for the imagenet leaderboards")
     p.add_argument("--name", default=None,
                    help="RobustBench model name: <Surname><Year><FirstWordOfTitle>[_suffix], e.g. Smith2026Sharp "
                         "(required unless --hf)")

@@ -114,6 +114,19 @@ def test_hub_folder_round_trip(models, kind, tmp_path):
         assert h["weights_sha256"] == r["weights_sha256"]
         assert h["weights_sha256"] == r["weights_sha256"] and h["hf_repo"] == repo and h["hf_revision"] == REV
     assert torch.load(m["ckpt"], weights_only=True)["weights_sha256"] == h["weights_sha256"]
+    if kind == "classic":  # bench.export reads hf-hub: too; RobustBench's weights are the checkpoint's (a draft:
+        # its claim is a PGD row on digits)
+        from zoo.checkpoint import load_checkpoint, model_from_checkpoint
+
+        res = run("-m", "bench.export", f"hf-hub:{repo}", "--name", "Smith2026Sharp", "--out", str(tmp_path / "rb"),
+                  "--results", str(tmp_path / "hub" / "results.jsonl"), "--draft", env=env)
+        assert res.returncode == 0, res.stderr[-2000:]
+        draft = (tmp_path / "rb" / "model_info" / "cifar10" / "Linf" / "Smith2026Sharp.DRAFT.txt").read_text()
+        assert "RobustBench requires AutoAttack standard" in draft
+        exported = torch.load(tmp_path / "rb" / "models" / "cifar10" / "Linf" / "Smith2026Sharp.pt",
+                              weights_only=True)["state_dict"]
+        ours = model_from_checkpoint(load_checkpoint(m["ckpt"]), m["ckpt"]).state_dict()
+        assert exported.keys() == ours.keys() and all(torch.equal(exported[k], ours[k]) for k in ours)
     # published.jsonl beside the .pt's rows: its site links the card
     res = run("-m", "bench.site", "--results", m["results"])
     assert res.returncode == 0, res.stderr

@@ -104,11 +104,11 @@ def test_train_and_bench_on_a_folder_with_fewer_than_ten_classes(folders):
     for k, targets in ((5, 4), (2, 1)):
         tree, ckpt = folders[k]
         out = tmp / f"bench{k}"
-        res = run("-m", "bench.run", "--models", ckpt, "--attacks", "clean,pgd,autoattack", "--n-examples", "24",
+        res = run("-m", "bench.run", "--models", ckpt, "--attacks", "clean,autoattack", "--n-examples", "24",
                   "--out", str(out), "--no-progress")
         assert res.returncode == 0, res.stderr[-2000:]
         rows = rows_of(out)
-        assert [r["status"] for r in rows] == ["ok"] * 3
+        assert [r["status"] for r in rows] == ["ok"] * 2
         aa = rows[-1]
         assert aa["attack"] == "autoattack" and aa["n_target_classes"] == targets and aa["rb_standard"] is False
         assert aa["data"] == f"folder:{tree}" and aa["classes"] == [f"class-{c}" for c in range(k)]
@@ -273,3 +273,23 @@ def test_folder_errors_are_one_line(tmp_path, capsys):
     assert "at least 2" in _one_line_error(f"folder:{one}")
     assert "no train/ folder" in _one_line_error(f"folder:{tmp_path / 'missing'}") or \
         "no such folder" in _one_line_error(f"folder:{tmp_path / 'missing'}")
+
+
+def test_export_refuses_autoattack_with_fewer_targets():
+    """bench.export (RobustBench) refuses an AutoAttack row that is not the standard protocol, saying why."""
+    from bench.attacks.autoattack import attack_settings
+    from bench.submit.rules import row_problems
+
+    settings = attack_settings("standard", "Linf", 5)
+    row = {"attack": "autoattack", "data": "cifar10", "n": 10000, "eps": 8 / 255, "eps_str": "8/255",
+           "attack_config": {"attack": "autoattack", "version": "standard",
+                             "stages": ["apgd-ce", "apgd-t", "fab-t", "square"], **settings.key_fields()},
+           "n_target_classes": settings.n_target_classes, "rb_standard": settings.standard}
+    problems = row_problems(row, ckpt="m.pt", dataset="cifar10", threat="Linf", eps_str="8/255", eps=8 / 255)
+    assert problems == ["the AutoAttack row is not RobustBench's standard protocol: AutoAttack targeting 4 classes "
+                        "(the model has 5), not the standard's 9"]
+    ten = attack_settings("standard", "Linf", 10)
+    assert ten.standard and ten.key_fields() == {}  # 10 classes: the standard, and the rows' keys unchanged
+    assert row_problems({**row, "attack_config": {**row["attack_config"], "apgd_t_targets": 9, "fab_t_targets": 9},
+                         "n_target_classes": 9, "rb_standard": True}, ckpt="m.pt", dataset="cifar10",
+                        threat="Linf", eps_str="8/255", eps=8 / 255) == []

@@ -302,7 +302,7 @@ def _hub_record(repo: str, rev: str | None) -> dict:
         return {}
 
 
-def load_hf(spec: str, num_classes: int, size: int = 32) -> LoadedModel:
+def load_hf(spec: str, num_classes: int | None, size: int = 32) -> LoadedModel:
     """A Hub folder timm can load (`hf-hub:ORG/NAME[@REV]`, such as bench.export --hf writes), from the Hub or,
     offline, the local Hugging Face cache. The config's mean and std sit in front of the network, as for every
     model of the bench. Its rows carry the repo, the revision, the weights file's sha256 and weights_sha256, the
@@ -314,6 +314,7 @@ def load_hf(spec: str, num_classes: int, size: int = 32) -> LoadedModel:
     cfg = getattr(net, "pretrained_cfg", None) or {}
     mean, std = list(cfg.get("mean", (0.485, 0.456, 0.406))), list(cfg.get("std", (0.229, 0.224, 0.225)))
     model = Normalized(net, mean, std).eval()
+    num_classes = getattr(net, "num_classes", None) if num_classes is None else num_classes  # None: its own
     if getattr(net, "num_classes", None) != num_classes:
         raise CheckpointError(f"{spec} has {getattr(net, 'num_classes', '?')} classes and the data has {num_classes}; "
                               "evaluate it on the data it was trained on (--data)")
@@ -331,7 +332,8 @@ def load_hf(spec: str, num_classes: int, size: int = 32) -> LoadedModel:
                                "train_data": ds.get("spec", "unknown"), "n_train": ds.get("n_train"),
                                "seed": record.get("seed"), "num_classes": num_classes, "verified": False,
                                "weights_sha256": weights, "hf_repo": repo, "hf_revision": revision,
-                               "hf_weights_file_sha256": sha256_file(file) if file else None})
+                               "hf_weights_file_sha256": sha256_file(file) if file else None,
+                               "mean": mean, "std": std, "training_record": record})
 
 
 def load_model_spec(spec: str, *, arch: str | None = None, num_classes: int = 10, norm: str = "Linf",

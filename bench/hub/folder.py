@@ -130,6 +130,8 @@ def write_hf_folder(ckpt_path: str, out: str, *, results: str, repo_id: str | No
     from bench.hub.card import body, card_text, front_matter
     from bench.store.rows import read_rows
 
+    if ckpt_path.startswith("hf-hub:"):
+        raise HubRefused(f"{ckpt_path} is on the Hub already; export the sharpbench checkpoint (.pt) it came from")
     name = os.path.basename(ckpt_path).removesuffix(".pt")
     if repo_id is not None:
         check_repo_id(repo_id)

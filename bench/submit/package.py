@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 
-from bench.eval.loading import TIMM
+from bench.eval.loading import HF_HUB, TIMM
 from bench.report.escape import one_line, sh
 from bench.store.rows import read_rows
 from bench.submit import fields, guide, rules, source
@@ -44,6 +44,20 @@ def timm_source(spec: str) -> tuple[dict, object, str]:
     return desc, lm.model.net, lm.meta["model_id"]
 
 
+def hub_source(spec: str) -> tuple[dict, object, str]:
+    """(checkpoint-like description, the model RobustBench loads, model_id) of `hf-hub:ORG/NAME[@REV]`: the Hub
+    folder's weights with its normalization in front (a [0,1] model, as a checkpoint's), described by the
+    training record its sharpbench.json ships; model_id is the weights' hash, as its rows carry it."""
+    from bench.eval.loading import load_hf
+
+    lm = load_hf(spec, None)
+    record = lm.meta["training_record"]
+    desc = {"arch": record.get("arch") or lm.meta["arch"], "num_classes": lm.meta["num_classes"],
+            "recipe": lm.meta["recipe"], "normalization": {"mean": lm.meta["mean"], "std": lm.meta["std"]},
+            "dataset": record.get("dataset") or {"spec": "unknown"}}
+    return desc, lm.model, lm.meta["model_id"]
+
+
 def claim_row(rows: list[dict], model_id: str, threat: str, eps: float, check) -> dict | None:
     """The row the claim comes from: the newest one RobustBench accepts, else the newest candidate (AutoAttack
     standard first), so that the refusal names what is wrong with it."""
@@ -73,6 +87,9 @@ def _source(ckpt_path: str, name: str, threat: str, dataset: str | None):
             raise ExportRefused([f"{ckpt_path}: timm models export to RobustBench's imagenet leaderboards "
                                  "(--dataset imagenet); CIFAR models export from sharpbench checkpoints"])
         ckpt, net, model_id = timm_source(ckpt_path)
+    elif ckpt_path.startswith(HF_HUB):  # a sharpbench model read back from the Hub
+        ckpt, net, model_id = hub_source(ckpt_path)
+        dataset = dataset or benchmark_dataset(ckpt)
     else:
         ckpt = load_checkpoint(ckpt_path)
         net = model_from_checkpoint(ckpt, ckpt_path)
