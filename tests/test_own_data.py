@@ -267,6 +267,9 @@ def test_folder_errors_are_one_line(tmp_path, capsys):
     assert "images differ in size" in line and "40x30" in line and "--image-size" in line
     assert main([f"folder:{tree}", "--n-examples", "4", "--image-size", "24", "--save", str(tmp_path / "p.pt")]) == 0
     assert torch.load(tmp_path / "p.pt", weights_only=True)["x"].shape == (4, 3, 24, 24)
+    shutil.rmtree(os.path.join(tree, "test"))
+    os.makedirs(os.path.join(tree, "test"))
+    assert "test/ holds no class folders" in _one_line_error(f"folder:{tree}")
     one = tmp_path / "one"
     os.makedirs(one / "train" / "only")
     os.makedirs(one / "test")

@@ -94,6 +94,8 @@ def list_split(root: str, split: str, classes: list[str]) -> list[tuple[str, int
             raise _error(root, f"{split}/{c} holds no images ({', '.join(EXTENSIONS)}); add images or remove the "
                                "folder")
         out += [(f, index[c]) for f in found]
+    if not out:
+        raise _error(root, f"{split}/ holds no class folders; put its images in {split}/<class>/, as train/'s")
     return out
 
 
