@@ -15,12 +15,12 @@ import json
 import os
 import time
 
+from bench.report.web.gallery import CIFAR10
 from bench.store.schema import HF_REPO_ID
 from zoo.checkpoint import CHECKSUM, load_checkpoint, model_from_checkpoint, sha256_file, tensors_sha256
 from zoo.files import write_text_atomic
 
 FORMAT = "sharpbench-hf/1"
-CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
 class HubRefused(ValueError):

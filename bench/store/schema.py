@@ -10,6 +10,7 @@ import math
 import re
 
 from bench.store.points import PointsError, decode_sets, decode_states
+from zoo.metadata import CLASS_NAME, SHA256
 from zoo.pgd import THREAT_NORMS
 
 KEY = re.compile(r"^[0-9a-f]{20}$")  # bench.store.rows.row_key
@@ -105,8 +106,6 @@ def _check_common(row: dict) -> None:
     _check_data(row)
 
 
-SHA256 = re.compile(r"^[0-9a-f]{64}$")
-CLASS_NAME = re.compile(r"^[^\x00-\x1f\x7f/\\]{1,255}$")  # a folder's name: no control characters or separators
 
 
 def _check_data(row: dict) -> None:
