@@ -222,8 +222,8 @@ def load_weights(model: torch.nn.Module, sd: dict, path: str, arch: str) -> None
     (cast on load); a tensor of another kind (integer, bool or complex for a float weight) is refused, as
     load_state_dict would silently cast it."""
     def kind(t):
-        return "complex" if t.is_complex() else "float" if t.is_floating_point() else "bool" if t.dtype == torch.bool \
-            else "integer"
+        return ("complex" if t.is_complex() else "float" if t.is_floating_point()
+                else "bool" if t.dtype == torch.bool else "integer")
 
     expected = model.state_dict()
     for name, t in sd.items():

@@ -46,8 +46,8 @@ class SGD:
         if self.momentum:
             torch._foreach_mul_(self.momentum_buffers, self.momentum)
             torch._foreach_add_(self.momentum_buffers, d)
-            d = torch._foreach_add(d, self.momentum_buffers, alpha=self.momentum) if self.nesterov \
-                else self.momentum_buffers
+            d = (torch._foreach_add(d, self.momentum_buffers, alpha=self.momentum) if self.nesterov
+                 else self.momentum_buffers)
         torch._foreach_sub_(self.params, torch._foreach_mul(d, self.lr))
 
     def state_dict(self) -> dict:

@@ -108,8 +108,8 @@ def stage_calls(aa, stage: str) -> tuple[int, int]:
         return a.n_restarts * ((a.n_iter + (3 if a.use_largereps else 1)) * a.eot_iter + 1), 9
     if stage == "apgd-t":
         t = aa.apgd_targeted
-        return t.n_target_classes * t.n_restarts * (t.n_iter + (3 if t.use_largereps else 1)) + 1, \
-            2 * t.n_target_classes
+        return (t.n_target_classes * t.n_restarts * (t.n_iter + (3 if t.use_largereps else 1)) + 1,
+                2 * t.n_target_classes)
     if stage == "fab-t":
         return aa.fab.n_target_classes * aa.fab.n_iter + 1, aa.fab.n_target_classes * (aa.fab.n_iter + 4)
     if stage == "square":

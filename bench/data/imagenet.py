@@ -48,8 +48,8 @@ def image_list() -> list[tuple[str, int]]:
     class map (the index robustbench's loader gives when every class folder exists)."""
     with open(helper_file("imagenet_class_to_id_map.json"), encoding="utf-8") as f:
         class_ids = json.load(f)
-    if not isinstance(class_ids, dict) or len(class_ids) != NUM_CLASSES or \
-            sorted(class_ids.values()) != list(range(NUM_CLASSES)) or not all(WNID.match(k) for k in class_ids):
+    if (not isinstance(class_ids, dict) or len(class_ids) != NUM_CLASSES
+            or sorted(class_ids.values()) != list(range(NUM_CLASSES)) or not all(WNID.match(k) for k in class_ids)):
         raise DataError("robustbench's imagenet_class_to_id_map.json is not a map of 1000 wnids to 0..999; "
                         "reinstall robustbench==1.1.1")
     out = []

@@ -279,9 +279,9 @@ def _corruption_source(settings, points, specs):
         if settings.corruptions_source == "regenerated":
             raise ValueError("--corruptions-source regenerated: the generator's parameters are CIFAR-10-C's; "
                              "ImageNet's corruptions are the official ImageNet-C files (--corruptions-dir DIR)")
-        return replace(settings, corruptions_source="official",
-                       corruptions_dir=settings.corruptions_dir or os.path.join(points.root, "ImageNet-C")), \
-            corruption_set
+        official = replace(settings, corruptions_source="official",
+                           corruptions_dir=settings.corruptions_dir or os.path.join(points.root, "ImageNet-C"))
+        return official, corruption_set
     if settings.corruptions_source == "official":
         from bench.corruptions.official import DIR_NAMES, fetch_official
 
@@ -455,8 +455,8 @@ def record(run: Run, job: Job, result: dict | None, error: Exception | None, cac
     images = result.pop("adversarial_images", None)
     if images is not None:
         result["adversarial"] = save_images(run.settings.out, job.key, images)
-        if cached is not None and (cached["clean_correct"], cached["robust_correct"]) != \
-                (result["clean_correct"], result["robust_correct"]):
+        if cached is not None and ((cached["clean_correct"], cached["robust_correct"])
+                                   != (result["clean_correct"], result["robust_correct"])):
             say(f"warning: {job.label}: the attack fooled other points than its cached row did (not "
                 "deterministic on this machine); the new row, with its images, replaces it")
     append_row(run.rows_path, {**row, **result, "status": "ok"})

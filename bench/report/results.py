@@ -165,8 +165,8 @@ def protocol_note(row) -> str:
     if cfg.get("version") == "rand":
         return f"AutoAttack's rand version (EOT over {row.get('eot_iter') or cfg.get('eot_iter')} draws)"
     k = _num(row.get("n_target_classes"))  # a table's column holds it as a float
-    text = f"AutoAttack targeting {k:.0f} class{'es' * (k != 1)} (the model has {k + 1:.0f}), not the standard's " \
-        "9" if k is not None else "AutoAttack with non-standard settings"
+    text = (f"AutoAttack targeting {k:.0f} class{'es' * (k != 1)} (the model has {k + 1:.0f}), not the standard's "
+            "9" if k is not None else "AutoAttack with non-standard settings")
     if isinstance(cfg.get("apgd_t_loss"), str):
         text += f", APGD-T on the {cfg['apgd_t_loss']} loss (the targeted DLR loss needs 4 classes)"
     return text
@@ -363,8 +363,8 @@ def corruptions_note(board) -> str:
             sev_text = f"severities {sev[0]}-{sev[-1]}"
         else:
             sev_text = "severities " + ", ".join(map(str, sev))
-        which = f"{len(names)} corruption{'s' * (len(names) != 1)} ({', '.join(names)})" if names else \
-            "corruptions not recorded in the rows"
+        which = (f"{len(names)} corruption{'s' * (len(names) != 1)} ({', '.join(names)})" if names
+                 else "corruptions not recorded in the rows")
         text = (f"mean over {which} x {sev_text}, "
                 f"{source.get(src, src or 'unknown source')}, on the board's {board.data} test points")
         parts.append(text + (f" (for {', '.join(models)})" if len(sets) > 1 else ""))

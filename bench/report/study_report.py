@@ -121,8 +121,8 @@ def results_table(pm: pd.DataFrame, s: pd.DataFrame) -> str:
     seed = [c for c in SEED_COLUMNS if c in pgd]
     aa = eps_columns(pm, "autoattack", "Linf") + eps_columns(pm, "autoattack", "L2")
     aa += eps_columns(pm, "worst", "Linf") + eps_columns(pm, "worst", "L2")  # on AutoAttack's points
-    cols = ["clean"] + seed + [c for c in pgd if c not in seed] + (["aa_clean"] + aa if aa else []) + \
-        (["corruptions"] if "corruptions" in pm.columns else [])
+    cols = (["clean"] + seed + [c for c in pgd if c not in seed] + (["aa_clean"] + aa if aa else [])
+            + (["corruptions"] if "corruptions" in pm.columns else []))
     head = ["Group", "seeds"] + [HEADS[c] if isinstance(c, str) else md(_label(c)) for c in cols]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for grp in s.index:
