@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, fields, replace
 import torch
 
 from zoo.pgd import check_norm, parse_eps
+from zoo.recipes import RECIPES
 
 # torch.compile modes for the whole step ("" = not compiled as a whole)
 COMPILE_STEP_MODES = ("", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -33,8 +34,8 @@ class TrainConfig:
     gamma: float = 5e-3  # AWP: weight perturbation per layer, relative to the layer's norm (Wu et al.)
     norm: str = "Linf"  # PGD-AT threat model
     eps: str = ""  # PGD-AT radius in input space, e.g. "8/255"; "" = the norm's default
-    alpha: str = ""  # PGD-AT step size; "" = eps/4 (fgsm_rs: 1.25 eps)
-    steps: int = 0  # PGD-AT steps; 0 = the norm's default (fgsm_rs: 1)
+    alpha: str = ""  # PGD-AT step size; "" = the recipe's fraction of eps (eps/4; fgsm_rs: 1.25 eps)
+    steps: int = 0  # PGD-AT steps; 0 = the recipe's (fgsm_rs: 1), else the norm's default
     seed: int = 0  # seeds weights, data order, augmentation and attack starts
     device: str = "auto"  # auto = cuda if available else cpu
     amp: str = ""  # bf16 | off: torch.autocast to bfloat16 on the training device; "" = bf16 on CUDA, off elsewhere
@@ -57,9 +58,9 @@ class TrainConfig:
         eps, steps = AT_DEFAULTS[self.norm]
         eps = self.eps or eps
         parse_eps(eps)
-        fgsm = self.recipe == "fgsm_rs"  # Wong et al.: one step of 1.25 eps from a uniform random start
-        alpha = self.alpha or f"{(1.25 if fgsm else 0.25) * parse_eps(eps):.8g}"
-        steps = 1 if fgsm else steps
+        recipe = RECIPES.get(self.recipe)  # an unknown name is refused where the recipe is looked up
+        alpha = self.alpha or f"{(recipe.alpha_of_eps if recipe else 0.25) * parse_eps(eps):.8g}"
+        steps = (recipe.attack_steps if recipe else 0) or steps
         parse_eps(alpha)
         rho = self.rho if self.rho is not None else (0.5 if self.adaptive else 0.05)
         if self.compile_step not in COMPILE_STEP_MODES:

@@ -7,15 +7,13 @@ dampening 0: d = g + wd * w; b = momentum * b + d; w = w - lr * b (nesterov: w =
 The momentum buffers start at zero, which equals torch's first-step copy of d. Its state_dict has
 torch.optim.SGD's layout, so resume states written by either load into the other.
 
-Under torchrun, `reduce` averages a step's gradients over the ranks (one flat all-reduce), which is what
-DistributedDataParallel's reducer computes; the functional step calls it on every gradient it uses, so SAM's
-perturbation is computed from the global gradient as before.
+Under torchrun, the recipes average a step's gradients over the ranks before the update
+(zoo.distributed.average: one flat all-reduce, which is what DistributedDataParallel's reducer computes), on every
+gradient they use, so SAM's perturbation is computed from the global gradient as before.
 """
 from __future__ import annotations
 
 import torch
-
-from zoo import distributed as dist
 
 
 class SGD:
@@ -29,15 +27,6 @@ class SGD:
 
     def set_lr(self, lr: float) -> None:
         self.lr.fill_(lr)
-
-    def reduce(self, grads: list[torch.Tensor]) -> list[torch.Tensor]:
-        """The gradients averaged over torchrun's ranks (unchanged when alone)."""
-        if not dist.is_active():
-            return grads
-        flat = torch.cat([g.reshape(-1) for g in grads])
-        torch.distributed.all_reduce(flat)
-        flat /= dist.world_size()
-        return [t.view_as(g) for t, g in zip(flat.split([g.numel() for g in grads]), grads)]
 
     @torch.no_grad()
     def update(self, grads: list[torch.Tensor]) -> None:

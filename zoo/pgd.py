@@ -1,7 +1,7 @@
 """Projected gradient descent on inputs in [0,1]: the one PGD used by PGD-AT training and by the bench.
 
 It lives in `zoo` because bench already depends on zoo (to rebuild checkpoints); bench's `pgd` attack wraps it.
-Gradients are taken with respect to the input only (`input_gradient`), so the model's .grad buffers are never
+Gradients are taken with respect to the input only (`gradient`), so the model's .grad buffers are never
 touched, and inside a compiled training step the loop traces into the step's one graph.
 `model` is any callable from [0,1] images to logits that mutates nothing: an eval-mode module in the bench, the
 training step's forward with BatchNorm's running statistics left out (zoo.recipes) in training.
@@ -104,17 +104,22 @@ def random_start(x: torch.Tensor, norm: str, eps: float, *, example_ids=None, se
     return (x + delta).clamp(0, 1) - x
 
 
-def input_gradient(objective, delta: torch.Tensor) -> torch.Tensor:
-    """d objective / d delta. Inside a compiled training step torch.func.grad, which dynamo traces into the
-    step's graph (torch.autograd.grad would break it); eagerly torch.autograd.grad, which can also run a model
-    compiled on its own (the bench's --compile), where torch.func.grad from eager code cannot. Equal values."""
+def gradient(f, wrt, *rest, has_aux: bool = False):
+    """d f(wrt, *rest) / d wrt, with f's aux when has_aux (f then returns (value, aux)); wrt is a tensor or a dict
+    of tensors: the one gradient of zoo, for inputs (PGD) and for parameters (the recipes). Inside a compiled
+    training step it is torch.func.grad, which dynamo traces into the step's one graph (torch.autograd.grad would
+    break it); eagerly torch.autograd.grad, which can also run a model compiled on its own (--compile), where
+    torch.func.grad from eager code cannot. Both take the same gradient of the same function."""
     if torch.compiler.is_compiling():
         with torch.no_grad():  # torch.func.grad differentiates inside; nothing outside records a graph
-            return torch.func.grad(objective)(delta)
+            return torch.func.grad(f, has_aux=has_aux)(wrt, *rest)
     with torch.enable_grad():
-        delta = delta.detach().requires_grad_(True)
-        (grad,) = torch.autograd.grad(objective(delta), delta)
-    return grad
+        leaves = ({k: v.detach().requires_grad_(True) for k, v in wrt.items()} if isinstance(wrt, dict)
+                  else wrt.detach().requires_grad_(True))
+        value, aux = f(leaves, *rest) if has_aux else (f(leaves, *rest), None)
+        grads = torch.autograd.grad(value, list(leaves.values()) if isinstance(wrt, dict) else [leaves])
+    grads = dict(zip(leaves, grads)) if isinstance(wrt, dict) else grads[0]
+    return (grads, aux) if has_aux else grads
 
 
 def pgd(model, x: torch.Tensor, y: torch.Tensor, *, norm: str = "Linf", eps: float = 8 / 255,
@@ -158,7 +163,7 @@ def pgd(model, x: torch.Tensor, y: torch.Tensor, *, norm: str = "Linf", eps: flo
         else:
             delta = torch.zeros_like(x)
         for _ in range(steps):
-            grad = input_gradient(objective, delta)
+            grad = gradient(objective, delta)
             with torch.no_grad():
                 step = grad.sign() if norm == "Linf" else grad / _l2(grad)
                 delta = project(delta + alpha * step, norm, eps)

@@ -3,9 +3,9 @@
 A step takes (model, opt, x, y, cfg, autocast), with `opt` a zoo.optim.SGD over the model's parameters, and
 returns (loss, logits) as tensors. Each step is written functionally, so that the same definition runs eagerly
 and compiles into ONE graph with torch.compile(fullgraph=True) (zoo.train --compile-step):
-- forwards go through torch.func.functional_call with the parameters and buffers as arguments;
-- gradients come from torch.func (grad_and_value; grad for inputs, in zoo.pgd) inside a compiled step and from
-  torch.autograd.grad eagerly, never from .backward(), so the step has no graph break and touches no .grad;
+- forwards go through torch.func.functional_call with the parameters and buffers as arguments (forward_at);
+- gradients, for parameters and inputs alike, come from zoo.pgd.gradient: torch.func inside a compiled
+  step, torch.autograd.grad eagerly, never .backward(), so the step has no graph break and touches no .grad;
 - the forward that trains moves BatchNorm's running statistics (its buffers are an argument of the
   differentiated function, updated in place); every other forward (SAM/AWP's second pass, every attack
   forward) is given no running statistics, so BatchNorm normalises with the batch's own and leaves the
@@ -21,9 +21,10 @@ from typing import Callable
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.func import functional_call, grad_and_value
+from torch.func import functional_call
 
-from zoo.pgd import pgd
+from zoo import distributed as dist
+from zoo.pgd import gradient, pgd
 
 
 @dataclass(frozen=True)
@@ -33,14 +34,16 @@ class Recipe:
     tag: Callable  # cfg -> the key hyperparameters in the checkpoint name
     summary: str
     adversarial: bool = False  # trains on attacked inputs (its cfg.norm/eps are the training threat model)
+    alpha_of_eps: float = 0.25  # the training attack's default step size, a fraction of eps (TrainConfig.resolved)
+    attack_steps: int = 0  # the training attack's default steps; 0 = the norm's (zoo.config.AT_DEFAULTS)
 
 
 RECIPES: dict[str, Recipe] = {}
 
 
-def register(name: str, tag: Callable, summary: str, adversarial: bool = False):
+def register(name: str, tag: Callable, summary: str, adversarial: bool = False, **attack_defaults):
     def deco(step):
-        RECIPES[name] = Recipe(name, step, tag, summary, adversarial)
+        RECIPES[name] = Recipe(name, step, tag, summary, adversarial, **attack_defaults)
         return step
     return deco
 
@@ -72,44 +75,37 @@ def _untracked(model: nn.Module) -> dict[str, None]:
     return out
 
 
+def forward_at(model: nn.Module, params: dict, track_stats: bool = True, buffers: dict | None = None) -> Callable:
+    """x -> logits of the model at these parameters: the one forward of the recipes. With track_stats its
+    BatchNorm updates the running statistics (in `buffers`, the model's own by default); without, it moves none
+    and mutates nothing, so torch.func may differentiate through it."""
+    stats = (dict(model.named_buffers()) if buffers is None else buffers) if track_stats else _untracked(model)
+    return lambda x: functional_call(model, {**params, **stats}, (x,))
+
+
 def frozen_forward(model: nn.Module) -> Callable:
     """x -> logits at the model's own parameters (detached), moving no running statistic: the forward the
-    training attacks use. It mutates nothing, so torch.func may differentiate through it."""
-    params = _parameters(model)
-    untracked = _untracked(model)
-    return lambda x: functional_call(model, {**params, **untracked}, (x,))
+    training attacks use."""
+    return forward_at(model, _parameters(model), track_stats=False)
 
 
-def value_and_grad(model: nn.Module, opt, objective: Callable, params: dict | None = None,
+def value_and_grad(model: nn.Module, objective: Callable, params: dict | None = None,
                    track_stats: bool = True):
     """(gradients, loss, logits): objective(forward) -> (loss, logits) differentiated with respect to the
     parameters (default the model's own; SAM passes w + e). With track_stats the forwards update BatchNorm's
     running statistics in place; without, they leave them alone. The gradients are averaged over torchrun's
-    ranks (opt.reduce), a list in the parameters' order.
-
-    Inside a compiled step the gradient is torch.func.grad_and_value, which dynamo traces into the step's one
-    graph (the buffers BatchNorm updates are an argument of the differentiated function, as torch.func
-    requires); eagerly it is torch.autograd.grad on the same forward, which also runs a model compiled on its
-    own (--compile without --compile-step), something torch.func cannot call from eager code. Both take the
-    same gradient of the same function.
+    ranks (zoo.distributed.average), a list in the parameters' order. The gradient is zoo.pgd.gradient's; the buffers
+    BatchNorm updates are an argument of the differentiated function, as torch.func requires.
     """
     params = _parameters(model) if params is None else params
     buffers = dict(model.named_buffers()) if track_stats else {}
-    untracked = {} if track_stats else _untracked(model)
 
     def f(p, b):
-        loss, logits = objective(lambda x: functional_call(model, {**p, **b, **untracked}, (x,)))
+        loss, logits = objective(forward_at(model, p, track_stats, b))
         return loss, (loss.detach(), logits.detach())
 
-    if torch.compiler.is_compiling():
-        grads, (_, (loss, logits)) = grad_and_value(f, has_aux=True)(params, buffers)
-        grads = list(grads.values())
-    else:
-        with torch.enable_grad():
-            leaves = {n: p.detach().requires_grad_(True) for n, p in params.items()}
-            value, (loss, logits) = f(leaves, buffers)
-            grads = list(torch.autograd.grad(value, list(leaves.values())))
-    return opt.reduce(grads), loss, logits
+    grads, (loss, logits) = gradient(f, params, buffers, has_aux=True)
+    return dist.average(list(grads.values())), loss, logits
 
 
 def cross_entropy(x, y, autocast) -> Callable:
@@ -164,11 +160,11 @@ def perturbed_update(model, opt, x, y, autocast, perturbation):
     every rank perturbs identically (no m-sharpness across devices).
     """
     params = _parameters(model)
-    grads, loss, logits = value_and_grad(model, opt, cross_entropy(x, y, autocast), params)
+    grads, loss, logits = value_and_grad(model, cross_entropy(x, y, autocast), params)
     with torch.no_grad():
         e = perturbation(list(params.values()), grads)
         moved = {n: p.detach() + ei for (n, p), ei in zip(params.items(), e)}
-    grads, _, _ = value_and_grad(model, opt, cross_entropy(x, y, autocast), moved, track_stats=False)
+    grads, _, _ = value_and_grad(model, cross_entropy(x, y, autocast), moved, track_stats=False)
     opt.update(grads)
     return loss, logits
 
@@ -197,7 +193,7 @@ def _sam_tag(cfg):
 
 @register("standard", tag=lambda cfg: "", summary="SGD on clean images")
 def standard_step(model, opt, x, y, cfg, autocast):
-    grads, loss, logits = value_and_grad(model, opt, cross_entropy(x, y, autocast))
+    grads, loss, logits = value_and_grad(model, cross_entropy(x, y, autocast))
     opt.update(grads)
     return loss, logits
 
@@ -232,7 +228,7 @@ def trades_step(model, opt, x, y, cfg, autocast):
             logits_nat, logits_adv = forward(x), forward(x_adv)
         return trades_loss(logits_nat, logits_adv, y, cfg.beta), logits_nat
 
-    grads, loss, logits = value_and_grad(model, opt, objective)
+    grads, loss, logits = value_and_grad(model, objective)
     opt.update(grads)
     return loss, logits
 
@@ -245,6 +241,6 @@ def awp_step(model, opt, x, y, cfg, autocast):
     return perturbed_update(model, opt, x_adv, y, autocast, lambda ps, gs: awp_perturbation(ps, gs, cfg.gamma))
 
 
-# the same step as PGD-AT: what differs is the attack's steps (1) and alpha (1.25 eps), TrainConfig.resolved's
+# the same step as PGD-AT: what differs is its attack's defaults, one step of 1.25 eps (Wong et al.)
 register("fgsm_rs", tag=_at_tag, summary="fast AT, Wong et al. 2020: one FGSM step of 1.25*eps from a uniform "
-         "random start", adversarial=True)(pgd_at_step)
+         "random start", adversarial=True, alpha_of_eps=1.25, attack_steps=1)(pgd_at_step)
