@@ -15,7 +15,8 @@ import sys
 
 import torch
 
-from bench.eval.engine import DEFAULT_EPS, KNOWN, EvalSettings, attack_sanity_warnings, evaluate, first_line
+from bench.eval.engine import DEFAULT_EPS, KNOWN, EvalSettings, evaluate, first_line
+from bench.report.worst_case import attack_sanity_warnings
 from bench.store.rows import RowStore, locked
 from zoo import distributed as dist
 from zoo.data import DataError

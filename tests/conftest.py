@@ -73,6 +73,19 @@ def smoke_zoo(smoke_study, tmp_path):
 
 
 @pytest.fixture(scope="session")
+def hundred_classes(tmp_path_factory):
+    """`npz:PATH` of a tiny 100-class image set (random pixels, 2 training and 1 test image per class): what a
+    CIFAR-100-shaped model is trained on here."""
+    import numpy as np
+
+    path = tmp_path_factory.mktemp("c100") / "c100.npz"
+    rng = np.random.default_rng(0)
+    np.savez(path, x_train=rng.integers(0, 256, (200, 3, 32, 32), dtype=np.uint8), y_train=np.arange(200) % 100,
+             x_test=rng.integers(0, 256, (100, 3, 32, 32), dtype=np.uint8), y_test=np.arange(100))
+    return f"npz:{path}"
+
+
+@pytest.fixture(scope="session")
 def checkpoint(tmp_path_factory):
     """The session's checkpoint factory: checkpoint(**TrainConfig fields) trains a model once per distinct config
     (sharp_tiny on synthetic data, one epoch, CPU unless told otherwise) and returns the path of a fresh copy, so

@@ -136,14 +136,28 @@ def _write_row(results, ckpt, **over):
 @pytest.fixture(scope="module")
 def timm_ckpt(tmp_path_factory):
     """A timm architecture (resnet18, 3x3 stem), one step on synthetic data labelled as CIFAR-10 training."""
-    out = tmp_path_factory.mktemp("timm")
     cfg = TrainConfig(arch="resnet18", data="synthetic", n_train=64, epochs=1, batch_size=64, device="cpu",
-                      out=str(out))
-    path = train(cfg, progress=False)
-    ck = torch.load(path, weights_only=True)
-    ck["dataset"]["spec"] = "cifar10"  # stands in for a CIFAR-10-trained model: the export reads this field
+                      out=str(tmp_path_factory.mktemp("timm")))
+    return _as_trained_on("cifar10", cfg)
+
+
+@pytest.fixture(scope="module")
+def timm_ckpts(timm_ckpt, hundred_classes, tmp_path_factory):
+    """{dataset: checkpoint} for RobustBench's CIFAR leaderboards: timm_ckpt, and a 100-class resnet18 (one step
+    on a tiny 100-class set) labelled as CIFAR-100 training."""
+    c100 = _as_trained_on("cifar100", TrainConfig(arch="resnet18", data=hundred_classes, epochs=1, batch_size=64,
+                                                  device="cpu", out=str(tmp_path_factory.mktemp("timm100"))))
+    return {"cifar10": timm_ckpt, "cifar100": c100}
+
+
+def _as_trained_on(dataset: str, cfg) -> str:
+    """Train cfg, then record `dataset` as the training data (it stands in for a model trained on it: the export
+    reads this field)."""
     from zoo.checkpoint import seal
 
+    path = train(cfg, progress=False)
+    ck = torch.load(path, weights_only=True)
+    ck["dataset"]["spec"] = dataset
     torch.save(seal(ck), path)
     return path
 

@@ -9,8 +9,8 @@ import pytest
 
 from bench import export as bexport
 from bench.submit import rules, source
-from test_export import (PAPER, RB_FILES, _autoattack_row, _corruption_row, _write_row,  # noqa: F401 - fixture
-                         timm_ckpt)
+from test_export import (PAPER, RB_FILES, _autoattack_row, _corruption_row, _write_row,  # noqa: F401 - fixtures
+                         timm_ckpt, timm_ckpts)
 
 RB = RB_FILES
 
@@ -80,12 +80,13 @@ def test_a_submission_needs_title_link_venue_and_the_reported_number(timm_ckpt, 
 
 
 @pytest.mark.parametrize("dataset", ["cifar10", "cifar100"])
-def test_corruptions_line_has_the_columns_of_that_datasets_robustbench_file(timm_ckpt, tmp_path, dataset):  # noqa: F811
+def test_corruptions_line_has_the_columns_of_that_datasets_robustbench_file(timm_ckpts, tmp_path, dataset):  # noqa: F811
     import pandas as pd
 
+    ckpt = timm_ckpts[dataset]
     results = tmp_path / "results.jsonl"
-    row = _write_row(results, timm_ckpt, data=dataset, **_corruption_row(timm_ckpt))
-    paths = bexport.export(timm_ckpt, name="Smith2026Sharp", out=str(tmp_path / "e"), results=str(results),
+    row = _write_row(results, ckpt, data=dataset, **_corruption_row(ckpt))
+    paths = bexport.export(ckpt, name="Smith2026Sharp", out=str(tmp_path / "e"), results=str(results),
                            threat="corruptions", dataset=dataset, additional_data=False, **PAPER)
     ours = open(paths["unaggregated"]).read().splitlines()
     rb = open(_rb(f"{dataset}_corruptions_unaggregated_results_head.csv")).read().splitlines()
@@ -101,8 +102,9 @@ def test_corruptions_line_has_the_columns_of_that_datasets_robustbench_file(timm
 
 @pytest.mark.parametrize("dataset", ["cifar10", "cifar100"])
 def test_corruptions_json_of_an_adversarially_trained_model_is_laid_out_as_robustbenchs(tmp_path, dataset,
-                                                                                         checkpoint):
-    ckpt = checkpoint(recipe="pgd_at", steps=1)
+                                                                                         checkpoint, hundred_classes):
+    ckpt = checkpoint(recipe="pgd_at", steps=1, **({"data": hundred_classes, "n_train": None}
+                                                    if dataset == "cifar100" else {}))
     results = tmp_path / "results.jsonl"
     _write_row(results, ckpt, data=dataset, **_corruption_row(ckpt))
     paths = bexport.export(ckpt, name="Smith2026Sharp", out=str(tmp_path / "e"), results=str(results),
@@ -158,12 +160,13 @@ def test_issue_is_robustbenchs_new_model_template_filled_in(timm_ckpt, tmp_path)
     ("cifar10", "Linf", ["linf = OrderedDict(", "    ["], 8),  # robustbench/model_zoo/cifar10.py's linf layout
     ("cifar10", "corruptions", ["common_corruptions = OrderedDict(["], 4),
     ("cifar100", "Linf", ["linf = OrderedDict(["], 4)])
-def test_entry_file_gives_the_entry_as_robustbenchs_files_write_it(timm_ckpt, tmp_path, dataset, threat, opening,  # noqa: F811
+def test_entry_file_gives_the_entry_as_robustbenchs_files_write_it(timm_ckpts, tmp_path, dataset, threat, opening,  # noqa: F811
                                                                     indent):
+    ckpt = timm_ckpts[dataset]
     results = tmp_path / "results.jsonl"
-    row = _corruption_row(timm_ckpt) if threat == "corruptions" else {}
-    _write_row(results, timm_ckpt, data=dataset, **row)
-    paths = bexport.export(timm_ckpt, name="Smith2026Sharp", out=str(tmp_path / "e"), results=str(results),
+    row = _corruption_row(ckpt) if threat == "corruptions" else {}
+    _write_row(results, ckpt, data=dataset, **row)
+    paths = bexport.export(ckpt, name="Smith2026Sharp", out=str(tmp_path / "e"), results=str(results),
                            threat=threat, dataset=dataset, additional_data=False, **PAPER)
     text = open(paths["entry"]).read()
     assert "ENTRY" not in text
@@ -190,15 +193,16 @@ def test_entry_file_gives_the_entry_as_robustbenchs_files_write_it(timm_ckpt, tm
 
 @pytest.mark.parametrize("dataset,threat", [(d, t) for d, ts in rules.LEADERBOARDS.items() for t in ts
                                             if d != "imagenet"])  # ImageNet's: tests/test_imagenet.py
-def test_the_entry_pasted_last_into_robustbenchs_dictionary_as_the_steps_say_parses_there(timm_ckpt, tmp_path,  # noqa: F811
+def test_the_entry_pasted_last_into_robustbenchs_dictionary_as_the_steps_say_parses_there(timm_ckpts, tmp_path,  # noqa: F811
                                                                                           dataset, threat):
     """The last place in each dictionary is where a paste goes wrong: CIFAR-10's common_corruptions ends its last
     entry in `})`, no comma. Following the steps (the entry file's and PULL_REQUEST's), the file still parses and
     the dictionary ends with our entry."""
+    ckpt = timm_ckpts[dataset]
     results = tmp_path / "results.jsonl"
-    claim = _corruption_row(timm_ckpt) if threat == "corruptions" else _autoattack_row(threat)
-    _write_row(results, timm_ckpt, data=dataset, **claim)
-    paths = bexport.export(timm_ckpt, name="Smith2026Sharp", out=str(tmp_path / "e"), results=str(results),
+    claim = _corruption_row(ckpt) if threat == "corruptions" else _autoattack_row(threat)
+    _write_row(results, ckpt, data=dataset, **claim)
+    paths = bexport.export(ckpt, name="Smith2026Sharp", out=str(tmp_path / "e"), results=str(results),
                            threat=threat, dataset=dataset, additional_data=False, **PAPER)
     pasted_last_parses(paths, dataset, threat, "Smith2026Sharp")
 

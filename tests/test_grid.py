@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -137,23 +138,35 @@ def test_a_killed_worker_is_taken_over_and_its_training_resumed(tmp_path):
     args = [sys.executable, "-m", "bench.study", "--preset", "smoke", "--epochs", "4", "--arch", "sharp_tiny",
             "--no-progress", "--out", str(out), "--zoo-dir", str(zoo), "--worker"]
     env = dict(ENV, SHARPBENCH_RUN_ID="kill-test")
-    procs = {}
+    claim = out / ".claims" / f"cell-{costly.key}.claim"
+    caught, logs = {}, {}
+
+    def watch(p):
+        """Read one worker's log as it is written: the line after epoch 3 of the claimed PGD-AT cell (its state
+        after epoch 2 is saved, epoch 4 not begun) kills it at once; no poll that could miss the moment."""
+        for line in p.stderr:
+            logs[p.pid].append(line)
+            if (not caught and line.startswith("epoch 3/4") and claim.exists()
+                    and json.loads(claim.read_text())["pid"] == p.pid):
+                caught[p.pid] = resumed_epoch(costly.path)
+                p.send_signal(signal.SIGKILL)
+                p.wait()  # reaped at once: a zombie's pid would still look alive to the survivor's claim check
+
+    procs, watchers = {}, []
     for i in range(2):
         p = subprocess.Popen(args, cwd=ROOT, env=dict(env, SHARPBENCH_WORKER=f"w{i}"), stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE, text=True)
-        procs[p.pid] = p
-    claim = out / ".claims" / f"cell-{costly.key}.claim"
-    victim, killed_at, deadline = None, 0, time.time() + 600
-    while victim is None and time.time() < deadline:
-        killed_at = resumed_epoch(costly.path)
-        if killed_at >= 2 and claim.exists():  # two epochs finished, two to go
-            victim = procs[json.loads(claim.read_text())["pid"]]
-            victim.send_signal(signal.SIGKILL)
-            victim.wait()
-        time.sleep(0.1)
-    assert victim is not None, "no worker was caught training PGD-AT"
-    (survivor,) = [p for p in procs.values() if p is not victim]
-    assert survivor.wait(timeout=900) == 0, survivor.stderr.read()[-3000:]
+        procs[p.pid], logs[p.pid] = p, []
+        watchers.append(threading.Thread(target=watch, args=(p,), daemon=True))
+        watchers[-1].start()
+    for p in procs.values():
+        p.wait(timeout=900)
+    for w in watchers:
+        w.join(timeout=60)
+    assert caught, "no worker was caught training PGD-AT"
+    ((pid, killed_at),) = caught.items()
+    (survivor,) = [p for p in procs.values() if p.pid != pid]
+    assert procs[pid].returncode == -signal.SIGKILL and survivor.returncode == 0, "".join(logs[survivor.pid])[-3000:]
     cells = cell_rows(out)
     done = [r for r in cells if r["kind"] == "cell" and r["status"] == "done"]
     assert len(done) == 3 and len({r["cell"] for r in done}) == 3  # nothing lost, nothing doubled

@@ -37,23 +37,28 @@ def hub_cache(root, folder, repo):
 
 
 @pytest.fixture(scope="module")
-def models(smoke_study, tmp_path_factory):
+def models(smoke_study, checkpoint, tmp_path_factory):
     """A CIFAR classic (the smoke study's standard sharp_small, on digits) and a timm architecture (timm's
     test_efficientnet, trained here on synthetic data), each with clean and PGD rows from bench.run."""
+    from bench.run import main as bench_run
+
     tmp = tmp_path_factory.mktemp("hub")
     _, zoo, _, _ = smoke_study
     classic = glob.glob(str(zoo / "sharp_small-standard-*.pt"))[0]
-    res = run("-m", "zoo.train", "--arch", "test_efficientnet", "--data", "synthetic", "--n-train", "256",
-              "--epochs", "1", "--batch-size", "64", "--lr", "0.05", "--device", "cpu", "--out", str(tmp / "zoo"),
-              "--no-progress")
-    assert res.returncode == 0, res.stderr[-2000:]
+    timm_ckpt = checkpoint(arch="test_efficientnet", n_train=256, lr=0.05)
     out = {}
-    for kind, ckpt, data in (("classic", classic, "digits"), ("timm", res.stdout.strip().splitlines()[-1], "synthetic")):
+    for kind, ckpt, data in (("classic", classic, "digits"), ("timm", timm_ckpt, "synthetic")):
         bench = tmp / f"rows-{kind}"
-        res = run("-m", "bench.run", "--models", ckpt, "--data", data, *BENCH, "--out", str(bench))
-        assert res.returncode == 0, res.stderr[-2000:]
+        assert bench_run(["--models", ckpt, "--data", data, *BENCH, "--out", str(bench), "--no-leaderboard"]) == 0
         out[kind] = {"ckpt": ckpt, "data": data, "results": str(bench / "results.jsonl"), "tmp": tmp}
     return out
+
+
+def export(*argv):
+    """bench.export in this process (the runs that need the Hub's environment variables are subprocesses)."""
+    from bench.export import main
+
+    return main([str(a) for a in argv])
 
 
 @pytest.mark.parametrize("kind", ["classic", "timm"])
@@ -63,9 +68,7 @@ def test_hub_folder_round_trip(models, kind, tmp_path):
 
     m = models[kind]
     folder, repo = tmp_path / "folder", f"sharp-lab/{kind}-model"
-    res = run("-m", "bench.export", m["ckpt"], "--hf", str(folder), "--repo-id", repo, "--results", m["results"],
-              "--license", "mit")
-    assert res.returncode == 0, res.stderr
+    assert export(m["ckpt"], "--hf", folder, "--repo-id", repo, "--results", m["results"], "--license", "mit") == 0
     assert sorted(os.listdir(folder)) == ["README.md", "config.json", "model.safetensors", "sharpbench.json"]
     rows = {r["key"]: r for r in read(m["results"]) if r["status"] == "ok"}
 
@@ -105,6 +108,8 @@ def test_hub_folder_round_trip(models, kind, tmp_path):
     res = run("-m", "bench.run", "--models", f"hf-hub:{repo}", "--data", m["data"], *BENCH, "--out",
               str(tmp_path / "hub"), "--save-adversarial", env=env)
     assert res.returncode == 0, res.stderr[-2000:]
+    (page,) = (tmp_path / "hub" / "site" / "models").glob("*.html")  # the model page names its hash for what it is
+    assert "<th>weights sha256</th>" in page.read_text() and "no checksum" not in page.read_text()
     res = run("-m", "bench.verify", "--results", str(tmp_path / "hub" / "results.jsonl"), env=env)
     assert res.returncode == 0 and "fooled points replay" in res.stdout, res.stdout + res.stderr  # by hf-hub: too
     theirs = {r["attack"]: r for r in read(tmp_path / "hub" / "results.jsonl")}
@@ -114,6 +119,17 @@ def test_hub_folder_round_trip(models, kind, tmp_path):
         assert h["weights_sha256"] == r["weights_sha256"]
         assert h["weights_sha256"] == r["weights_sha256"] and h["hf_repo"] == repo and h["hf_revision"] == REV
     assert torch.load(m["ckpt"], weights_only=True)["weights_sha256"] == h["weights_sha256"]
+    # one trained model, read twice: two models on the boards, one seed of its configuration everywhere
+    from bench.report.results import Results
+    from bench.report.study_report import per_model
+    from bench.report.web.pages import models as site_models, sections
+
+    both = read(m["results"]) + list(theirs.values())
+    res = Results.of(both)
+    assert len({r["model_id"] for r in both}) == 2 and len({g["model"] for g in res.groups.values()}) == 1
+    assert len(per_model(both, [], res.boards, res.groups)) == 1
+    for section in sections(both, site_models(both, {}), res.boards, res.groups):
+        assert [g["seeds"] for g in section["groups"]] == [[h["train_seed"]]] and len(section["lines"]) == 2
     if kind == "classic":  # bench.export reads hf-hub: too; RobustBench's weights are the checkpoint's (a draft:
         # its claim is a PGD row on digits)
         from zoo.checkpoint import load_checkpoint, model_from_checkpoint
@@ -128,8 +144,9 @@ def test_hub_folder_round_trip(models, kind, tmp_path):
         ours = model_from_checkpoint(load_checkpoint(m["ckpt"]), m["ckpt"]).state_dict()
         assert exported.keys() == ours.keys() and all(torch.equal(exported[k], ours[k]) for k in ours)
     # published.jsonl beside the .pt's rows: its site links the card
-    res = run("-m", "bench.site", "--results", m["results"])
-    assert res.returncode == 0, res.stderr
+    from bench.site import main as site
+
+    assert site(["--results", m["results"]]) == 0
     pages = glob.glob(os.path.join(os.path.dirname(m["results"]), "site", "models", "*.html"))
     assert any(f"https://huggingface.co/{repo}" in open(p).read() for p in pages)
 
@@ -206,8 +223,7 @@ def test_hostile_row_text_stays_text_in_the_card(models, tmp_path):
         append_row(str(hostile), {**r, "data": "npz:/x/" + HOSTILE, "path": HOSTILE,
                                   "aa_checks": {"randomized": HOSTILE}})
     for name, results in (("plain", m["results"]), ("hostile", str(hostile))):
-        res = run("-m", "bench.export", m["ckpt"], "--hf", str(tmp_path / f"card-{name}"), "--results", results)
-        assert res.returncode == 0, res.stderr
+        assert export(m["ckpt"], "--hf", tmp_path / f"card-{name}", "--results", results) == 0
     cards = {n: (tmp_path / f"card-{n}" / "README.md").read_text() for n in ("plain", "hostile")}
     meta = {n: yaml.safe_load(c.split("---\n", 2)[1]) for n, c in cards.items()}
     assert meta["hostile"].keys() == meta["plain"].keys() and meta["hostile"]["license"] == "other"

@@ -1,5 +1,5 @@
 from bench.report.tables import leaderboard_tables, to_markdown
-from bench.eval.engine import attack_sanity_warnings
+from bench.report.worst_case import attack_sanity_warnings
 
 
 def row(mid, attack, norm, eps, eps_str, clean, robust, t="2026-01-01T00:00:00"):

@@ -40,6 +40,13 @@ def run(*args, cwd=ROOT):
                           env=dict(os.environ, PYTHONWARNINGS="ignore"))
 
 
+def bench(*argv) -> int:
+    """`python -m bench.run ARGV` in this process (its command line, parsed the same way; no interpreter start)."""
+    from bench.run import main
+
+    return main([str(a) for a in argv])
+
+
 def rows_of(out):
     with open(os.path.join(out, "results.jsonl")) as f:
         return [json.loads(line) for line in f if line.strip()]
@@ -82,12 +89,13 @@ def test_folder_points_equal_torchvision_imagefolder(subset_path, tmp_path):
     assert torch.equal(saved["y"], torch.tensor([ref[i][1] for i in order]))
     assert sorted(set(saved["y"][:10].tolist())) == list(range(10))  # every class among the first points
     # zoo.train, then bench.run on the same folder (its data read from the checkpoint): ok rows
-    res = run("-m", "zoo.train", "--arch", "sharp_tiny", "--data", f"folder:{tree}", "--epochs", "1",
-              "--batch-size", "50", "--device", "cpu", "--out", str(tmp_path / "zoo"), "--no-progress")
-    assert res.returncode == 0, res.stderr[-2000:]
-    res = run("-m", "bench.run", "--models", res.stdout.strip().splitlines()[-1], "--attacks", "clean,pgd",
-              "--pgd-steps", "2", "--n-examples", "64", "--out", str(tmp_path / "bench"), "--no-progress")
-    assert res.returncode == 0, res.stderr[-2000:]
+    from zoo.config import TrainConfig
+    from zoo.train import train
+
+    ckpt = train(TrainConfig(arch="sharp_tiny", data=f"folder:{tree}", epochs=1, batch_size=50, device="cpu",
+                             out=str(tmp_path / "zoo")), progress=False)
+    assert bench("--models", ckpt, "--attacks", "clean,pgd", "--pgd-steps", "2", "--n-examples", "64", "--out",
+                 tmp_path / "bench", "--no-progress") == 0
     rows = rows_of(tmp_path / "bench")
     assert [r["status"] for r in rows] == ["ok", "ok"] and rows[0]["classes"] == NAMES
 
@@ -104,9 +112,8 @@ def test_train_and_bench_on_a_folder_with_fewer_than_ten_classes(folders):
     for k, targets in ((5, 4), (2, 1)):
         tree, ckpt = folders[k]
         out = tmp / f"bench{k}"
-        res = run("-m", "bench.run", "--models", ckpt, "--attacks", "clean,autoattack", "--n-examples", "24",
-                  "--out", str(out), "--no-progress")
-        assert res.returncode == 0, res.stderr[-2000:]
+        assert bench("--models", ckpt, "--attacks", "clean,autoattack", "--n-examples", "24", "--out", out,
+                     "--no-progress") == 0
         rows = rows_of(out)
         assert [r["status"] for r in rows] == ["ok"] * 2
         aa = rows[-1]
@@ -144,9 +151,8 @@ def test_l1_autoattack_equals_pyautoattack_and_verify_checks_the_l1_ball(folders
 
     tree, ckpt = folders[5]
     out = tmp_path / "l1"
-    res = run("-m", "bench.run", "--models", ckpt, "--attacks", "autoattack", "--norm", "L1", "--n-examples", "8",
-              "--out", str(out), "--save-adversarial", "--no-progress")
-    assert res.returncode == 0, res.stderr[-2000:]
+    assert bench("--models", ckpt, "--attacks", "autoattack", "--norm", "L1", "--n-examples", "8", "--out", out,
+                 "--save-adversarial", "--no-progress") == 0
     row = rows_of(out)[-1]
     assert row["status"] == "ok" and row["norm"] == "L1" and row["eps"] == 12.0 and row["max_perturbation"] <= 12 + 1e-4
     pts = load_points(f"folder:{tree}", n=8)
@@ -296,3 +302,18 @@ def test_export_refuses_autoattack_with_fewer_targets():
     assert row_problems({**row, "attack_config": {**row["attack_config"], "apgd_t_targets": 9, "fab_t_targets": 9},
                          "n_target_classes": 9, "rb_standard": True}, ckpt="m.pt", dataset="cifar10",
                         threat="Linf", eps_str="8/255", eps=8 / 255) == []
+
+
+def test_a_model_of_other_classes_has_no_robustbench_leaderboard(folders, tmp_path, capsys):
+    """A 5-class model is refused for RobustBench's CIFAR-10 leaderboards even as a draft (RobustBench builds every
+    entry with 10 classes), in one line that points to the Hub, and nothing is written."""
+    from bench.export import main
+
+    _, ckpt = folders[5]
+    code = main([ckpt, "--name", "Smith2026Sharp", "--dataset", "cifar10", "--out", str(tmp_path / "rb"),
+                 "--results", str(tmp_path / "none.jsonl"), "--draft"])
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("refused: ")]
+    assert code == 2 and err == ["refused: the model has 5 classes and RobustBench's cifar10 leaderboards take 10; a "
+                                 "model trained on other data has no RobustBench leaderboard (publish it with --hf "
+                                 "DIR instead)"]
+    assert not os.path.exists(tmp_path / "rb")

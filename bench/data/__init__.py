@@ -93,12 +93,17 @@ def _folder_points(root: str, n: int, progress: bool, image_size: int | None) ->
                   fingerprint=points.fingerprint)
 
 
-def points_of_row(row: dict, data_dir: str = "data") -> Points:
+def points_of_row(row: dict, data_dir: str = "data", cache: dict | None = None) -> Points:
     """The points a row was computed on: its data, n and image size, and (for a folder) the same content, or a
-    DataError naming what changed."""
+    DataError naming what changed. With a cache (a dict the caller keeps), rows on the same points read them once."""
+    at = (row["data"], row["n"], row.get("image_size"), row.get("data_fingerprint"))
+    if cache is not None and at in cache:
+        return cache[at]
     pts = load_points(row["data"], data_dir, row["n"], image_size=row.get("image_size"))
     want = row.get("data_fingerprint")
     if want is not None and pts.fingerprint != want:
         raise DataError(f"{row['data']} changed since the row was computed (its test images' fingerprint "
                         f"{str(pts.fingerprint)[:12]} is not the row's {str(want)[:12]}); rerun bench.run on it")
+    if cache is not None:
+        cache[at] = pts
     return pts

@@ -94,15 +94,12 @@ def verify_results(path: str, *, data_dir: str = "data", device: str = "cpu", ba
               "--save-adversarial", file=sys.stderr)
         return 2
     results_dir = os.path.dirname(os.path.abspath(path))
-    failures, data, models = 0, {}, {}
+    failures, data, models = 0, {}, {}  # data: points_of_row's cache
     replayed: dict = {}  # (model_id, data, norm, eps) -> [(n, fooled flags)]
     for row in with_images:
         label = _label(row)
         try:
-            at = (row["data"], row["n"], row.get("image_size"), row.get("data_fingerprint"))
-            if at not in data:
-                data[at] = points_of_row(row, data_dir)
-            ds = data[at]
+            ds = points_of_row(row, data_dir, data)
             x, y = ds.x.float().div(255), ds.y
             model = _model_of(row, models, device, ds.num_classes, x.shape[-1])
             message, fooled = verify_row(row, results_dir, model, x, y, batch_size)

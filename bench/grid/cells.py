@@ -92,9 +92,9 @@ def train_cell(cell: Cell, progress: bool) -> tuple[str, int, float]:
     return path, start, time.perf_counter() - t0
 
 
-def evaluations(p: Preset, path: str, data: str, device: str, out: str, progress: bool,
-                compile_: bool = False, retry_failed: bool = False) -> list:
-    """The preset's evaluations of one checkpoint as bench.eval.engine settings: clean, PGD per norm, AutoAttack per
+def evaluations(p: Preset, data: str, device: str, out: str, progress: bool, compile_: bool = False,
+                retry_failed: bool = False) -> list:
+    """The preset's evaluations of each checkpoint as bench.eval.engine settings: clean, PGD per norm, AutoAttack per
     norm, corruptions (rows in OUT/results.jsonl, each claimed and cached)."""
     from bench.eval.engine import EvalSettings
 
@@ -117,7 +117,7 @@ def bench_cell(p: Preset, path: str, data: str, device: str, out: str, progress:
     from bench.eval.engine import evaluate
 
     outcomes = []
-    for settings in evaluations(p, path, data, device, out, progress, compile_, retry_failed):
+    for settings in evaluations(p, data, device, out, progress, compile_, retry_failed):
         print(f"bench: {settings.attacks} {settings.norm if settings.attacks in ('pgd', 'autoattack') else ''}"
               .rstrip(), file=sys.stderr)
         outcomes += evaluate([path], settings)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from bench.grid.cells import Cell, bench_cell, cells, measure_cell, train_cell
 from bench.grid.presets import Preset
-from bench.store.leases import try_claim
+from bench.store.leases import claim_first
 from bench.store.rows import RowStore, append_row, locked
 from bench.store.schema import RowError
 
@@ -155,22 +155,15 @@ def work(study: Study, run: str | None = None) -> int:
     already = sum(c.key in finished(store) for c in grid)
     print(f"worker {worker_name()} on {study.device}, run {run}: {already} of {len(grid)} cells already done",
           file=sys.stderr)
-    while True:
-        with locked(study.results):
-            store.refresh()
-            done, failed = finished(store), _failed_in(store, run)
-            pending = [c for c in grid if c.key not in done and c.key not in failed]
-            cell = claim = None
-            for c in pending:  # most expensive first
-                claim = try_claim(claim_dir, f"cell-{c.key}")
-                if claim is not None:
-                    cell = c
-                    break
-        if not pending:
-            break
-        if claim is None:  # every unfinished cell is in another live worker's hands
-            time.sleep(POLL)
-            continue
+    pending: list = []
+
+    def unfinished():  # most expensive first
+        done, failed = finished(store), _failed_in(store, run)
+        pending[:] = [c for c in grid if c.key not in done and c.key not in failed]
+        return [(f"cell-{c.key}", c) for c in pending]
+
+    while (taken := claim_first(study.results, store.refresh, unfinished, claim_dir, POLL)) is not None:
+        cell, claim = taken
         try:
             print(f"cell {cell.name}: {len(grid) - len(pending) + 1}/{len(grid)}", file=sys.stderr)
             result = run_cell(study, cell)
@@ -191,15 +184,15 @@ def work(study: Study, run: str | None = None) -> int:
 
 def write_report_once(study: Study, run: str, grid: list[Cell], store: RowStore, claim_dir: str) -> None:
     """One worker of this run writes the outputs; the others wait until it has (or take over if it died)."""
-    while True:
-        with locked(study.results):
-            store.refresh()
-            if any(r["kind"] == "report" and r["run"] == run for r in store.rows):
-                return
-            claim = try_claim(claim_dir, f"report-{hashlib.sha256(run.encode()).hexdigest()[:16]}")
-        if claim is not None:
-            break
-        time.sleep(POLL)
+    key = f"report-{hashlib.sha256(run.encode()).hexdigest()[:16]}"
+
+    def unwritten():
+        return [] if any(r["kind"] == "report" and r["run"] == run for r in store.rows) else [(key, None)]
+
+    taken = claim_first(study.results, store.refresh, unwritten, claim_dir, POLL)
+    if taken is None:
+        return
+    claim = taken[1]
     try:
         paths = write_outputs(study, grid, latest_cells(store))
         append_row(study.cells_path, _row(run, kind="report", **paths))

@@ -72,12 +72,14 @@ def eps_columns(pm: pd.DataFrame, attack: str, norm: str) -> list[tuple[str, str
     return sorted((c for c in cols if c[0] == attack and c[1] == norm), key=lambda c: parse_eps(c[2]))
 
 
-def point_flags(rows: list[dict]) -> dict:
+def point_flags(rows: list[dict], groups: dict | None = None) -> dict:
     """{group: {column: {train seed: boolean flags}}} from rows with per-point flags: column 'clean' (right
-    clean, from clean rows) and (attack, norm, eps_str) (robust under that attack)."""
-    from bench.report.results import latest_ok
+    clean, from clean rows) and (attack, norm, eps_str) (robust under that attack). groups: the rows'
+    bench.report.results.seed_groups, whose names the per-model table's groups carry too."""
+    from bench.report.results import latest_ok, seed_groups
     from bench.store.points import decode_states
 
+    groups = seed_groups(rows) if groups is None else groups
     df = latest_ok(rows)
     out: dict = {}
     if df.empty or "points" not in df.columns:
@@ -87,7 +89,7 @@ def point_flags(rows: list[dict]) -> dict:
             continue
         clean, robust = decode_states(r["points"])
         col = "clean" if r["attack"] == "clean" else (r["attack"], r["norm"], r["eps_str"])
-        group = f"{r['recipe']} {r.get('hparams') or ''}".strip()
+        group = groups[r["model_id"]]["name"]
         out.setdefault(group, {}).setdefault(col, {})[r.get("train_seed")] = clean if col == "clean" else robust
     return out
 

@@ -330,17 +330,50 @@ def boards(rows: list[dict], missing: list[dict] | None = None) -> list[Board]:
     return out
 
 
+def config_of(r: dict) -> str:
+    """A model's recipe with its settings ('sam rho=0.05'): what the seeds of one configuration share."""
+    return f"{r.get('recipe') or ''} {r.get('hparams') or ''}".strip()
+
+
+def seed_group(r: dict) -> tuple[str, str, str]:
+    """The one key models are pooled over seeds by (REPORT.md's groups, the claims' per-point flags, the site's
+    configurations): architecture, recipe with its settings, training data."""
+    return (r.get("arch") or "", config_of(r), r.get("train_data") or "")
+
+
+def seed_groups(rows: list[dict]) -> dict[str, dict]:
+    """model_id -> {"key": its seed_group, "name": the group's name, "model": the trained model it is}. The name
+    is the configuration, with the architecture and training data added where the rows hold more than one; the
+    trained model is the first model_id seen with the same weights (a .pt and the same weights read back from the
+    Hub are one model, not two seeds)."""
+    ok = [r for r in rows if r.get("status") == "ok" and r.get("model_id")]
+    keys = {r["model_id"]: seed_group(r) for r in ok}
+    archs, datas = ({k[i] for k in keys.values()} for i in (0, 2))
+    first: dict = {}
+    out = {}
+    for r in ok:
+        mid = r["model_id"]
+        if mid in out:
+            continue
+        arch, config, data = keys[mid]
+        name = " · ".join([config] + [arch] * (len(archs) > 1) + [data] * (len(datas) > 1))
+        out[mid] = {"key": keys[mid], "name": name, "model": first.setdefault(r.get("weights_sha256") or mid, mid)}
+    return out
+
+
 @dataclass(frozen=True)
 class Results:
-    """What every renderer of one set of rows reads, computed once: the ranked boards and the missing
-    evaluations (leaderboard.md, REPORT.md and the site take it from bench.report.outputs.write_outputs)."""
+    """What every renderer of one set of rows reads, computed once: the ranked boards, the missing evaluations
+    and the seed groups (leaderboard.md, REPORT.md, its claims and the site take it from
+    bench.report.outputs.write_outputs)."""
     boards: list
     missing: list
+    groups: dict  # seed_groups: model_id -> its group's key and name, and the trained model it is
 
     @classmethod
     def of(cls, rows: list[dict]) -> "Results":
         missing = missing_evaluations(rows)
-        return cls(boards(rows, missing), missing)
+        return cls(boards(rows, missing), missing, seed_groups(rows))
 
 
 def corruptions_note(board) -> str:

@@ -14,14 +14,9 @@ from bench.report.claims import decide, eps_columns, point_flags
 from bench.report.escape import md, md_code
 from bench.report.tables import eps_curve, missing_markdown
 from bench.report.numbers import human, percent
-from bench.report.results import CLEAN, CORRUPTIONS, boards, missing_evaluations
+from bench.report.results import CLEAN, CORRUPTIONS, boards, missing_evaluations, seed_groups
 from zoo.checkpoint import load_checkpoint
 from zoo.files import write_text_atomic
-
-
-def group_of(r) -> str:
-    hp = r.get("hparams") or ""
-    return f"{r['recipe']} {hp}".strip()
 
 
 def _column_name(board, line) -> str | None:
@@ -33,27 +28,32 @@ def _column_name(board, line) -> str | None:
     return "corruptions" if line["kind"] == "corruptions" else None
 
 
-def per_model(rows: list[dict], measures: list[dict], all_boards: list | None = None) -> pd.DataFrame:
-    """One line per checkpoint, read from the results model (bench.report.results): clean (on the board with the
-    most points), each (attack, norm, eps) robust accuracy and worst case (from the most points it was run on),
-    AutoAttack's own clean accuracy (aa_clean: on AutoAttack's points), corruptions, measures."""
+def per_model(rows: list[dict], measures: list[dict], all_boards: list | None = None,
+              groups: dict | None = None) -> pd.DataFrame:
+    """One line per trained model, read from the results model (bench.report.results): clean (on the board with
+    the most points), each (attack, norm, eps) robust accuracy and worst case (from the most points it was run
+    on), AutoAttack's own clean accuracy (aa_clean: on AutoAttack's points), corruptions, measures. groups: the
+    rows' seed_groups (a model read twice, as a .pt and from the Hub, is one line)."""
+    groups = seed_groups(rows) if groups is None else groups
     lines: dict = {}
     taken: dict = {}  # (model, column) -> points of the board the value came from
     for b in sorted(boards(rows) if all_boards is None else all_boards, key=lambda b: -b.n):
         for ln in b.records():
             if ln["status"] != "ok" or ln["acc"] is None:
                 continue
-            line = lines.setdefault(ln["model_id"], {"model": ln["model"], "group": group_of(ln),
-                                                     "recipe": ln["recipe"], "seed": ln["seed"]})
+            g = groups[ln["model_id"]]
+            line = lines.setdefault(g["model"], {"model": ln["model"], "group": g["name"], "recipe": ln["recipe"],
+                                                 "seed": ln["seed"]})
             name = "clean" if ln["kind"] == "clean" else _column_name(b, ln)
-            if name is not None and (ln["model_id"], name) not in taken:
-                taken[(ln["model_id"], name)] = b.n
+            if name is not None and (g["model"], name) not in taken:
+                taken[(g["model"], name)] = b.n
                 line[name] = ln["acc"]
             if ln["attack"] == "autoattack" and "aa_clean" not in line:
                 line["aa_clean"] = (b.cell(ln["model_id"], CLEAN) or {}).get("acc")
     for m in measures:
-        if m["model_id"] in lines:
-            lines[m["model_id"]].update({k: m[k] for k in m if k.startswith(("sharpness", "feature_shift"))})
+        trained = groups.get(m["model_id"], {}).get("model")
+        if trained in lines:
+            lines[trained].update({k: m[k] for k in m if k.startswith(("sharpness", "feature_shift"))})
     return pd.DataFrame(list(lines.values()))
 
 
@@ -268,7 +268,8 @@ def write_report(rows, measures, ckpt_paths, out, *, preset, preset_cfg, command
     os.makedirs(out, exist_ok=True)
     all_boards = boards(rows) if results is None else results.boards  # once, for the table and its rank
     missing = missing_evaluations(rows) if results is None else results.missing
-    pm = per_model(rows, measures, all_boards)
+    groups = seed_groups(rows) if results is None else results.groups
+    pm = per_model(rows, measures, all_boards, groups)
     s = summarize(pm, rank_key(rows, all_boards))
     histories, precisions = {}, set()
     first_seed = min(preset_cfg["seeds"])
@@ -284,7 +285,7 @@ def write_report(rows, measures, ckpt_paths, out, *, preset, preset_cfg, command
             "seconds record them (summed: workers run cells side by side, and reruns reuse both).", "",
             *missing_markdown(missing),
             "## What held on this run", ""]
-    verdicts = decide(pm, s, point_flags(rows))
+    verdicts = decide(pm, s, point_flags(rows, groups))
     text += [f"- {c}" for c in verdicts]
     text += ["", "Each verdict compares two groups on the same test points. Where both have per-point flags: the "
              "difference (A minus B, in points, seeds averaged) with its 95% interval from a bootstrap that "

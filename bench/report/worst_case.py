@@ -82,3 +82,18 @@ def worst_cases(rows: list[dict]) -> dict[tuple, WorstCase]:
             worst = np.logical_and.reduce(list(own.values()))
             out[(mid, data, n, norm, eps)] = WorstCase(worst, dict(sorted(own.items())))
     return out
+
+
+def attack_sanity_warnings(rows: list[dict]) -> list[str]:
+    """AutoAttack should never leave more points robust than PGD on the same model and ball."""
+    best = {}
+    for r in rows:
+        if r.get("status") == "ok" and r["attack"] in ("pgd", "autoattack"):
+            best[(r["model_id"], r["norm"], round(r["eps"], 8), r["data"], r["n"], r["attack"])] = r["robust_acc"]
+    out = []
+    for (mid, norm, eps, data, n, attack), acc in best.items():
+        pgd_acc = best.get((mid, norm, eps, data, n, "pgd"))
+        if attack == "autoattack" and pgd_acc is not None and acc > pgd_acc + 1e-9:
+            out.append(f"AutoAttack ({acc:.4f}) is more accurate than PGD ({pgd_acc:.4f}) on {mid[:12]} "
+                       f"{norm} eps={eps:.4g}: an attack may be broken")
+    return out

@@ -1,7 +1,7 @@
 """Per-evaluation claims, so that processes sharing one results folder never run the same evaluation twice.
 
 A claim is a small file OUT/.claims/<key>.claim naming the process (host, pid, its start time) that is evaluating
-that key. Claims are taken and checked only under the results lock (bench.results.locked), so the check and the
+that key. Claims are taken and checked only under the results lock (bench.store.rows.locked), so the check and the
 take are one step. A claim is stale, and taken over, when its process is gone: on the same host the pid is dead or
 belongs to a process started at another time (a reused pid); on another host its heartbeat (the file's mtime,
 touched every HEARTBEAT seconds while the evaluation runs) is older than STALE seconds.
@@ -96,3 +96,22 @@ def try_claim(claim_dir: str, key: str) -> Claim | None:
         json.dump(_me(), f)
     os.replace(tmp, path)  # replaces a stale claim in one step
     return Claim(path)
+
+
+def claim_first(lock_path: str, refresh, wanted, claim_dir: str, poll: float):
+    """(item, Claim): the first of wanted()'s (claim key, item) pairs that no live process holds, looked at and
+    taken under the results lock after refresh(); None once wanted() is empty. While another live process holds
+    every wanted item it waits `poll` seconds and looks again (a dead holder's claim is taken over)."""
+    from bench.store.rows import locked
+
+    while True:
+        with locked(lock_path):
+            refresh()
+            items = wanted()
+            for key, item in items:
+                claim = try_claim(claim_dir, key)
+                if claim is not None:
+                    return item, claim
+        if not items:
+            return None
+        time.sleep(poll)

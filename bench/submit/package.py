@@ -95,7 +95,7 @@ def _source(ckpt_path: str, name: str, threat: str, dataset: str | None):
         net = model_from_checkpoint(ckpt, ckpt_path)
         model_id = sha256_file(ckpt_path)
         dataset = dataset or benchmark_dataset(ckpt)
-    fatal = rules.leaderboard_problems(dataset, threat)
+    fatal = rules.leaderboard_problems(dataset, threat, ckpt.get("num_classes"))
     state = {k: v.detach().clone() for k, v in net.state_dict().items()}
     mangled = [k for k in state if any(s in k for s in source.MANGLED_BY_ROBUSTBENCH)]
     if mangled:

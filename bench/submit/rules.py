@@ -90,10 +90,19 @@ def paper_problems(*, title: str, link: str, venue: str, reported: str | None) -
     return out
 
 
-def leaderboard_problems(dataset: str, threat: str) -> list[str]:
+CLASSES = {"cifar10": 10, "cifar100": 100, "imagenet": 1000}  # the classes RobustBench's loaders build each with
+
+
+def leaderboard_problems(dataset: str, threat: str, num_classes: int | None = None) -> list[str]:
+    """Fatal even for a draft: no such leaderboard, or a model whose class count is not the dataset's (RobustBench
+    builds every entry with the dataset's classes, so the weights would not load)."""
     if threat not in LEADERBOARDS.get(dataset, ()):
         have = ", ".join(f"{d}: {'/'.join(t)}" for d, t in LEADERBOARDS.items())
         return [f"RobustBench has no {dataset} {threat} leaderboard ({have}); pick one of these"]
+    if num_classes is not None and num_classes != CLASSES[dataset]:
+        return [f"the model has {num_classes} classes and RobustBench's {dataset} leaderboards take "
+                f"{CLASSES[dataset]}; a model trained on other data has no RobustBench leaderboard (publish it with "
+                "--hf DIR instead)"]
     return []
 
 

@@ -119,7 +119,7 @@ def _build(rows, out, *, metas, measures, report_md, report_dir, title, verifica
     info = pages.models(rows, metas)
     results = Results.of(rows) if results is None else results
     all_boards = results.boards
-    sections = pages.sections(rows, info, all_boards)
+    sections = pages.sections(rows, info, all_boards, results.groups)
     results_csv, results_json = results_downloads(all_boards)
     write_text_atomic(os.path.join(out, "results.csv"), results_csv)
     write_text_atomic(os.path.join(out, "results.json"), results_json)
@@ -129,7 +129,7 @@ def _build(rows, out, *, metas, measures, report_md, report_dir, title, verifica
         root="", assets=assets, sections=sections, datasets=sorted({s["dataset"] for s in sections}),
         missing=results.missing,
         n_models=len(info), n_rows=sum(r.get("status") == "ok" for r in rows), **common))
-    test_sets: dict = {}  # the galleries' test points, by (data spec, n)
+    test_sets: dict = {}  # the galleries' test points (bench.data.points_of_row's cache)
     for mid, m in info.items():
         mine = [r for r in rows if r.get("model_id") == mid]
         page = pages.model_page(m, rows, measures, verifications, published)
@@ -152,7 +152,8 @@ def _gallery(info: dict, mine: list[dict], folder: str | None, out: str, data_di
              test_sets: dict) -> list[dict]:
     """Per attack row with stored images: a few fooled points as PNGs under out/models/<slug>-adv/ (bench.report.
     site.gallery). Whatever is missing (the checkpoint, the dataset on this machine) leaves the row without one.
-    test_sets: the points loaded so far in this build, by (spec, n) (each is read once for every model's page)."""
+    test_sets: the points loaded so far in this build (points_of_row's cache: each set is read once for every
+    model's page)."""
     from bench.data import points_of_row
     from bench.eval.loading import HF_HUB, TIMM, model_of_row
     from bench.report.web.gallery import examples
@@ -164,9 +165,7 @@ def _gallery(info: dict, mine: list[dict], folder: str | None, out: str, data_di
     shown = []
     for r in with_images:
         try:
-            if (r["data"], r["n"]) not in test_sets:
-                test_sets[r["data"], r["n"]] = points_of_row(r, data_dir)
-            pts = test_sets[r["data"], r["n"]]
+            pts = points_of_row(r, data_dir, test_sets)
             # built once, for the points' classes and size (a timm model is built for them)
             model = model or model_of_row(r, num_classes=pts.num_classes, size=pts.x.shape[-1]).model
             items = examples(r, folder, model, pts)

@@ -77,6 +77,8 @@ def cost_of(meta: dict | None) -> dict:
 
 def models(rows: list[dict], metas: dict) -> dict[str, dict]:
     """model_id -> what the site says about a model: name, page, arch, recipe, settings, training, cost."""
+    from bench.report.results import config_of
+
     out = {}
     for r in rows:
         if r.get("status") != "ok" or r["model_id"] in out:
@@ -85,7 +87,7 @@ def models(rows: list[dict], metas: dict) -> dict[str, dict]:
         out[r["model_id"]] = {
             "id": r["model_id"], "name": r["model"], "page": f"models/{slug(r['model'], r['model_id'])}.html",
             "slug": slug(r["model"], r["model_id"]), "arch": r.get("arch") or "", "recipe": r.get("recipe") or "",
-            "hparams": r.get("hparams") or "", "config": f"{r.get('recipe') or ''} {r.get('hparams') or ''}".strip(),
+            "hparams": r.get("hparams") or "", "config": config_of(r),
             "train_data": r.get("train_data") or "", "seed": r.get("train_seed"), "verified": bool(r.get("verified")),
             "path": r.get("path") or "", "meta": meta, "cost": cost_of(meta)}
     return out
@@ -110,10 +112,14 @@ def _cell(line: dict | None) -> dict | None:
     return cell
 
 
-def sections(rows: list[dict], model_info: dict, all_boards: list | None = None) -> list[dict]:
+def sections(rows: list[dict], model_info: dict, all_boards: list | None = None,
+             groups: dict | None = None) -> list[dict]:
     """One leaderboard section per board of the results model (bench.report.results.boards), in its order and
     its rank: columns (attacks x eps, the worst case where more than one attack ran, corruptions), one line per
     model, and one line per configuration (mean ± std over seeds)."""
+    from bench.report.results import seed_groups
+
+    groups = seed_groups(rows) if groups is None else groups
     out = []
     for i, b in enumerate(boards(rows) if all_boards is None else all_boards):
         columns = [{"key": c.key, "title": c.key, "kind": "worst" if c.kind == "worst" else "acc",
@@ -133,20 +139,26 @@ def sections(rows: list[dict], model_info: dict, all_boards: list | None = None)
         attack_cols = [c for c in columns if c["kind"] == "acc" and c["attack"]]
         out.append({"id": f"s{i}", "data": b.data, "dataset": dataset_name(b.data), "n": b.n,
                     "norm": b.norm or "corruptions", "columns": columns, "lines": lines, "rank_by": b.rank_by,
-                    "groups": configuration_groups(lines, columns, b.rank_by), "corruptions_note": corruptions_note(b),
+                    "groups": configuration_groups(lines, columns, b.rank_by, groups), "corruptions_note": corruptions_note(b),
                     "plots": plot_data(lines, attack_cols, b.norm)})
     return out
 
 
-def configuration_groups(lines: list[dict], columns: list[dict], rank_by: str | None = None) -> list[dict]:
-    """Models of the same architecture, recipe and settings (seeds differ): mean ± sample std per column, ranked
-    by the board's rule on the means (bench.report.results.rank_groups)."""
-    from bench.report.results import rank_groups
+def configuration_groups(lines: list[dict], columns: list[dict], rank_by: str | None = None,
+                         seed_groups: dict | None = None) -> list[dict]:
+    """Models of the same seed group (bench.report.results.seed_group: architecture, recipe and settings,
+    training data; seeds differ), each trained model once however often it was read: mean ± sample std per
+    column, ranked by the board's rule on the means (bench.report.results.rank_groups)."""
+    from bench.report.results import rank_groups, seed_group
 
-    groups = defaultdict(list)
-    for line in lines:
+    groups, seen = defaultdict(list), set()
+    for line in lines:  # in rank order: a model read twice counts as its better-ranked reading
         m = line["model"]
-        groups[(m["arch"], m["config"], m["train_data"])].append(line)
+        g = (seed_groups or {}).get(m["id"])
+        trained = g["model"] if g else m["id"]
+        if trained not in seen:
+            seen.add(trained)
+            groups[g["key"] if g else seed_group(m)].append(line)
     out = []
     for (arch, config, train_data), members in groups.items():
         cells = {}
