@@ -75,18 +75,17 @@ def _untracked(model: nn.Module) -> dict[str, None]:
     return out
 
 
-def forward_at(model: nn.Module, params: dict, track_stats: bool = True, buffers: dict | None = None) -> Callable:
-    """x -> logits of the model at these parameters: the one forward of the recipes. With track_stats its
-    BatchNorm updates the running statistics (in `buffers`, the model's own by default); without, it moves none
-    and mutates nothing, so torch.func may differentiate through it."""
-    stats = (dict(model.named_buffers()) if buffers is None else buffers) if track_stats else _untracked(model)
+def forward_at(model: nn.Module, params: dict, stats: dict) -> Callable:
+    """x -> logits of the model at these parameters: the one forward of the recipes. stats: the model's buffers,
+    whose BatchNorm running statistics the forward then updates in place, or _untracked(model), with which it
+    moves none and mutates nothing (so torch.func may differentiate through it)."""
     return lambda x: functional_call(model, {**params, **stats}, (x,))
 
 
 def frozen_forward(model: nn.Module) -> Callable:
     """x -> logits at the model's own parameters (detached), moving no running statistic: the forward the
     training attacks use."""
-    return forward_at(model, _parameters(model), track_stats=False)
+    return forward_at(model, _parameters(model), _untracked(model))
 
 
 def value_and_grad(model: nn.Module, objective: Callable, params: dict | None = None,
@@ -94,14 +93,15 @@ def value_and_grad(model: nn.Module, objective: Callable, params: dict | None = 
     """(gradients, loss, logits): objective(forward) -> (loss, logits) differentiated with respect to the
     parameters (default the model's own; SAM passes w + e). With track_stats the forwards update BatchNorm's
     running statistics in place; without, they leave them alone. The gradients are averaged over torchrun's
-    ranks (zoo.distributed.average), a list in the parameters' order. The gradient is zoo.pgd.gradient's; the buffers
-    BatchNorm updates are an argument of the differentiated function, as torch.func requires.
+    ranks (zoo.distributed.average), a list in the parameters' order. The gradient is zoo.pgd.gradient's; the
+    buffers BatchNorm updates are an argument of the differentiated function, as torch.func requires.
     """
     params = _parameters(model) if params is None else params
     buffers = dict(model.named_buffers()) if track_stats else {}
+    untracked = {} if track_stats else _untracked(model)
 
     def f(p, b):
-        loss, logits = objective(forward_at(model, p, track_stats, b))
+        loss, logits = objective(forward_at(model, p, {**b, **untracked}))
         return loss, (loss.detach(), logits.detach())
 
     grads, (loss, logits) = gradient(f, params, buffers, has_aux=True)

@@ -181,7 +181,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, on_e
     if begun is None:
         return path
     start, history = begun
-    # the step averages its gradients over the ranks itself (zoo.optim.SGD.reduce): no DDP wrapper, whose hooks
+    # the step averages its gradients over the ranks itself (zoo.distributed.average): no DDP wrapper, whose hooks
     # a functional step would bypass; every rank starts from rank 0's weights, as DDP would make them
     dist.broadcast_module(model)
     step, net = _step_and_net(cfg, recipe, model)

@@ -144,21 +144,19 @@ def sections(rows: list[dict], model_info: dict, all_boards: list | None = None,
     return out
 
 
-def configuration_groups(lines: list[dict], columns: list[dict], rank_by: str | None = None,
-                         seed_groups: dict | None = None) -> list[dict]:
-    """Models of the same seed group (bench.report.results.seed_group: architecture, recipe and settings,
+def configuration_groups(lines: list[dict], columns: list[dict], rank_by: str | None,
+                         seed_groups: dict) -> list[dict]:
+    """Models of the same seed group (bench.report.results.seed_groups: architecture, recipe and settings,
     training data; seeds differ), each trained model once however often it was read: mean ± sample std per
     column, ranked by the board's rule on the means (bench.report.results.rank_groups)."""
-    from bench.report.results import rank_groups, seed_group
+    from bench.report.results import rank_groups
 
     groups, seen = defaultdict(list), set()
     for line in lines:  # in rank order: a model read twice counts as its better-ranked reading
-        m = line["model"]
-        g = (seed_groups or {}).get(m["id"])
-        trained = g["model"] if g else m["id"]
-        if trained not in seen:
-            seen.add(trained)
-            groups[g["key"] if g else seed_group(m)].append(line)
+        g = seed_groups[line["model"]["id"]]
+        if g["model"] not in seen:
+            seen.add(g["model"])
+            groups[g["key"]].append(line)
     out = []
     for (arch, config, train_data), members in groups.items():
         cells = {}
