@@ -15,11 +15,12 @@ import sys
 
 import torch
 
-from bench.eval.engine import DEFAULT_EPS, KNOWN, EvalSettings, evaluate, first_line
+from bench.eval.engine import DEFAULT_EPS, KNOWN, EvalSettings, evaluate, with_training_data
 from bench.report.worst_case import attack_sanity_warnings
 from bench.store.rows import RowStore, locked
 from zoo import distributed as dist
 from zoo.data import DataError
+from zoo.errors import error_line
 from zoo.pgd import THREAT_NORMS
 
 
@@ -105,7 +106,7 @@ def summary(outcomes) -> dict[str, int]:
 
 
 def run(args) -> int:
-    settings = EvalSettings.from_namespace(args)
+    settings = with_training_data(EvalSettings.from_namespace(args), args.models)  # --data's default
     outcomes = evaluate(args.models, settings)
     counts = summary(outcomes)
     failures = counts["failed"]
@@ -131,7 +132,7 @@ def run(args) -> int:
                 if "site" in paths:
                     print(f"site: {paths['site']}", file=sys.stderr)
             except Exception as e:  # noqa: BLE001 - the rows are safe; say what failed and still summarise
-                print(f"error: the leaderboard could not be written ({first_line(e)}); the rows are in {main_path}; "
+                print(f"error: the leaderboard could not be written ({error_line(e)}); the rows are in {main_path}; "
                       "rebuild it with `python -m bench.leaderboard`", file=sys.stderr)
                 failures += 1
         refused = counts["refused"]
@@ -152,7 +153,7 @@ def main(argv=None) -> int:
     try:
         return run(args)
     except (DataError, ValueError, OSError) as e:
-        print(f"error: {first_line(e)}", file=sys.stderr)
+        print(f"error: {error_line(e)}", file=sys.stderr)
         return 2
 
 

@@ -20,6 +20,7 @@ import os
 import sys
 
 from bench.grid.presets import PRESETS, parse_recipes
+from zoo.errors import error_line
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -174,7 +175,7 @@ def export_hf(study, folder: str) -> int:
             print(f"hub folder: {paths['folder']} ({paths['rows']} rows)")
         except (HubRefused, ValueError, OSError) as e:
             refused += 1
-            print(f"error: hub folder for {cell.name}: {str(e).splitlines()[0]}", file=sys.stderr)
+            print(f"error: hub folder for {cell.name}: {error_line(e)}", file=sys.stderr)
     return refused
 
 

@@ -35,6 +35,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 from zoo.config import TrainConfig  # noqa: E402
 from zoo.data import DeviceLoader, make_synthetic  # noqa: E402
 from zoo.models import create_model  # noqa: E402
+from zoo.errors import first_line  # noqa: E402
 from zoo.recipes import get_recipe  # noqa: E402
 from zoo.train import bf16_autocast  # noqa: E402
 
@@ -215,7 +216,7 @@ def host_syncs(fn) -> str:
         fn()
         return "none"
     except RuntimeError as e:
-        return f"{str(e).strip().splitlines()[0][:60]} at {project_frame(e.__traceback__)}"
+        return f"{first_line(str(e), 60)} at {project_frame(e.__traceback__)}"
     finally:
         torch.cuda.set_sync_debug_mode(0)
 

@@ -29,6 +29,25 @@ def tiny_cfg(tmp_path):
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def import_file(path: str, name: str, monkeypatch=None):
+    """The module of one Python file, by path; with monkeypatch it is also in sys.modules while the test runs (as
+    an installed module would be)."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    if monkeypatch is not None:
+        monkeypatch.setitem(sys.modules, name, mod)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def script(name: str):
+    """scripts/NAME.py as a module (the scripts are not a package)."""
+    return import_file(os.path.join(ROOT, "scripts", f"{name}.py"), name)
+
+
 @pytest.fixture(scope="session")
 def smoke_study(tmp_path_factory):
     """The README's main command, run once per session: `python -m bench.study --preset smoke` (3 checkpoints,

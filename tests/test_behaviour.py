@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from bench.report.results import RobustColumn
 from zoo.config import TrainConfig
 from zoo.models import create_model
 from zoo.optim import SGD
@@ -135,18 +136,21 @@ def test_every_adversarial_recipe_trains_on_what_the_attack_returns(recipe, monk
 
 # ---------------------------------------------------------------- study verdicts: pure functions of rows
 
+SMALL, LARGE = RobustColumn("pgd", "Linf", "1/255"), RobustColumn("pgd", "Linf", "8/255")  # per_model's columns
+
+
 def _frame(sam_small, std_small, at_large, sam_large, sam_clean, at_clean, std_clean=0.90):
     rows = []
     for seed, jitter in ((0, -0.01), (1, 0.01)):
         rows.append({"model": f"std{seed}", "group": "standard", "recipe": "standard", "seed": seed,
-                     "clean": std_clean + jitter, "pgd|Linf|1/255": std_small + jitter,
-                     "pgd|Linf|8/255": 0.02 + jitter / 10})
+                     "clean": std_clean + jitter, SMALL: std_small + jitter,
+                     LARGE: 0.02 + jitter / 10})
         rows.append({"model": f"sam{seed}", "group": "sam rho0.05", "recipe": "sam", "seed": seed,
-                     "clean": sam_clean + jitter, "pgd|Linf|1/255": sam_small + jitter,
-                     "pgd|Linf|8/255": sam_large + jitter / 10})
+                     "clean": sam_clean + jitter, SMALL: sam_small + jitter,
+                     LARGE: sam_large + jitter / 10})
         rows.append({"model": f"at{seed}", "group": "pgd_at linf8_255", "recipe": "pgd_at", "seed": seed,
-                     "clean": at_clean + jitter, "pgd|Linf|1/255": 0.6 + jitter,
-                     "pgd|Linf|8/255": at_large + jitter / 10})
+                     "clean": at_clean + jitter, SMALL: 0.6 + jitter,
+                     LARGE: at_large + jitter / 10})
     return pd.DataFrame(rows)
 
 
@@ -186,8 +190,8 @@ def test_verdicts_when_the_papers_claims_fail():
 
 def test_a_claim_over_several_settings_is_mixed_when_they_disagree_and_orders_are_judged_on_family_means():
     pm = _frame(sam_small=0.70, std_small=0.55, at_large=0.40, sam_large=0.05, sam_clean=0.895, at_clean=0.80)
-    weak = pm[pm.group == "sam rho0.05"].assign(group="sam rho0.2", model=lambda d: d.model + "b",
-                                                **{"pgd|Linf|1/255": 0.50})
+    weak = pm[pm.group == "sam rho0.05"].assign(group="sam rho0.2", model=lambda d: d.model + "b")
+    weak[SMALL] = 0.50
     pm = pd.concat([pm, weak], ignore_index=True)
     shift = {"standard": 0.30, "sam rho0.05": 0.20, "sam rho0.2": 0.26, "pgd_at linf8_255": 0.24}
     v = _verdicts(pm, {"feature_shift_Linf": pm.group.map(shift)})
@@ -209,13 +213,25 @@ def test_summary_is_mean_and_sample_std_over_seeds():
     pm = _frame(sam_small=0.7, std_small=0.55, at_large=0.4, sam_large=0.05, sam_clean=0.89, at_clean=0.8)
     s = summarize(pm)
     for grp in ("standard", "sam rho0.05", "pgd_at linf8_255"):
-        vals = pm.loc[pm.group == grp, "pgd|Linf|1/255"].to_numpy()
-        assert s.loc[grp, ("pgd|Linf|1/255", "mean")] == pytest.approx(np.mean(vals))
-        assert s.loc[grp, ("pgd|Linf|1/255", "std")] == pytest.approx(np.std(vals, ddof=1))
+        vals = pm.loc[pm.group == grp, SMALL].to_numpy()
+        assert s.loc[grp, (SMALL, "mean")] == pytest.approx(np.mean(vals))
+        assert s.loc[grp, (SMALL, "std")] == pytest.approx(np.std(vals, ddof=1))
         assert s.loc[grp, ("seeds", "n")] == 2
     assert list(s.index) == ["standard", "sam rho0.05", "pgd_at linf8_255"]  # no rank column: clean accuracy
-    s = summarize(pm, "pgd|Linf|1/255")
+    s = summarize(pm, SMALL)
     assert list(s.index) == ["sam rho0.05", "pgd_at linf8_255", "standard"]  # the leaderboard's rule, on means
+
+
+def test_the_report_table_puts_the_seed_papers_four_pgd_columns_first():
+    from bench.report.study_report import results_table, summarize
+
+    evals = [("Linf", "8/255"), ("L2", "64/255"), ("Linf", "2/255"), ("L2", "16/255"), ("Linf", "4/255"),
+             ("Linf", "1/255"), ("L2", "32/255")]
+    pm = pd.DataFrame([{"model": f"m{seed}", "group": "standard", "recipe": "standard", "seed": seed, "clean": 0.9,
+                        **{RobustColumn("pgd", norm, eps): 0.5 for norm, eps in evals}} for seed in (0, 1)])
+    head = [h.strip() for h in results_table(pm, summarize(pm)).splitlines()[0].strip("|").split("|")]
+    assert head == ["Group", "seeds", "Clean", "PGD Linf 1/255", "PGD Linf 2/255", "PGD L2 16/255", "PGD L2 32/255",
+                    "PGD Linf 4/255", "PGD Linf 8/255", "PGD L2 64/255"]
 
 
 # ---------------------------------------------------------------- cache keys: complete, and nothing more

@@ -134,7 +134,7 @@ def test_every_renderer_ranks_the_same_rows_alike_by_the_one_rule(tmp_path):
     import json
 
     from bench.report.tables import leaderboard_tables, to_markdown
-    from bench.report.results import rank_choice
+    from bench.report.results import RobustColumn, rank_choice
     from bench.report.web import build_site, pages
     from bench.report.study_report import per_model, rank_key, results_table, summarize
 
@@ -165,7 +165,7 @@ def test_every_renderer_ranks_the_same_rows_alike_by_the_one_rule(tmp_path):
     assert [r["model"] for r in lines] == expected and [int(r["rank"]) for r in lines] == [1, 2, 3]
     downloaded = json.loads((tmp_path / "site" / "results.json").read_text())
     assert list(dict.fromkeys(r["model"] for r in downloaded)) == expected
-    assert rank_key(rows) == "worst|Linf|8/255"
+    assert rank_key(rows) == RobustColumn("worst", "Linf", "8/255")
     s = summarize(per_model(rows, []), rank_key(rows))
     assert list(s.index) == [f"r {x}" for x in expected]
     assert [line.split("|")[1].strip() for line in results_table(per_model(rows, []), s).splitlines()[2:]] == \

@@ -1,7 +1,6 @@
 """RobustBench round trip: export, load back through robustbench's own loader, refusals, rb: models offline."""
 import dataclasses
 import hashlib
-import importlib.util
 import json
 import os
 import sys
@@ -16,6 +15,7 @@ from bench.store.rows import append_row, read_rows
 from zoo.checkpoint import load_checkpoint, model_from_checkpoint, sha256_file
 from zoo.config import TrainConfig
 from zoo.train import train
+from conftest import import_file
 
 RB_FILES = os.path.join(os.path.dirname(__file__), "data", "robustbench")  # copies of RobustBench's files
 SUBSET = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "cifar10_subset.npz")
@@ -33,14 +33,6 @@ def _rb():
     return rb_utils, {"cifar10": rb_cifar10, "cifar100": rb_cifar100, "imagenet": rb_imagenet}
 
 
-def _import_file(modname, path, monkeypatch):
-    spec = importlib.util.spec_from_file_location(modname, path)
-    mod = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, modname, mod)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def load_through_robustbench(paths, name, dataset, threat, monkeypatch):
     """Register the exported architecture module and zoo entry as a RobustBench PR would, then load the weights
     with robustbench.utils.load_model from the exported models/ folder (no network: the file is there)."""
@@ -52,9 +44,9 @@ def load_through_robustbench(paths, name, dataset, threat, monkeypatch):
     monkeypatch.setitem(sys.modules, "bench", None)
     module = os.path.basename(paths["architecture"]).removesuffix(".py")
     assert module.isidentifier()
-    _import_file(f"robustbench.model_zoo.architectures.{module}", paths["architecture"], monkeypatch)
+    import_file(paths["architecture"], f"robustbench.model_zoo.architectures.{module}", monkeypatch)
     table = {"Linf": "linf", "L2": "l2", "corruptions": "common_corruptions"}[threat]
-    (entry_name, entry), = getattr(_import_file("_entry", paths["entry"], monkeypatch), table).items()
+    (entry_name, entry), = getattr(import_file(paths["entry"], "_entry", monkeypatch), table).items()
     assert entry_name == name and entry["gdrive_id"] == "FILL_IN_GDRIVE_ID"
     monkeypatch.setitem(getattr(zoo_dicts[dataset], table), name, entry)
     model_dir = paths["weights"].split(os.sep + "models" + os.sep)[0] + os.sep + "models"

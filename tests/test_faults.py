@@ -1,6 +1,5 @@
 """Nothing lost, nothing let in: fuzzed checkpoints, verified weights, torn rows, concurrent runs, refusals."""
 import dataclasses
-import importlib.util
 import json
 import os
 import subprocess
@@ -13,16 +12,9 @@ from bench import run as bench_run
 from bench.store.rows import append_row, read_rows, scan_rows
 from zoo.checkpoint import CheckpointError, load_checkpoint, seal
 from zoo.train import train
-from conftest import ROOT
+from conftest import ROOT, script
 
 FUZZ_N = int(os.environ.get("SHARPBENCH_FUZZ_N", "300"))  # run thousands with SHARPBENCH_FUZZ_N=5000
-
-
-def _script(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "scripts", f"{name}.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +28,7 @@ def _bench(models, out, *extra):
 
 
 def test_fuzzed_checkpoints_give_one_line_errors_or_correct_loads(tmp_path):
-    fuzz = _script("fuzz_checkpoints")
+    fuzz = script("fuzz_checkpoints")
     res = fuzz.run_fuzz(FUZZ_N, seed=0, folder=str(tmp_path))
     assert not res["crashes"], res["crashes"][:5]
     assert not res["code_ran"]  # the pickled shell command never executed
@@ -49,7 +41,7 @@ def test_fuzzed_checkpoints_give_one_line_errors_or_correct_loads(tmp_path):
 
 
 def test_fuzzed_files_among_good_checkpoints_cost_only_their_own_rows(good, tmp_path):
-    fuzz = _script("fuzz_checkpoints")
+    fuzz = script("fuzz_checkpoints")
     cases = fuzz.make_cases(good, str(tmp_path), 20, seed=3)
     bad = [c["path"] for c in cases if c["kind"] not in ("wrong_tensors", "legacy_format") and c["arch"] is None]
     out = tmp_path / "r"

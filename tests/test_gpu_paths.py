@@ -123,13 +123,9 @@ def test_augmentation_is_deterministic_per_seed_and_epoch():
 
 
 def test_gpu_check_runs_tiny_on_cpu(tmp_path, capsys):
-    import importlib.util
-    import os
+    from conftest import script
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    spec = importlib.util.spec_from_file_location("gpu_check", os.path.join(root, "scripts", "gpu_check.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = script("gpu_check")
     out = tmp_path / "gpu.md"
     assert mod.main(["--tiny", "--out", str(out)]) == 0
     text = out.read_text()

@@ -130,12 +130,14 @@ def test_cheapest_at_verdict_reads_equal_clean_accuracy():
     import pandas as pd
 
     from bench.report.claims import decide
+    from bench.report.results import RobustColumn
     from bench.report.study_report import summarize
 
     def frame(sam_clean, fgsm_clean):
         rows = [("standard", 0.90, 0.30), ("sam rho0.05", sam_clean, 0.40), ("fgsm_rs linf8_255", fgsm_clean, 0.55)]
         return pd.DataFrame([{"model": g, "group": g, "recipe": g.split()[0], "seed": 0, "clean": c,
-                              "pgd|Linf|1/255": r, "pgd|Linf|8/255": r / 3} for g, c, r in rows])
+                              RobustColumn("pgd", "Linf", "1/255"): r,
+                              RobustColumn("pgd", "Linf", "8/255"): r / 3} for g, c, r in rows])
 
     pm = frame(0.895, 0.89)
     (line,) = [c for c in decide(pm, summarize(pm)) if "cheapest AT" in c]

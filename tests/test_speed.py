@@ -1,22 +1,13 @@
-import importlib.util
-import os
 import re
 
 import pytest
-from conftest import ROOT
+from conftest import script
 
-
-
-def _speed():
-    spec = importlib.util.spec_from_file_location("speed", os.path.join(ROOT, "scripts", "speed.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def test_speed_script_prints_ratios_and_profiles_on_cpu(tmp_path, capsys):
     out = tmp_path / "speed.md"
-    assert _speed().main(["--device", "cpu", "--recipes", "standard,sam", "--steps", "2", "--warmup", "1",
+    assert script("speed").main(["--device", "cpu", "--recipes", "standard,sam", "--steps", "2", "--warmup", "1",
                           "--aa-n", "4", "--aa-epochs", "1", "--aa-data", "digits", "--profile",
                           "--out", str(out)]) == 0
     text = out.read_text()
@@ -34,9 +25,7 @@ def test_speed_script_prints_ratios_and_profiles_on_cpu(tmp_path, capsys):
 
 
 def test_step_breakdown_names_the_source_line_of_a_host_sync():
-    spec = importlib.util.spec_from_file_location("step_breakdown", os.path.join(ROOT, "scripts", "step_breakdown.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = script("step_breakdown")
     import torch
 
     out = mod.breakdown("sharp_tiny", "standard", 8, 2, 1, torch.device("cpu"), [])
@@ -48,5 +37,5 @@ def test_step_breakdown_names_the_source_line_of_a_host_sync():
 
     with pytest.raises(RuntimeError) as info:  # reflect padding wider than the image: raised inside zoo
         zoo.data.random_crop_flip(torch.zeros(2, 3, 8, 8), None, pad=10)
-    where = _speed().project_frame(info.tb)  # the sync finder both scripts use
+    where = script("speed").project_frame(info.tb)  # the sync finder both scripts use
     assert where.startswith("zoo/data.py:") and "random_crop_flip" in where and "F.pad" in where

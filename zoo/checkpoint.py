@@ -16,6 +16,8 @@ import zipfile
 
 import torch
 
+from zoo.errors import typed_line
+
 REQUIRED = ("model", "arch", "num_classes", "normalization")
 CHECKSUM = "weights_sha256"  # sha256 over the tensors of `model` (and `optimizer` in resume states)
 CHECKSUMMED = ("model", "optimizer")
@@ -95,11 +97,6 @@ def versions() -> dict:
             "python": platform.python_version()}
 
 
-def _first_line(e: BaseException) -> str:
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    return f"{type(e).__name__}: {lines[0][:120]}" if lines else type(e).__name__
-
-
 def _read_error(path: str, e: Exception) -> CheckpointError:
     """One line for whatever torch.load raised; a refused global (pickled code or objects) is named."""
     refused = re.search(r"GLOBAL ([\w.]+)", str(e))
@@ -107,7 +104,7 @@ def _read_error(path: str, e: Exception) -> CheckpointError:
         return CheckpointError(f"refused {path}: it holds pickled code or objects ({refused.group(1)}); only tensors "
                                "and plain containers are loaded and nothing in it was executed; save the weights as "
                                "a dict of tensors")
-    return CheckpointError(f"cannot read checkpoint {path} ({_first_line(e)}); the file is damaged or not a PyTorch "
+    return CheckpointError(f"cannot read checkpoint {path} ({typed_line(e)}); the file is damaged or not a PyTorch "
                            "checkpoint; re-train or re-download it")
 
 
@@ -166,7 +163,7 @@ def _zip_damage(path: str, size: int, max_bytes: int) -> str | None:
                     while f.read(1 << 20):
                         pass
     except Exception as e:  # noqa: BLE001 - zipfile raises BadZipFile, EOFError, ValueError, ... on damage
-        return _first_line(e)
+        return typed_line(e)
     return None
 
 
@@ -233,7 +230,7 @@ def load_weights(model: torch.nn.Module, sd: dict, path: str, arch: str) -> None
     try:
         model.load_state_dict(sd)
     except Exception as e:  # noqa: BLE001 - wrong keys, shapes or dtypes raise RuntimeError, TypeError, ...
-        raise CheckpointError(f"{path}: weights do not fit arch {arch!r} ({_first_line(e)}); pass the "
+        raise CheckpointError(f"{path}: weights do not fit arch {arch!r} ({typed_line(e)}); pass the "
                               "architecture they were trained with") from e
 
 
@@ -250,7 +247,7 @@ def check_forward(model: torch.nn.Module, num_classes: int | None, path: str, si
     try:
         out = model(x)
     except Exception as e:  # noqa: BLE001 - weights of a wrong dtype, a user factory's module, ...
-        raise CheckpointError(f"{path}: the rebuilt model fails on a first forward ({_first_line(e)}); check "
+        raise CheckpointError(f"{path}: the rebuilt model fails on a first forward ({typed_line(e)}); check "
                               "the architecture and the weights") from e
     finally:
         model.train(was)

@@ -12,6 +12,7 @@ import torch.nn as nn
 from timm.models import register_model
 
 from zoo import classics  # noqa: F401  (registers the classics into timm's registry)
+from zoo.errors import typed_line
 
 
 class ArchError(ValueError):
@@ -102,8 +103,8 @@ def create_model(arch: str, num_classes: int, mean, std) -> Normalized:
     try:
         net = _create_timm(arch, num_classes)
     except Exception as e:  # noqa: BLE001 - a timm factory refusing these arguments
-        raise ArchError(f"architecture {arch!r} cannot be built with {num_classes} classes ({type(e).__name__}: "
-                        f"{str(e).strip().splitlines()[0][:120] if str(e).strip() else ''})") from e
+        raise ArchError(f"architecture {arch!r} cannot be built with {num_classes} classes ("
+                        f"{typed_line(e)})") from e
     model = Normalized(net, mean, std)
     try:
         with torch.no_grad():

@@ -13,6 +13,7 @@ import sys
 from bench.data import DATA_SPECS, imagenet_root, load_points
 from zoo.data import DataError
 from zoo.files import save_atomic
+from zoo.errors import error_line
 
 
 def main(argv=None) -> int:
@@ -49,7 +50,7 @@ def main(argv=None) -> int:
             save_atomic({"x": x.contiguous(), "y": pts.y}, a.save)
             print(f"{len(pts.y)} points of {pts.name} ({tuple(x.shape)}, {x.dtype}) -> {a.save}")
     except (DataError, OSError) as e:
-        print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+        print(f"error: {error_line(e)}", file=sys.stderr)
         return 2
     return 0
 

@@ -18,8 +18,7 @@ import os
 import sys
 import time
 import traceback
-from collections import deque
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 import torch
 from tqdm import tqdm
@@ -30,8 +29,8 @@ from bench.corruptions.generator import CORRUPTIONS, GENERATOR_VERSION, SEVERITI
 from bench.data import IMAGENET, load_points
 from bench.eval.accuracy import evaluate_attack, evaluate_corruptions
 from bench.eval.forward import precision_note, prepare_for_eval
-from bench.eval.loading import (LOAD_ERRORS, data_of_models, load_model_spec, missing_model, rb_dataset,
-                           spec_content_id)
+from bench.eval.loading import (LOAD_ERRORS, LoadedModel, ModelOptions, data_of_models, missing_model, model_file,
+                                rb_dataset, source_of)
 from bench.store.adversarial import save_images
 from bench.store.leases import try_claim
 from bench.store.rows import RowStore, append_row, locked, row_key
@@ -40,6 +39,7 @@ from zoo import distributed as dist
 from zoo.checkpoint import MAX_BYTES, versions
 from zoo.pgd import THREAT_NORMS, check_norm, parse_eps
 from zoo.distributed import resolve_device
+from zoo.errors import error_line, first_line, typed_line
 
 KNOWN = (*ATTACKS, "corruptions")
 # RobustBench's threat models; L1: Croce & Hein's "Mind the box" (ICML 2021) evaluates CIFAR-10 at L1 eps 12
@@ -52,7 +52,7 @@ class EvalSettings:
     attacks: str = "clean,pgd"  # comma list of KNOWN
     norm: str = "Linf"  # Linf | L2 | L1, or several as Linf,L2
     eps: str | None = None  # comma list, fractions allowed; None = the norm's RobustBench radius
-    data: str | None = None  # None = the data the checkpoints were trained on (their record; all alike)
+    data: str | None = None  # None: bench.run takes the checkpoints' own (with_training_data); evaluate needs it
     data_dir: str = "data"
     image_size: int | None = None  # folder:DIR whose images differ in size: pixels a side; None = their own
     n_examples: int = 10000  # the first N test points, in order
@@ -192,16 +192,6 @@ def say(message: str) -> None:
     tqdm.write(message, file=sys.stderr)
 
 
-def one_line(text: str) -> str:
-    """The first non-empty line of a message, at most 300 characters."""
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return lines[0][:300] if lines else ""
-
-
-def first_line(e: BaseException) -> str:
-    return one_line(str(e)) or type(e).__name__
-
-
 def is_out_of_memory(e: BaseException) -> bool:
     return isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower()
 
@@ -229,7 +219,7 @@ def warn_if_long(label: str, cfg: dict, lm, x, batch_size: int, rates: dict) -> 
 @dataclass
 class Run:
     """One run's state, which every stage reads: its settings and plan, the device and batch, this process's rank,
-    the points, the rows (and where they go) and what was loaded and measured so far."""
+    the points, the rows (and where they go). Nothing in it depends on the models evaluated."""
     settings: EvalSettings
     specs: list[dict]
     device: torch.device
@@ -242,8 +232,7 @@ class Run:
     store: RowStore
     common: dict  # what every row of this run holds
     official_set: object = None  # the reader of official corruption sets (ImageNet-C's); None: CIFAR-10-C's
-    outcomes: list = field(default_factory=list)
-    loaded: dict = field(default_factory=dict)  # --models entry -> LoadedModel, or (status, reason)
+    bar: object = None  # the run's progress bar (tqdm)
     rates: dict = field(default_factory=dict)  # id(model) -> measured seconds per gradient and forward call
 
     @property
@@ -254,9 +243,9 @@ class Run:
     def rows_path(self) -> str:
         return os.path.join(self.settings.out, "results.jsonl")
 
-    def outcome(self, model_spec, spec, status, reason="", key="", model_failed=False) -> None:
-        self.outcomes.append(Outcome(model_spec, spec["attack"], spec["norm"], spec["eps_str"], status, reason, key,
-                                     model_failed))
+    def key(self, model_id: str, config: dict) -> str:
+        """The row key of this config on this run's points."""
+        return row_key(model_id, config, self.points.identity, len(self.points.y))
 
     def refused(self, key: str) -> dict | None:
         """The earlier failed row when this key has failed as often as the bound allows (and is not done)."""
@@ -269,8 +258,6 @@ class Run:
 def _corruption_source(settings, points, specs):
     """(settings, official_set): ImageNet's corruptions are the official ImageNet-C folders; official CIFAR
     files are fetched once into their folder."""
-    from dataclasses import replace
-
     if not any(s["attack"] == "corruptions" for s in specs):
         return settings, None
     if points.name == IMAGENET:
@@ -291,23 +278,38 @@ def _corruption_source(settings, points, specs):
     return settings, None
 
 
-def open_run(models: list[str], settings: EvalSettings) -> tuple[Run, list[str]]:
-    """(the run, the models to evaluate): the plan, the out folder, missing model files named (their outcomes
-    recorded), the data (the checkpoints' own by default), the device, this rank, the points, the rows read, and
-    the corruption source. Raises for what stops the whole run before any model is touched."""
-    from dataclasses import replace
+def with_training_data(settings: EvalSettings, models: list[str]) -> EvalSettings:
+    """bench.run's --data default: the data (and image size) the checkpoints were trained on, all alike, or one
+    line asking for --data. An unknown attack is refused first; files that are not there are left to `evaluate`,
+    which names them."""
+    if settings.data is not None:
+        return settings
+    plan(settings)
+    present = [m for m in models if not missing_model(m)]
+    if not present:
+        return settings
+    data, size = data_of_models(present, int(settings.max_checkpoint_gb * 2 ** 30))
+    return replace(settings, data=data, image_size=settings.image_size or size)
 
-    specs = plan(settings)
-    check_out(settings.out)
+
+def present_models(models: list[str]) -> tuple[list[str], list[Outcome]]:
+    """(the entries there to load, a failed load Outcome for each file that is not there). The missing files are
+    named now, before any data is loaded; none there at all stops the run."""
     absent = {m: why for m in models if (why := missing_model(m))}
     present = [m for m in models if m not in absent]
     if not present:
         raise ValueError(next(iter(absent.values())) if absent else "--models: nothing to evaluate")
-    for why in absent.values():  # named before any data is touched; the other models still run
+    for why in absent.values():  # the other models still run
         say(f"error: {why}")
+    return present, [Outcome(m, "load", None, "0", "failed", why) for m, why in absent.items()]
+
+
+def open_run(settings: EvalSettings, specs: list[dict]) -> Run:
+    """The device, this rank, the points, the rows read and the corruption source. Raises for what stops the
+    whole run before any model is touched."""
     if settings.data is None:
-        data, size = data_of_models(present, int(settings.max_checkpoint_gb * 2 ** 30))
-        settings = replace(settings, data=data, image_size=settings.image_size or size)
+        raise ValueError("no data to evaluate on: pass --data (bench.run's default, the checkpoints' own data, is "
+                         "bench.eval.engine.with_training_data)")
     device = resolve_device(settings.device)
     batch_size = settings.batch_size or (1000 if device.type == "cuda" else 250)
     rank, world = dist.setup(device)
@@ -321,51 +323,43 @@ def open_run(models: list[str], settings: EvalSettings) -> tuple[Run, list[str]]
     common = {"data": points.name, "n": len(points.y), "device": str(device), "versions": versions(),
               "precision": precision_note(device), "batch_size": batch_size, "compile": settings.compile,
               **data_fields(points, settings.image_size)}
-    run = Run(settings, specs, device, batch_size, rank, world, points, points.x.float().div(255).to(device),
-              points.y.to(device), store, common, official)
-    if rank == 0:  # rank 0 reports the missing files
-        run.outcomes += [Outcome(m, "load", None, "0", "failed", why) for m, why in absent.items()]
-    return run, present
+    return Run(settings, specs, device, batch_size, rank, world, points, points.x.float().div(255).to(device),
+               points.y.to(device), store, common, official)
 
 
 def load_model(run: Run, model_spec: str):
-    """The entry's model (prepared for evaluation, loaded once per run), or (status, reason) when it is not
-    there: refused (it failed to load before and is unchanged) or failed (its failure is recorded once per
-    content and settings, so an unchanged file is not retried on a rerun, up to the bound; a changed one is)."""
-    if model_spec in run.loaded:
-        return run.loaded[model_spec]
+    """The entry's model, prepared for evaluation, or the Outcome of its load: refused (it failed to load before
+    and is unchanged) or failed (its failure is recorded once per content and settings, so an unchanged file is
+    not retried on a rerun, up to the bound; a changed one is)."""
     s, pts = run.settings, run.points
-    max_bytes = int(s.max_checkpoint_gb * 2 ** 30)
     rb_norm = s.rb_threat_model or s.norm.split(",")[0].strip()
-    rb_ds = rb_dataset(pts.name, pts.num_classes)
-    cid = spec_content_id(model_spec, norm=rb_norm, rb_model_dir=s.rb_model_dir, dataset=rb_ds, max_bytes=max_bytes)
-    load_key = row_key(cid, {"stage": "load", "arch": s.arch, "rb_threat_model": s.rb_threat_model,
-                             "sharpbench": run.common["versions"]["sharpbench"]}, pts.identity, len(pts.y))
+    options = ModelOptions(arch=s.arch, num_classes=pts.num_classes, norm=rb_norm, rb_model_dir=s.rb_model_dir,
+                           dataset=rb_dataset(pts.name, pts.num_classes),
+                           max_bytes=int(s.max_checkpoint_gb * 2 ** 30), size=run.x.shape[-1])
+    source = source_of(model_spec)
+    cid = source.content_id(model_spec, options)
+    key = run.key(cid, {"stage": "load", "arch": s.arch, "rb_threat_model": s.rb_threat_model,
+                        "sharpbench": run.common["versions"]["sharpbench"]})
     with locked(run.rows_path):
         run.store.refresh()
-    earlier = run.refused(load_key)
+    earlier = run.refused(key)
     if earlier is not None:
-        reason = one_line(str(earlier.get("error", "")))
+        reason = first_line(str(earlier.get("error", "")))
         say(f"skipped {model_spec}: it failed to load before and is unchanged ({reason}); "
             "pass --retry-failed to try again")
-        run.loaded[model_spec] = ("refused", reason)
-        return run.loaded[model_spec]
+        return Outcome(model_spec, "load", None, "0", "refused", reason, key)
     try:
-        lm = load_model_spec(model_spec, arch=s.arch, num_classes=pts.num_classes, norm=rb_norm,
-                             rb_model_dir=s.rb_model_dir, dataset=rb_ds, max_bytes=max_bytes,
-                             model_id=None if cid.startswith(("unreadable:", "rb:", "timm:", "hf-hub:")) else cid,
-                             size=run.x.shape[-1])
+        hashed = model_file(model_spec) == model_spec and not cid.startswith("unreadable:")  # cid: its sha256
+        lm = source.load(model_spec, replace(options, model_id=cid if hashed else None))
         lm.model = prepare_for_eval(lm.model, run.device, compile_backend=s.compile, batch_size=run.batch_size)
-        run.loaded[model_spec] = lm
+        return lm
     except Exception as e:  # noqa: BLE001 - whatever one file does, the other models still run
-        msg = first_line(e) if isinstance(e, LOAD_ERRORS) else f"{type(e).__name__}: {first_line(e)}"
-        run.loaded[model_spec] = ("failed", msg)
-        say(f"error: {msg}")
-        append_row(run.rows_path, {"key": load_key, "status": "failed", "stage": "load",
-                                   "model": short_name(model_spec), "path": model_spec, "error": msg,
-                                   "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **run.common})
-        run.outcomes.append(Outcome(model_spec, "load", None, "0", "failed", msg, load_key))
-    return run.loaded[model_spec]
+        msg = error_line(e) if isinstance(e, LOAD_ERRORS) else typed_line(e, 300)
+    say(f"error: {msg}")
+    append_row(run.rows_path, {"key": key, "status": "failed", "stage": "load", "model": short_name(model_spec),
+                               "path": model_spec, "error": msg, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                               **run.common})
+    return Outcome(model_spec, "load", None, "0", "failed", msg, key)
 
 
 @dataclass
@@ -373,7 +367,7 @@ class Job:
     """One planned evaluation of one loaded model."""
     model_spec: str
     spec: dict
-    lm: object  # LoadedModel
+    lm: LoadedModel
     attack: object  # the Attack, or None (corruptions)
     cfg: dict  # its config: the cache key's
     key: str
@@ -382,6 +376,10 @@ class Job:
     def label(self) -> str:
         s = self.spec
         return f"{self.lm.meta['name']} {s['attack']} {s['norm'] or ''} {s['eps_str']}"
+
+    def outcome(self, status: str, reason: str = "") -> Outcome:
+        s = self.spec
+        return Outcome(self.model_spec, s["attack"], s["norm"], s["eps_str"], status, reason, self.key)
 
 
 def claim(run: Run, job: Job):
@@ -438,20 +436,19 @@ def execute(run: Run, job: Job) -> dict:
     return {**result, "batch_size": half, "oom_retry": {"batch_size": run.batch_size, "retried_at": half}}
 
 
-def record(run: Run, job: Job, result: dict | None, error: Exception | None, cached: dict | None) -> None:
-    """The row (ok with its images and AutoAttack's warnings, or failed with the reason), the outcome, and the
-    attack's resume state removed once its row is written."""
+def record(run: Run, job: Job, result: dict | None, error: Exception | None, cached: dict | None) -> Outcome:
+    """The row (ok with its images and AutoAttack's warnings, or failed with the reason), and the attack's resume
+    state removed once its row is written; returns the evaluation's Outcome."""
     s = job.spec
     row = {"key": job.key, **model_fields(job.lm.meta), "attack": s["attack"], "norm": s["norm"], "eps": s["eps"],
            "eps_str": s["eps_str"], "attack_config": job.cfg, **run.common, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
     if error is not None:
-        msg = first_line(error)
+        msg = error_line(error)
         say(f"error: {job.label}: {msg}")
         if not isinstance(error, EvaluationError):
             traceback.print_exception(error, limit=3)
         append_row(run.rows_path, {**row, "status": "failed", "error": msg})
-        run.outcome(job.model_spec, s, "failed", msg, job.key)
-        return
+        return job.outcome("failed", msg)
     images = result.pop("adversarial_images", None)
     if images is not None:
         result["adversarial"] = save_images(run.settings.out, job.key, images)
@@ -460,17 +457,18 @@ def record(run: Run, job: Job, result: dict | None, error: Exception | None, cac
             say(f"warning: {job.label}: the attack fooled other points than its cached row did (not "
                 "deterministic on this machine); the new row, with its images, replaces it")
     append_row(run.rows_path, {**row, **result, "status": "ok"})
-    run.outcome(job.model_spec, s, "ok", key=job.key)
     for check, msg in (result.get("aa_checks") or {}).items():
         if msg:
             say(f"warning: {job.label}: AutoAttack check {check}: {msg}")
     state = os.path.join(run.settings.out, ".attack_state", f"{job.key}.pt")
     if job.attack is not None and os.path.exists(state):
         os.remove(state)
+    return job.outcome("ok")
 
 
-def run_job(run: Run, job: Job, cached: dict | None, taken) -> None:
+def run_job(run: Run, job: Job, taken, cached: dict | None) -> Outcome:
     """Execute a claimed job and record it; the claim is released whatever happens."""
+    run.bar.set_description(job.label[:60])
     if run.progress and run.device.type == "cpu":
         warn_if_long(job.label, job.cfg, job.lm, run.x, run.batch_size, run.rates)
     try:
@@ -478,43 +476,56 @@ def run_job(run: Run, job: Job, cached: dict | None, taken) -> None:
             result, error = execute(run, job), None
         except Exception as e:  # noqa: BLE001 - one model's failure is its row, never the others'
             result, error = None, e
-        record(run, job, result, error, cached)
+        return record(run, job, result, error, cached)
     finally:  # the row is written (or the process is going down): let others see the key is free or done
         taken.release()
+
+
+def evaluate_one(run: Run, spec: dict, model_spec: str, lm) -> Outcome | None:
+    """One planned evaluation of one entry (its LoadedModel, or its load's Outcome): its Outcome, or None when
+    another process holds it."""
+    if isinstance(lm, Outcome):  # the model is not there: each of its evaluations is missing for that reason
+        return Outcome(model_spec, spec["attack"], spec["norm"], spec["eps_str"], lm.status,
+                       f"the model did not load: {lm.reason}", model_failed=True)
+    attack, cfg = attack_config(spec, run.settings, run.points.num_classes, run.batch_size)
+    job = Job(model_spec, spec, lm, attack, cfg, run.key(lm.meta["model_id"], cfg))
+    state, held = claim(run, job)
+    if state == "busy":
+        return None
+    if state == "claimed":
+        return run_job(run, job, *held)
+    return job.outcome(state, "" if state == "cached" else first_line(str(held.get("error", ""))))
 
 
 def evaluate(models: list[str], settings: EvalSettings) -> list[Outcome]:
     """Run every planned evaluation of every model that has no row yet; one Outcome per (model, evaluation),
     in plan order for this rank. Raises only for what stops the whole run before any model is touched (an
-    unknown attack, a bad --out, data that cannot be loaded)."""
-    run, models = open_run(models, settings)
-    jobs = [(m, s) for m in models for s in run.specs]
-    queue = deque(j for i, j in enumerate(jobs) if i % run.world == run.rank)  # torchrun: job i on rank i mod world
-    bar, waited = tqdm(total=len(queue), desc="bench", disable=not run.progress, file=sys.stderr), 0
-    while queue:
-        model_spec, spec = queue.popleft()
-        lm = load_model(run, model_spec)
-        if isinstance(lm, tuple):  # the model is not there: each of its evaluations is missing for that reason
-            run.outcome(model_spec, spec, lm[0], f"the model did not load: {lm[1]}", model_failed=True)
-            bar.update()
-            continue
-        attack, cfg = attack_config(spec, run.settings, run.points.num_classes, run.batch_size)
-        job = Job(model_spec, spec, lm, attack, cfg, row_key(lm.meta["model_id"], cfg, run.points.identity,
-                                                              len(run.points.y)))
-        state, held = claim(run, job)
-        if state == "busy":  # a live process is evaluating it: do other work, then look again
-            queue.append((model_spec, spec))
-            waited += 1
-            if waited >= len(queue):
-                time.sleep(1.0)  # everything left is in other processes' hands
-            continue
-        waited = 0
-        if state == "claimed":
-            bar.set_description(job.label[:60])
-            run_job(run, job, held[1], held[0])
-        else:
-            run.outcome(model_spec, spec, state, "" if state == "cached" else one_line(str(held.get("error", ""))),
-                        job.key)
-        bar.update()
-    bar.close()
-    return run.outcomes
+    unknown attack, a bad --out, no model file there, data that cannot be loaded)."""
+    specs = plan(settings)
+    check_out(settings.out)
+    models, missing = present_models(models)
+    run = open_run(settings, specs)
+    outcomes = missing if run.rank == 0 else []  # rank 0 reports the missing files
+    jobs = [(spec, m) for m in models for spec in specs]
+    pending = jobs[run.rank::run.world]  # torchrun: job i on rank i mod world
+    loaded = {}  # --models entry -> its LoadedModel, or its load's Outcome: each is loaded once per run
+    run.bar = tqdm(total=len(pending), desc="bench", disable=not run.progress, file=sys.stderr)
+    while pending:
+        busy = []
+        for spec, model_spec in pending:
+            lm = loaded.get(model_spec)
+            if lm is None:
+                loaded[model_spec] = lm = load_model(run, model_spec)
+                if isinstance(lm, Outcome) and lm.status == "failed":
+                    outcomes.append(lm)  # the load's own outcome, once per run
+            outcome = evaluate_one(run, spec, model_spec, lm)
+            if outcome is None:  # a live process is evaluating it: do the other work, then look again
+                busy.append((spec, model_spec))
+                continue
+            outcomes.append(outcome)
+            run.bar.update()
+        if len(busy) == len(pending):
+            time.sleep(1.0)  # everything left is in other processes' hands
+        pending = busy
+    run.bar.close()
+    return outcomes

@@ -6,6 +6,7 @@ import importlib
 import os
 import re
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 
@@ -14,6 +15,7 @@ from zoo.checkpoint import (CHECKSUM, MAX_BYTES, CheckpointError, check_forward,
 from bench.store.schema import short_name
 from zoo.models import ArchError
 from zoo.recipes import get_recipe
+from zoo.errors import typed_line
 
 
 # every failure to read or rebuild a model raises one of these, with a one-line message; bench.run turns each
@@ -120,22 +122,19 @@ def parse_timm(spec: str) -> tuple[str, str | None]:
     return name, (path if at else None)
 
 
-def spec_content_id(spec: str, *, norm: str, rb_model_dir: str, dataset: str, max_bytes: int = MAX_BYTES) -> str:
-    """What a --models entry's outcome depends on: its file's content (an rb:NAME's local file, if any; timm's
-    version for its pretrained weights)."""
-    if spec.startswith(TIMM):
-        name, _, path = spec[len(TIMM):].partition("@")
-        if path:
-            return f"timm:{name}:" + content_id(path, max_bytes)
-        import timm
+def _timm_content_id(spec: str, opts: "ModelOptions") -> str:
+    name, _, path = spec[len(TIMM):].partition("@")
+    if path:
+        return f"timm:{name}:" + content_id(path, opts.max_bytes)
+    import timm
 
-        return f"timm:{name}:pretrained:timm-{timm.__version__}"
-    if spec.startswith(HF_HUB):
-        return spec
-    if spec.startswith("rb:"):
-        path = rb_path(spec[3:], norm, rb_model_dir, dataset)
-        return f"{spec}:{dataset}:{norm}:" + (content_id(path, max_bytes) if os.path.lexists(path) else "absent")
-    return content_id(spec, max_bytes)
+    return f"timm:{name}:pretrained:timm-{timm.__version__}"
+
+
+def _rb_content_id(spec: str, opts: "ModelOptions") -> str:
+    path = rb_path(spec[3:], opts.norm, opts.rb_model_dir, opts.dataset)
+    return f"{spec}:{opts.dataset}:{opts.norm}:" + (content_id(path, opts.max_bytes) if os.path.lexists(path)
+                                                   else "absent")
 
 
 def load_robustbench(name: str, norm: str, model_dir: str = "models", dataset: str = "cifar10") -> LoadedModel:
@@ -216,9 +215,8 @@ def _timm_pretrained(name: str, spec: str, instead: str | None = None):
         if hub.HF_HUB_OFFLINE:
             raise CheckpointError(f"{spec}: no network for timm's pretrained weights ({why}) and they are not in "
                                   f"the local Hugging Face cache; run once with a network, or pass {instead}") from None
-        raise CheckpointError(f"{spec}: timm could not fetch its pretrained weights ({type(e).__name__}: "
-                              f"{str(e).strip().splitlines()[0][:100] if str(e).strip() else ''}); pass "
-                              f"{instead}") from None
+        raise CheckpointError(f"{spec}: timm could not fetch its pretrained weights ("
+                              f"{typed_line(e, 100)}); pass {instead}") from None
     finally:
         hub.HF_HUB_OFFLINE = offline
         quiet.setLevel(level)
@@ -336,33 +334,75 @@ def load_hf(spec: str, num_classes: int | None, size: int = 32) -> LoadedModel:
                                "mean": mean, "std": std, "training_record": record})
 
 
-def load_model_spec(spec: str, *, arch: str | None = None, num_classes: int = 10, norm: str = "Linf",
-                    rb_model_dir: str = "models", dataset: str = "cifar10", max_bytes: int = MAX_BYTES,
-                    model_id: str | None = None, size: int = 32) -> LoadedModel:
-    """model_id: the file's sha256 when the caller has computed it already; size: the data's image size."""
-    if spec.startswith(TIMM):
-        return load_timm(spec, num_classes, max_bytes, size, model_id)
-    if spec.startswith(HF_HUB):
-        return load_hf(spec, num_classes, size)
-    if spec.startswith("rb:"):
-        return load_robustbench(spec[3:], norm, rb_model_dir, dataset)
-    if arch:
-        return load_state_dict_model(spec, arch, num_classes, max_bytes, model_id)
-    ckpt = load_checkpoint(spec, max_bytes)
+def _load_file(spec: str, opts: "ModelOptions") -> LoadedModel:
+    """A sharpbench checkpoint, or with --arch a plain state dict."""
+    if opts.arch:
+        return load_state_dict_model(spec, opts.arch, opts.num_classes, opts.max_bytes, opts.model_id)
+    ckpt = load_checkpoint(spec, opts.max_bytes)
     if isinstance(ckpt, dict) and "arch" not in ckpt and ckpt and all(torch.is_tensor(v) for v in ckpt.values()):
         raise CheckpointError(f"{spec} is a plain state_dict; pass --arch NAME (a timm/zoo name or module:factory)")
     model = model_from_checkpoint(ckpt, spec)
-    if ckpt["num_classes"] != num_classes:
-        raise CheckpointError(f"{spec} has {ckpt['num_classes']} classes and the data has {num_classes}; evaluate it "
-                              f"on the data it was trained on ({ckpt.get('dataset', {}).get('spec', 'its --data')})")
+    if ckpt["num_classes"] != opts.num_classes:
+        raise CheckpointError(f"{spec} has {ckpt['num_classes']} classes and the data has {opts.num_classes}; "
+                              "evaluate it on the data it was trained on "
+                              f"({ckpt.get('dataset', {}).get('spec', 'its --data')})")
     ds = ckpt.get("dataset", {})
-    meta = {"name": short_name(os.path.basename(spec).removesuffix(".pt")), "model_id": model_id or sha256_file(spec), "path": spec,
+    meta = {"name": short_name(os.path.basename(spec).removesuffix(".pt")),
+            "model_id": opts.model_id or sha256_file(spec), "path": spec,
             "arch": ckpt["arch"], "recipe": ckpt.get("recipe", "unknown"), "hparams": _recipe_hparams(ckpt),
             "train_data": ds.get("spec", "unknown"), "n_train": ds.get("n_train"), "seed": ckpt.get("seed"),
             "num_classes": ckpt["num_classes"], "verified": is_verified(ckpt)}
     if is_verified(ckpt):  # the weights' own hash: the same weights read back from a Hub folder carry it too
         meta["weights_sha256"] = ckpt[CHECKSUM]
     return LoadedModel(model, meta)
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """What loading a --models entry depends on besides the entry itself."""
+    arch: str | None = None  # the architecture of a plain state dict (--arch)
+    num_classes: int = 10  # the data's
+    norm: str = "Linf"  # an rb:NAME's threat model
+    rb_model_dir: str = "models"
+    dataset: str = "cifar10"  # an rb:NAME's RobustBench zoo
+    max_bytes: int = MAX_BYTES  # larger files are refused unread
+    model_id: str | None = None  # the file's sha256 when the caller has computed it already
+    size: int = 32  # the data's image size, pixels a side
+
+
+@dataclass(frozen=True)
+class Source:
+    """One kind of --models entry, known by its prefix: how it loads, and what its outcome depends on."""
+    load: Callable[[str, ModelOptions], LoadedModel]
+    content_id: Callable[[str, ModelOptions], str]
+    file: Callable[[str], str | None]  # the local file it reads, if any
+
+
+SOURCES: dict[str, Source] = {  # "" = a file: a sharpbench checkpoint, or a plain state dict with --arch
+    TIMM: Source(lambda spec, o: load_timm(spec, o.num_classes, o.max_bytes, o.size, o.model_id), _timm_content_id,
+                 lambda spec: spec.partition("@")[2] or None),
+    HF_HUB: Source(lambda spec, o: load_hf(spec, o.num_classes, o.size), lambda spec, o: spec, lambda spec: None),
+    "rb:": Source(lambda spec, o: load_robustbench(spec[3:], o.norm, o.rb_model_dir, o.dataset), _rb_content_id,
+                  lambda spec: None),
+    "": Source(_load_file, lambda spec, o: content_id(spec, o.max_bytes), lambda spec: spec),
+}
+
+
+def source_of(spec: str) -> Source:
+    return SOURCES[next((prefix for prefix in SOURCES if prefix and spec.startswith(prefix)), "")]
+
+
+def spec_content_id(spec: str, **options) -> str:
+    """What a --models entry's outcome depends on: its file's content (an rb:NAME's local file, if any; timm's
+    version for its pretrained weights; a Hub entry's name, whose weights are hashed as they load).
+    options: ModelOptions' fields."""
+    return source_of(spec).content_id(spec, ModelOptions(**options))
+
+
+def load_model_spec(spec: str, **options) -> LoadedModel:
+    """The entry's model and metadata. options: ModelOptions' fields (model_id: the file's sha256 when the
+    caller has computed it already; size: the data's image size)."""
+    return source_of(spec).load(spec, ModelOptions(**options))
 
 
 def model_of_row(row: dict, *, num_classes: int, size: int) -> LoadedModel:
@@ -382,10 +422,8 @@ def model_of_row(row: dict, *, num_classes: int, size: int) -> LoadedModel:
 
 
 def model_file(spec: str) -> str | None:
-    """The local file a --models entry reads (None for rb:NAME and timm's own pretrained weights)."""
-    if spec.startswith(TIMM):
-        return spec.partition("@")[2] or None
-    return None if spec.startswith(("rb:", HF_HUB)) else spec
+    """The local file a --models entry reads (None for rb:NAME, a Hub entry and timm's own pretrained weights)."""
+    return source_of(spec).file(spec)
 
 
 def missing_model(spec: str) -> str | None:

@@ -10,6 +10,7 @@ import sys
 import torch
 
 from zoo.pgd import BALL_TOLERANCE
+from zoo.errors import error_line
 
 
 class Failed(Exception):
@@ -105,7 +106,7 @@ def verify_results(path: str, *, data_dir: str = "data", device: str = "cpu", ba
             message, fooled = verify_row(row, results_dir, model, x, y, batch_size)
         except (Failed, *DATA_ERRORS) as e:
             failures += 1
-            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            reason = error_line(e)
             print(f"FAILED {label}: {reason}")
             if records is not None:
                 records.append(_record(row, "failed", reason=reason[:500]))
@@ -185,7 +186,7 @@ def verify_file(models: str, adversarial: str, *, data: str, norm: str, eps: str
                                 dataset=rb_dataset(ds.name, ds.num_classes), size=x.shape[-1]).model.to(device)
         clean_right, fooled = replay(model, x_adv, x, y, norm, parse_eps(eps), batch_size)
     except (Failed, *DATA_ERRORS) as e:
-        print(f"FAILED {adversarial}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+        print(f"FAILED {adversarial}: {error_line(e)}")
         return 1
     bound = int((clean_right & ~fooled).sum())
     print(f"ok {adversarial}: {n} images within {norm} {eps}; {int((clean_right & fooled).sum())} of "

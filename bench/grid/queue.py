@@ -24,6 +24,7 @@ from bench.grid.presets import Preset
 from bench.store.leases import claim_first
 from bench.store.rows import RowStore, append_row, locked
 from bench.store.schema import RowError
+from zoo.errors import error_line
 
 CELLS_FILE = "cells.jsonl"
 POLL = 2.0  # seconds between looks while every unfinished cell is in other workers' hands
@@ -168,7 +169,7 @@ def work(study: Study, run: str | None = None) -> int:
             print(f"cell {cell.name}: {len(grid) - len(pending) + 1}/{len(grid)}", file=sys.stderr)
             result = run_cell(study, cell)
         except Exception as e:  # noqa: BLE001 - a cell that fails is recorded; the other cells still run
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            msg = error_line(e)
             print(f"error: cell {cell.name}: {msg}", file=sys.stderr)
             extra = {"missing": e.missing, **e.result} if isinstance(e, CellFailed) else {}
             append_row(study.cells_path, _row(run, kind="cell", cell=cell.key, name=cell.name, status="failed",

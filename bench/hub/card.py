@@ -12,7 +12,7 @@ import os
 
 import yaml
 
-from bench.report.escape import md, md_code, neutral, one_line, sh
+from bench.report.escape import each_string, md, md_code, neutral, one_line, sh
 from bench.report.worst_case import attack_label, eps_key, worst_cases
 
 TITLES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "imagenet": "ImageNet (RobustBench's 5000 points)",
@@ -90,19 +90,9 @@ def front_matter(*, name: str, ckpt: dict, rows: list[dict], license_: str, libr
     if train in HUB_DATASETS:
         meta["datasets"] = [HUB_DATASETS[train]]
     meta["model-index"] = [{"name": name, "results": [row_result(r) for r in rows] + worst_results(rows)}]
-    return _one_line_strings(meta)
-
-
-def _one_line_strings(obj):
-    """Every string on one line, bidi controls gone: a line of a string can never be the `---` that ends the
-    front matter (the Hub's parser looks for it at the start of a line)."""
-    if isinstance(obj, str):
-        return one_line(obj)
-    if isinstance(obj, dict):
-        return {_one_line_strings(k): _one_line_strings(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_one_line_strings(v) for v in obj]
-    return obj
+    # every string on one line, bidi controls gone: a line of a string can never be the `---` that ends the front
+    # matter (the Hub's parser looks for it at the start of a line)
+    return each_string(one_line, meta)
 
 
 def _fence(text: str) -> str:

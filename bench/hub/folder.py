@@ -16,9 +16,11 @@ import os
 import time
 
 from bench.report.web.gallery import CIFAR10
+from bench.report.worst_case import eps_key
 from bench.store.schema import HF_REPO_ID
 from zoo.checkpoint import CHECKSUM, load_checkpoint, model_from_checkpoint, sha256_file, tensors_sha256
 from zoo.files import write_text_atomic
+from zoo.errors import typed_line
 
 FORMAT = "sharpbench-hf/1"
 
@@ -60,7 +62,7 @@ def rows_of_weights(rows: list[dict], ckpt_path: str, file_sha: str, weights: st
                          f"--models {ckpt_path}` first (or pass --results)")
     latest: dict = {}
     for r in sorted(ok, key=lambda r: r.get("time", "")):
-        latest[(r["attack"], r.get("norm"), round(r["eps"], 8), r["data"], r["n"])] = r
+        latest[(r["attack"], r.get("norm"), eps_key(r["eps"]), r["data"], r["n"])] = r
     return list(latest.values())
 
 
@@ -184,7 +186,6 @@ def push(out: str, repo_id: str | None) -> str:
         api.upload_folder(folder_path=out, repo_id=repo_id, repo_type="model",
                           commit_message="sharpbench export")
     except Exception as e:  # noqa: BLE001 - offline, refused by the Hub, a bad token
-        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
-        raise HubRefused(f"the upload to {repo_id} failed ({type(e).__name__}: {first}); the folder is written at "
+        raise HubRefused(f"the upload to {repo_id} failed ({typed_line(e, 160)}); the folder is written at "
                          f"{out}") from None
     return f"https://huggingface.co/{repo_id}"

@@ -7,7 +7,7 @@ did not hold, inconclusive); where the rows lack flags it compares group means i
 A claim judged on several comparisons (every SAM setting against standard) gets their verdict when they agree,
 else "mixed", each named.
 
-    decide(pm, s, flags) -> [line]    pm: per-model table, s: its summary (bench.report.study_report), flags: point_flags
+    decide(pm, s, flags) -> [line]    pm: per-model table, s: its summary (bench.report.study_report), flags: bench.report.results.Results.flags
 """
 from __future__ import annotations
 
@@ -59,39 +59,13 @@ CLAIMS = (
 )
 
 
-def _key(c) -> str:
-    return "|".join(c) if isinstance(c, tuple) else c
-
-
-def eps_columns(pm: pd.DataFrame, attack: str, norm: str) -> list[tuple[str, str, str]]:
-    """The per-model table's columns 'attack|norm|eps' of one attack and norm, as (attack, norm, eps_str), eps
-    ascending."""
+def eps_columns(pm: pd.DataFrame, attack: str, norm: str) -> list:
+    """The per-model table's RobustColumns of one attack (or "worst") and norm, eps ascending."""
+    from bench.report.results import RobustColumn
     from zoo.pgd import parse_eps
 
-    cols = [tuple(c.split("|")) for c in pm.columns if isinstance(c, str) and c.count("|") == 2]
-    return sorted((c for c in cols if c[0] == attack and c[1] == norm), key=lambda c: parse_eps(c[2]))
-
-
-def point_flags(rows: list[dict], groups: dict | None = None) -> dict:
-    """{group: {column: {train seed: boolean flags}}} from rows with per-point flags: column 'clean' (right
-    clean, from clean rows) and (attack, norm, eps_str) (robust under that attack). groups: the rows'
-    bench.report.results.seed_groups, whose names the per-model table's groups carry too."""
-    from bench.report.results import latest_ok, seed_groups
-    from bench.store.points import decode_states
-
-    groups = seed_groups(rows) if groups is None else groups
-    df = latest_ok(rows)
-    out: dict = {}
-    if df.empty or "points" not in df.columns:
-        return out
-    for r in df.to_dict("records"):
-        if not isinstance(r.get("points"), dict) or r["attack"] == "corruptions":
-            continue
-        clean, robust = decode_states(r["points"])
-        col = "clean" if r["attack"] == "clean" else (r["attack"], r["norm"], r["eps_str"])
-        group = groups[r["model_id"]]["name"]
-        out.setdefault(group, {}).setdefault(col, {})[r.get("train_seed")] = clean if col == "clean" else robust
-    return out
+    cols = [c for c in pm.columns if isinstance(c, RobustColumn) and c.attack == attack and c.norm == norm]
+    return sorted(cols, key=lambda c: parse_eps(c.eps_str))
 
 
 class _Study:
@@ -102,8 +76,7 @@ class _Study:
         self.groups = sorted(s.index, key=lambda g: (RECIPE_ORDER.get(g.split()[0], 9), g))
 
     def mean(self, g, col) -> float:
-        c = _key(col)
-        return float(self.s.loc[g, (c, "mean")]) if (c, "mean") in self.s.columns else np.nan
+        return float(self.s.loc[g, (col, "mean")]) if (col, "mean") in self.s.columns else np.nan
 
     def select(self, selector: str, col) -> list[str]:
         how, _, family = selector.rpartition(" ")
@@ -146,7 +119,7 @@ def _comparison(st: _Study, claim: Claim, a: str, b: str, col) -> tuple[str, str
 
 
 def _title(claim: Claim, col) -> str:
-    eps = col[2] if isinstance(col, tuple) else ""
+    eps = getattr(col, "eps_str", "")
     return claim.name.format(norm=claim.norm, eps=eps)
 
 

@@ -12,7 +12,9 @@ import re
 import shlex
 import unicodedata
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+from zoo.metadata import CONTROL
+
+_CONTROL = re.compile(CONTROL.pattern + "+")  # a run of them becomes one space
 _MD_SPECIAL = re.compile(r"([\\`\[\]|])")
 
 
@@ -26,15 +28,20 @@ def no_format(text: str) -> str:
     return "".join(c for c in text if unicodedata.category(c) != "Cf")
 
 
-def neutral(obj):
-    """obj (rows, metadata: dicts, lists, strings) with no_format applied to every string in it, keys too."""
+def each_string(fn, obj):
+    """obj (rows, metadata: dicts, lists, strings) with fn applied to every string in it, keys too."""
     if isinstance(obj, str):
-        return no_format(obj)
+        return fn(obj)
     if isinstance(obj, dict):
-        return {neutral(k): neutral(v) for k, v in obj.items()}
+        return {each_string(fn, k): each_string(fn, v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return type(obj)(neutral(v) for v in obj)
+        return type(obj)(each_string(fn, v) for v in obj)
     return obj
+
+
+def neutral(obj):
+    """obj with no_format applied to every string in it, keys too."""
+    return each_string(no_format, obj)
 
 
 def one_line(value) -> str:

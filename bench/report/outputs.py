@@ -48,7 +48,9 @@ def site_title(site: str) -> str | None:
         return None
     m = re.search(r"<title>([^<]{1,400})</title>", head)
     title = html.unescape(m.group(1)).strip() if m else ""
-    return title[:200] if title and not re.search(r"[\x00-\x1f\x7f-\x9f]", title) else None
+    from zoo.metadata import CONTROL
+
+    return title[:200] if title and not CONTROL.search(title) else None
 
 
 def write_site(rows: list[dict], folder: str, out: str | None = None, *, title: str | None = None,

@@ -14,6 +14,7 @@ Pure functions of rows.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import pandas as pd
 
@@ -31,7 +32,7 @@ def latest_ok(rows: list[dict]) -> pd.DataFrame:
     if not ok:
         return pd.DataFrame()
     df = pd.DataFrame(ok)
-    df["eps_key"] = df["eps"].round(8)
+    df["eps_key"] = df["eps"].map(eps_key)
     df["norm"] = df["norm"].fillna("")
     return df.sort_values("time").drop_duplicates(["model_id", "attack", "norm", "eps_key", "data", "n"], keep="last")
 
@@ -59,6 +60,15 @@ def missing_evaluations(rows: list[dict]) -> list[dict]:
                     "n": r.get("n"), "reason": str(r.get("error") or "no reason recorded"),
                     "failures": failures[key]})
     return sorted(out, key=lambda m: (m["model"], m["evaluation"]))
+
+
+@dataclass(frozen=True)
+class RobustColumn:
+    """A column of the study's per-model table (bench.report.study_report.per_model), and the key of its point
+    flags: robust accuracy under one attack, or "worst" (the worst case over the attacks), at one norm and eps."""
+    attack: str
+    norm: str
+    eps_str: str
 
 
 def column_key(attack: str, eps_str: str) -> str:
@@ -294,16 +304,16 @@ def _failed_only_boards(df, missing, have) -> list[Board]:
     return out
 
 
-def boards(rows: list[dict], missing: list[dict] | None = None) -> list[Board]:
+def boards(rows: list[dict], missing: list[dict] | None = None, worst: dict | None = None) -> list[Board]:
     """Every board of these rows, models ranked, in RobustBench's order within a dataset: Linf, L2, L1, then
     clean/corruptions, the most test points first. A failed evaluation keeps its column and shows `failed`;
-    one that failed on points no other row of its model covers gets a board of its own. missing: the rows'
-    missing_evaluations, when the caller has them."""
+    one that failed on points no other row of its model covers gets a board of its own. missing and worst: the
+    rows' missing_evaluations and worst_cases, when the caller has them."""
     df = latest_ok(rows)
     missing = [m for m in (missing_evaluations(rows) if missing is None else missing) if m["attack"] in ATTACK_LABEL]
     if df.empty:
         return []
-    worst = worst_cases(rows)
+    worst = worst_cases(rows) if worst is None else worst
     out = []
     for (data, n), part in df.groupby(["data", "n"]):
         here = [m for m in missing if m["data"] == data and m["n"] == n and m["model_id"] in set(part["model_id"])]
@@ -361,19 +371,47 @@ def seed_groups(rows: list[dict]) -> dict[str, dict]:
     return out
 
 
+def point_flags(rows: list[dict], groups: dict | None = None) -> dict:
+    """{group: {column: {train seed: boolean flags}}} from rows with per-point flags: column 'clean' (right
+    clean, from clean rows) and a RobustColumn (robust under that attack). groups: the rows' seed_groups,
+    whose names the per-model table's groups carry too."""
+    from bench.store.points import decode_states
+
+    groups = seed_groups(rows) if groups is None else groups
+    df = latest_ok(rows)
+    out: dict = {}
+    if df.empty or "points" not in df.columns:
+        return out
+    for r in df.to_dict("records"):
+        if not isinstance(r.get("points"), dict) or r["attack"] == "corruptions":
+            continue
+        clean, robust = decode_states(r["points"])
+        col = "clean" if r["attack"] == "clean" else RobustColumn(r["attack"], r["norm"], r["eps_str"])
+        group = groups[r["model_id"]]["name"]
+        out.setdefault(group, {}).setdefault(col, {})[r.get("train_seed")] = clean if col == "clean" else robust
+    return out
+
+
 @dataclass(frozen=True)
 class Results:
-    """What every renderer of one set of rows reads, computed once: the ranked boards, the missing evaluations
-    and the seed groups (leaderboard.md, REPORT.md, its claims and the site take it from
-    bench.report.outputs.write_outputs)."""
+    """What every renderer of one set of rows reads, computed once: the ranked boards, the missing evaluations,
+    the worst cases, the seed groups and the per-point flags (leaderboard.md, REPORT.md, its claims and the site
+    take it from bench.report.outputs.write_outputs)."""
+    rows: list = field(repr=False)
     boards: list
     missing: list
+    worst: dict  # worst_cases: (model_id, data, n, norm, eps_key) -> the worst case over the attacks run there
     groups: dict  # seed_groups: model_id -> its group's key and name, and the trained model it is
 
     @classmethod
     def of(cls, rows: list[dict]) -> "Results":
-        missing = missing_evaluations(rows)
-        return cls(boards(rows, missing), missing, seed_groups(rows))
+        missing, worst = missing_evaluations(rows), worst_cases(rows)
+        return cls(rows, boards(rows, missing, worst), missing, worst, seed_groups(rows))
+
+    @cached_property
+    def flags(self) -> dict:
+        """point_flags by seed group (the claims' paired tests); decoded when a renderer first asks."""
+        return point_flags(self.rows, self.groups)
 
 
 def corruptions_note(board) -> str:

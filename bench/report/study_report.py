@@ -10,21 +10,20 @@ import os
 
 import pandas as pd
 
-from bench.report.claims import decide, eps_columns, point_flags
+from bench.report.claims import decide, eps_columns
 from bench.report.escape import md, md_code
 from bench.report.tables import eps_curve, missing_markdown
 from bench.report.numbers import human, percent
-from bench.report.results import CLEAN, CORRUPTIONS, boards, missing_evaluations, seed_groups
+from bench.report.results import CLEAN, CORRUPTIONS, Results, RobustColumn, boards, seed_groups
 from zoo.checkpoint import load_checkpoint
 from zoo.files import write_text_atomic
 
 
-def _column_name(board, line) -> str | None:
-    """The per-model table's name for a results-model line: 'attack|norm|eps', 'worst|norm|eps', 'corruptions'."""
-    if line["kind"] == "attack":
-        return f"{line['attack']}|{board.norm}|{line['eps_str']}"
-    if line["kind"] == "worst":
-        return f"worst|{board.norm}|{line['eps_str']}"
+def _column_name(board, line) -> RobustColumn | str | None:
+    """The per-model table's column for a results-model line: a RobustColumn (an attack's, or the worst case's),
+    or 'corruptions'."""
+    if line["kind"] in ("attack", "worst"):
+        return RobustColumn(line["attack"] if line["kind"] == "attack" else "worst", board.norm, line["eps_str"])
     return "corruptions" if line["kind"] == "corruptions" else None
 
 
@@ -57,7 +56,7 @@ def per_model(rows: list[dict], measures: list[dict], all_boards: list | None = 
     return pd.DataFrame(list(lines.values()))
 
 
-def rank_key(rows: list[dict], all_boards: list | None = None) -> str | None:
+def rank_key(rows: list[dict], all_boards: list | None = None) -> RobustColumn | str | None:
     """The per-model column the report's groups are ranked by: the first board's rank column (RobustBench's first
     threat model, the most test points), named as per_model names it."""
     all_boards = boards(rows) if all_boards is None else all_boards
@@ -67,7 +66,7 @@ def rank_key(rows: list[dict], all_boards: list | None = None) -> str | None:
     if b.rank_by == CORRUPTIONS:
         return "corruptions"
     col = next(c for c in b.columns if c.key == b.rank_by)
-    return f"{col.attack or 'worst'}|{b.norm}|{col.eps_str}"
+    return RobustColumn(col.attack or "worst", b.norm, col.eps_str)
 
 
 def summarize(pm: pd.DataFrame, rank_by: str | None = None) -> pd.DataFrame:
@@ -93,22 +92,19 @@ def summarize(pm: pd.DataFrame, rank_by: str | None = None) -> pd.DataFrame:
     return s.loc[rank_groups(list(s.index), mean, rank_by, str)]
 
 
-def _key(c) -> str:
-    return "|".join(c) if isinstance(c, tuple) else c
-
-
 def _fmt(mean, std) -> str:
     if not percent(mean):
         return ""
     return percent(mean, 1) + (f" ± {percent(std, 1)}" if percent(std) else "")
 
 
-def _label(c) -> str:
-    return f"{ {'autoattack': 'AA', 'worst': 'Worst'}.get(c[0], 'PGD')} {c[1]} {c[2]}"
+def _label(c: RobustColumn) -> str:
+    return f"{ {'autoattack': 'AA', 'worst': 'Worst'}.get(c.attack, 'PGD')} {c.norm} {c.eps_str}"
 
 
 # the seed paper's evaluation: PGD-10 at Linf 1/255 and 2/255, L2 16/255 and 32/255
-SEED_COLUMNS = [("pgd", "Linf", "1/255"), ("pgd", "Linf", "2/255"), ("pgd", "L2", "16/255"), ("pgd", "L2", "32/255")]
+SEED_COLUMNS = [RobustColumn("pgd", "Linf", "1/255"), RobustColumn("pgd", "Linf", "2/255"),
+                RobustColumn("pgd", "L2", "16/255"), RobustColumn("pgd", "L2", "32/255")]
 HEADS = {"clean": "Clean", "corruptions": "Corruptions", "aa_clean": "Clean (AA points)"}
 
 
@@ -126,7 +122,7 @@ def results_table(pm: pd.DataFrame, s: pd.DataFrame) -> str:
     head = ["Group", "seeds"] + [HEADS[c] if isinstance(c, str) else md(_label(c)) for c in cols]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for grp in s.index:
-        vals = [_fmt(s.loc[grp, (_key(c), "mean")], s.loc[grp, (_key(c), "std")]) for c in cols]
+        vals = [_fmt(s.loc[grp, (c, "mean")], s.loc[grp, (c, "std")]) for c in cols]
         lines.append(f"| {md(grp)} | {int(s.loc[grp, ('seeds', 'n')])} | " + " | ".join(vals) + " |")
     return "\n".join(lines)
 
@@ -170,9 +166,9 @@ def _plot_robust_vs_eps(ax, pm, s, norm):
 
     cols = eps_columns(pm, "pgd", norm)
     scale = 255 if norm == "Linf" else 1
-    xs = [parse_eps(c[2]) * scale for c in cols]
+    xs = [parse_eps(c.eps_str) * scale for c in cols]
     for grp in s.index:
-        keys = ["clean"] + [_key(c) for c in cols]
+        keys = ["clean"] + cols
         ys = [100 * s.loc[grp, (k, "mean")] for k in keys]
         es = [0 if pd.isna(e) else 100 * e for e in (s.loc[grp, (k, "std")] for k in keys)]
         eps_curve(ax, xs, ys[1:], ys[0], grp, es[1:], es[0])
@@ -182,7 +178,7 @@ def _plot_robust_vs_eps(ax, pm, s, norm):
 
 def _plot_tradeoff(ax, pm, s, norm):
     col = eps_columns(pm, "pgd", norm)[0]
-    pts = [(100 * s.loc[g, (_key(col), "mean")], 100 * s.loc[g, ("clean", "mean")], g) for g in s.index]
+    pts = [(100 * s.loc[g, (col, "mean")], 100 * s.loc[g, ("clean", "mean")], g) for g in s.index]
     for x, y, g in pts:
         ax.scatter(x, y, s=45, label=g)
     front, best_y = [], -1
@@ -191,7 +187,7 @@ def _plot_tradeoff(ax, pm, s, norm):
             front.append((x, y))
             best_y = y
     ax.plot(*zip(*sorted(front)), "k--", lw=1, label="Pareto front")
-    _finish(ax, f"PGD robust accuracy (%), {norm} {col[2]}", "clean accuracy (%)", f"clean-robust trade-off ({norm})")
+    _finish(ax, f"PGD robust accuracy (%), {norm} {col.eps_str}", "clean accuracy (%)", f"clean-robust trade-off ({norm})")
 
 
 def _plots(pm, s, histories, out) -> list[str]:
@@ -266,11 +262,9 @@ def protocol(preset_cfg: dict, rows: list[dict], precisions: set[str]) -> list[s
 def write_report(rows, measures, ckpt_paths, out, *, preset, preset_cfg, command, device, seconds,
                  results=None) -> str:
     os.makedirs(out, exist_ok=True)
-    all_boards = boards(rows) if results is None else results.boards  # once, for the table and its rank
-    missing = missing_evaluations(rows) if results is None else results.missing
-    groups = seed_groups(rows) if results is None else results.groups
-    pm = per_model(rows, measures, all_boards, groups)
-    s = summarize(pm, rank_key(rows, all_boards))
+    results = Results.of(rows) if results is None else results
+    pm = per_model(rows, measures, results.boards, results.groups)
+    s = summarize(pm, rank_key(rows, results.boards))
     histories, precisions = {}, set()
     first_seed = min(preset_cfg["seeds"])
     for p in ckpt_paths:
@@ -283,9 +277,9 @@ def write_report(rows, measures, ckpt_paths, out, *, preset, preset_cfg, command
             f"Produced by {md_code(command)} on {md(device)}; {seconds['train'] / 60:.1f} min of training and "
             f"{seconds.get('eval', 0) / 60:.1f} min of evaluation, as the checkpoints' epoch times and the rows' "
             "seconds record them (summed: workers run cells side by side, and reruns reuse both).", "",
-            *missing_markdown(missing),
+            *missing_markdown(results.missing),
             "## What held on this run", ""]
-    verdicts = decide(pm, s, point_flags(rows, groups))
+    verdicts = decide(pm, s, results.flags)
     text += [f"- {c}" for c in verdicts]
     text += ["", "Each verdict compares two groups on the same test points. Where both have per-point flags: the "
              "difference (A minus B, in points, seeds averaged) with its 95% interval from a bootstrap that "

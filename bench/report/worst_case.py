@@ -89,7 +89,7 @@ def attack_sanity_warnings(rows: list[dict]) -> list[str]:
     best = {}
     for r in rows:
         if r.get("status") == "ok" and r["attack"] in ("pgd", "autoattack"):
-            best[(r["model_id"], r["norm"], round(r["eps"], 8), r["data"], r["n"], r["attack"])] = r["robust_acc"]
+            best[(r["model_id"], r["norm"], eps_key(r["eps"]), r["data"], r["n"], r["attack"])] = r["robust_acc"]
     out = []
     for (mid, norm, eps, data, n, attack), acc in best.items():
         pgd_acc = best.get((mid, norm, eps, data, n, "pgd"))

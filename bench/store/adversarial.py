@@ -15,6 +15,7 @@ import torch
 
 from zoo.checkpoint import sha256_file
 from zoo.files import save_atomic
+from zoo.errors import typed_line
 
 FOLDER = "adversarial"
 REF = re.compile(r"^adversarial/[0-9a-f]{20}\.pt$")  # what a row may name: nothing outside the results folder
@@ -49,7 +50,7 @@ def load_images(path: str, *, sha256: str | None = None, shape: tuple | None = N
         x = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - a pickle, a truncated zip, random bytes: all the same to us
         raise AdversarialError(f"{path}: not a tensor file torch can load safely "
-                               f"({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})") from None
+                               f"({typed_line(e)})") from None
     if isinstance(x, dict) and "x" in x:  # {"x": tensor, "y": labels}: bench.data's layout
         x = x["x"]
     if not torch.is_tensor(x) or not x.is_floating_point():
