@@ -96,9 +96,18 @@ class Outcome:
     key: str = ""  # its row's key ("" when the model never loaded)
     model_failed: bool = False  # not run because the model did not load (the load's own outcome says why)
 
+    @classmethod
+    def of(cls, model_spec: str, spec: dict, status: str, reason: str = "", key: str = "",
+           model_failed: bool = False) -> "Outcome":
+        """The outcome of one planned evaluation (plan's spec), or of a model's load (LOAD)."""
+        return cls(model_spec, spec["attack"], spec["norm"], spec["eps_str"], status, reason, key, model_failed)
+
     @property
     def label(self) -> str:
         return " ".join(p for p in (self.model, self.attack, self.norm or "", self.eps_str if self.norm else "") if p)
+
+
+LOAD = {"attack": "load", "norm": None, "eps_str": "0"}  # a model's load, as Outcome.of takes it
 
 
 def plan(settings) -> list[dict]:
@@ -301,7 +310,7 @@ def present_models(models: list[str]) -> tuple[list[str], list[Outcome]]:
         raise ValueError(next(iter(absent.values())) if absent else "--models: nothing to evaluate")
     for why in absent.values():  # the other models still run
         say(f"error: {why}")
-    return present, [Outcome(m, "load", None, "0", "failed", why) for m, why in absent.items()]
+    return present, [Outcome.of(m, LOAD, "failed", why) for m, why in absent.items()]
 
 
 def open_run(settings: EvalSettings, specs: list[dict]) -> Run:
@@ -347,7 +356,7 @@ def load_model(run: Run, model_spec: str):
         reason = first_line(str(earlier.get("error", "")))
         say(f"skipped {model_spec}: it failed to load before and is unchanged ({reason}); "
             "pass --retry-failed to try again")
-        return Outcome(model_spec, "load", None, "0", "refused", reason, key)
+        return Outcome.of(model_spec, LOAD, "refused", reason, key)
     try:
         hashed = model_file(model_spec) == model_spec and not cid.startswith("unreadable:")  # cid: its sha256
         lm = source.load(model_spec, replace(options, model_id=cid if hashed else None))
@@ -359,7 +368,7 @@ def load_model(run: Run, model_spec: str):
     append_row(run.rows_path, {"key": key, "status": "failed", "stage": "load", "model": short_name(model_spec),
                                "path": model_spec, "error": msg, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
                                **run.common})
-    return Outcome(model_spec, "load", None, "0", "failed", msg, key)
+    return Outcome.of(model_spec, LOAD, "failed", msg, key)
 
 
 @dataclass
@@ -378,8 +387,7 @@ class Job:
         return f"{self.lm.meta['name']} {s['attack']} {s['norm'] or ''} {s['eps_str']}"
 
     def outcome(self, status: str, reason: str = "") -> Outcome:
-        s = self.spec
-        return Outcome(self.model_spec, s["attack"], s["norm"], s["eps_str"], status, reason, self.key)
+        return Outcome.of(self.model_spec, self.spec, status, reason, self.key)
 
 
 def claim(run: Run, job: Job):
@@ -485,8 +493,7 @@ def evaluate_one(run: Run, spec: dict, model_spec: str, lm) -> Outcome | None:
     """One planned evaluation of one entry (its LoadedModel, or its load's Outcome): its Outcome, or None when
     another process holds it."""
     if isinstance(lm, Outcome):  # the model is not there: each of its evaluations is missing for that reason
-        return Outcome(model_spec, spec["attack"], spec["norm"], spec["eps_str"], lm.status,
-                       f"the model did not load: {lm.reason}", model_failed=True)
+        return Outcome.of(model_spec, spec, lm.status, f"the model did not load: {lm.reason}", model_failed=True)
     attack, cfg = attack_config(spec, run.settings, run.points.num_classes, run.batch_size)
     job = Job(model_spec, spec, lm, attack, cfg, run.key(lm.meta["model_id"], cfg))
     state, held = claim(run, job)

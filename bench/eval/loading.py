@@ -374,6 +374,8 @@ class ModelOptions:
 class Source:
     """One kind of --models entry, known by its prefix: how it loads, and what its outcome depends on."""
     load: Callable[[str, ModelOptions], LoadedModel]
+    # what the entry's outcome depends on: its file's content (an rb:NAME's local file, if any; timm's version for
+    # its pretrained weights; a Hub entry's name, whose weights are hashed as they load)
     content_id: Callable[[str, ModelOptions], str]
     file: Callable[[str], str | None]  # the local file it reads, if any
 
@@ -390,13 +392,6 @@ SOURCES: dict[str, Source] = {  # "" = a file: a sharpbench checkpoint, or a pla
 
 def source_of(spec: str) -> Source:
     return SOURCES[next((prefix for prefix in SOURCES if prefix and spec.startswith(prefix)), "")]
-
-
-def spec_content_id(spec: str, **options) -> str:
-    """What a --models entry's outcome depends on: its file's content (an rb:NAME's local file, if any; timm's
-    version for its pretrained weights; a Hub entry's name, whose weights are hashed as they load).
-    options: ModelOptions' fields."""
-    return source_of(spec).content_id(spec, ModelOptions(**options))
 
 
 def load_model_spec(spec: str, **options) -> LoadedModel:

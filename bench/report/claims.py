@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from bench.report.escape import md
+from bench.report.results import RobustColumn
 
 # recipes that train on perturbed inputs: the "AT" side of every verdict; fgsm_rs is the cheapest (one step)
 AT_RECIPES = ("pgd_at", "trades", "awp", "fgsm_rs")
@@ -61,7 +62,6 @@ CLAIMS = (
 
 def eps_columns(pm: pd.DataFrame, attack: str, norm: str) -> list:
     """The per-model table's RobustColumns of one attack (or "worst") and norm, eps ascending."""
-    from bench.report.results import RobustColumn
     from zoo.pgd import parse_eps
 
     cols = [c for c in pm.columns if isinstance(c, RobustColumn) and c.attack == attack and c.norm == norm]

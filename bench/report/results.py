@@ -371,13 +371,12 @@ def seed_groups(rows: list[dict]) -> dict[str, dict]:
     return out
 
 
-def point_flags(rows: list[dict], groups: dict | None = None) -> dict:
+def point_flags(rows: list[dict], groups: dict) -> dict:
     """{group: {column: {train seed: boolean flags}}} from rows with per-point flags: column 'clean' (right
     clean, from clean rows) and a RobustColumn (robust under that attack). groups: the rows' seed_groups,
     whose names the per-model table's groups carry too."""
     from bench.store.points import decode_states
 
-    groups = seed_groups(rows) if groups is None else groups
     df = latest_ok(rows)
     out: dict = {}
     if df.empty or "points" not in df.columns:
