@@ -1,11 +1,21 @@
 import os
+import subprocess
+import sys
+import time
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
 
 warnings.filterwarnings("ignore")
-torch.set_num_threads(2)
+# The README's test command runs two pytest-xdist workers on the two cores: each computes on one thread, and so
+# do the processes it starts; one process alone takes both.
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(max(1, 2 // WORKERS))
+if WORKERS > 1:
+    os.environ["OMP_NUM_THREADS"] = "1"
+
 
 SUBSET = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "cifar10_subset.npz")
 
@@ -48,23 +58,53 @@ def script(name: str):
     return import_file(os.path.join(ROOT, "scripts", f"{name}.py"), name)
 
 
-@pytest.fixture(scope="session")
-def smoke_study(tmp_path_factory):
-    """The README's main command, run once per session: `python -m bench.study --preset smoke` (3 checkpoints,
-    every evaluation, REPORT.md, leaderboard, site). Tests read it, or copy its checkpoints (`smoke_zoo`) to run
-    other studies on them without training again. One thread, as the grid's workers run: its rows are the
-    one-process reference the multi-worker runs must equal bit for bit."""
-    import subprocess
-    import sys
+SMOKE_TIMEOUT_S = 1200  # the smoke study takes about 90 s on one thread of a busy 2-core machine
 
-    tmp = tmp_path_factory.mktemp("smoke")
-    out, zoo = tmp / "study", tmp / "zoo"
-    cmd = [sys.executable, "-m", "bench.study", "--preset", "smoke", "--out", str(out), "--zoo-dir", str(zoo),
-           "--no-progress"]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, cwd=ROOT,
+
+def smoke_folder(config) -> Path:
+    """Where this session's smoke study runs: one folder for the whole session, every pytest-xdist worker's."""
+    base = config._tmp_path_factory.getbasetemp()
+    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "smoke-study"
+
+
+def smoke_command(folder: Path) -> list[str]:
+    return [sys.executable, "-m", "bench.study", "--preset", "smoke", "--out", str(folder / "study"),
+            "--zoo-dir", str(folder / "zoo"), "--no-progress"]
+
+
+def pytest_collection_finish(session):
+    """Start the smoke study as soon as the tests are collected, when any of them reads it: it runs on one thread
+    beside the tests until the first that needs it waits for it. One process starts it (the first worker, or the
+    only process); the shell records its exit status in `rc` once it has ended, whoever is still running."""
+    if os.environ.get("PYTEST_XDIST_WORKER", "gw0") != "gw0" or session.config.option.collectonly:
+        return
+    if not any("smoke_study" in item.fixturenames for item in session.items):
+        return
+    folder = smoke_folder(session.config)
+    folder.mkdir()
+    with open(folder / "stdout", "w") as out, open(folder / "stderr", "w") as err:
+        subprocess.Popen(["sh", "-c", '"$@"; echo $? > "$0/rc.part" && mv "$0/rc.part" "$0/rc"', str(folder),
+                          *smoke_command(folder)], cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                          env=dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1"))
+
+
+@pytest.fixture(scope="session")
+def smoke_study(request):
+    """The README's main command, run once per session: `python -m bench.study --preset smoke` (3 checkpoints,
+    every evaluation, REPORT.md, leaderboard, site), started when the tests were collected. Tests read it, or
+    copy its checkpoints (`smoke_zoo`) to run other studies on them without training again; none writes into it.
+    One thread, as the grid's workers run: its rows are the one-process reference the multi-worker runs must
+    equal bit for bit."""
+    folder = smoke_folder(request.config)
+    deadline = time.monotonic() + SMOKE_TIMEOUT_S
+    while not (folder / "rc").exists():  # written once, when the study has ended: no moment to miss
+        assert time.monotonic() < deadline, f"the smoke study in {folder} did not end in {SMOKE_TIMEOUT_S} s"
+        time.sleep(0.5)
+    cmd = smoke_command(folder)
+    res = subprocess.CompletedProcess(cmd, int((folder / "rc").read_text()), (folder / "stdout").read_text(),
+                                      (folder / "stderr").read_text())
     assert res.returncode == 0, res.stderr[-3000:]
-    return out, zoo, cmd, res
+    return folder / "study", folder / "zoo", cmd, res
 
 
 def seed_rows(smoke_out, dest_out, keep) -> int:

@@ -1,14 +1,15 @@
 import json
 import os
 import re
+import shutil
 import subprocess
 
-from conftest import ROOT, seed_rows
+from conftest import ROOT, seed_rows, smoke_command
 
 
 
 def test_smoke_study_runs_end_to_end_and_reuses_its_work(smoke_study, tmp_path):
-    out, zoo, cmd, first = smoke_study
+    out, zoo, _, _ = smoke_study
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     report = (out / "REPORT.md").read_text()
     assert "What held on this run" in report and "sam rho0.05" in report and "pgd_at linf8_255" in report
@@ -43,12 +44,15 @@ def test_smoke_study_runs_end_to_end_and_reuses_its_work(smoke_study, tmp_path):
             else:
                 assert "AutoAttack standard" not in text  # the smoke's AutoAttack is standard at 8/255
     assert not (tmp_path / "e").exists()
+    rerun = tmp_path / "rerun"  # the same command on a copy of its folders (the session's study is read-only)
+    shutil.copytree(out, rerun / "study")
+    shutil.copytree(zoo, rerun / "zoo")
     rows = (out / "results.jsonl").read_text()
     hub = tmp_path / "hub"  # the rerun also writes one Hugging Face Hub folder per trained model
-    again = subprocess.run([*cmd, "--export-hf", str(hub)], capture_output=True, text=True, timeout=900, cwd=ROOT,
-                           env=env)
+    again = subprocess.run([*smoke_command(rerun), "--export-hf", str(hub)], capture_output=True, text=True,
+                           timeout=900, cwd=ROOT, env=env)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "3 of 3 cells already done" in again.stderr and (out / "results.jsonl").read_text() == rows
+    assert "3 of 3 cells already done" in again.stderr and (rerun / "study" / "results.jsonl").read_text() == rows
     assert sorted(os.listdir(hub)) == sorted(p.name.removesuffix(".pt") for p in zoo.glob("*.pt"))
     for folder in hub.iterdir():
         record = json.loads((folder / "sharpbench.json").read_text())
