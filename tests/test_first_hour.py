@@ -35,7 +35,7 @@ def printed_next(stdout: str) -> str:
 
 
 def test_the_readmes_first_hour_runs_verbatim_on_the_main_commands_checkpoints(smoke_study, tmp_path):
-    _, zoo, _, res = smoke_study
+    _, zoo, res = smoke_study
     commands = first_hour_commands()
     assert commands[0] == "python -m bench.study --preset smoke"
     # the main command printed the bench command with its checkpoints' real path; the README's is the same

@@ -59,7 +59,7 @@ def report_body(out):
 def single(smoke_study):
     """One process that trained and evaluated the smoke checkpoints, on one thread (the session's smoke study):
     what every multi-worker run below, reusing those checkpoints, must equal."""
-    out, zoo, _, res = smoke_study
+    out, zoo, res = smoke_study
     return out, zoo, res
 
 

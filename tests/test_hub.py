@@ -43,7 +43,7 @@ def models(smoke_study, checkpoint, tmp_path_factory):
     from bench.run import main as bench_run
 
     tmp = tmp_path_factory.mktemp("hub")
-    _, zoo, _, _ = smoke_study
+    _, zoo, _ = smoke_study
     classic = glob.glob(str(zoo / "sharp_small-standard-*.pt"))[0]
     timm_ckpt = checkpoint(arch="test_efficientnet", n_train=256, lr=0.05)
     out = {}

@@ -9,7 +9,7 @@ from conftest import ROOT, seed_rows, smoke_command
 
 
 def test_smoke_study_runs_end_to_end_and_reuses_its_work(smoke_study, tmp_path):
-    out, zoo, _, _ = smoke_study
+    out, zoo, _ = smoke_study
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     report = (out / "REPORT.md").read_text()
     assert "What held on this run" in report and "sam rho0.05" in report and "pgd_at linf8_255" in report
