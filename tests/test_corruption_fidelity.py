@@ -1,6 +1,5 @@
 """Regenerated CIFAR-10-C as the CIFAR generator makes it: the vectorised path against a plain per-image port."""
 import numpy as np
-import pytest
 
 from bench.corruptions.generator import CORRUPTIONS, GENERATOR_VERSION, SEVERITIES, cached_set, corrupt
 from bench.corruptions.reference import corrupt_reference

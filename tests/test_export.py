@@ -1,5 +1,4 @@
 """RobustBench round trip: export, load back through robustbench's own loader, refusals, rb: models offline."""
-import dataclasses
 import hashlib
 import json
 import os

@@ -1,7 +1,6 @@
 """Untrusted input stays data: hostile checkpoints, results folders and names, run through bench.run, the
 leaderboard, the study report and the export. Nothing of a payload may run, render as structure, hang or flood
 memory, and the good model listed after a bad one always gets its row."""
-import json
 import os
 import re
 import resource

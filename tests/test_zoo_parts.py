@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from zoo.config import TrainConfig
 from zoo.data import DataError, DeviceLoader, load_dataset, random_crop_flip
 from zoo.models import ArchError, create_model
-from zoo.pgd import parse_eps, pgd
+from zoo.pgd import parse_eps
 from zoo.optim import SGD
 from zoo.recipes import adversarial_batch, sam_step
 
