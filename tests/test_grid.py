@@ -59,8 +59,7 @@ def report_body(out):
 def single(smoke_study):
     """One process that trained and evaluated the smoke checkpoints, on one thread (the session's smoke study):
     what every multi-worker run below, reusing those checkpoints, must equal."""
-    out, zoo, res = smoke_study
-    return out, zoo, res
+    return smoke_study
 
 
 def test_three_local_workers_do_every_cell_once_and_match_one_process(single, smoke_study, tmp_path):
