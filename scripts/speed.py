@@ -112,12 +112,19 @@ def training_step(arch, recipe, cfg, device, mode=None, whole=None, backend=None
     cfg = dataclasses.replace(cfg, lr=0.01, compile_step=whole or "", compile=backend or "")
     opt = make_optimizer(model, cfg)
     autocast = bf16_autocast(device, enabled=is_cuda)  # the trainer's default: bf16 on CUDA, fp32 on CPU
-    step = compiled_step(get_recipe(recipe), cfg) if whole else get_recipe(recipe).step
+    r, compiled, count = get_recipe(recipe), {}, [0]
+
+    def step_at(index):  # the recipe's step of this index (LookSAM alternates two), each compiled once
+        fn = r.step_of(cfg, index)
+        if whole and fn not in compiled:
+            compiled[fn] = compiled_step(r, cfg, fn)
+        return compiled[fn] if whole else fn
 
     def run(x, y):
         if is_cuda:
             x = x.contiguous(memory_format=torch.channels_last)
-        return step(net, opt, x, y, cfg, autocast)
+        count[0] += 1
+        return step_at(count[0] - 1)(net, opt, x, y, cfg, autocast)
     return run
 
 
@@ -194,6 +201,55 @@ def whole_step_rows(arch, recipes, ds, bs, device, steps, warmup, backend="induc
                    f"{compile_s:.0f} | {graphs} / {breaks} |")
         print(out[-1], flush=True)
     return out
+
+
+SAM_VARIANTS = ("standard", "sam", "looksam", "esam", "gsam", "msam", "rwp")
+
+
+def sam_variants_section(arch, bs, device, steps, reps, rho) -> list[str]:
+    """Each SAM variant's step time relative to standard training's and to SAM's, eager and with the whole step
+    compiled (inductor), measured in this one process: every round times every recipe once, eager then
+    compiled, on the same batches; the median of the rounds. steps: timed steps per measurement, a multiple of
+    LookSAM's k so its cycle is counted whole."""
+    import statistics
+
+    ds = make_synthetic(n_train=bs * (steps + 2), n_test=16)
+    loader = DeviceLoader(ds.x_train, ds.y_train, bs, device, train=True, drop_last=True)
+    batches = [b for _, b in zip(range(steps + 2), cycle_batches(loader))]
+    runs = {}
+    for recipe in SAM_VARIANTS:
+        cfg = TrainConfig(arch=arch, recipe=recipe, batch_size=bs, rho=rho if recipe != "standard" else None)
+        cfg = cfg.resolved()
+        eager, whole = training_step(arch, recipe, cfg, device), training_step(arch, recipe, cfg, device,
+                                                                               whole="default")
+        for fn in (eager, whole):  # compile (every step function of the recipe) and warm outside the timing
+            for x, y in batches[:cfg.looksam_k if recipe == "looksam" else 1]:
+                fn(x, y)
+        runs[recipe] = (eager, whole)
+    seconds = {(r, m): [] for r in SAM_VARIANTS for m in ("eager", "compiled")}
+    for _ in range(reps):
+        for recipe, (eager, whole) in runs.items():
+            for mode, fn in (("eager", eager), ("compiled", whole)):
+                seconds[(recipe, mode)].append(bs / timed(fn, iter(batches[:steps + 1]), 1, device))
+    step_s = {k: statistics.median(v) for k, v in seconds.items()}  # seconds per step
+    dev = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
+    out = ["## SAM and its cheaper variants: step time", "",
+           f"`python scripts/speed.py --sam-variants` ({time.strftime('%Y-%m-%d')}): {arch}, batch {bs}, {dev}, "
+           f"{'bf16 autocast' if device.type == 'cuda' else 'fp32'}; rho {rho} (the study's) wherever a recipe takes "
+           f"one, each recipe's defaults otherwise (LookSAM k 5). {steps} timed steps "
+           f"per measurement, {reps} rounds alternating recipes and modes, the median. Compiled: the whole step "
+           "(`zoo.train --compile-step default`, inductor). Ratios are per step, on the same batches.", "",
+           "| recipe | passes (modelled) | eager ms/step | vs standard | vs SAM | compiled ms/step | vs standard | "
+           "vs SAM |", "|---|---|---|---|---|---|---|---|"]
+    for recipe in SAM_VARIANTS:
+        cfg = TrainConfig(recipe=recipe).resolved()
+        cells = []
+        for mode in ("eager", "compiled"):
+            t = step_s[(recipe, mode)]
+            cells += [f"{1000 * t:.1f}", f"{t / step_s[('standard', mode)]:.2f}x", f"{t / step_s[('sam', mode)]:.2f}x"]
+        out.append(f"| {recipe} | {get_recipe(recipe).passes(cfg):.2f} | " + " | ".join(cells) + " |")
+        print(out[-1], flush=True)
+    return out + [""]
 
 
 def project_frame(tb) -> str:
@@ -440,12 +496,29 @@ def main(argv=None) -> int:
                     help="the robust model of --only-autoattack (default: the main command's PGD-AT model); its "
                          "training data is the data")
     ap.add_argument("--aa-reps", type=int, default=2, help="runs of each, alternating (--only-autoattack)")
+    ap.add_argument("--sam-variants", action="store_true",
+                    help="only the SAM variants' step times against standard and SAM, eager and compiled, written "
+                         "as their own section of --out")
+    ap.add_argument("--rho", type=float, default=0.2, help="SAM's radius in --sam-variants (the study's)")
     ap.add_argument("--out", default="results/speed.md")
     a = ap.parse_args(argv)
 
     from zoo.distributed import resolve_device
 
     device = resolve_device(a.device)
+    if a.sam_variants:
+        from faults import replace_section
+
+        cuda = device.type == "cuda"
+        section = sam_variants_section(a.arch or ("preact_resnet18" if cuda else "sharp_tiny"),
+                                       a.batch_size or 128, device, a.steps or (50 if cuda else 10), a.aa_reps + 1,
+                                       a.rho)
+        if a.out:
+            from zoo.files import write_text_atomic
+
+            write_text_atomic(a.out, replace_section(a.out, section[0], section))
+            print(f"written: {a.out}")
+        return 0
     if a.only_autoattack:
         from bench.eval.loading import data_of_models
         from faults import replace_section

@@ -119,7 +119,7 @@ def test_adversarial_recipes_step_on_the_attacked_batch(recipe):
 @pytest.mark.parametrize("recipe", sorted(r for r in RECIPES if RECIPES[r].adversarial))
 def test_every_adversarial_recipe_trains_on_what_the_attack_returns(recipe, monkeypatch):
     """Whatever the recipe does with it, its update must change when the attack's output changes."""
-    import zoo.recipes as zr
+    import zoo.recipes.adversarial as zr
 
     cfg = TrainConfig(recipe=recipe, steps=2).resolved()
     x, y = _batch(8)

@@ -28,8 +28,17 @@ class TrainConfig:
     momentum: float = 0.9  # SGD momentum
     weight_decay: float = 5e-4  # L2 penalty added by SGD
     schedule: str = "piecewise"  # piecewise (x0.1 at 75%, x0.01 at 90% of epochs) | cosine
-    rho: float | None = None  # SAM radius in weight space; None = 0.05 (SAM) or 0.5 (ASAM, Kwon et al.'s)
+    # weight-space radius of SAM and its variants; None = the recipe's paper's (SAM, LookSAM, ESAM, GSAM: 0.05;
+    # MSAM: 3.0) or ASAM's 0.5 (Kwon et al.)
+    rho: float | None = None
     adaptive: bool = False  # ASAM: perturbation scaled by T_w = |w| + 0.01 on weight tensors
+    looksam_k: int = 5  # LookSAM: a full SAM step every k steps (Liu et al.'s k)
+    looksam_alpha: float = 0.7  # LookSAM: weight of the reused orthogonal direction, relative to ||g||
+    esam_beta: float = 0.6  # ESAM: fraction of the weights the ascent perturbs (each kept with this probability)
+    esam_gamma: float = 0.5  # ESAM: fraction of the batch the second gradient is taken on
+    gsam_alpha: float = 0.2  # GSAM: weight of the plain gradient's part orthogonal to SAM's, subtracted
+    rwp_sigma: float = 0.01  # m-RWP: noise std, relative to each filter's norm
+    rwp_lambda: float = 0.5  # m-RWP: weight of the perturbed gradient in the mix
     beta: float = 6.0  # TRADES: weight of the KL term (Zhang et al.'s CIFAR-10 value)
     gamma: float = 5e-3  # AWP: weight perturbation per layer, relative to the layer's norm (Wu et al.)
     norm: str = "Linf"  # PGD-AT threat model
@@ -62,7 +71,10 @@ class TrainConfig:
         alpha = self.alpha or f"{(recipe.alpha_of_eps if recipe else 0.25) * parse_eps(eps):.8g}"
         steps = (recipe.attack_steps if recipe else 0) or steps
         parse_eps(alpha)
-        rho = self.rho if self.rho is not None else (0.5 if self.adaptive else 0.05)
+        default_rho = recipe.rho if recipe is not None and recipe.rho is not None else 0.05
+        rho = self.rho if self.rho is not None else (0.5 if self.adaptive else default_rho)
+        if self.looksam_k < 1 or not 0 < self.esam_beta <= 1 or not 0 < self.esam_gamma <= 1:
+            raise ValueError("--looksam-k must be at least 1, and --esam-beta and --esam-gamma in (0, 1]")
         if self.compile_step not in COMPILE_STEP_MODES:
             raise ValueError(f"unknown --compile-step {self.compile_step!r}; choose one of "
                              f"{', '.join(m for m in COMPILE_STEP_MODES if m)}")

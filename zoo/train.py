@@ -17,6 +17,7 @@ import torch
 from tqdm import tqdm
 
 from zoo import distributed as dist
+from zoo.cli import DefaultsHelpFormatter
 from zoo.checkpoint import CheckpointError, load_checkpoint, seal, versions
 from zoo.files import save_atomic
 from zoo.config import TrainConfig
@@ -77,16 +78,18 @@ def config_mismatch(saved: dict, cfg: TrainConfig) -> list[str]:
 def make_optimizer(model, cfg: TrainConfig) -> SGD:
     """SGD with momentum and weight decay (zoo.optim): the learning rate lives in a tensor on the model's
     device, so a schedule changes its value without recompiling a compiled step or baking a number into it."""
-    return SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+               state=get_recipe(cfg.recipe).state)
 
 
-def compiled_step(recipe, cfg: TrainConfig):
+def compiled_step(recipe, cfg: TrainConfig, step=None):
     """The recipe's whole step (attack, forwards, gradients, the recipe's second pass, the SGD update) as ONE
     graph: torch.compile with fullgraph=True, so a graph break is an error naming its reason, never a silent
     split. With mode reduce-overhead the graph is replayed as one CUDA graph per step. The outputs (loss,
-    logits) are read into the epoch's statistics before the next step replays over them."""
+    logits) are read into the epoch's statistics before the next step replays over them. step: one of the
+    recipe's step functions (a recipe whose steps alternate has several, each its own graph); default its step."""
     mode = None if cfg.compile_step == "default" else cfg.compile_step
-    return torch.compile(recipe.step, backend=cfg.compile or "inductor", mode=mode, fullgraph=True)
+    return torch.compile(step or recipe.step, backend=cfg.compile or "inductor", mode=mode, fullgraph=True)
 
 
 def _resume(cfg: TrainConfig, path: str, state_path: str, model, opt, rank: int):
@@ -113,21 +116,29 @@ def _resume(cfg: TrainConfig, path: str, state_path: str, model, opt, rank: int)
 
 
 def _step_and_net(cfg: TrainConfig, recipe, model):
-    """(the step function, the module it runs): compiled as the settings ask."""
-    net, step = model, recipe.step
+    """(step index -> the step function, the module it runs): compiled as the settings ask, each of the recipe's
+    step functions once."""
+    net = model
     if cfg.compile or cfg.compile_step:
         # dynamo's recompile limit counts the graphs of every model compiled in this process (a study trains
         # many): each run adds room for its own variants (BatchNorm momentum frozen or not, grad mode, shapes),
         # so a later model does not silently fall back to eager
         torch._dynamo.config.recompile_limit += 8
-    if cfg.compile_step:
-        step = compiled_step(recipe, cfg)
-    elif cfg.compile:
+    compiled: dict = {}
+    if cfg.compile and not cfg.compile_step:
         net = torch.compile(net, backend=cfg.compile)
-    return step, net
+
+    def step_at(index: int):
+        fn = recipe.step_of(cfg, index)
+        if not cfg.compile_step:
+            return fn
+        if fn not in compiled:
+            compiled[fn] = compiled_step(recipe, cfg, fn)
+        return compiled[fn]
+    return step_at, net
 
 
-def _epoch(cfg, epoch, loader, net, step, opt, autocast, device, world, progress, rank):
+def _epoch(cfg, epoch, loader, net, step_at, opt, autocast, device, world, progress, rank):
     """One pass over the training set: (loss sum, correct, count) summed over the ranks, and its seconds."""
     torch.manual_seed(cfg.seed * 1000 + epoch)  # attack random starts: a resumed epoch repeats exactly
     loader.set_epoch(epoch)
@@ -142,7 +153,7 @@ def _epoch(cfg, epoch, loader, net, step, opt, autocast, device, world, progress
             x = x.contiguous(memory_format=torch.channels_last)
         lr = lr_at(cfg, epoch, i, len(loader))
         opt.set_lr(lr)
-        loss, logits = step(net, opt, x, y, cfg, autocast)
+        loss, logits = step_at(epoch * len(loader) + i)(net, opt, x, y, cfg, autocast)
         stats[:2] += torch.stack([loss.detach().double() * len(y), (logits.argmax(1) == y).sum().double()])
         stats[2] += len(y)  # a Python scalar: no host-to-device copy inside the step
         if i % 20 == 19:  # the only host sync inside the epoch
@@ -184,11 +195,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, on_e
     # the step averages its gradients over the ranks itself (zoo.distributed.average): no DDP wrapper, whose hooks
     # a functional step would bypass; every rank starts from rank 0's weights, as DDP would make them
     dist.broadcast_module(model)
-    step, net = _step_and_net(cfg, recipe, model)
+    step_at, net = _step_and_net(cfg, recipe, model)
     loader = DeviceLoader(ds.x_train, ds.y_train, cfg.batch_size, device, train=True, seed=cfg.seed,
                           drop_last=cfg.drop_last, rank=rank, world=world, augment=ds.augment)
     for epoch in range(start, cfg.epochs):
-        (loss_sum, correct, count), seconds, lr = _epoch(cfg, epoch, loader, net, step, opt, autocast, device,
+        (loss_sum, correct, count), seconds, lr = _epoch(cfg, epoch, loader, net, step_at, opt, autocast, device,
                                                          world, progress, rank)
         if not math.isfinite(loss_sum):
             kept = state_path if os.path.exists(state_path) else "none (it diverged in the first epoch)"
@@ -266,44 +277,59 @@ def _cpu_state(model) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     d = TrainConfig()
-    p = argparse.ArgumentParser(prog="python -m zoo.train", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m zoo.train", description=__doc__.splitlines()[0],
+                                formatter_class=DefaultsHelpFormatter)
     p.add_argument("--list", action="store_true", help="print architectures and recipes, then exit")
     p.add_argument("--arch", default=d.arch, help="timm model name or a CIFAR classic (see --list)")
     p.add_argument("--recipe", default=d.recipe, help=f"one of {', '.join(RECIPES)}")
     p.add_argument("--data", default=d.data, help=" | ".join(DATA_SPECS))
     p.add_argument("--image-size", type=int, default=None, metavar="S",
                    help="folder:DIR whose images differ in size: shorter side resized to S, then the centre S x S")
-    p.add_argument("--data-dir", default=d.data_dir)
+    p.add_argument("--data-dir", default=d.data_dir, help="where cifar10 and cifar100 are downloaded")
     p.add_argument("--n-train", type=int, default=None, help="use the first N training images")
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--momentum", type=float, default=d.momentum)
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--schedule", default=d.schedule, choices=["piecewise", "cosine"])
-    p.add_argument("--rho", type=float, default=None, help="SAM radius (default 0.05; 0.5 with --adaptive)")
+    p.add_argument("--epochs", type=int, default=d.epochs, help="passes over the training set")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="images per step (per process under torchrun)")
+    p.add_argument("--lr", type=float, default=d.lr, help="peak SGD learning rate")
+    p.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="L2 penalty added by SGD")
+    p.add_argument("--schedule", default=d.schedule, choices=["piecewise", "cosine"],
+                   help="piecewise: x0.1 at 75%% and x0.01 at 90%% of the epochs; cosine: to zero")
+    p.add_argument("--rho", type=float, default=None,
+                   help="weight-space radius of SAM and its variants (None: the recipe's paper's, 0.05 for SAM, "
+                        "3 for MSAM; 0.5 with --adaptive)")
     p.add_argument("--adaptive", action="store_true", help="ASAM (Kwon et al. 2021): T_w = |w| + 0.01 on weights")
-    p.add_argument("--beta", type=float, default=d.beta, help="TRADES: weight of the KL term (default 6)")
-    p.add_argument("--gamma", type=float, default=d.gamma, help="AWP: relative weight perturbation (default 5e-3)")
-    p.add_argument("--norm", default=d.norm, help="PGD-AT norm: Linf | L2")
+    p.add_argument("--looksam-k", type=int, default=d.looksam_k, help="LookSAM: a full SAM step every k steps")
+    p.add_argument("--looksam-alpha", type=float, default=d.looksam_alpha,
+                   help="LookSAM: weight of the reused orthogonal direction, relative to the gradient's norm")
+    p.add_argument("--esam-beta", type=float, default=d.esam_beta,
+                   help="ESAM: fraction of the weights the ascent perturbs")
+    p.add_argument("--esam-gamma", type=float, default=d.esam_gamma,
+                   help="ESAM: fraction of the batch the second gradient is taken on")
+    p.add_argument("--gsam-alpha", type=float, default=d.gsam_alpha,
+                   help="GSAM: weight of the plain gradient's part orthogonal to SAM's")
+    p.add_argument("--rwp-sigma", type=float, default=d.rwp_sigma, help="m-RWP: noise std relative to each filter's norm")
+    p.add_argument("--rwp-lambda", type=float, default=d.rwp_lambda, help="m-RWP: weight of the perturbed gradient")
+    p.add_argument("--beta", type=float, default=d.beta, help="TRADES: weight of the KL term")
+    p.add_argument("--gamma", type=float, default=d.gamma, help="AWP: relative weight perturbation")
+    p.add_argument("--norm", default=d.norm, help="training attack's norm: Linf | L2")
     p.add_argument("--eps", default="", help="PGD-AT eps, e.g. 8/255 (default: Linf 8/255, L2 0.5)")
     p.add_argument("--alpha", default="", help="PGD-AT step size (default eps/4)")
     p.add_argument("--steps", type=int, default=0, help="PGD-AT steps (default 10)")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--device", default=d.device)
+    p.add_argument("--seed", type=int, default=d.seed, help="seeds weights, data order, augmentation and attacks")
+    p.add_argument("--device", default=d.device, help="auto: cuda when there is one, else cpu")
     p.add_argument("--amp", default="", choices=["bf16", "off"],
                    help="bf16 autocast on the training device (default: bf16 on CUDA, off on CPU)")
     p.add_argument("--channels-last", dest="channels_last", action="store_true", default=None,
                    help="NHWC memory format (default: on CUDA only)")
-    p.add_argument("--no-channels-last", dest="channels_last", action="store_false")
+    p.add_argument("--no-channels-last", dest="channels_last", action="store_false", help="NCHW memory format")
     p.add_argument("--compile", nargs="?", const="inductor", default="", metavar="BACKEND",
                    help="torch.compile the model (default backend inductor; aot_eager for a cheap check)")
     p.add_argument("--compile-step", nargs="?", const="reduce-overhead", default="", metavar="MODE",
                    help="torch.compile the whole training step (forward, backward, attack, optimizer update) with "
                         "this mode (default reduce-overhead: CUDA graphs); the backend is --compile's (inductor)")
-    p.add_argument("--out", default=d.out, help="folder for the checkpoint")
+    p.add_argument("--out", default=d.out, help="folder the checkpoint is written to")
     p.add_argument("--resume", action="store_true", help="continue from the last finished epoch")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     return p
 
 

@@ -33,15 +33,21 @@ class Cell:
 
 
 def passes(cfg) -> float:
-    """Forward-backward passes per training step, counting an attack step (input gradient only) as 2/3 of one."""
-    attack = cfg.steps * 2 / 3
-    return {"standard": 1, "sam": 2, "pgd_at": 1 + attack, "sam_at": 2 + attack, "trades": 2 + attack,
-            "awp": 2 + attack, "fgsm_rs": 1 + attack}.get(cfg.recipe, 1 + attack)
+    """Forward-backward passes per training step: the recipe's own (Recipe.passes), and its training attack's
+    steps counted as 2/3 of one each (an input gradient only)."""
+    from zoo.recipes import get_recipe
+
+    recipe = get_recipe(cfg.recipe)
+    return recipe.passes(cfg) + (cfg.steps * 2 / 3 if recipe.adversarial else 0)
 
 
 def cell_key(cfg) -> str:
-    """What makes the checkpoint: every resolved setting but where it runs and is written."""
-    d = {k: v for k, v in cfg.to_dict().items() if k not in ("device", "out", "compile")}
+    """What makes the checkpoint: every resolved setting but where it runs and is written, and but the settings
+    of other recipes (a SAM cell's key does not hold TRADES' beta)."""
+    from zoo.recipes import get_recipe, recipe_settings
+
+    others = recipe_settings() - set(get_recipe(cfg.recipe).all_settings())
+    d = {k: v for k, v in cfg.to_dict().items() if k not in ("device", "out", "compile") and k not in others}
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 

@@ -18,17 +18,24 @@ TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000}
 
 
 def seconds_per_image(cfg, speeds: dict) -> float:
-    """Training seconds per image of one config, from the measured standard, SAM and PGD-AT(10) speeds."""
+    """Training seconds per image of one config, from the measured standard, SAM and PGD-AT(10) speeds: each
+    forward-backward pass beyond the first (Recipe.passes) costs what SAM's second costs, each attack step a
+    tenth of what PGD-AT(10) adds to standard training."""
+    from zoo.recipes import get_recipe
+
     t_std, t_sam, t_at10 = 1 / speeds["standard"], 1 / speeds["sam"], 1 / speeds["pgd_at"]
     per_attack_step = (t_at10 - t_std) / 10
-    base = {"standard": t_std, "sam": t_sam, "pgd_at": t_std, "sam_at": t_sam, "fgsm_rs": t_std,
-            "trades": t_std + per_attack_step, "awp": t_sam}.get(cfg.recipe, t_std)
-    attack = cfg.steps if cfg.recipe in ("pgd_at", "sam_at", "fgsm_rs", "trades", "awp") else 0
-    return base + attack * per_attack_step
+    recipe = get_recipe(cfg.recipe)
+    attack = cfg.steps if recipe.adversarial else 0
+    return t_std + (recipe.passes(cfg) - 1) * (t_sam - t_std) + attack * per_attack_step
 
 
 def family(recipe: str) -> str:
-    return "pgd_at" if recipe in ("pgd_at", "sam_at", "trades", "awp", "fgsm_rs") else "standard"
+    """Which measured AutoAttack rate and K-per-GPU speed-up a recipe's cells take: adversarial training's or
+    standard training's."""
+    from zoo.recipes import get_recipe
+
+    return "pgd_at" if get_recipe(recipe).adversarial else "standard"
 
 
 def evaluation_seconds(p: Preset, cell: Cell, speeds: dict) -> float:
