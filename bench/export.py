@@ -25,6 +25,7 @@ from bench.report.escape import one_line
 from bench.submit import rules
 from bench.submit.package import ExportRefused, export
 from zoo.checkpoint import CheckpointError
+from zoo.cli import parser
 
 __all__ = ["ExportRefused", "export", "main"]
 
@@ -35,6 +36,19 @@ def _bool(s: str) -> bool:
     if s.lower() in ("false", "no", "0"):
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, got {s!r}")
+
+
+def default_results(checkpoint: str) -> str:
+    """The rows of the checkpoint's study when it lies in a study's zoo folder (bench.study's claim says which
+    study), else bench.run's default rows."""
+    import os
+
+    from bench.grid.owner import claimed_out
+
+    out = claimed_out(os.path.dirname(os.path.abspath(checkpoint)))
+    if out and os.path.isfile(os.path.join(out, "results.jsonl")):
+        return os.path.join(out, "results.jsonl")
+    return os.path.join("runs", "bench", "results.jsonl")
 
 
 def _hub_main(a) -> int:
@@ -57,7 +71,8 @@ def _hub_main(a) -> int:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.export", description=__doc__.splitlines()[0])
+    p = parser("python -m bench.export",
+               "Export a checkpoint as RobustBench's submission files, or as a Hugging Face Hub folder (--hf DIR).")
     p.add_argument("checkpoint", help="a sharpbench checkpoint, hf-hub:ORG/NAME[@REV] (one read back from the Hub), or timm:NAME[@PATH] for the imagenet leaderboards")
     p.add_argument("--name", default=None,
                    help="RobustBench model name: <Surname><Year><FirstWordOfTitle>[_suffix], e.g. Smith2026Sharp "
@@ -70,10 +85,12 @@ def main(argv=None) -> int:
     hub.add_argument("--force", action="store_true", help="write over a folder that holds another model")
     hub.add_argument("--push", action="store_true",
                      help="upload the folder with huggingface_hub (needs --repo-id and a token: `hf auth login`)")
-    p.add_argument("--out", default="export")
-    p.add_argument("--results", default="runs/bench/results.jsonl",
-                   help="the rows the claim is read from (default: %(default)s, bench.run's default --out)")
-    p.add_argument("--threat-model", default="Linf", choices=["Linf", "L2", "corruptions"])
+    p.add_argument("--out", default="export", help="where RobustBench's files are written")
+    p.add_argument("--results", default=None,
+                   help="the rows the claim is read from (default: the results.jsonl of the study whose zoo folder "
+                        "holds the checkpoint, else runs/bench/results.jsonl, bench.run's default --out)")
+    p.add_argument("--threat-model", default="Linf", choices=["Linf", "L2", "corruptions"],
+                   help="the leaderboard the claim is for")
     p.add_argument("--dataset", default=None, choices=sorted(rules.LEADERBOARDS),
                    help="default: the checkpoint's training data when it is cifar10/cifar100, else by class count; "
                         "imagenet for timm:NAME")
@@ -92,6 +109,7 @@ def main(argv=None) -> int:
     p.add_argument("--license", default="", help="MIT, or the URL of a custom licence (ticks the issue's box); "
                                                       "with --hf the card's license (default other)")
     a = p.parse_args(argv)
+    a.results = a.results or default_results(a.checkpoint)
     if a.hf:
         return _hub_main(a)
     if not a.name:

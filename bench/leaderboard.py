@@ -1,16 +1,16 @@
 """Rebuild OUT/leaderboard.md and its plots from OUT/results.jsonl: python -m bench.leaderboard [--out results]"""
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
 from bench.report.tables import write_leaderboard
 from bench.store.rows import read_rows
+from zoo.cli import parser
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.leaderboard", description=__doc__.splitlines()[0])
+    p = parser("python -m bench.leaderboard", "Rebuild OUT/leaderboard.md and its plots from OUT/results.jsonl.")
     p.add_argument("--out", default="runs/bench", help="folder holding results.jsonl (default: %(default)s)")
     args = p.parse_args(argv)
     rows = read_rows(os.path.join(args.out, "results.jsonl"))

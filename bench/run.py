@@ -8,7 +8,6 @@ The work is bench.eval.engine's; this is its command line, and it writes the lea
 """
 from __future__ import annotations
 
-import argparse
 import os
 import shlex
 import sys
@@ -22,13 +21,16 @@ from zoo import distributed as dist
 from zoo.data import DataError
 from zoo.errors import error_line
 from zoo.pgd import THREAT_NORMS
+from zoo.cli import add_progress, parser, progress_wanted
 
 
 DEFAULTS = EvalSettings()
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
+    p = parser("python -m bench.run",
+               "Evaluate checkpoints under clean, PGD, AutoAttack and corruption attacks: one row per evaluation in "
+               "OUT/results.jsonl, a leaderboard and a site.")
     p.add_argument("--models", nargs="+", required=True,
                    help="checkpoints, state_dicts (with --arch), rb:NAME, timm:NAME (timm's pretrained weights) or "
                         "timm:NAME@PATH (local weights: a state dict or .safetensors)")
@@ -57,7 +59,7 @@ def parse_args(argv=None):
                    help="evaluation batch (default 1000 on CUDA, 250 on CPU); AutoAttack's batches too")
     p.add_argument("--compile", nargs="?", const="inductor", default=DEFAULTS.compile, metavar="BACKEND",
                    help="torch.compile the model, padding batches to a few fixed sizes (default backend inductor)")
-    p.add_argument("--device", default=DEFAULTS.device)
+    p.add_argument("--device", default=DEFAULTS.device, help="auto: cuda when there is one, else cpu")
     p.add_argument("--out", default=DEFAULTS.out,
                    help="folder for results.jsonl, leaderboard.md and the site (default: %(default)s)")
     p.add_argument("--arch", default=DEFAULTS.arch, help="architecture for plain state_dicts (timm/zoo name or mod:fn)")
@@ -91,7 +93,7 @@ def parse_args(argv=None):
                    help="run again what failed before on the same file and settings (skipped otherwise)")
     p.add_argument("--no-leaderboard", action="store_true", help="write neither leaderboard.md nor the site")
     p.add_argument("--no-site", action="store_true", help="write leaderboard.md but not the site (OUT/site/)")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    add_progress(p)
     return p.parse_args(argv)
 
 
@@ -106,6 +108,7 @@ def summary(outcomes) -> dict[str, int]:
 
 
 def run(args) -> int:
+    args.progress = progress_wanted(args.progress)  # bars on a terminal; one line per stage in a log
     settings = with_training_data(EvalSettings.from_namespace(args), args.models)  # --data's default
     outcomes = evaluate(args.models, settings)
     counts = summary(outcomes)

@@ -5,13 +5,13 @@ study report (REPORT.md) and measures (measures.jsonl) beside the rows are inclu
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
+from zoo.cli import parser
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.site", description=__doc__.splitlines()[0])
+    p = parser("python -m bench.site", "Build the leaderboard site from the rows of a results.jsonl.")
     p.add_argument("--results", default="runs/bench/results.jsonl", help="the rows (default: %(default)s)")
     p.add_argument("--out", default=None, help="the site's folder (default: site/ beside the rows)")
     p.add_argument("--title", default=None)

@@ -21,10 +21,12 @@ import sys
 
 from bench.grid.presets import PRESETS, parse_recipes
 from zoo.errors import error_line
+from zoo.cli import add_progress, parser, progress_wanted
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m bench.study", description=__doc__.splitlines()[0])
+    ap = parser("python -m bench.study",
+                "Train a preset's grid of models, benchmark them and write the report, leaderboard and site.")
     ap.add_argument("--preset", choices=sorted(PRESETS), default="smoke",
                     help="smoke: digits (bundled, offline), sharp_small, 8 epochs, CPU minutes; small: the real "
                          "CIFAR-10 subset, PreActResNet-18 (a GPU job); paper: the seed paper's protocol on CIFAR-10 "
@@ -33,16 +35,24 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--arch", default=None, help="override the architecture (e.g. sharp_tiny on CPU)")
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--seeds", default=None, help="comma list, e.g. 0,1,2")
-    ap.add_argument("--recipes", default="", help="add recipe groups to the preset, e.g. +trades,+awp,+fgsm_rs "
-                                                  "(each at the preset's main PGD-AT eps, with its paper's defaults)")
+    ap.add_argument("--recipes", default="",
+                    help="add recipe groups to the preset, e.g. +trades,+awp,+fgsm_rs (each at the preset's main "
+                         "PGD-AT eps) or +looksam,+esam,+gsam,+msam,+rwp (at the preset's variant radius), each "
+                         "with its paper's defaults otherwise")
     ap.add_argument("--aa-n", type=int, default=None, help="override the AutoAttack test points (slow on CPU)")
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--out", default=None, help="rows, report and plots (default results/study, runs/ for smoke)")
-    ap.add_argument("--zoo-dir", default=None, help="checkpoints (default runs/study-<preset>/zoo)")
+    ap.add_argument("--device", default="auto", help="auto: cuda when there is one, else cpu")
+    ap.add_argument("--out", default=None,
+                    help="rows, report, plots and site (default: the preset's, runs/study-smoke for smoke, "
+                         "results/sam-variants for sam-variants, results/study otherwise)")
+    ap.add_argument("--zoo-dir", default=None,
+                    help="checkpoints (default OUT/zoo: each study keeps its own; a folder another study's "
+                         "checkpoints are in is refused)")
+    ap.add_argument("--retrain", action="store_true",
+                    help="train over checkpoints in the zoo folder that another study (or other settings) made")
     ap.add_argument("--export-hf", default=None, metavar="DIR",
                     help="after the study, one Hugging Face Hub folder per trained model under DIR (bench.export --hf)")
     ap.add_argument("--compile", action="store_true", help="torch.compile training and evaluation (GPU runs)")
-    ap.add_argument("--no-progress", dest="progress", action="store_false")
+    add_progress(ap)
     g = ap.add_argument_group("workers (one results folder, on a filesystem all of them see)")
     g.add_argument("--workers", type=int, default=None, help="start N local worker processes and wait for them")
     g.add_argument("--workers-per-gpu", type=int, default=None,
@@ -53,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--partition", default=None, help="SLURM partition")
     g.add_argument("--gpus", type=int, default=1, help="workers in the array, one GPU each")
     g.add_argument("--gpus-per-worker", type=int, default=1, help="GPUs each array task asks for (0: CPU only)")
-    g.add_argument("--cpus-per-worker", type=int, default=8)
+    g.add_argument("--cpus-per-worker", type=int, default=8, help="CPUs each array task asks for")
     g.add_argument("--time", default="24:00:00", help="each array task's time limit (SLURM's formats)")
     g.add_argument("--wait", action="store_true", help="with --launcher: wait for the workers to finish")
     g.add_argument("--status", action="store_true", help="print where the study stands, then exit")
@@ -72,15 +82,18 @@ def study_from(args, argv) -> "Study":  # noqa: F821
             if v is not None}
     if args.seeds:
         over["seeds"] = tuple(int(s) for s in args.seeds.split(","))
-    over["extra"] = parse_recipes(args.recipes)
+    extra, variants = parse_recipes(args.recipes)
+    over["extra"] = extra
+    if variants:
+        over["variants"] = tuple(dict.fromkeys(p.variants + variants))
     p = dataclasses.replace(p, **over)
     if p.data.startswith("npz:") and not os.path.exists(p.data[4:]):
         raise ValueError(f"{p.data[4:]} not found; pass --data digits or --data npz:PATH")
-    out = args.out or (os.path.join("runs", "study-smoke") if args.preset == "smoke" else os.path.join("results", "study"))
-    zoo_dir = args.zoo_dir or os.path.join("runs", f"study-{args.preset}", "zoo")
+    out = args.out or p.out
+    zoo_dir = args.zoo_dir or os.path.join(out, "zoo")
     shown = [a for a in argv if a not in ("--worker", "--wait", "--status")]
     return Study(preset_name=args.preset, preset=p, device=str(resolve_device(args.device)), out=out, zoo_dir=zoo_dir,
-                 compile=args.compile, progress=args.progress, retry_failed=args.retry_failed, command="python -m bench.study " + " ".join(shown))
+                 compile=args.compile, progress=progress_wanted(args.progress), retry_failed=args.retry_failed, command="python -m bench.study " + " ".join(shown))
 
 
 def cell_seconds(study) -> str:
@@ -125,6 +138,10 @@ def main(argv=None) -> int:
         launch.become_rank_worker(ranked[2], ranked[0], ranked[1])
     try:
         study = study_from(args, argv)
+        if not args.status:
+            from bench.grid.owner import claim_zoo
+
+            claim_zoo(study, args.retrain)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

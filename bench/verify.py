@@ -17,26 +17,30 @@ damaged file is one line too); 2 when there is nothing to check.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
 from bench.eval.replay import verify_file, verify_results
 from zoo.pgd import THREAT_NORMS
+from zoo.cli import parser
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.verify", description=__doc__.splitlines()[0])
+    p = parser("python -m bench.verify",
+               "Replay stored adversarial images: a robust-accuracy row checked with no attack code.")
     p.add_argument("--results", default=None, help="results.jsonl whose rows name adversarial images")
     p.add_argument("--models", default=None, help="a checkpoint, for --adversarial")
     p.add_argument("--adversarial", default=None, help="a .pt tensor of adversarial images (n x C x H x W)")
     p.add_argument("--arch", default=None, help="architecture of a plain state_dict")
-    p.add_argument("--data", default="cifar10")
-    p.add_argument("--data-dir", default="data")
-    p.add_argument("--norm", default="Linf", choices=THREAT_NORMS)
-    p.add_argument("--eps", default="8/255")
+    p.add_argument("--data", default="cifar10", help="the data of --adversarial's points (its first n test points)")
+    p.add_argument("--data-dir", default="data", help="where downloadable datasets are kept")
+    p.add_argument("--norm", default="Linf", choices=THREAT_NORMS, help="the ball of --adversarial's images")
+    p.add_argument("--eps", default="8/255", help="the radius of --adversarial's ball")
     p.add_argument("--device", default="cpu", help="replays run in fp32 on this device")
-    p.add_argument("--batch-size", type=int, default=250)
+    p.add_argument("--batch-size", type=int, default=250, help="images per forward (memory only)")
+    p.add_argument("--site", default=None, metavar="DIR",
+                   help="the site to rebuild with the replays (default: OUT/site beside the rows, when it exists); "
+                        "its title is kept")
     a = p.parse_args(argv)
     if a.results:
         if not os.path.isfile(a.results):
@@ -52,11 +56,12 @@ def main(argv=None) -> int:
         for r in records:  # what the site shows beside each row: replayed, or failed with the reason
             append_row(log, r)
         folder = os.path.dirname(os.path.abspath(a.results))
-        if records and os.path.isfile(os.path.join(folder, "site", "index.html")):
+        site = a.site or os.path.join(folder, "site")
+        if records and os.path.isfile(os.path.join(site, "index.html")):
             from bench.report.outputs import write_site
             from bench.store.rows import read_rows
 
-            print(f"site: {write_site(read_rows(a.results), folder, data_dir=a.data_dir)} (replays shown)")
+            print(f"site: {write_site(read_rows(a.results), folder, site, data_dir=a.data_dir)} (replays shown)")
         return code
     if a.models and a.adversarial:
         return verify_file(a.models, a.adversarial, data=a.data, norm=a.norm, eps=a.eps, arch=a.arch,

@@ -259,7 +259,28 @@ def projection_section(s, lines, verdicts):
     best = min(totals, key=totals.get)
     verdicts.append((f"paper grid <= {TARGETS['paper_grid_h']:.0f} GPU-hours (projected)",
                      totals[best] <= TARGETS["paper_grid_h"], f"{totals[best]:.1f} h at K = {best}"))
+    # the optional block of the SAM variants (--recipes +looksam,+esam,+gsam,+msam,+rwp): its cells alone
+    from bench.grid.presets import SAM_VARIANTS
+
+    block = dataclasses.replace(p, variants=SAM_VARIANTS)
+    up = {fam: v.get(best, 1.0) for fam, v in s.get("k_speedup", {}).items()}
+    extra = [c for c in project(block, speeds, up)["cells"] if c["cell"].split("-")[1] in SAM_VARIANTS]
+    lines += ["", f"With the SAM variants' block (`--recipes {','.join('+' + v for v in SAM_VARIANTS)}`, "
+              f"{len(extra)} more trainings at rho {block.variant_rho}): "
+              f"{sum(c['train_s'] for c in extra) / 3600:.1f} training and {sum(c['eval_s'] for c in extra) / 3600:.1f} "
+              f"evaluation GPU-hours more at K = {best} (each variant's passes per step from its Recipe)."]
     lines.append("")
+
+
+def sam_variants_check(s, device, lines):
+    """(i) The SAM variants' step time against standard training's and SAM's, eager and compiled: speed.py's
+    measurement (--sam-variants) on this device."""
+    from scripts.speed import sam_variants_section
+
+    steps = 5 * max(1, s["steps"] // 5)  # whole LookSAM cycles (k = 5)
+    section = sam_variants_section(s["arch"], s["batch"], device, steps, 3 if device.type == "cuda" else 1, 0.2,
+                                   backend=s["compile"])
+    lines += ["## (i) SAM variants: step time", *section[2:]]
 
 
 def autoattack_section(s, device, data, lines, verdicts, work):
@@ -478,7 +499,8 @@ def main(argv=None) -> int:
                 ("(d) compiled training", lambda w: training_section(s, device, data, lines, verdicts, w)),
                 ("(f) K per GPU", lambda w: k_section(s, device, lines, verdicts, w)),
                 ("(g) paper grid projection", lambda w: projection_section(s, lines, verdicts)),
-                ("(h) ImageNet", lambda w: imagenet_section(s, device, lines, verdicts, w))]
+                ("(h) ImageNet", lambda w: imagenet_section(s, device, lines, verdicts, w)),
+                ("(i) SAM variants", lambda w: sam_variants_check(s, device, lines))]
     with tempfile.TemporaryDirectory() as work:
         for what, run in sections:
             t1 = time.perf_counter()

@@ -206,7 +206,7 @@ def whole_step_rows(arch, recipes, ds, bs, device, steps, warmup, backend="induc
 SAM_VARIANTS = ("standard", "sam", "looksam", "esam", "gsam", "msam", "rwp")
 
 
-def sam_variants_section(arch, bs, device, steps, reps, rho) -> list[str]:
+def sam_variants_section(arch, bs, device, steps, reps, rho, backend="inductor") -> list[str]:
     """Each SAM variant's step time relative to standard training's and to SAM's, eager and with the whole step
     compiled (inductor), measured in this one process: every round times every recipe once, eager then
     compiled, on the same batches; the median of the rounds. steps: timed steps per measurement, a multiple of
@@ -220,8 +220,8 @@ def sam_variants_section(arch, bs, device, steps, reps, rho) -> list[str]:
     for recipe in SAM_VARIANTS:
         cfg = TrainConfig(arch=arch, recipe=recipe, batch_size=bs, rho=rho if recipe != "standard" else None)
         cfg = cfg.resolved()
-        eager, whole = training_step(arch, recipe, cfg, device), training_step(arch, recipe, cfg, device,
-                                                                               whole="default")
+        eager = training_step(arch, recipe, cfg, device)
+        whole = training_step(arch, recipe, cfg, device, whole="default", backend=backend)
         for fn in (eager, whole):  # compile (every step function of the recipe) and warm outside the timing
             for x, y in batches[:cfg.looksam_k if recipe == "looksam" else 1]:
                 fn(x, y)
@@ -238,7 +238,7 @@ def sam_variants_section(arch, bs, device, steps, reps, rho) -> list[str]:
            f"{'bf16 autocast' if device.type == 'cuda' else 'fp32'}; rho {rho} (the study's) wherever a recipe takes "
            f"one, each recipe's defaults otherwise (LookSAM k 5). {steps} timed steps "
            f"per measurement, {reps} rounds alternating recipes and modes, the median. Compiled: the whole step "
-           "(`zoo.train --compile-step default`, inductor). Ratios are per step, on the same batches.", "",
+           f"(`zoo.train --compile-step default`, {backend}). Ratios are per step, on the same batches.", "",
            "| recipe | passes (modelled) | eager ms/step | vs standard | vs SAM | compiled ms/step | vs standard | "
            "vs SAM |", "|---|---|---|---|---|---|---|---|"]
     for recipe in SAM_VARIANTS:

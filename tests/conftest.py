@@ -68,8 +68,9 @@ def smoke_folder(config) -> Path:
 
 
 def smoke_command(folder: Path) -> list[str]:
+    # no --no-progress: the output goes to files, so the default (bars on a terminal only) gives a plain log
     return [sys.executable, "-m", "bench.study", "--preset", "smoke", "--out", str(folder / "study"),
-            "--zoo-dir", str(folder / "zoo"), "--no-progress"]
+            "--zoo-dir", str(folder / "zoo")]
 
 
 def pytest_collection_finish(session):
@@ -122,11 +123,17 @@ def seed_rows(smoke_out, dest_out, keep) -> int:
 
 @pytest.fixture
 def smoke_zoo(smoke_study, tmp_path):
-    """A copy of the smoke study's checkpoints: a study run on it reuses them (it may write beside them)."""
+    """A copy of the smoke study's checkpoints, claimed by no study (its claim is not copied): a study run on it
+    reuses them (it may write beside them)."""
+    return copy_checkpoints(smoke_study[1], tmp_path / "smoke-zoo")
+
+
+def copy_checkpoints(zoo, dest):
+    """The checkpoints of a zoo folder, copied without the claim of the study that made them (bench.study's
+    .study.json): a study of other rows may use the copy."""
     import shutil
 
-    dest = tmp_path / "smoke-zoo"
-    shutil.copytree(smoke_study[1], dest)
+    shutil.copytree(zoo, dest, ignore=shutil.ignore_patterns(".study.json"))
     return dest
 
 

@@ -11,7 +11,7 @@ import threading
 import time
 
 import pytest
-from conftest import ROOT, seed_rows
+from conftest import ROOT, copy_checkpoints, seed_rows
 
 # the smoke grid: three cells (standard, SAM, PGD-AT). The tests of the queue run it on a copy of the session's
 # smoke checkpoints (the cells reuse them and run every evaluation); those that need training use SHORT
@@ -21,8 +21,7 @@ ENV = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")  # one thre
 
 
 def copy_zoo(smoke_study, dest):
-    shutil.copytree(smoke_study[1], dest)
-    return dest
+    return copy_checkpoints(smoke_study[1], dest)
 
 
 def study(tmp, name, *extra, env=None, timeout=900, zoo=None):

@@ -4,6 +4,7 @@ refusals, and hostile row text in a card."""
 import glob
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -78,7 +79,9 @@ def test_hub_folder_round_trip(models, kind, tmp_path):
     assert (card.data.library_name == "timm") == (kind == "timm")
     assert ("import zoo.models" in card.text) == (kind == "classic")
     results = card.data.eval_results
-    assert {e.metric_args["row_key"] for e in results if "row_key" in e.metric_args} == set(rows)
+    keys = [(e.dataset_name, e.metric_type, e.metric_args.get("threat_model"), e.metric_args.get("eps"))
+            for e in results]
+    assert len(keys) == len(set(keys)) and {k[1] for k in keys} == {"accuracy", "robust_accuracy"}
     for e in results:
         row = rows[e.metric_args["row_key"]]
         want = row["clean_acc"] if e.metric_type == "accuracy" else row["robust_acc"]
@@ -119,6 +122,7 @@ def test_hub_folder_round_trip(models, kind, tmp_path):
         assert h["weights_sha256"] == r["weights_sha256"]
         assert h["weights_sha256"] == r["weights_sha256"] and h["hf_repo"] == repo and h["hf_revision"] == REV
     assert torch.load(m["ckpt"], weights_only=True)["weights_sha256"] == h["weights_sha256"]
+    check_folder_before_the_push(m, folder, rows, tmp_path)
     # one trained model, read twice: two models on the boards, one seed of its configuration everywhere
     from bench.report.results import Results
     from bench.report.study_report import per_model
@@ -130,25 +134,61 @@ def test_hub_folder_round_trip(models, kind, tmp_path):
     assert len(per_model(both, [], res.boards, res.groups)) == 1
     for section in sections(both, site_models(both, {}), res.boards, res.groups):
         assert [g["seeds"] for g in section["groups"]] == [[h["train_seed"]]] and len(section["lines"]) == 2
-    if kind == "classic":  # bench.export reads hf-hub: too; RobustBench's weights are the checkpoint's (a draft:
-        # its claim is a PGD row on digits)
-        from zoo.checkpoint import load_checkpoint, model_from_checkpoint
-
+    if kind == "classic":  # bench.export reads hf-hub: too: the training record its sharpbench.json ships (a digits
+        # model: refused for RobustBench in one line), and the weights RobustBench would load are the checkpoint's
         res = run("-m", "bench.export", f"hf-hub:{repo}", "--name", "Smith2026Sharp", "--out", str(tmp_path / "rb"),
                   "--results", str(tmp_path / "hub" / "results.jsonl"), "--draft", env=env)
-        assert res.returncode == 0, res.stderr[-2000:]
-        draft = (tmp_path / "rb" / "model_info" / "cifar10" / "Linf" / "Smith2026Sharp.DRAFT.txt").read_text()
-        assert "RobustBench requires AutoAttack standard" in draft
-        exported = torch.load(tmp_path / "rb" / "models" / "cifar10" / "Linf" / "Smith2026Sharp.pt",
-                              weights_only=True)["state_dict"]
-        ours = model_from_checkpoint(load_checkpoint(m["ckpt"]), m["ckpt"]).state_dict()
-        assert exported.keys() == ours.keys() and all(torch.equal(exported[k], ours[k]) for k in ours)
+        assert res.returncode == 2 and "trained on digits, not a RobustBench dataset" in res.stderr, res.stderr
+        assert not (tmp_path / "rb").exists()
+        same = ("import torch\n"
+                "from bench.submit.package import hub_source\n"
+                "from zoo.checkpoint import load_checkpoint, model_from_checkpoint\n"
+                f"desc, net, mid = hub_source({'hf-hub:' + repo!r})\n"
+                f"ours = model_from_checkpoint(load_checkpoint({m['ckpt']!r}), {m['ckpt']!r}).state_dict()\n"
+                "theirs = net.state_dict()\n"
+                "print(theirs.keys() == ours.keys() and all(torch.equal(theirs[k], ours[k]) for k in ours),"
+                " desc['dataset']['spec'])\n")
+        res = run("-c", same, env=env)
+        assert res.returncode == 0 and res.stdout.split()[-2:] == ["True", "digits"], res.stderr[-2000:]
     # published.jsonl beside the .pt's rows: its site links the card
     from bench.site import main as site
 
     assert site(["--results", m["results"]]) == 0
     pages = glob.glob(os.path.join(os.path.dirname(m["results"]), "site", "models", "*.html"))
     assert any(f"https://huggingface.co/{repo}" in open(p).read() for p in pages)
+
+
+def check_folder_before_the_push(m, folder, rows, tmp_path):
+    """The exported folder, offline and never pushed: bench.run on hf-dir:DIR with no --data (sharpbench.json names
+    the data) gives the .pt's rows point for point; the card's timm-only route, run as printed from the folder's
+    parent, gives the checkpoint's logits; the card's bench.run line runs as printed there (its attacks narrowed to
+    clean on 16 points by arguments appended after it, which argparse lets override)."""
+    import re
+
+    res = run("-m", "bench.run", "--models", f"hf-dir:{folder}", *BENCH, "--out", str(tmp_path / "dir"),
+              env={"HF_HUB_OFFLINE": "1"})
+    assert res.returncode == 0, res.stderr[-2000:]
+    theirs = {r["attack"]: r for r in read(tmp_path / "dir" / "results.jsonl")}
+    for r in rows.values():
+        h = theirs[r["attack"]]
+        assert (h["data"], h["points"], h["weights_sha256"]) == (r["data"], r["points"], r["weights_sha256"])
+    card = (folder / "README.md").read_text()
+    route = re.findall(r"```python\n(.*?)```", card, re.S)[0]
+    check = ("import torch\n"
+             "images = torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))\n" + route +
+             "from zoo.checkpoint import load_checkpoint, model_from_checkpoint\n"
+             f"ours = model_from_checkpoint(load_checkpoint({m['ckpt']!r}), {m['ckpt']!r}).eval()\n"
+             "with torch.no_grad():\n"
+             "    print(torch.equal(net((images - mean) / std), ours(images)))\n")
+    res = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, cwd=folder.parent,
+                         timeout=600, env=dict(os.environ, PYTHONWARNINGS="ignore", HF_HUB_OFFLINE="1"))
+    assert res.returncode == 0 and res.stdout.split()[-1] == "True", res.stderr[-2000:]
+    (line,) = [ln for ln in card.splitlines() if ln.startswith("python -m bench.run --models hf-dir:")]
+    res = subprocess.run(["bash", "-c", line.replace("python", shlex.quote(sys.executable), 1)
+                          + f" --attacks clean --n-examples 16 --no-progress --out {shlex.quote(str(tmp_path / 'card'))}"],
+                         capture_output=True, text=True, cwd=folder.parent, timeout=600,
+                         env=dict(os.environ, PYTHONWARNINGS="ignore", HF_HUB_OFFLINE="1", PYTHONPATH=ROOT))
+    assert res.returncode == 0 and "1 rows added" in res.stdout, res.stderr[-2000:]
 
 
 def refused(capsys, *argv):

@@ -304,16 +304,43 @@ def test_export_refuses_autoattack_with_fewer_targets():
                         threat="Linf", eps_str="8/255", eps=8 / 255) == []
 
 
-def test_a_model_of_other_classes_has_no_robustbench_leaderboard(folders, tmp_path, capsys):
-    """A 5-class model is refused for RobustBench's CIFAR-10 leaderboards even as a draft (RobustBench builds every
-    entry with 10 classes), in one line that points to the Hub, and nothing is written."""
+def test_a_model_of_other_data_has_no_robustbench_leaderboard(folders, tmp_path, capsys):
+    """A model trained on an image folder is refused for RobustBench's CIFAR-10 leaderboards even as a draft (its
+    images are not the leaderboard's, whatever its class count), in one line that points to the Hub and names the
+    folder by its name only; nothing is written."""
     from bench.export import main
 
-    _, ckpt = folders[5]
+    tree, ckpt = folders[5]
     code = main([ckpt, "--name", "Smith2026Sharp", "--dataset", "cifar10", "--out", str(tmp_path / "rb"),
                  "--results", str(tmp_path / "none.jsonl"), "--draft"])
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("refused: ")]
-    assert code == 2 and err == ["refused: the model has 5 classes and RobustBench's cifar10 leaderboards take 10; a "
-                                 "model trained on other data has no RobustBench leaderboard (publish it with --hf "
-                                 "DIR instead)"]
+    assert code == 2 and err == ["refused: the model was trained on folder:c5, not a RobustBench dataset (cifar10, "
+                                 "cifar100, imagenet): it has no RobustBench leaderboard (publish it with --hf DIR "
+                                 "instead)"]
     assert not os.path.exists(tmp_path / "rb")
+
+
+def test_nothing_published_names_the_training_folders_path(folders, tmp_path):
+    """The Hub folder (card, config, sharpbench.json) and the site of a model trained on folder:/ABS/PATH hold no
+    absolute path of this machine: the data is named by its folder's name and the card by its fingerprint, the
+    checkpoint by its file name; the card's training table lists only what its recipe reads."""
+    from bench.export import main
+
+    tree, ckpt = folders[2]
+    out = tmp_path / "rows"
+    assert bench("--models", ckpt, "--attacks", "clean,pgd", "--n-examples", "16", "--pgd-steps", "2", "--out", out,
+                 "--no-progress") == 0
+    hub = tmp_path / "hub"
+    assert main([ckpt, "--hf", str(hub), "--results", str(out / "results.jsonl")]) == 0
+    private = [str(tree), str(folders["tmp"]), os.path.dirname(ckpt)]
+    published = [*hub.iterdir(), *(out / "site").rglob("*.html"), *(out / "site").rglob("*.json"),
+                 *(out / "site").rglob("*.csv")]
+    assert len(published) > 6
+    for f in published:
+        text = f.read_text(errors="replace") if f.suffix != ".safetensors" else ""
+        leaked = [p for p in private if p in text]
+        assert not leaked, (f, leaked)
+    card = (hub / "README.md").read_text()
+    assert "folder:c2" in card and "content fingerprint" in card
+    assert "| eps |" not in card and "| beta |" not in card and "| out |" not in card  # standard reads none
+    assert "adversarial/" not in card and "results.jsonl" not in card

@@ -116,7 +116,8 @@ def test_new_recipes_train_an_epoch_on_real_cifar(tiny_cfg, subset_path, recipe)
 def test_study_adds_recipe_groups_at_the_presets_main_eps():
     from bench.grid import presets as study
 
-    assert study.parse_recipes("+trades,+awp,+fgsm_rs") == ("trades", "awp", "fgsm_rs")
+    assert study.parse_recipes("+trades,+awp,+fgsm_rs") == (("trades", "awp", "fgsm_rs"), ())
+    assert study.parse_recipes("+trades,+looksam,+rwp") == (("trades",), ("looksam", "rwp"))
     with pytest.raises(ValueError, match=r"\+trades"):
         study.parse_recipes("+sgd")
     p = dataclasses.replace(study.PRESETS["small"], extra=("trades", "fgsm_rs"), seeds=(0,))

@@ -145,10 +145,14 @@ class SmallNet(TinyNet):
 
 def _timm_kwargs(kwargs) -> tuple[dict, dict | None]:
     """(the net's own arguments, timm's pretrained config). timm.create_model passes its pretrained-config
-    plumbing to every factory; from a Hub config (`hf-hub:ORG/NAME`) the class count comes with it."""
+    plumbing to every factory; from a Hub config (`hf-hub:ORG/NAME`) the class count comes with it. An overlay
+    (timm's `pretrained_cfg_overlay=dict(file=...)`, how timm loads weights from a local file) is laid over it,
+    as timm does for its own models."""
     cfg = kwargs.pop("pretrained_cfg", None)
-    for k in ("pretrained_cfg_overlay", "cache_dir"):
-        kwargs.pop(k, None)
+    overlay = kwargs.pop("pretrained_cfg_overlay", None)
+    kwargs.pop("cache_dir", None)
+    if isinstance(overlay, dict) and overlay:
+        cfg = {**(cfg if isinstance(cfg, dict) else {}), **overlay}
     if isinstance(cfg, dict) and "num_classes" in cfg:
         kwargs.setdefault("num_classes", cfg["num_classes"])
     return kwargs, cfg
@@ -166,7 +170,8 @@ def built(cls, pretrained, kwargs, *args):
 
         if not cfg:
             raise RuntimeError(f"{cls.__name__} has no pretrained weights of its own; load them from a Hub folder "
-                               "with timm.create_model('hf-hub:ORG/NAME', pretrained=True)")
+                               "with timm.create_model('hf-hub:ORG/NAME', pretrained=True), or from a local file with "
+                               "pretrained_cfg_overlay=dict(file=PATH)")
         load_pretrained(net, pretrained_cfg=cfg, num_classes=kwargs.get("num_classes", 10))
     return net
 

@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from zoo import distributed as dist
-from zoo.cli import DefaultsHelpFormatter
+from zoo.cli import add_progress, parser, progress_wanted
 from zoo.checkpoint import CheckpointError, load_checkpoint, seal, versions
 from zoo.files import save_atomic
 from zoo.config import TrainConfig
@@ -277,8 +277,7 @@ def _cpu_state(model) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     d = TrainConfig()
-    p = argparse.ArgumentParser(prog="python -m zoo.train", description=__doc__.splitlines()[0],
-                                formatter_class=DefaultsHelpFormatter)
+    p = parser("python -m zoo.train", "Train one model with one recipe and write its self-describing checkpoint.")
     p.add_argument("--list", action="store_true", help="print architectures and recipes, then exit")
     p.add_argument("--arch", default=d.arch, help="timm model name or a CIFAR classic (see --list)")
     p.add_argument("--recipe", default=d.recipe, help=f"one of {', '.join(RECIPES)}")
@@ -329,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "this mode (default reduce-overhead: CUDA graphs); the backend is --compile's (inductor)")
     p.add_argument("--out", default=d.out, help="folder the checkpoint is written to")
     p.add_argument("--resume", action="store_true", help="continue from the last finished epoch")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    add_progress(p)
     return p
 
 
@@ -355,7 +354,7 @@ def main(argv=None) -> int:
     opts = {k: v for k, v in vars(args).items() if k not in ("list", "resume", "progress")}
     cfg = TrainConfig(**opts)
     try:
-        path = train(cfg, resume=args.resume, progress=args.progress)
+        path = train(cfg, resume=args.resume, progress=progress_wanted(args.progress))
     except (DataError, ArchError, CheckpointError, TrainingDiverged, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

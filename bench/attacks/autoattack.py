@@ -186,44 +186,45 @@ def _pre_checks(aa, checks, x, y, batch_size, logger) -> None:
 
 
 class StageProgress:
-    """AutoAttack's progress on a tqdm bar: the stage, the points still robust, and the model calls left at most
-    (the bar's total), so tqdm's rate gives an ETA. With bar None it does nothing."""
+    """AutoAttack's progress. On a tqdm bar: the stage, the points still robust, and the stage's model calls at
+    most (the bar's total, reset when a stage starts), so the ETA tqdm shows is the stage's own, from its own
+    rate: FAB-T's slow calls do not make Square's look slow, nor the reverse. Without a bar (the output is not a
+    terminal), `say` gets one line per stage when it ends. With neither it does nothing."""
 
-    def __init__(self, bar, aa, stages, n: int, batch_size: int):
+    def __init__(self, bar, aa, stages, n: int, batch_size: int, say=None):
         self.bar, self.aa, self.stages, self.n, self.batch_size = bar, aa, list(stages), n, batch_size
-        self._plan(0, n)
+        self.say, self.t0 = say, time.perf_counter()
 
     def budget(self, stage: str, robust: int) -> int:
         return -(-robust // self.batch_size) * sum(stage_calls(self.aa, stage))
 
-    def _plan(self, first: int, robust: int) -> None:
-        """The bar's total: the calls made so far and, at most, those of the stages from `first` on."""
-        if self.bar is not None:
-            self.bar.total = self.bar.n + sum(self.budget(s, robust) for s in self.stages[first:])
-
-    def _say(self, text: str) -> None:
+    def _show(self, text: str) -> None:
         self.bar.set_postfix_str(text, refresh=False)
         self.bar.refresh()
 
     def start(self, stage: str, robust: int) -> None:
+        self.t0 = time.perf_counter()
         if self.bar is not None:
             i = self.stages.index(stage)
-            self._plan(i, robust)
-            self._say(f"{stage} ({i + 1}/{len(self.stages)}), {robust} of {self.n} robust")
+            self.bar.reset(total=self.budget(stage, robust))
+            self._show(f"{stage} ({i + 1}/{len(self.stages)}), {robust} of {self.n} robust")
 
     def call(self) -> None:
         if self.bar is not None:
             self.bar.update()
 
     def end(self, stage: str, robust: int) -> None:
-        """The stage is over (perhaps early, its points fooled): the rest is planned from the points left."""
+        """The stage is over (perhaps early, its points fooled)."""
         if self.bar is not None:
-            self._plan(self.stages.index(stage) + 1, robust)
-            self._say(f"{stage} done, {robust} of {self.n} robust")
+            self._show(f"{stage} done, {robust} of {self.n} robust")
+        elif self.say is not None:
+            i = self.stages.index(stage)
+            self.say(f"  {stage} ({i + 1}/{len(self.stages)}) done: {robust} of {self.n} robust, "
+                     f"{time.perf_counter() - self.t0:.1f} s")
 
 
 def run_autoattack(model, x, y, *, norm, eps, stages, seed=0, batch_size=250, state_path=None, bar=None,
-                   version="standard", num_classes=10):
+                   version="standard", num_classes=10, say=None):
     """Returns (x_adv, info); info['stage_acc'] maps each stage to the robust accuracy after it, info['aa_checks']
     each of pyautoattack's sanity checks to None (passed) or the warning it gave. bar: a tqdm bar to show the
     stage, the points still robust and an ETA on."""
@@ -236,7 +237,7 @@ def run_autoattack(model, x, y, *, norm, eps, stages, seed=0, batch_size=250, st
     aa = standard_attack(wrapped, norm=norm, eps=eps, seed=seed, device=str(device), version=version)
     settings = attack_settings(version, norm, num_classes)
     apply_settings(aa, settings)
-    progress = StageProgress(bar, aa, stages, len(y), batch_size)
+    progress = StageProgress(bar, aa, stages, len(y), batch_size, say)
     wrapped.on_call = progress.call
     catcher = _CheckLog()
     logger.addHandler(catcher)

@@ -12,9 +12,11 @@ import torch
 FAB_OVERHEAD = 1.5
 
 
-def call_seconds(model, x: torch.Tensor, batch_size: int, reps: int = 2) -> tuple[float, float]:
-    """(seconds per forward+backward to the input, seconds per forward) at batch min(len(x), batch_size), after
-    one warm-up call of each; the model's weights and mode are left as they were."""
+def call_seconds(model, x: torch.Tensor, batch_size: int, reps: int = 3) -> tuple[float, float]:
+    """(seconds per forward+backward to the input, seconds per forward) at batch min(len(x), batch_size): the
+    fastest of reps calls after two warm-up calls of each (a first call pays for allocations and kernel
+    selection, and a call slowed by other work on the machine would inflate the estimate); the model's weights
+    and mode are left as they were."""
     xb = x[:batch_size].detach()
 
     def grad_call():
@@ -28,10 +30,13 @@ def call_seconds(model, x: torch.Tensor, batch_size: int, reps: int = 2) -> tupl
     out = []
     for call in (grad_call, fwd_call):
         call()
-        t0 = time.perf_counter()
+        call()
+        times = []
         for _ in range(reps):
+            t0 = time.perf_counter()
             call()
-        out.append((time.perf_counter() - t0) / reps)
+            times.append(time.perf_counter() - t0)
+        out.append(min(times))
     return out[0], out[1]
 
 

@@ -22,6 +22,7 @@ class Attack:
     info: dict = field(default_factory=dict)
     state_path: str | None = None  # where a resumable attack keeps its progress (set per evaluation)
     bar: object = None  # a tqdm bar an attack may show its stages and ETA on (set per evaluation)
+    say: Callable | None = None  # without a bar: where it says one line per stage (set per evaluation)
 
     def __call__(self, model, x, y):
         self.info = {}
@@ -77,7 +78,7 @@ def _autoattack(name, stages, version):
         def run(self, model, x, y):
             x_adv, self.info = run_autoattack(model, x, y, norm=norm, eps=eps, stages=stages, seed=seed,
                                               batch_size=batch_size, state_path=self.state_path, bar=self.bar,
-                                              version=version, num_classes=num_classes)
+                                              version=version, num_classes=num_classes, say=self.say)
             return x_adv
 
         cfg = {"attack": name, "norm": norm, "eps": round(eps, 10), "version": version, "stages": list(stages),

@@ -6,7 +6,6 @@ decoding anything, which of the first N images a dataset folder lacks (ImageNet)
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -14,10 +13,11 @@ from bench.data import DATA_SPECS, imagenet_root, load_points
 from zoo.data import DataError
 from zoo.files import save_atomic
 from zoo.errors import error_line
+from zoo.cli import parser
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.data", description=__doc__.splitlines()[0])
+    p = parser("python -m bench.data", "Write the exact points the bench evaluates to a file.")
     p.add_argument("spec", help=" | ".join(DATA_SPECS))
     p.add_argument("--data-dir", default="data", help="where cifar10/cifar100 are (or ImageNet's folder for `imagenet`)")
     p.add_argument("--n-examples", type=int, default=10000, help="the first N test points, in order (ImageNet: <= 5000)")

@@ -104,7 +104,12 @@ class Outcome:
 
     @property
     def label(self) -> str:
-        return " ".join(p for p in (self.model, self.attack, self.norm or "", self.eps_str if self.norm else "") if p)
+        return evaluation_label(self.model, self.attack, self.norm, self.eps_str)
+
+
+def evaluation_label(model: str, attack: str, norm: str | None, eps_str: str) -> str:
+    """'MODEL autoattack Linf 8/255', 'MODEL clean': how an evaluation is named in every message."""
+    return " ".join(p for p in (model, attack, norm or "", eps_str if norm else "") if p)
 
 
 LOAD = {"attack": "load", "norm": None, "eps_str": "0"}  # a model's load, as Outcome.of takes it
@@ -208,21 +213,32 @@ def is_out_of_memory(e: BaseException) -> bool:
 LONG_S = 60  # an evaluation expected to take longer than this on CPU is announced with its estimate
 
 
-def warn_if_long(label: str, cfg: dict, lm, x, batch_size: int, rates: dict) -> None:
-    """Before a long CPU evaluation: its estimate from the model's measured rate at this batch."""
+def warn_if_long(label: str, cfg: dict, lm, x, y, batch_size: int, rates: dict) -> float | None:
+    """Before a CPU evaluation: its estimate, said on one line when over LONG_S, from the model's rate measured at
+    the batch the attack will run, on the points it will attack (AutoAttack: those right on clean inputs, as it
+    attacks no other). Returns the estimate in seconds (None for evaluations without an attack loop)."""
     from bench.attacks.budget import call_seconds, duration, seconds_if_all_survive
+    from bench.attacks.predict import predict
 
     if cfg["attack"] in ("clean", "corruptions"):
-        return
-    if id(lm.model) not in rates:
-        rates[id(lm.model)] = call_seconds(lm.model, x, batch_size)
-    t_grad, t_fwd = rates[id(lm.model)]
-    n, b = len(x), min(len(x), batch_size)
+        return None
+    n = len(x)
+    if cfg["attack"].startswith("autoattack"):
+        with torch.no_grad():
+            n = int((predict(lm.model, x, batch_size) == y).sum())
+    if n == 0:
+        return 0.0
+    b = min(n, batch_size)
+    if (id(lm.model), b) not in rates:
+        rates[(id(lm.model), b)] = call_seconds(lm.model, x, b)
+    t_grad, t_fwd = rates[(id(lm.model), b)]
     seconds = seconds_if_all_survive(cfg, n, batch_size, t_grad, t_fwd)
     if seconds is not None and seconds > LONG_S:
-        say(f"estimate: {label} on {n} points: about {duration(seconds)} on this CPU if every point survives, "
+        attacked = f"the {n} of {len(x)} points right on clean inputs" if n < len(x) else f"{n} points"
+        say(f"estimate: {label} on {attacked}: about {duration(seconds)} on this CPU if every point survives, "
             f"less for those that fall (measured {1e3 * t_grad:.0f} ms per gradient call and {1e3 * t_fwd:.0f} ms "
             f"per forward at batch {b})")
+    return seconds
 
 
 @dataclass
@@ -242,7 +258,7 @@ class Run:
     common: dict  # what every row of this run holds
     official_set: object = None  # the reader of official corruption sets (ImageNet-C's); None: CIFAR-10-C's
     bar: object = None  # the run's progress bar (tqdm)
-    rates: dict = field(default_factory=dict)  # id(model) -> measured seconds per gradient and forward call
+    rates: dict = field(default_factory=dict)  # (id(model), batch) -> measured seconds per gradient, forward call
 
     @property
     def progress(self) -> bool:
@@ -384,7 +400,7 @@ class Job:
     @property
     def label(self) -> str:
         s = self.spec
-        return f"{self.lm.meta['name']} {s['attack']} {s['norm'] or ''} {s['eps_str']}"
+        return evaluation_label(self.lm.meta["name"], s["attack"], s["norm"], s["eps_str"])
 
     def outcome(self, status: str, reason: str = "") -> Outcome:
         return Outcome.of(self.model_spec, self.spec, status, reason, self.key)
@@ -424,6 +440,7 @@ def _measure(run: Run, job: Job, batch_size: int) -> dict:
     with tqdm(total=0, desc=f"{lm.meta['name'][:40]} {spec['attack']}", unit=" calls", leave=False,
               disable=not staged, file=sys.stderr) as bar:
         job.attack.bar = bar if staged else None
+        job.attack.say = say if not staged and run.rank == 0 else None  # a log gets one line per stage
         return evaluate_attack(lm.model, job.attack, run.x, run.y, norm=spec["norm"] or "Linf", eps=spec["eps"],
                                batch_size=batch_size, keep_adversarial=s.save_adversarial)
 
@@ -477,8 +494,13 @@ def record(run: Run, job: Job, result: dict | None, error: Exception | None, cac
 def run_job(run: Run, job: Job, taken, cached: dict | None) -> Outcome:
     """Execute a claimed job and record it; the claim is released whatever happens."""
     run.bar.set_description(job.label[:60])
-    if run.progress and run.device.type == "cpu":
-        warn_if_long(job.label, job.cfg, job.lm, run.x, run.batch_size, run.rates)
+    if not run.progress and run.rank == 0:  # no bar: a log gets one line per evaluation
+        say(job.label)
+    if run.rank == 0 and run.device.type == "cpu":
+        try:
+            warn_if_long(job.label, job.cfg, job.lm, run.x, run.y, run.batch_size, run.rates)
+        except Exception:  # noqa: BLE001 - a model that cannot be timed fails in its evaluation, with its row
+            pass
     try:
         try:
             result, error = execute(run, job), None

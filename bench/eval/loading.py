@@ -283,21 +283,24 @@ def _hub_file(repo: str, rev: str | None, filename: str) -> str | None:
     return path if isinstance(path, str) else None
 
 
-def _hub_record(repo: str, rev: str | None) -> dict:
-    """The training record a sharpbench export ships (sharpbench.json), checked as a checkpoint's metadata is;
-    {} when there is none or it does not pass."""
-    import json
-
-    from zoo.metadata import MetadataError, check_metadata
-
+def hub_record(spec: str) -> dict:
+    """The training record the Hub repository's sharpbench.json holds (`hf-hub:ORG/NAME[@REV]`), from the local
+    Hugging Face cache or, with a network, fetched alone; {} when there is none, it does not pass the checks of a
+    checkpoint's metadata, or neither can be had."""
+    repo, rev = parse_hf(spec)
     path = _hub_file(repo, rev, "sharpbench.json")
-    try:
-        with open(path, encoding="utf-8") as f:
-            record = json.load(f).get("training")
-        check_metadata(record)
-        return record if isinstance(record, dict) else {}
-    except (OSError, TypeError, ValueError, AttributeError, MetadataError):
-        return {}
+    if path is None:
+        import huggingface_hub.constants as hub
+
+        if hub.HF_HUB_OFFLINE:
+            return {}
+        try:
+            from huggingface_hub import hf_hub_download
+
+            path = hf_hub_download(repo, "sharpbench.json", revision=rev)
+        except Exception:  # noqa: BLE001 - offline, no such file, no such repository: no record
+            return {}
+    return hub_folder_record(os.path.dirname(path))
 
 
 def load_hf(spec: str, num_classes: int | None, size: int = 32) -> LoadedModel:
@@ -321,7 +324,7 @@ def load_hf(spec: str, num_classes: int | None, size: int = 32) -> LoadedModel:
     config = _hub_file(repo, rev, "config.json")
     revision = os.path.basename(os.path.dirname(config)) if config else (rev or "main")
     file = _hub_file(repo, rev, "model.safetensors")
-    record = _hub_record(repo, rev)
+    record = hub_record(spec)
     ds = record.get("dataset") or {}
     return LoadedModel(model, {"name": short_name(f"hf-hub:{repo}"), "model_id": weights, "path": spec,
                                "arch": str(record.get("arch") or cfg.get("architecture") or "unknown"),
@@ -332,6 +335,124 @@ def load_hf(spec: str, num_classes: int | None, size: int = 32) -> LoadedModel:
                                "weights_sha256": weights, "hf_repo": repo, "hf_revision": revision,
                                "hf_weights_file_sha256": sha256_file(file) if file else None,
                                "mean": mean, "std": std, "training_record": record})
+
+
+HF_DIR = "hf-dir:"
+HUB_FILES = ("config.json", "model.safetensors")  # what a Hub folder (bench.export --hf) holds at least
+ARCH_NAME = re.compile(r"^[a-z0-9_.]{1,100}$")
+MODEL_ARGS = {"base": str, "img_size": int, "patch_size": int}  # what zoo's Hub configs pass (hub_architecture)
+
+
+def is_hub_folder(path: str) -> bool:
+    """A folder holding what bench.export --hf writes: `--models DIR` reads it as hf-dir:DIR."""
+    return os.path.isdir(path) and all(os.path.isfile(os.path.join(path, f)) for f in HUB_FILES)
+
+
+def hub_folder(spec: str) -> str:
+    """The folder of hf-dir:DIR (or of DIR itself)."""
+    return spec[len(HF_DIR):] if spec.startswith(HF_DIR) else spec
+
+
+def _read_json(path: str, what: str, max_bytes: int = 1 << 20):
+    import json
+
+    try:
+        if os.path.getsize(path) > max_bytes:
+            raise CheckpointError(f"{path} is over {max_bytes >> 10} KiB; a {what} is a few")
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{path} is not a readable {what} ({typed_line(e, 80)}); re-export the folder") from None
+
+
+def _hub_folder_config(folder: str) -> tuple[str, dict, dict]:
+    """(architecture, model_args, pretrained_cfg) of a Hub folder's config.json, every value checked: an
+    unknown architecture, an argument zoo never writes or a mean/std that is not 1-4 finite numbers is one line."""
+    import math
+
+    import timm
+
+    path = os.path.join(folder, "config.json")
+    cfg = _read_json(path, "timm config.json")
+    arch = cfg.get("architecture") if isinstance(cfg, dict) else None
+    if not isinstance(arch, str) or not ARCH_NAME.match(arch) or not timm.is_model(arch):
+        raise CheckpointError(f"{path}: architecture {str(arch)[:60]!r} is not a timm (or zoo) model name")
+    args = cfg.get("model_args") or {}
+    bad = [k for k, v in args.items() if k not in MODEL_ARGS or not isinstance(v, MODEL_ARGS[k])] \
+        if isinstance(args, dict) else ["model_args"]
+    if bad or (isinstance(args.get("base"), str) and not ARCH_NAME.match(args["base"])):
+        raise CheckpointError(f"{path}: model_args {str(bad[:1] or ['base'])[:60]} is not one zoo writes")
+    pre = cfg.get("pretrained_cfg") or {}
+    for key in ("mean", "std"):
+        v = pre.get(key) if isinstance(pre, dict) else None
+        if not (isinstance(v, list) and 1 <= len(v) <= 4 and all(isinstance(x, (int, float)) and math.isfinite(x)
+                                                                  for x in v)) or (key == "std" and min(v) <= 0):
+            raise CheckpointError(f"{path}: pretrained_cfg.{key} is not 1-4 finite numbers")
+    classes = cfg.get("num_classes")
+    if not isinstance(classes, int) or not 1 <= classes <= 100_000:
+        raise CheckpointError(f"{path}: num_classes {str(classes)[:20]!r} is not a class count")
+    return arch, dict(args), {**pre, "num_classes": classes}
+
+
+def hub_folder_record(folder: str) -> dict:
+    """The training record the folder's sharpbench.json holds, checked as a checkpoint's metadata is; {} when
+    there is none or it does not pass (a folder written by other tools loads without it)."""
+    from zoo.metadata import MetadataError, check_metadata
+
+    path = os.path.join(folder, "sharpbench.json")
+    if not os.path.isfile(path):
+        return {}
+    try:
+        record = _read_json(path, "sharpbench.json", 64 << 20).get("training")
+        check_metadata(record)
+        return record if isinstance(record, dict) else {}
+    except (CheckpointError, AttributeError, TypeError, MetadataError):
+        return {}
+
+
+def _hub_folder_content_id(spec: str, opts: "ModelOptions") -> str:
+    """What a folder's rows depend on: its config (architecture, mean, std) and its weights file."""
+    folder = hub_folder(spec)
+    return "hf-dir:" + "+".join(content_id(os.path.join(folder, f), opts.max_bytes) for f in HUB_FILES)
+
+
+def load_hf_dir(spec: str, num_classes: int | None, size: int = 32, max_bytes: int = MAX_BYTES) -> LoadedModel:
+    """A Hub folder on disk (`hf-dir:DIR`, or DIR), offline: what bench.export --hf writes, before (or without)
+    its push. The network is built from config.json, its weights read from model.safetensors (no pickle), its
+    mean and std put in front; the rows carry the weights' hash, which the .pt it came from carries too, and the
+    training record of sharpbench.json."""
+    import timm
+
+    from zoo.models import Normalized
+
+    folder = hub_folder(spec)
+    if not is_hub_folder(folder):
+        raise CheckpointError(f"{spec}: not a Hub folder (it needs {' and '.join(HUB_FILES)}); pass the folder "
+                              "bench.export --hf wrote")
+    arch, args, pre = _hub_folder_config(folder)
+    classes = pre["num_classes"] if num_classes is None else num_classes
+    if pre["num_classes"] != classes:
+        raise CheckpointError(f"{spec} has {pre['num_classes']} classes and the data has {classes}; evaluate it on "
+                              "the data it was trained on (its sharpbench.json names it; drop --data)")
+    try:
+        net = timm.create_model(arch, num_classes=classes, **args)
+    except Exception as e:  # noqa: BLE001 - a factory refusing these arguments
+        raise CheckpointError(f"{spec}: {arch} cannot be built from its config.json ({typed_line(e, 80)})") from None
+    weights_file = os.path.join(folder, "model.safetensors")
+    load_weights(net, _timm_weights(weights_file, max_bytes), weights_file, arch)
+    model = Normalized(net, pre["mean"], pre["std"]).eval()
+    check_forward(model, classes, spec, size)
+    weights = tensors_sha256({"model": model.state_dict()})
+    record = hub_folder_record(folder)
+    ds = record.get("dataset") or {}
+    name = os.path.basename(os.path.normpath(folder)) or "hub-folder"
+    return LoadedModel(model, {"name": short_name(f"hf-dir:{name}"), "model_id": weights, "path": spec,
+                               "arch": str(record.get("arch") or arch), "recipe": str(record.get("recipe") or "hub"),
+                               "hparams": _recipe_hparams(record) if record.get("config") else "",
+                               "train_data": ds.get("spec", "unknown"), "n_train": ds.get("n_train"),
+                               "seed": record.get("seed"), "num_classes": classes, "verified": False,
+                               "weights_sha256": weights, "mean": list(pre["mean"]), "std": list(pre["std"]),
+                               "training_record": record})
 
 
 def _load_file(spec: str, opts: "ModelOptions") -> LoadedModel:
@@ -384,6 +505,8 @@ SOURCES: dict[str, Source] = {  # "" = a file: a sharpbench checkpoint, or a pla
     TIMM: Source(lambda spec, o: load_timm(spec, o.num_classes, o.max_bytes, o.size, o.model_id), _timm_content_id,
                  lambda spec: spec.partition("@")[2] or None),
     HF_HUB: Source(lambda spec, o: load_hf(spec, o.num_classes, o.size), lambda spec, o: spec, lambda spec: None),
+    HF_DIR: Source(lambda spec, o: load_hf_dir(spec, o.num_classes, o.size, o.max_bytes), _hub_folder_content_id,
+                   lambda spec: None),
     "rb:": Source(lambda spec, o: load_robustbench(spec[3:], o.norm, o.rb_model_dir, o.dataset), _rb_content_id,
                   lambda spec: None),
     "": Source(_load_file, lambda spec, o: content_id(spec, o.max_bytes), lambda spec: spec),
@@ -391,6 +514,8 @@ SOURCES: dict[str, Source] = {  # "" = a file: a sharpbench checkpoint, or a pla
 
 
 def source_of(spec: str) -> Source:
+    if is_hub_folder(spec):  # a Hub folder named by its path: hf-dir:DIR
+        return SOURCES[HF_DIR]
     return SOURCES[next((prefix for prefix in SOURCES if prefix and spec.startswith(prefix)), "")]
 
 
@@ -410,7 +535,8 @@ def model_of_row(row: dict, *, num_classes: int, size: int) -> LoadedModel:
         raise CheckpointError(f"the model file {path!r} is missing or is not the one the row was computed on")
     lm = load_model_spec(spec, model_id=mid if path else None, norm=row.get("norm") or "Linf",
                          num_classes=num_classes, dataset=rb_dataset(row["data"], num_classes), size=size)
-    if spec.startswith((TIMM, HF_HUB)) and lm.meta.get("weights_sha256") != row.get("weights_sha256"):
+    if source_of(spec) in (SOURCES[TIMM], SOURCES[HF_HUB], SOURCES[HF_DIR]) \
+            and lm.meta.get("weights_sha256") != row.get("weights_sha256"):
         raise CheckpointError(f"{spec}: the weights there now are not the ones the row was computed on (updated "
                               "since?)")
     return lm
@@ -423,6 +549,9 @@ def model_file(spec: str) -> str | None:
 
 def missing_model(spec: str) -> str | None:
     """A one-line reason when the entry names a file that is not there (checked before any data is loaded)."""
+    if spec.startswith(HF_DIR) and not is_hub_folder(hub_folder(spec)):
+        return (f"--models {spec}: {hub_folder(spec)} is not a Hub folder ({' and '.join(HUB_FILES)}); pass the "
+                "folder bench.export --hf wrote")
     path = model_file(spec)
     if path is None or os.path.lexists(path):
         return None
@@ -436,6 +565,10 @@ def training_data(spec: str, max_bytes: int = MAX_BYTES) -> tuple[str, int | Non
     state dict) or cannot be read: its own load then fails with its own reason."""
     from zoo.metadata import MetadataError, check_config, check_dataset
 
+    if source_of(spec) in (SOURCES[HF_DIR], SOURCES[HF_HUB]):  # the record its sharpbench.json ships
+        record = hub_folder_record(hub_folder(spec)) if source_of(spec) is SOURCES[HF_DIR] else hub_record(spec)
+        ds, cfg = record.get("dataset") or {}, record.get("config") or {}
+        return (ds["spec"], cfg.get("image_size")) if ds.get("spec") else None
     if model_file(spec) != spec:
         return None
     try:
@@ -460,7 +593,8 @@ def data_of_models(specs: list[str], max_bytes: int = MAX_BYTES) -> tuple[str, i
     found = {s: training_data(s, max_bytes) for s in specs}
     known = {d for d in found.values() if d is not None}
     unknown = [s for s, d in found.items() if d is None]
-    if len(known) == 1 and not (unknown and any(model_file(s) != s for s in unknown)):
+    if len(known) == 1 and not (unknown and any(model_file(s) != s and not is_hub_folder(hub_folder(s))
+                                                for s in unknown)):
         return known.pop()
     if not known:
         from zoo.data import DATA_SPECS

@@ -78,13 +78,27 @@ def resumed_epoch(path: str) -> int:
         return 0
 
 
+def stale_settings(cell: Cell) -> list[str]:
+    """The settings the cell's existing checkpoint was trained with otherwise ([] when there is none, or it is
+    this cell's)."""
+    from zoo.checkpoint import CheckpointError, load_checkpoint
+    from zoo.train import config_mismatch
+
+    if not os.path.exists(cell.path):
+        return []
+    try:
+        return config_mismatch(load_checkpoint(cell.path)["config"], cell.cfg)
+    except (CheckpointError, KeyError, TypeError):
+        return ["weights (the file does not load)"]
+
+
 def train_cell(cell: Cell, progress: bool) -> tuple[str, int, float]:
-    """Train (or reuse, or resume) the cell's checkpoint; returns (path, epoch resumed from, seconds)."""
-    from zoo.checkpoint import load_checkpoint
-    from zoo.train import config_mismatch, train
+    """Train (or reuse, or resume) the cell's checkpoint; returns (path, epoch resumed from, seconds). A
+    checkpoint of other settings under its name is replaced (bench.study refuses that without --retrain)."""
+    from zoo.train import train
 
     path = cell.path
-    stale = os.path.exists(path) and config_mismatch(load_checkpoint(path)["config"], cell.cfg)
+    stale = stale_settings(cell)
     if os.path.exists(path) and not stale:
         print(f"reuse {path}", file=sys.stderr)
         return path, -1, 0.0

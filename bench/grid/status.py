@@ -75,8 +75,13 @@ def status(study: Study) -> dict:
     eta = (sum(known) / max(len(workers), 1)) if known and len(known) == len(remaining) else None
     from bench.grid.launch import slurm_tasks
 
+    by_recipe: dict = {}
+    for c in grid:  # the plan: each recipe's share of the grid's modelled cost (Recipe.passes), and its hours
+        by_recipe[c.cfg.recipe] = by_recipe.get(c.cfg.recipe, 0.0) + c.cost
+    total = sum(by_recipe.values()) or 1.0
+    plan = [{"recipe": r, "share": v / total, "seconds": rate * v if rate else None} for r, v in by_recipe.items()]
     return {**lines, "eta_seconds": 0.0 if not remaining else eta, "workers": sorted(workers), "cells": len(grid),
-            "slurm": slurm_tasks(study.out)}
+            "slurm": slurm_tasks(study.out), "plan": plan}
 
 
 def format_status(s: dict) -> str:
@@ -85,6 +90,11 @@ def format_status(s: dict) -> str:
            f"{len(s['workers'])} live workers; about {_hms(s['eta_seconds'])} left"
            + ("" if s["eta_seconds"] is not None else " (no finished cell to measure speed from yet)"),
            time.strftime("as of %Y-%m-%d %H:%M:%S")]
+    if s.get("plan"):
+        out.append("  plan: each recipe's share of the grid's modelled cost (epochs x images x passes per step)"
+                   + (", and its hours at the measured speed" if any(p["seconds"] for p in s["plan"]) else "") + ": "
+                   + ", ".join(f"{p['recipe']} {100 * p['share']:.0f}%"
+                               + (f" ({_hms(p['seconds'])})" if p["seconds"] else "") for p in s["plan"]))
     for line in s["running"]:
         out.append(f"  running  {line['cell']:48s} epoch {line['epoch']:>7s}  {line['worker']}  "
                    f"~{_hms(line['eta_seconds'])} left")

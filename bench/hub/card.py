@@ -12,14 +12,18 @@ import os
 
 import yaml
 
-from bench.report.escape import each_string, md, md_code, neutral, one_line, sh
+from bench.report.escape import each_string, md, neutral, one_line, public_record, public_spec, sh
 from bench.report.worst_case import attack_label, eps_key, worst_cases
 
 TITLES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "imagenet": "ImageNet (RobustBench's 5000 points)",
           "digits": "scikit-learn digits", "synthetic": "synthetic"}
 HUB_DATASETS = {"cifar10": "cifar10", "cifar100": "cifar100", "imagenet": "imagenet-1k"}
 RECIPE_TAGS = {"pgd_at": "adversarial-training", "trades": "adversarial-training", "fgsm_rs": "adversarial-training",
-               "awp": "adversarial-training", "sam": "sam", "sam_at": "sam"}
+               "awp": "adversarial-training", "sam": "sam", "sam_at": "sam", "looksam": "sam", "esam": "sam",
+               "gsam": "sam", "msam": "sam", "rwp": "sam"}
+# the training settings every recipe reads; a recipe's own are its Recipe's (zoo.recipes)
+COMMON_SETTINGS = ("arch", "data", "n_train", "image_size", "epochs", "batch_size", "lr", "momentum", "weight_decay",
+                   "schedule", "seed", "amp", "channels_last", "compile", "compile_step", "drop_last", "device")
 
 
 def dataset_entry(spec: str) -> dict:
@@ -78,6 +82,32 @@ def worst_results(rows: list[dict]) -> list[dict]:
     return out
 
 
+def index_results(rows: list[dict]) -> list[dict]:
+    """The model-index's results: one per (task, dataset, metric, threat model, eps). Clean accuracy from the row
+    on the most points; robust accuracy at a threat model and eps from the worst case over the attacks run there
+    (a point counts only if it survived every one) when more than one ran, else from the one attack's row, on its
+    most points; the corruptions' mean from its row on the most points. The card's tables list every row."""
+    results: dict = {}
+
+    def keep(key, n, entry):
+        if key not in results or n > results[key][0]:
+            results[key] = (n, entry)
+
+    for r in sorted(rows, key=lambda r: r.get("time", "")):
+        res = row_result(r)
+        for m in res["metrics"]:
+            args = m["args"]
+            key = (res["dataset"]["name"], m["type"], args.get("threat_model"), args.get("eps"))
+            keep(key, r["n"], {**res, "metrics": [m]})
+    for res in worst_results(rows):
+        m = res["metrics"][0]
+        key = (res["dataset"]["name"], m["type"], m["args"]["threat_model"], m["args"]["eps"])
+        n = m["args"]["n"]
+        if key not in results or n >= results[key][0]:  # over the attacks beats any one of them on as many points
+            results[key] = (n, res)
+    return [entry for _, entry in results.values()]
+
+
 def front_matter(*, name: str, ckpt: dict, rows: list[dict], license_: str, library: str | None) -> dict:
     recipe = str(ckpt.get("recipe", ""))
     tags = ["image-classification", "adversarial-robustness", "robustness", "sharpbench", f"recipe-{recipe}"]
@@ -89,7 +119,7 @@ def front_matter(*, name: str, ckpt: dict, rows: list[dict], license_: str, libr
         meta = {"library_name": library, **meta}
     if train in HUB_DATASETS:
         meta["datasets"] = [HUB_DATASETS[train]]
-    meta["model-index"] = [{"name": name, "results": [row_result(r) for r in rows] + worst_results(rows)}]
+    meta["model-index"] = [{"name": name, "results": index_results(public_record(rows))}]
     # every string on one line, bidi controls gone: a line of a string can never be the `---` that ends the front
     # matter (the Hub's parser looks for it at the start of a line)
     return each_string(one_line, meta)
@@ -118,36 +148,69 @@ def _section(title: str, text: str, columns: tuple[str, ...]) -> list[str]:
     return ["", f"## {title}", "", text, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
 
 
-def body(*, name: str, ckpt: dict, rows: list[dict], repo_id: str, architecture: str, needs_zoo: bool,
-         images: list[dict]) -> str:
-    """The card's markdown: how to load it, how it was trained, how it was evaluated, the stored images."""
-    from bench.report.web.pages import reproduce
+def training_settings(ckpt: dict) -> dict:
+    """The training config as the card shows it: the settings every recipe reads and the recipe's own (its
+    Recipe's settings), never another recipe's (a SAM model shows no PGD eps) nor where it ran (out, data_dir)."""
+    from zoo.recipes import RECIPES
 
-    rows = neutral(rows)
-    cfg = neutral(ckpt.get("config") or {})
-    data = str((ckpt.get("dataset") or {}).get("spec", "unknown"))
-    norm = ckpt.get("normalization") or {}
-    out = [f"# {md(name)}", "",
-           f"A `{md(ckpt.get('arch'))}` trained with sharpbench's **{md(ckpt.get('recipe'))}** recipe on "
-           f"{md(data)} ({ckpt.get('num_classes')} classes). It takes RGB images in [0,1] normalized with the mean "
-           f"and std of `config.json` (timm's `pretrained_cfg`: mean {md(norm.get('mean'))}, std "
-           f"{md(norm.get('std'))}); every number below was measured on images in [0,1] with that normalization "
-           "inside the model.", "", "## Load it", ""]
-    load = [*(["import zoo.models  # sharpbench: registers " + architecture + " into timm"] if needs_zoo else []),
-            "import timm", "import torch", "",
-            f"net = timm.create_model({('hf-hub:' + repo_id)!r}, pretrained=True).eval()",
-            "mean = torch.tensor(net.pretrained_cfg['mean']).view(1, -1, 1, 1)",
-            "std = torch.tensor(net.pretrained_cfg['std']).view(1, -1, 1, 1)",
-            "logits = net((images - mean) / std)  # images: N x 3 x H x W in [0,1]"]
-    out += _code("\n".join(load), "python")
+    cfg = public_record(ckpt.get("config") or {})
+    recipe = RECIPES.get(str(ckpt.get("recipe", "")))
+    own = recipe.all_settings() if recipe is not None else tuple(cfg)
+    return {k: v for k, v in cfg.items() if k in COMMON_SETTINGS or k in own}
+
+
+def data_text(ckpt: dict) -> str:
+    """The training data named by its kind (and a folder's by its content fingerprint), never by a path."""
+    ds = ckpt.get("dataset") or {}
+    spec = public_spec(str(ds.get("spec", "unknown")))
+    return spec + (f" (content fingerprint {str(ds['fingerprint'])[:16]})" if ds.get("fingerprint") else "")
+
+
+def load_snippets(architecture: str, needs_zoo: bool, repo_id: str, name: str) -> list[str]:
+    """How to load the folder: offline from its files with timm alone (pretrained_cfg_overlay, timm's route to
+    local weights), and from the Hub by name once pushed."""
+    zoo_line = ["import zoo.models  # sharpbench: registers " + architecture + " into timm"] if needs_zoo else []
+    local = [*zoo_line, "import json", "import timm", "import torch", "",
+             f"folder = {name!r}  # this folder, on disk (as exported, or downloaded with `hf download`)",
+             'cfg = json.load(open(f"{folder}/config.json"))',
+             'net = timm.create_model(cfg["architecture"], num_classes=cfg["num_classes"], **cfg.get("model_args", {}),',
+             '                        pretrained=True, pretrained_cfg_overlay=dict(cfg["pretrained_cfg"],',
+             '                                                                     file=f"{folder}/model.safetensors")).eval()',
+             "mean = torch.tensor(net.pretrained_cfg['mean']).view(1, -1, 1, 1)",
+             "std = torch.tensor(net.pretrained_cfg['std']).view(1, -1, 1, 1)",
+             "logits = net((images - mean) / std)  # images: N x 3 x H x W in [0,1]"]
+    hub = [*zoo_line, "import timm", "",
+           f"net = timm.create_model({('hf-hub:' + repo_id)!r}, pretrained=True).eval()  # then as above"]
+    out = ["From the folder's files, offline (timm alone; the folder as written or downloaded):", "",
+           *_code("\n".join(local), "python"), "", "Once pushed to the Hub, by its name:", "",
+           *_code("\n".join(hub), "python")]
     if needs_zoo:
         out += ["", f"`{md(architecture)}` is not one of timm's own architectures: it is registered into timm's "
                 "registry by sharpbench's `zoo` package (install sharpbench from its repository, `pip install -e .`),"
                 " so `import zoo.models` comes first."]
-    out += ["", "With sharpbench, the same model is evaluated by name:", "",
-            *_code(f"python -m bench.run --models hf-hub:{repo_id} --attacks clean,pgd,autoattack"), "",
-            "## Training", "", "| Setting | Value |", "|---|---|"]
-    for k, v in sorted(cfg.items()):
+    out += ["", "With sharpbench, the same model is evaluated by name, its data read from `sharpbench.json` (from the "
+            "folder that holds this one, or from the Hub once pushed):", "",
+            *_code(f"python -m bench.run --models hf-dir:{sh(name)} --attacks clean,pgd,autoattack\n"
+                   f"python -m bench.run --models hf-hub:{repo_id} --attacks clean,pgd,autoattack", "bash")]
+    return out
+
+
+def body(*, name: str, ckpt: dict, rows: list[dict], repo_id: str, architecture: str, needs_zoo: bool,
+         images: list[dict], folder: str | None = None) -> str:
+    """The card's markdown: how to load it, how it was trained, how it was evaluated. Nothing in it names a path
+    of the machine it was made on (bench.report.escape.public_record), and every file it names is in the folder."""
+    from bench.report.web.pages import reproduce
+
+    rows = neutral(public_record(rows))
+    norm = ckpt.get("normalization") or {}
+    out = [f"# {md(name)}", "",
+           f"A `{md(ckpt.get('arch'))}` trained with sharpbench's **{md(ckpt.get('recipe'))}** recipe on "
+           f"{md(data_text(ckpt))} ({ckpt.get('num_classes')} classes). It takes RGB images in [0,1] normalized with "
+           f"the mean and std of `config.json` (timm's `pretrained_cfg`: mean {md(norm.get('mean'))}, std "
+           f"{md(norm.get('std'))}); every number below was measured on images in [0,1] with that normalization "
+           "inside the model.", "", "## Load it", "", *load_snippets(architecture, needs_zoo, repo_id, folder or name),
+           "", "## Training", "", "| Setting | Value |", "|---|---|"]
+    for k, v in sorted(neutral(training_settings(ckpt)).items()):
         out.append(f"| {md(k)} | {md(v)} |")
     cost = neutral(ckpt.get("cost") or {})
     if cost:
@@ -156,7 +219,8 @@ def body(*, name: str, ckpt: dict, rows: list[dict], repo_id: str, architecture:
     out += _section("Evaluation", "Accuracies on the first n test points, in order; a point counts as robust only if "
                     "it is right clean and under the attack. 95% intervals are Wilson's. Every value is a row of "
                     "sharpbench's results (`sharpbench.json` holds them), and the card's `model-index` is built "
-                    "from them alone.",
+                    "from them alone: one entry per dataset, metric, threat model and eps (the worst case over the "
+                    "attacks where more than one ran).",
                     ("Evaluation", "Data", "n", "Clean", "Robust", "95% interval", "AutoAttack checks"))
     for r in rows:
         fired = "; ".join(f"{k}: {v}" for k, v in (r.get("aa_checks") or {}).items() if v)
@@ -165,19 +229,17 @@ def body(*, name: str, ckpt: dict, rows: list[dict], repo_id: str, architecture:
         out.append(f"| {md(evaluation_name(r))} | {md(r['data'])} | {r['n']} | {_pct(r['clean_acc'])} | "
                    f"{_pct(robust)} | {_ci(r.get('robust_ci95') if robust is not None else r.get('clean_ci95'))} | "
                    f"{checks} |")
-    out += ["", "The command that computed each row (from sharpbench's repository, with the checkpoint):", ""]
+    out += ["", "The command that computed each row (from sharpbench's repository, with the checkpoint file and the "
+            "data where they are on your machine):", ""]
     out += _code("\n".join(dict.fromkeys(reproduce(r, sh) for r in rows)), "bash")
     if images:
-        out += _section("Adversarial images", "The attacks' images were kept (`--save-adversarial`); each file is a "
-                        "float32 tensor in [0,1], RobustBench's format. `python -m bench.verify --results "
-                        "results.jsonl` replays them with no attack code: every point a row counts as fooled must be "
-                        "fooled by its image, inside the ball.", ("Evaluation", "File", "Shape", "sha256"))
-        for im in images:
-            out.append(f"| {md(im['evaluation'])} | {md_code(im['file'])} | {md(im['shape'])} | {md_code(im['sha256'])} |")
+        out += ["", f"The attacks' images of {len(images)} evaluation(s) were kept where the rows were computed "
+                "(`--save-adversarial`, replayed by `python -m bench.verify`); they are not part of this folder."]
     out += ["", "## Files", "",
             "- `model.safetensors`: the network's weights (no optimizer state, no pickle).",
             "- `config.json`: timm's configuration (architecture, classes, mean, std, input size, label names).",
-            "- `sharpbench.json`: the checkpoint's training record and the rows this card was built from.", ""]
+            "- `sharpbench.json`: the checkpoint's training record and the rows this card was built from.",
+            "- `README.md`: this card.", ""]
     return "\n".join(out)
 
 

@@ -15,6 +15,7 @@ import json
 import os
 import time
 
+from bench.report.escape import public_record
 from bench.report.web.gallery import CIFAR10
 from bench.report.worst_case import eps_key
 from bench.store.schema import HF_REPO_ID
@@ -147,7 +148,7 @@ def write_hf_folder(ckpt_path: str, out: str, *, results: str, repo_id: str | No
     meta = front_matter(name=name, ckpt=ckpt, rows=rows, license_=license_,
                         library=None if needs_zoo else "timm")
     text = body(name=name, ckpt=ckpt, rows=rows, repo_id=shown_id, architecture=architecture, needs_zoo=needs_zoo,
-                images=_images(rows))
+                images=_images(rows), folder=os.path.basename(os.path.normpath(out)))
     os.makedirs(out, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.net.state_dict().items()}
     tmp = os.path.join(out, f".model.safetensors.{os.getpid()}")
@@ -155,9 +156,11 @@ def write_hf_folder(ckpt_path: str, out: str, *, results: str, repo_id: str | No
     os.chmod(tmp, 0o644)
     os.replace(tmp, os.path.join(out, "model.safetensors"))
     write_text_atomic(os.path.join(out, "config.json"), json.dumps(config, indent=2) + "\n")
+    # published: no path of this machine (public_record), the rows as the card shows them
     record = {"format": FORMAT, "weights_sha256": weights, "checkpoint_sha256": file_sha, "repo_id": repo_id,
-              "training": {k: v for k, v in ckpt.items() if k not in ("model", "optimizer") and not torch.is_tensor(v)},
-              "rows": rows}
+              "training": public_record({k: v for k, v in ckpt.items()
+                                         if k not in ("model", "optimizer") and not torch.is_tensor(v)}),
+              "rows": public_record(rows)}
     write_text_atomic(os.path.join(out, "sharpbench.json"), json.dumps(record, indent=1, default=str) + "\n")
     write_text_atomic(os.path.join(out, "README.md"), card_text(meta, text))
     if repo_id is not None and os.path.exists(results):  # the site beside the rows links the model's card

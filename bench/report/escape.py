@@ -85,3 +85,35 @@ def csv_cell(value):
 def sh(value) -> str:
     """A word of a shell command shown to the user to paste: quoted when it needs to be."""
     return shlex.quote(no_format(str(value)))
+
+
+# --data specs that hold a path on the machine they ran on (zoo.data's folder:DIR and npz:PATH, ImageNet's DIR)
+PATH_SPECS = ("folder:", "npz:", "imagenet:")
+LOCAL_KEYS = ("out", "data_dir")  # a training config's folders: where it ran, never what it was
+PATH_KEYS = ("data", "train_data", "path", "spec", "checkpoint")  # fields of rows and records that may hold a path
+OPAQUE_KEYS = ("points",)  # encoded flags: their "data" is base64, not a --data spec
+
+
+def public_spec(value):
+    """A --data spec or a file path as published (cards, sites, exports): an absolute path is reduced to its
+    last part (`folder:/home/ana/mydata` -> `folder:mydata`), so that nothing published names the machine or the
+    home folder it came from; a relative path, the project's own layout, is kept. Anything else is returned as
+    it is."""
+    if not isinstance(value, str):
+        return value
+    prefix = next((p for p in PATH_SPECS if value.startswith(p)), "")
+    rest = value[len(prefix):]
+    if rest.startswith(("/", "~", "\\")) or re.match(r"^[A-Za-z]:[\\/]", rest):
+        rest = re.split(r"[\\/]", rest.rstrip("/\\"))[-1] or "data"
+    return prefix + rest
+
+
+def public_record(obj):
+    """A row, a list of rows or a checkpoint's record as published: the values of the path-bearing fields
+    (PATH_KEYS, at any depth) through public_spec, a training config's own folders (out, data_dir) left out."""
+    if isinstance(obj, list):
+        return [public_record(v) for v in obj]
+    if not isinstance(obj, dict):
+        return obj
+    return {k: v if k in OPAQUE_KEYS else public_spec(v) if k in PATH_KEYS else public_record(v)
+            for k, v in obj.items() if k not in LOCAL_KEYS}

@@ -15,6 +15,7 @@ from bench.report.escape import md, md_code
 from bench.report.tables import eps_curve, missing_markdown
 from bench.report.numbers import human, percent
 from bench.report.results import CLEAN, CORRUPTIONS, Results, RobustColumn, boards, seed_groups
+from bench.report.variants import epoch_seconds, variant_section
 from zoo.checkpoint import load_checkpoint
 from zoo.files import write_text_atomic
 
@@ -265,15 +266,22 @@ def write_report(rows, measures, ckpt_paths, out, *, preset, preset_cfg, command
     results = Results.of(rows) if results is None else results
     pm = per_model(rows, measures, results.boards, results.groups)
     s = summarize(pm, rank_key(rows, results.boards))
-    histories, precisions = {}, set()
+    histories, precisions, timings = {}, set(), {}
     first_seed = min(preset_cfg["seeds"])
+    group_of = {r["model"]: results.groups[r["model_id"]]["name"] for r in rows
+                if r.get("status") == "ok" and r.get("model_id") in results.groups}
     for p in ckpt_paths:
         ck = load_checkpoint(p)
         precisions.add((ck.get("precision") or {}).get("train", "fp32 (recorded before precision was stored)"))
+        name = os.path.basename(p).removesuffix(".pt")
         if ck.get("seed") == first_seed:
-            histories[os.path.basename(p).removesuffix(".pt")] = ck["history"]
+            histories[name] = ck["history"]
+        if name in group_of:
+            timings[(group_of[name], ck.get("seed"))] = ck["history"]
     plots = _plots(pm, s, histories, out)
-    text = [f"# Study report: does SAM alone improve adversarial robustness? (preset `{preset}`)", "",
+    question = ("does a cheaper SAM keep SAM's robustness?" if preset_cfg.get("variants")
+                else "does SAM alone improve adversarial robustness?")
+    text = [f"# Study report: {question} (preset `{preset}`)", "",
             f"Produced by {md_code(command)} on {md(device)}; {seconds['train'] / 60:.1f} min of training and "
             f"{seconds.get('eval', 0) / 60:.1f} min of evaluation, as the checkpoints' epoch times and the rows' "
             "seconds record them (summed: workers run cells side by side, and reruns reuse both).", "",
@@ -290,6 +298,7 @@ def write_report(rows, measures, ckpt_paths, out, *, preset, preset_cfg, command
              "compare means over seeds, and with few seeds and test points a difference of a few points is within "
              "noise (see the ± columns and the 95% intervals in results.jsonl). The claims are declared in "
              "`bench/report/claims.py`.", ""]
+    text += variant_section(results.flags, pm, epoch_seconds(timings), scale_text(preset_cfg, device))
     text += [
              "## Accuracy (%; mean ± std over seeds)", "",
              f"Clean, PGD and Corruptions: the first {preset_cfg['eval_n']} test points; the seed paper's "
@@ -308,6 +317,15 @@ def write_report(rows, measures, ckpt_paths, out, *, preset, preset_cfg, command
     path = os.path.join(out, "REPORT.md")
     write_text_atomic(path, "\n".join(text))
     return path
+
+
+def scale_text(preset_cfg: dict, device: str) -> str:
+    """The study's scale in one sentence, said wherever a verdict could be read as more general than it is."""
+    data = str(preset_cfg.get("data", ""))
+    what = "the real CIFAR-10 subset (5085 training images)" if "npz:" in data else md(data)
+    return (f"Scale: {md(str(preset_cfg.get('arch')))}, {preset_cfg.get('epochs')} epochs on {what}, "
+            f"{len(preset_cfg.get('seeds', ()))} seeds, on {md(device)}; a small-data study: these verdicts say "
+            "what holds at this scale, not on full CIFAR-10 with a large network.")
 
 
 def corruptions_text(preset_cfg: dict) -> str:

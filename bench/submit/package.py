@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 
-from bench.eval.loading import HF_HUB, TIMM
+from bench.eval.loading import HF_DIR, HF_HUB, TIMM, is_hub_folder
 from bench.report.escape import one_line, sh
 from bench.store.rows import read_rows
 from bench.submit import fields, guide, rules, source
@@ -45,12 +45,13 @@ def timm_source(spec: str) -> tuple[dict, object, str]:
 
 
 def hub_source(spec: str) -> tuple[dict, object, str]:
-    """(checkpoint-like description, the model RobustBench loads, model_id) of `hf-hub:ORG/NAME[@REV]`: the Hub
-    folder's weights with its normalization in front (a [0,1] model, as a checkpoint's), described by the
-    training record its sharpbench.json ships; model_id is the weights' hash, as its rows carry it."""
-    from bench.eval.loading import load_hf
+    """(checkpoint-like description, the model RobustBench loads, model_id) of `hf-hub:ORG/NAME[@REV]` or of a
+    Hub folder on disk (`hf-dir:DIR`, or DIR): the folder's weights with its normalization in front (a [0,1]
+    model, as a checkpoint's), described by the training record its sharpbench.json ships; model_id is the
+    weights' hash, as its rows carry it."""
+    from bench.eval.loading import load_hf, load_hf_dir
 
-    lm = load_hf(spec, None)
+    lm = load_hf(spec, None) if spec.startswith(HF_HUB) else load_hf_dir(spec, None)
     record = lm.meta["training_record"]
     desc = {"arch": record.get("arch") or lm.meta["arch"], "num_classes": lm.meta["num_classes"],
             "recipe": lm.meta["recipe"], "normalization": {"mean": lm.meta["mean"], "std": lm.meta["std"]},
@@ -87,7 +88,7 @@ def _source(ckpt_path: str, name: str, threat: str, dataset: str | None):
             raise ExportRefused([f"{ckpt_path}: timm models export to RobustBench's imagenet leaderboards "
                                  "(--dataset imagenet); CIFAR models export from sharpbench checkpoints"])
         ckpt, net, model_id = timm_source(ckpt_path)
-    elif ckpt_path.startswith(HF_HUB):  # a sharpbench model read back from the Hub
+    elif ckpt_path.startswith((HF_HUB, HF_DIR)) or is_hub_folder(ckpt_path):  # a sharpbench Hub folder
         ckpt, net, model_id = hub_source(ckpt_path)
         dataset = dataset or benchmark_dataset(ckpt)
     else:
@@ -95,7 +96,8 @@ def _source(ckpt_path: str, name: str, threat: str, dataset: str | None):
         net = model_from_checkpoint(ckpt, ckpt_path)
         model_id = sha256_file(ckpt_path)
         dataset = dataset or benchmark_dataset(ckpt)
-    fatal = rules.leaderboard_problems(dataset, threat, ckpt.get("num_classes"))
+    fatal = rules.leaderboard_problems(dataset, threat, ckpt.get("num_classes"),
+                                       train_data=(ckpt.get("dataset") or {}).get("spec"))
     state = {k: v.detach().clone() for k, v in net.state_dict().items()}
     mangled = [k for k in state if any(s in k for s in source.MANGLED_BY_ROBUSTBENCH)]
     if mangled:

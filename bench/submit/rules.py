@@ -93,9 +93,21 @@ def paper_problems(*, title: str, link: str, venue: str, reported: str | None) -
 CLASSES = {"cifar10": 10, "cifar100": 100, "imagenet": 1000}  # the classes RobustBench's loaders build each with
 
 
-def leaderboard_problems(dataset: str, threat: str, num_classes: int | None = None) -> list[str]:
-    """Fatal even for a draft: no such leaderboard, or a model whose class count is not the dataset's (RobustBench
-    builds every entry with the dataset's classes, so the weights would not load)."""
+# training data that is known not to be any RobustBench dataset (an npz file may be a copy of CIFAR)
+OTHER_DATA = ("digits", "synthetic")
+OTHER_DATA_PREFIXES = ("folder:",)
+
+
+def leaderboard_problems(dataset: str, threat: str, num_classes: int | None = None,
+                         train_data: str | None = None) -> list[str]:
+    """Fatal even for a draft: no such leaderboard, a model trained on data that is no RobustBench dataset (its
+    images are not the leaderboard's, whatever its class count), or a model whose class count is not the dataset's
+    (RobustBench builds every entry with the dataset's classes, so the weights would not load)."""
+    from bench.report.escape import public_spec
+
+    if train_data in OTHER_DATA or str(train_data or "").startswith(OTHER_DATA_PREFIXES):
+        return [f"the model was trained on {public_spec(train_data)}, not a RobustBench dataset "
+                f"({', '.join(LEADERBOARDS)}): it has no RobustBench leaderboard (publish it with --hf DIR instead)"]
     if threat not in LEADERBOARDS.get(dataset, ()):
         have = ", ".join(f"{d}: {'/'.join(t)}" for d, t in LEADERBOARDS.items())
         return [f"RobustBench has no {dataset} {threat} leaderboard ({have}); pick one of these"]

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from zoo.pgd import pgd
 from zoo.recipes.clean import perturbed_update, sam_step, sam_tag, standard_step
-from zoo.recipes.functional import cross_entropy, frozen_forward, value_and_grad
+from zoo.recipes.functional import frozen_forward, value_and_grad
 from zoo.recipes.registry import register
 
 

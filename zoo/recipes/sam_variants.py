@@ -20,6 +20,7 @@ from zoo.recipes.functional import (cross_entropy, forward_at, global_norm, inne
                                     untracked_stats, value_and_grad)
 from zoo.recipes.registry import register
 
+VARIANTS = ("looksam", "esam", "gsam", "msam", "rwp")  # the recipes this module registers
 LOOKSAM_DIRECTION = "looksam_direction"  # the optimizer-held tensors of LookSAM's reused direction
 
 

@@ -17,7 +17,7 @@ import json
 import os
 import time
 
-from bench.report.escape import csv_cell, neutral
+from bench.report.escape import csv_cell, neutral, public_record
 from bench.report.numbers import human, percent
 from bench.report.web import pages
 from bench.report.web.assets import write_assets
@@ -116,8 +116,11 @@ def _build(rows, out, *, metas, measures, report_md, report_dir, title, verifica
     env = environment()
     os.makedirs(os.path.join(out, "models"), exist_ok=True)
     assets = write_assets(out)
+    drawn = rows  # the galleries read the rows as computed: the model and the data where they are here
+    rows, metas = public_record(rows), public_record(metas)  # published: no path of this machine
     info = pages.models(rows, metas)
-    results = Results.of(rows) if results is None else results
+    if results is None or rows != drawn:
+        results = Results.of(rows)
     all_boards = results.boards
     sections = pages.sections(rows, info, all_boards, results.groups)
     results_csv, results_json = results_downloads(all_boards)
@@ -133,7 +136,8 @@ def _build(rows, out, *, metas, measures, report_md, report_dir, title, verifica
     for mid, m in info.items():
         mine = [r for r in rows if r.get("model_id") == mid]
         page = pages.model_page(m, rows, measures, verifications, published)
-        page["gallery"] = _gallery(m, mine, report_dir, out, data_dir, test_sets)
+        page["gallery"] = _gallery(m, [r for r in drawn if r.get("model_id") == mid], report_dir, out, data_dir,
+                                   test_sets)
         write_text_atomic(os.path.join(out, m["page"]), env.get_template("model.html").render(
             root="../", assets=assets, page=page, **common))
         base = os.path.join(out, "models", m["slug"])
@@ -155,11 +159,11 @@ def _gallery(info: dict, mine: list[dict], folder: str | None, out: str, data_di
     test_sets: the points loaded so far in this build (points_of_row's cache: each set is read once for every
     model's page)."""
     from bench.data import points_of_row
-    from bench.eval.loading import HF_HUB, TIMM, model_of_row
+    from bench.eval.loading import HF_DIR, HF_HUB, TIMM, model_of_row
     from bench.report.web.gallery import examples
 
     with_images = [r for r in mine if r.get("status") == "ok" and r.get("adversarial") and "points" in r]
-    if not with_images or folder is None or not (info.get("meta") or info["path"].startswith((TIMM, HF_HUB))):
+    if not with_images or folder is None or not (info.get("meta") or info["path"].startswith((TIMM, HF_HUB, HF_DIR))):
         return []
     model = None
     shown = []
