@@ -131,10 +131,12 @@ def test_gpu_check_runs_tiny_on_cpu(tmp_path, capsys):
     text = out.read_text()
     for section in ("(a) Training speed", "(c) AutoAttack standard", "(d) Compiled bf16 training",
                     "(f) K trainings sharing one GPU", "(g) The paper grid on this GPU", "(h) ImageNet at 224",
-                    "(e) Targets"):
+                    "(i) SAM variants: step time", "With the SAM variants' block", "(e) Targets"):
         assert section in text, section
-    # eager = compiled (AutoAttack, standard model); every recipe benches; each of the six sections ran
-    assert text.count("| PASS |") == 8 and text.count("section ran | PASS") == 6 and "FAIL" not in text
+    # eager = compiled (AutoAttack, standard model); every recipe benches; each of the seven sections ran
+    assert text.count("| PASS |") == 9 and text.count("section ran | PASS") == 7 and "FAIL" not in text
+    for recipe in ("looksam", "esam", "gsam", "msam", "rwp"):  # (i): each variant's step, eager and compiled
+        assert text.count(f"| {recipe} | ") >= 2, recipe
     assert "| decoding (bench.data) |" in text and "| APGD-CE, 100 iterations (test_efficientnet) |" in text
     assert "AutoAttack eager and compiled agree (standard) | PASS" in text
     for k in (1, 2, 4):  # K processes timed, and the paper grid projected for each K

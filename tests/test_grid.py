@@ -245,7 +245,7 @@ def test_a_refused_slurm_submission_is_one_line_naming_the_check(tmp_path, monke
     line = [x for x in err.splitlines() if x.startswith("error:")]
     assert len(line) == 1 and "Unable to contact slurm controller" in line[0] and "sinfo" in line[0]
     # and with no SLURM tools at all, it says which are missing
-    code, err = study_here([*SHORT, "--out", str(tmp_path / "out2"), "--zoo-dir", str(tmp_path / "zoo"), "--launcher",
+    code, err = study_here([*SHORT, "--out", str(tmp_path / "out2"), "--zoo-dir", str(tmp_path / "zoo2"), "--launcher",
                             "slurm", "--gpus", "2"], os.path.dirname(sys.executable), monkeypatch, capsys)
     assert code == 2 and "Traceback" not in err and "needs SLURM's sbatch and srun" in err
 

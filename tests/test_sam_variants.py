@@ -215,3 +215,37 @@ def test_looksam_state_survives_the_optimizer_state_dict():
     kept = opt.recipe_state["looksam_direction"]
     assert any(t.abs().sum() > 0 for t in kept)
     assert all(torch.equal(a, b) for a, b in zip(again.recipe_state["looksam_direction"], kept))
+
+
+def test_the_variant_report_answers_with_paired_intervals_and_a_cost_ratio():
+    """bench.report.variants on made-up flags: a variant that gets every point standard misses keeps the gain
+    (held), is told apart from SAM where it differs on many points, and its cost ratio is the geometric mean of
+    its epoch times over SAM's, paired by seed and epoch."""
+    import numpy as np
+    import pandas as pd
+
+    from bench.report.results import RobustColumn
+    from bench.report.variants import HIGHER, SAME, answers, cost_ratio, variant_section
+
+    col = RobustColumn("pgd", "Linf", "1/255")
+    rng = np.random.default_rng(0)
+    base = rng.random(400) < 0.3
+    better = base | (rng.random(400) < 0.4)
+    flags = {"standard": {col: {0: base, 1: base}}, "sam rho0.2": {col: {0: better, 1: better}},
+             "looksam rho0.2-k5-a0.7": {col: {0: better, 1: better}},
+             "msam rho0.2": {col: {0: better | (rng.random(400) < 0.5), 1: better | (rng.random(400) < 0.5)}}}
+    pm = pd.DataFrame([{"model": f"{g}-{s}", "group": g, "recipe": g.split()[0], "seed": s, "clean": 0.5, col: 0.4}
+                       for g in flags for s in (0, 1)])
+    costs = {"sam rho0.2": {0: [2.0, 2.0], 1: [2.2, 2.0]}, "looksam rho0.2-k5-a0.7": {0: [1.2, 1.2], 1: [1.32, 1.2]},
+             "msam rho0.2": {0: [1.0, 1.0], 1: [1.1, 1.0]}}
+    found = {a["group"]: a for a in answers(flags, pm, costs)}
+    assert set(found) == {"looksam rho0.2-k5-a0.7", "msam rho0.2"} and found["msam rho0.2"]["sam"] == "sam rho0.2"
+    look = found["looksam rho0.2-k5-a0.7"]
+    assert look["gain"].lo > 0 and look["vs_sam"].diff == 0 and look["cost"][0] == pytest.approx(0.6)
+    assert found["msam rho0.2"]["vs_sam"].lo > 0
+    ratio, lo, hi = cost_ratio(costs["msam rho0.2"], costs["sam rho0.2"])
+    assert ratio == pytest.approx(0.5) and lo <= ratio <= hi
+    text = "\n".join(variant_section(flags, pm, costs, "Scale: tiny."))
+    assert "| looksam rho0.2-k5-a0.7 | held: " in text and f"| {SAME}: +0.0" in text
+    assert f"{HIGHER}: +" in text and "cheaper: 0.60x" in text and "Scale: tiny." in text
+    assert variant_section({}, pm[pm["group"] == "standard"], {}) == []  # no variant, no section

@@ -196,7 +196,8 @@ class StageProgress:
         self.say, self.t0 = say, time.perf_counter()
 
     def budget(self, stage: str, robust: int) -> int:
-        return -(-robust // self.batch_size) * sum(stage_calls(self.aa, stage))
+        """The stage's calls at most: its own, and the forward that checks its images, per batch."""
+        return -(-robust // self.batch_size) * (sum(stage_calls(self.aa, stage)) + 1)
 
     def _show(self, text: str) -> None:
         self.bar.set_postfix_str(text, refresh=False)
