@@ -34,7 +34,11 @@ def parse_args(argv=None):
     p.add_argument("--models", nargs="+", required=True,
                    help="checkpoints, state_dicts (with --arch), rb:NAME, timm:NAME (timm's pretrained weights) or "
                         "timm:NAME@PATH (local weights: a state dict or .safetensors)")
-    p.add_argument("--attacks", default=DEFAULTS.attacks, help=f"comma list of {', '.join(KNOWN)}")
+    p.add_argument("--attacks", default=DEFAULTS.attacks,
+                   help=f"comma list of {', '.join(a for a in KNOWN if a != 'imported')}, and imported:FILE: "
+                        "another tool's adversarial images of the first n points (with --name, --norm, --eps)")
+    p.add_argument("--name", dest="imported_name", default=DEFAULTS.imported_name, metavar="TOOL",
+                   help="the attack (tool) that made imported:FILE's images, recorded in its row")
     p.add_argument("--norm", default=DEFAULTS.norm,
                    help=f"{' | '.join(THREAT_NORMS)}, or several as Linf,L2 (L1: AutoAttack only, APGD-L1; pgd "
                         "is Linf and L2) (default: %(default)s)")
@@ -94,7 +98,12 @@ def parse_args(argv=None):
     p.add_argument("--no-leaderboard", action="store_true", help="write neither leaderboard.md nor the site")
     p.add_argument("--no-site", action="store_true", help="write leaderboard.md but not the site (OUT/site/)")
     add_progress(p)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    files = [a.strip()[len("imported:"):] for a in args.attacks.split(",") if a.strip().startswith("imported:")]
+    if len(files) > 1:
+        p.error("one imported:FILE per command (each file is its own attack's images)")
+    args.imported = files[0] if files else None
+    return args
 
 
 def summary(outcomes) -> dict[str, int]:

@@ -7,11 +7,6 @@ import time
 
 import torch
 
-# FAB's projection onto the decision boundary runs beside its model calls; on CPU it made FAB-T take 1.5x what
-# its calls alone cost (sharp_small, 64 digits: 31 s against 20 s)
-FAB_OVERHEAD = 1.5
-
-
 def call_seconds(model, x: torch.Tensor, batch_size: int, reps: int = 3) -> tuple[float, float]:
     """(seconds per forward+backward to the input, seconds per forward) at batch min(len(x), batch_size): the
     fastest of reps calls after two warm-up calls of each (a first call pays for allocations and kernel
@@ -41,21 +36,15 @@ def call_seconds(model, x: torch.Tensor, batch_size: int, reps: int = 3) -> tupl
 
 
 def seconds_if_all_survive(config: dict, n: int, batch_size: int, t_grad: float, t_fwd: float) -> float | None:
-    """Seconds an attack of this config takes on n points when every point survives (None for attacks without a
-    model loop: clean, corruptions)."""
-    batches = -(-n // batch_size)
-    if config["attack"] == "pgd":
-        return batches * config["restarts"] * (config["steps"] * t_grad + t_fwd)
-    if config["attack"].startswith("autoattack"):
-        from bench.attacks.autoattack import stage_calls, standard_attack
+    """Seconds an attack of this config takes on n points when every point survives: its catalogue entry's cost
+    per batch (bench.attacks.registry), times the batches (None for attacks without a model loop: clean,
+    corruptions)."""
+    from bench.attacks.registry import ATTACKS
 
-        aa = standard_attack(torch.nn.Identity(), norm=config["norm"], eps=config["eps"])
-        total = 0.0
-        for stage in config["stages"]:
-            grads, fwds = stage_calls(aa, stage)
-            total += (grads * t_grad + fwds * t_fwd) * (FAB_OVERHEAD if stage.startswith("fab") else 1.0)
-        return batches * total
-    return None
+    entry = ATTACKS.get(config["attack"])
+    if entry is None or entry.cost is None:
+        return None
+    return -(-n // batch_size) * entry.cost(config, t_grad, t_fwd)
 
 
 def duration(seconds: float) -> str:

@@ -3,6 +3,11 @@
 Each attack carries `config` (everything that changes its result: the cache key uses it) and, after a call,
 `info` (per-stage accuracies and the like). Models run in eval mode and fp32 here: robust/not-robust
 decisions are never taken under reduced precision.
+
+The registry is the attack catalogue: each entry says what the rest of the bench needs of an attack by its name
+(its column's label, its strength in the rank rule, the norms it takes, whether its flags join the worst case,
+whether RobustBench's protocol counts it, its cost per batch), so an attack is added in one file: its factory
+and its `register` call (bench/attacks/__init__.py imports the file).
 """
 from __future__ import annotations
 
@@ -29,29 +34,86 @@ class Attack:
         return self.fn(self, model, x, y)
 
 
-ATTACKS: dict[str, Callable] = {}
+@dataclass(frozen=True)
+class AttackEntry:
+    """What the bench knows of an attack by its name."""
+    factory: Callable  # (norm, eps, **options) -> Attack
+    label: str  # its columns' short name ("AA 8/255")
+    strength: float | None = None  # the rank rule: where several attacks ran, the lowest decides (None: never)
+    norms: tuple = THREAT_NORMS  # the balls it attacks in
+    worst_case: bool = True  # its per-point flags join the worst case over attacks (the Worst column)
+    robustbench: bool = False  # RobustBench's protocol counts it: its rows can be the leaderboard's number
+    # (config, seconds per gradient call, per forward) -> seconds one batch costs when every point survives (its
+    # most; a point that falls ends its part early); None: no model loop to estimate
+    cost: Callable | None = None
 
 
-def register(name: str):
+ATTACKS: dict[str, AttackEntry] = {}
+
+
+def register(name: str, *, label: str, **entry):
     def deco(factory):
-        ATTACKS[name] = factory
+        ATTACKS[name] = AttackEntry(factory, label, **entry)
         return factory
     return deco
+
+
+def label_of(name: str) -> str:
+    """An attack's short name in tables ('AA'); an unknown name is itself."""
+    return ATTACKS[name].label if name in ATTACKS else name
+
+
+def strength_of(name: str) -> float:
+    """Its place in the rank rule (lowest decides); attacks that never decide, and unknown ones, come last."""
+    entry = ATTACKS.get(name)
+    return 9.0 if entry is None or entry.strength is None else entry.strength
+
+
+def in_worst_case(name: str) -> bool:
+    return name in ATTACKS and ATTACKS[name].worst_case
+
+
+def has_column(name: str) -> bool:
+    """An attack with a robust-accuracy column of its own (every attack but clean)."""
+    return name in ATTACKS and name != "clean"
+
+
+def column_order(name: str) -> int:
+    """Attacks' columns within one eps come in the order they were registered."""
+    return list(ATTACKS).index(name) if name in ATTACKS else len(ATTACKS)
 
 
 def make_attack(name: str, *, norm: str = "Linf", eps: float = 8 / 255, **opts) -> Attack:
     if name not in ATTACKS:
         raise ValueError(f"unknown attack {name!r}; known attacks: {', '.join(ATTACKS)}, corruptions")
     check_norm(norm, THREAT_NORMS)
-    return ATTACKS[name](norm=norm, eps=float(eps), **opts)
+    if norm not in ATTACKS[name].norms:
+        raise ValueError(f"{name} attacks in {', '.join(ATTACKS[name].norms)}, not {norm}; pick one of those norms "
+                         "or another attack")
+    return ATTACKS[name].factory(norm=norm, eps=float(eps), **opts)
 
 
-@register("clean")
+def _pgd_cost(config: dict, t_grad: float, t_fwd: float) -> float:
+    return config["restarts"] * (config["steps"] * t_grad + t_fwd)
+
+
+def _autoattack_cost(config: dict, t_grad: float, t_fwd: float) -> float:
+    from bench.attacks.autoattack import FAB_OVERHEAD, stage_calls, standard_attack
+
+    aa = standard_attack(torch.nn.Identity(), norm=config["norm"], eps=config["eps"])
+    total = 0.0
+    for stage in config["stages"]:
+        grads, fwds = stage_calls(aa, stage)
+        total += (grads * t_grad + fwds * t_fwd) * (FAB_OVERHEAD if stage.startswith("fab") else 1.0)
+    return total
+
+
+@register("clean", label="clean", worst_case=False)
 def _clean(norm, eps, **_):
     return Attack("clean", {"attack": "clean"}, lambda self, model, x, y: x.clone())
 
 
-@register("pgd")
+@register("pgd", label="PGD", strength=3, norms=("Linf", "L2"), cost=_pgd_cost)
 def _pgd(norm, eps, pgd_steps=20, pgd_alpha=None, restarts=1, seed=0, batch_size=250, **_):
     check_norm(norm)  # Linf and L2: L1 is AutoAttack's (APGD-L1)
     alpha = 2.5 * eps / pgd_steps if pgd_alpha is None else pgd_alpha
@@ -89,8 +151,11 @@ def _autoattack(name, stages, version):
 
 # AutoAttack standard: APGD-CE, APGD-T (9 targets; 5 at L1), FAB-T (9 targets), Square (5000 queries); with
 # fewer than 10 classes the targeted stages target every other class (attack_settings)
-register("autoattack")(_autoattack("autoattack", ("apgd-ce", "apgd-t", "fab-t", "square"), "standard"))
+register("autoattack", label="AA", strength=0, robustbench=True, cost=_autoattack_cost)(
+    _autoattack("autoattack", ("apgd-ce", "apgd-t", "fab-t", "square"), "standard"))
 # screening: the two gradient stages only, same parameters
-register("autoattack-fast")(_autoattack("autoattack-fast", ("apgd-ce", "apgd-t"), "standard"))
+register("autoattack-fast", label="AA-fast", strength=2, cost=_autoattack_cost)(
+    _autoattack("autoattack-fast", ("apgd-ce", "apgd-t"), "standard"))
 # randomized defences: APGD-CE and APGD-DLR, each gradient the mean over 20 draws of the model (EOT)
-register("autoattack-rand")(_autoattack("autoattack-rand", ("apgd-ce", "apgd-dlr"), "rand"))
+register("autoattack-rand", label="AA-rand", strength=1, cost=_autoattack_cost)(
+    _autoattack("autoattack-rand", ("apgd-ce", "apgd-dlr"), "rand"))

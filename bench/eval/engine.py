@@ -77,6 +77,8 @@ class EvalSettings:
     # without running (a damaged checkpoint or a bad setting fails the same way every time)
     max_failures: int = 1
     save_adversarial: bool = False  # each attack row's images beside the rows (bench.store.adversarial)
+    imported: str | None = None  # --attacks imported:FILE: the file of another tool's adversarial images
+    imported_name: str = "imported"  # --name: that tool's attack
     progress: bool = True
 
     @classmethod
@@ -118,6 +120,7 @@ LOAD = {"attack": "load", "norm": None, "eps_str": "0"}  # a model's load, as Ou
 def plan(settings) -> list[dict]:
     """The ordered list of evaluation specs for one model (the same for every model)."""
     attacks = [a.strip() for a in settings.attacks.split(",") if a.strip()]
+    attacks = ["imported" if a.startswith("imported:") else a for a in attacks]  # its file: settings.imported
     unknown = [a for a in attacks if a not in KNOWN]
     if unknown:
         raise ValueError(f"unknown attack {unknown[0]!r}; known attacks: {', '.join(KNOWN)}")
@@ -157,7 +160,8 @@ def attack_config(spec: dict, settings, num_classes: int = 10, batch_size: int |
     attack = make_attack(spec["attack"], norm=spec["norm"] or "Linf", eps=spec["eps"], pgd_steps=settings.pgd_steps,
                          pgd_alpha=parse_eps(settings.pgd_alpha) if settings.pgd_alpha else None,
                          restarts=settings.restarts, seed=settings.seed,
-                         batch_size=batch_size or settings.batch_size, num_classes=num_classes)
+                         batch_size=batch_size or settings.batch_size, num_classes=num_classes,
+                         imported=settings.imported, imported_name=settings.imported_name)
     return attack, attack.config
 
 
@@ -442,7 +446,8 @@ def _measure(run: Run, job: Job, batch_size: int) -> dict:
         job.attack.bar = bar if staged else None
         job.attack.say = say if not staged and run.rank == 0 else None  # a log gets one line per stage
         return evaluate_attack(lm.model, job.attack, run.x, run.y, norm=spec["norm"] or "Linf", eps=spec["eps"],
-                               batch_size=batch_size, keep_adversarial=s.save_adversarial)
+                               batch_size=batch_size,
+                               keep_adversarial=s.save_adversarial or spec["attack"] == "imported")
 
 
 def execute(run: Run, job: Job) -> dict:
@@ -534,6 +539,11 @@ def evaluate(models: list[str], settings: EvalSettings) -> list[Outcome]:
     check_out(settings.out)
     models, missing = present_models(models)
     run = open_run(settings, specs)
+    if settings.imported:  # another tool's images: refused in one line, before any row, unless they fit the points
+        from bench.attacks.imported import check_images, load_images
+
+        for spec in (s for s in specs if s["attack"] == "imported"):
+            check_images(load_images(settings.imported), run.x.cpu(), spec["norm"], spec["eps"], settings.imported)
     outcomes = missing if run.rank == 0 else []  # rank 0 reports the missing files
     jobs = [(spec, m) for m in models for spec in specs]
     pending = jobs[run.rank::run.world]  # torchrun: job i on rank i mod world

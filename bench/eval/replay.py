@@ -82,7 +82,8 @@ def verify_results(path: str, *, data_dir: str = "data", device: str = "cpu", ba
                    records: list | None = None) -> int:
     """Check every row of path that names images, then every worst case; prints a line each. records, when
     given, receives one outcome per row (what OUT/verify.jsonl holds: the site shows "replayed: k of k")."""
-    from bench.report.worst_case import ATTACKS, eps_key, worst_cases
+    from bench.attacks.registry import in_worst_case
+    from bench.report.worst_case import eps_key, worst_cases
     from bench.store.points import decode_states
     from bench.data import points_of_row
     from bench.store.rows import read_rows
@@ -124,7 +125,7 @@ def verify_results(path: str, *, data_dir: str = "data", device: str = "cpu", ba
         runs = replayed.get((mid, data_spec, norm, eps), [])
         covering = [f[:n] for m, f in runs if m >= n]
         contributors = [r for r in rows if r["model_id"] == mid and r["data"] == data_spec and r.get("norm") == norm
-                        and eps_key(r["eps"]) == eps and r["attack"] in ATTACKS and "points" in r and r["n"] >= n]
+                        and eps_key(r["eps"]) == eps and in_worst_case(r["attack"]) and "points" in r and r["n"] >= n]
         name = f"{contributors[0]['model']} worst case {norm} {contributors[0]['eps_str']} (n={n})"
         if len(covering) < len({r['key'] for r in contributors}):
             print(f"note {name}: not every attack behind it kept its images; not checked")

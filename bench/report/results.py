@@ -18,11 +18,10 @@ from functools import cached_property
 
 import pandas as pd
 
-from bench.report.worst_case import ATTACK_LABEL, eps_key, worst_cases
+from bench.attacks.registry import column_order, has_column, label_of, strength_of
+from bench.report.worst_case import eps_key, worst_cases
 from bench.stats import wilson
 
-# which attack decides the rank (strongest first)
-STRENGTH = {"autoattack": 0, "autoattack-rand": 1, "autoattack-fast": 2, "pgd": 3}
 CLEAN, CORRUPTIONS = "Clean", "Corruptions"  # the column keys that are not attacks
 
 
@@ -55,7 +54,7 @@ def missing_evaluations(rows: list[dict]) -> list[dict]:
         eps = str(r.get("eps_str") or "") if norm else ""
         ek = eps_key(r["eps"]) if isinstance(r.get("eps"), (int, float)) and not isinstance(r.get("eps"), bool) else 0.0
         out.append({"model": str(r.get("model") or r.get("path") or "?"), "model_id": r.get("model_id"),
-                    "evaluation": " ".join(str(x) for x in (ATTACK_LABEL.get(attack, attack), norm, eps) if x),
+                    "evaluation": " ".join(str(x) for x in (label_of(attack), norm, eps) if x),
                     "attack": attack, "norm": norm, "eps_key": ek, "eps_str": eps, "data": r.get("data"),
                     "n": r.get("n"), "reason": str(r.get("error") or "no reason recorded"),
                     "failures": failures[key]})
@@ -72,13 +71,12 @@ class RobustColumn:
 
 
 def column_key(attack: str, eps_str: str) -> str:
-    return f"{ATTACK_LABEL.get(attack, attack)} {eps_str}"
+    return f"{label_of(attack)} {eps_str}"
 
 
 def in_column_order(cols) -> list[tuple[str, float, str]]:
-    """(attack, eps, eps_str) columns, eps ascending, attacks in ATTACK_LABEL's order within an eps."""
-    order = {a: i for i, a in enumerate(ATTACK_LABEL)}
-    return sorted(cols, key=lambda t: (t[1], order.get(t[0], 9)))
+    """(attack, eps, eps_str) columns, eps ascending, attacks in the catalogue's order within an eps."""
+    return sorted(cols, key=lambda t: (t[1], column_order(t[0])))
 
 
 def rank_choice(cols, has_worst) -> tuple | None:
@@ -93,7 +91,7 @@ def rank_choice(cols, has_worst) -> tuple | None:
     top = [c for c in cols if c[1] == eps]
     if has_worst(top[0][2]):
         return ("worst", top[0][2])
-    a, _, s = min(top, key=lambda t: STRENGTH.get(t[0], 9))
+    a, _, s = min(top, key=lambda t: strength_of(t[0]))
     return ("attack", a, s)
 
 
@@ -310,7 +308,7 @@ def boards(rows: list[dict], missing: list[dict] | None = None, worst: dict | No
     one that failed on points no other row of its model covers gets a board of its own. missing and worst: the
     rows' missing_evaluations and worst_cases, when the caller has them."""
     df = latest_ok(rows)
-    missing = [m for m in (missing_evaluations(rows) if missing is None else missing) if m["attack"] in ATTACK_LABEL]
+    missing = [m for m in (missing_evaluations(rows) if missing is None else missing) if has_column(m["attack"])]
     if df.empty:
         return []
     worst = worst_cases(rows) if worst is None else worst

@@ -9,7 +9,8 @@ from bench.report.escape import md
 from bench.report.numbers import percent
 from zoo.files import write_text_atomic
 
-from bench.report.results import ATTACK_LABEL, CLEAN, boards, corruptions_note, latest_ok, missing_evaluations
+from bench.attacks.registry import label_of
+from bench.report.results import CLEAN, boards, corruptions_note, latest_ok, missing_evaluations
 
 
 def missing_markdown(missing: list[dict]) -> list[str]:
@@ -177,11 +178,11 @@ def write_plots(rows: list[dict], out: str) -> list[str]:
             ax2.scatter(100 * last["robust_acc"], 100 * c0, s=40)
             ax2.annotate(label, (100 * last["robust_acc"], 100 * c0), fontsize=7)
         ax1.set_xlabel("eps" + (" (x/255)" if norm == "Linf" else ""))
-        ax1.set_ylabel(f"robust accuracy (%), {ATTACK_LABEL[attack]}")
+        ax1.set_ylabel(f"robust accuracy (%), {label_of(attack)}")
         ax1.set_title(f"{norm}: robust accuracy against eps")
         ax1.legend(fontsize=6)
         ax1.grid(alpha=0.3)
-        ax2.set_xlabel(f"robust accuracy (%) at the largest eps, {ATTACK_LABEL[attack]}")
+        ax2.set_xlabel(f"robust accuracy (%) at the largest eps, {label_of(attack)}")
         ax2.set_ylabel("clean accuracy (%)")
         ax2.set_title(f"{norm}: clean against robust")
         ax2.grid(alpha=0.3)

@@ -2,9 +2,10 @@
 
 Each attack's robust accuracy is an upper bound on the true one; RobustBench's "best known robust accuracy" is
 the tightest of them. With per-point flags we can do better than the minimum of the bounds: a point PGD fooled
-is not robust, even if AutoAttack missed it. For one model, dataset, norm and eps, every ok row of PGD (any
-steps, restarts, seed), AutoAttack or AutoAttack-fast that covers the first n test points contributes its flags
-on those points; the worst case is their AND. Rows cover "the first n points in order", so a row on 1017 points
+is not robust, even if AutoAttack missed it. For one model, dataset, norm and eps, every ok row of an attack
+whose catalogue entry joins the worst case (bench.attacks.registry: PGD with any steps, restarts and seed,
+AutoAttack and its versions, and every attack added since) that covers the first n test points contributes its
+flags on those points; the worst case is their AND. Rows cover "the first n points in order", so a row on 1017 points
 also covers a table of the first 64.
 
 Pure functions of rows; rows without per-point flags (written before flags existed) cannot contribute.
@@ -15,10 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bench.attacks.registry import in_worst_case, label_of
 from bench.store.points import decode_states
-
-ATTACKS = ("pgd", "autoattack", "autoattack-fast", "autoattack-rand")
-ATTACK_LABEL = {"pgd": "PGD", "autoattack": "AA", "autoattack-fast": "AA-fast", "autoattack-rand": "AA-rand"}
 
 
 def attack_label(row: dict) -> str:
@@ -27,7 +26,7 @@ def attack_label(row: dict) -> str:
     if row["attack"] == "pgd":
         restarts = cfg.get("restarts", 1)
         return f"PGD-{cfg.get('steps', '?')}" + (f"x{restarts}" if restarts and restarts > 1 else "")
-    return ATTACK_LABEL.get(row["attack"], row["attack"])
+    return label_of(row["attack"])
 
 
 @dataclass
@@ -60,7 +59,7 @@ def _flags(rows: list[dict]) -> dict:
     """(model_id, data, norm, eps_key) -> [(n, label, robust flags)], one entry per distinct row key."""
     out, seen = {}, set()
     for r in rows:
-        if r.get("status") != "ok" or r.get("attack") not in ATTACKS or "points" not in r or r["key"] in seen:
+        if r.get("status") != "ok" or not in_worst_case(r.get("attack")) or "points" not in r or r["key"] in seen:
             continue
         seen.add(r["key"])
         _, robust = decode_states(r["points"])

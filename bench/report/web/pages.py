@@ -12,7 +12,8 @@ from collections import defaultdict
 import numpy as np
 
 from bench.report.numbers import human
-from bench.report.results import ATTACK_LABEL, CLEAN, CORRUPTIONS, STRENGTH, boards, corruptions_note
+from bench.attacks.registry import label_of, strength_of
+from bench.report.results import CLEAN, CORRUPTIONS, boards, corruptions_note
 from bench.stats import wilson
 from bench.store.schema import HF_REPO_ID
 
@@ -180,9 +181,9 @@ def plot_data(lines: list[dict], attack_cols: list[dict], norm: str) -> dict:
     robust-vs-eps and trade-off plots; models in rank order, named as in the table."""
     scale = 255 if norm == "Linf" else 1
     series = {}
-    for attack in sorted({c["attack"] for c in attack_cols}, key=lambda a: STRENGTH.get(a, 9)):
+    for attack in sorted({c["attack"] for c in attack_cols}, key=strength_of):
         cols = sorted((c for c in attack_cols if c["attack"] == attack), key=lambda c: c["eps"])
-        label = ATTACK_LABEL.get(attack, attack)
+        label = label_of(attack)
         traces = []
         for line in lines:
             pts = [(0.0, line["cells"]["clean"])] + [(c["eps"] * scale, line["cells"].get(c["key"], {"v": None}))
