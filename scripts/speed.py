@@ -203,6 +203,48 @@ def whole_step_rows(arch, recipes, ds, bs, device, steps, warmup, backend="induc
     return out
 
 
+def malt_section(ck: str, data: str, n: int, device, batch: int, reps: int) -> list[str]:
+    """MALT against AutoAttack (standard) on one model and the same points, alternating, reps runs each: their
+    seconds (the attack alone, the model and data loaded once) and the per-point agreement of their flags."""
+    import statistics
+
+    from bench.attacks.registry import make_attack
+    from bench.data import load_points
+    from bench.eval.accuracy import evaluate_attack
+    from bench.eval.loading import load_model_spec
+    from bench.store.points import decode_states
+
+    pts = load_points(data, n=n)
+    lm = load_model_spec(ck, num_classes=pts.num_classes, size=pts.x.shape[-1])
+    model = lm.model.to(device).eval()
+    x, y = pts.x.float().div(255).to(device), pts.y.to(device)
+    times, robust = {"malt": [], "autoattack": []}, {}
+    for _ in range(reps):
+        for name in times:
+            attack = make_attack(name, norm="Linf", eps=8 / 255, batch_size=batch, num_classes=pts.num_classes)
+            t0 = time.perf_counter()
+            res = evaluate_attack(model, attack, x, y, norm="Linf", eps=8 / 255, batch_size=batch)
+            times[name].append(time.perf_counter() - t0)
+            robust[name] = decode_states(res["points"])[1]
+    both = int((robust["malt"] & robust["autoattack"]).sum())
+    only_m, only_a = int((robust["malt"] & ~robust["autoattack"]).sum()), int((~robust["malt"] & robust["autoattack"]).sum())
+    med = {k: statistics.median(v) for k, v in times.items()}
+    dev = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
+    return ["## MALT against AutoAttack", "",
+            f"`python scripts/speed.py --malt` ({time.strftime('%Y-%m-%d')}): Linf 8/255 on `{os.path.relpath(ck)}` "
+            f"and the first {len(y)} test points of `{data}`, {dev}, batch {batch}; {reps} runs of each, alternating, "
+            "the attack alone (the model and points loaded once); the median, and every time in brackets. MALT: the "
+            "5 targets nearest by linearized margin, pyautoattack's APGD-T on each (bench/attacks/malt.py).", "",
+            "| attack | seconds | robust points |", "|---|---|---|",
+            f"| MALT | {med['malt']:.1f} ({', '.join(f'{t:.1f}' for t in times['malt'])}) | "
+            f"{int(robust['malt'].sum())} of {len(y)} |",
+            f"| AutoAttack | {med['autoattack']:.1f} ({', '.join(f'{t:.1f}' for t in times['autoattack'])}) | "
+            f"{int(robust['autoattack'].sum())} of {len(y)} |", "",
+            f"MALT / AutoAttack time: {med['malt'] / med['autoattack']:.2f}. Per point: {both} robust under both, "
+            f"{only_m} robust under MALT only (AutoAttack fooled them), {only_a} under AutoAttack only (MALT fooled "
+            f"them); the other {len(y) - both - only_m - only_a} fooled by both.", ""]
+
+
 SAM_VARIANTS = ("standard", "sam", "looksam", "esam", "gsam", "msam", "rwp")
 
 
@@ -496,6 +538,9 @@ def main(argv=None) -> int:
                     help="the robust model of --only-autoattack (default: the main command's PGD-AT model); its "
                          "training data is the data")
     ap.add_argument("--aa-reps", type=int, default=2, help="runs of each, alternating (--only-autoattack)")
+    ap.add_argument("--malt", action="store_true",
+                    help="only MALT against AutoAttack on --aa-checkpoint (the smoke PGD-AT model), written as its "
+                         "own section of --out")
     ap.add_argument("--sam-variants", action="store_true",
                     help="only the SAM variants' step times against standard and SAM, eager and compiled, written "
                          "as their own section of --out")
@@ -506,6 +551,17 @@ def main(argv=None) -> int:
     from zoo.distributed import resolve_device
 
     device = resolve_device(a.device)
+    if a.malt:
+        from bench.eval.loading import data_of_models
+        from faults import replace_section
+        from zoo.files import write_text_atomic
+
+        section = malt_section(a.aa_checkpoint, a.aa_data or data_of_models([a.aa_checkpoint])[0], a.aa_n or 64,
+                               device, a.batch_size or (1000 if device.type == "cuda" else 250), a.aa_reps + 1)
+        print("\n".join(section))
+        if a.out:
+            write_text_atomic(a.out, replace_section(a.out, section[0], section))
+        return 0
     if a.sam_variants:
         from faults import replace_section
 
@@ -523,7 +579,7 @@ def main(argv=None) -> int:
         from bench.eval.loading import data_of_models
         from faults import replace_section
 
-        section = autoattack_section(a.aa_checkpoint, a.aa_data or data_of_models([a.aa_checkpoint]),
+        section = autoattack_section(a.aa_checkpoint, a.aa_data or data_of_models([a.aa_checkpoint])[0],
                                      a.aa_n or 64, device, a.batch_size or (1000 if device.type == "cuda" else 250),
                                      a.aa_reps)
         print("\n".join(section))
