@@ -69,3 +69,42 @@ def test_corruption_typo_is_one_line(tmp_path, capsys):
                            "--data", "synthetic", "--out", str(tmp_path), "--no-progress"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.count("\n") == 0 and "fogg" in err and "fog" in err
+
+
+# Hendrycks & Dietterich's CIFAR-10-C generator (make_cifar_c.py), each corruption's five severities, written out
+# here rather than read from bench.corruptions.generator: a change to the generator's constants (ImageNet-C's, say)
+# fails this test.
+PUBLISHED_CIFAR10C = {
+    "gaussian_noise": [0.04, 0.06, 0.08, 0.09, 0.10],
+    "shot_noise": [500, 250, 100, 75, 50],
+    "impulse_noise": [0.01, 0.02, 0.03, 0.05, 0.07],
+    "defocus_blur": [(0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1, 0.2), (1.5, 0.1)],
+    "glass_blur": [(0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2), (0.4, 1, 2)],
+    "motion_blur": [(6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5)],
+    "zoom_blur": [1.06, 1.11, 1.16, 1.21, 1.26],
+    "snow": [(0.1, 0.2, 1, 0.6, 8, 3, 0.95), (0.1, 0.2, 1, 0.5, 10, 4, 0.9), (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9),
+             (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85), (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8)],
+    "frost": [(1, 0.2), (1, 0.3), (0.9, 0.4), (0.85, 0.4), (0.75, 0.45)],
+    "fog": [(0.2, 3), (0.5, 3), (0.75, 2.5), (1, 2), (1.5, 1.75)],
+    "brightness": [0.05, 0.1, 0.15, 0.2, 0.3],
+    "contrast": [0.75, 0.5, 0.4, 0.3, 0.15],
+    "elastic_transform": [(0, 0, 0.08), (0.05, 0.2, 0.07), (0.08, 0.06, 0.06), (0.1, 0.04, 0.05), (0.1, 0.03, 0.03)],
+    "pixelate": [0.95, 0.9, 0.85, 0.75, 0.65],
+    "jpeg_compression": [80, 65, 58, 50, 40],
+}
+
+
+def test_every_corruptions_five_parameters_are_the_published_cifar10c_generators():
+    import numpy as np
+
+    from bench.corruptions import generator
+
+    assert set(generator.PARAMS) == set(PUBLISHED_CIFAR10C) == set(generator.CORRUPTIONS)
+    for name, published in PUBLISHED_CIFAR10C.items():
+        ours = generator.PARAMS[name]
+        assert len(ours) == 5, name
+        assert np.allclose(np.asarray(ours, dtype=float), np.asarray(published, dtype=float), rtol=0, atol=0), name
+    # and the generator reads them: gaussian noise at severity 3 has the published standard deviation
+    x = np.full((2, 64, 64, 3), 128, dtype=np.uint8)
+    noisy = generator.gaussian_noise(x, 3, generator.image_rngs(2, "gaussian_noise", 3))
+    assert abs(float(np.std(noisy / 255.0)) - 0.08) < 0.002

@@ -197,3 +197,22 @@ def test_damaged_file_message_round_trips_into_a_failed_row(good, tmp_path):
     failed, ok = sorted(read_rows(str(out / "results.jsonl")), key=lambda r: r["status"])
     assert failed["status"] == "failed" and ok["status"] == "ok" and "re-train or re-download" in failed["error"]
     assert json.loads(json.dumps(failed)) == failed
+
+
+def test_a_flipped_byte_in_a_plain_state_dict_is_refused_by_its_crc(good, tmp_path):
+    """A plain state_dict (loaded with --arch) carries no checksum of ours: the zip record's CRC-32 is all that
+    catches a byte flipped inside one of its tensors, and the refusal names the file."""
+    state = load_checkpoint(good)["model"]
+    plain = tmp_path / "plain.pt"
+    torch.save(state, plain)
+    load_checkpoint(str(plain))  # intact: loads
+    name = next(k for k, v in state.items() if v.is_floating_point() and v.numel() > 10)
+    raw = bytearray(plain.read_bytes())
+    at = raw.find(state[name].numpy().tobytes()[:16])
+    assert at > 0
+    raw[at + 5] ^= 0x40
+    flipped = tmp_path / "flipped-plain.pt"
+    flipped.write_bytes(bytes(raw))
+    assert isinstance(torch.load(flipped, weights_only=True), dict)  # torch.load alone reads it without a word
+    with pytest.raises(CheckpointError, match=r"flipped-plain\.pt.*(CRC|damaged)"):
+        load_checkpoint(str(flipped))
