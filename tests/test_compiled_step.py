@@ -25,6 +25,8 @@ from zoo.recipes import RECIPES, get_recipe
 from zoo.train import make_optimizer
 from conftest import ROOT
 
+pytestmark = pytest.mark.slow  # inductor and aot_eager compiles of every recipe's whole step
+
 TOL = 1e-4  # largest weight difference after a few steps (TRADES' KL is the loosest)
 VARIANTS = [(r, {}) for r in sorted(RECIPES)] + [("sam", {"adaptive": True})]  # ASAM: the adaptive perturbation
 IDS = [r + ("-asam" if kw else "") for r, kw in VARIANTS]
@@ -202,3 +204,41 @@ def test_two_trainings_on_one_device_match_each_alone(tmp_path):
     for out, _ in outs:
         got = load_checkpoint(out.strip().splitlines()[-1])["model"]
         assert all(torch.equal(got[k], ref[k]) for k in ref)
+
+
+# ------------------------------------------------------------ inductor (this module is the one that compiles with it)
+
+
+def test_inductor_training_run(tiny_cfg):
+    """A model compiled by inductor (zoo.train --compile) under bf16 and channels_last trains, and its stored
+    metric is what the stored weights score in fp32."""
+    from zoo.checkpoint import load_checkpoint, model_from_checkpoint
+    from zoo.data import load_dataset
+    from zoo.train import accuracy, train
+
+    cfg = dataclasses.replace(tiny_cfg, n_train=128, batch_size=32, amp="bf16", channels_last=True,
+                              compile="inductor")
+    ckpt = load_checkpoint(train(cfg, progress=False))
+    assert ckpt["precision"]["compile"] == "inductor"
+    ds = load_dataset("synthetic")
+    assert accuracy(model_from_checkpoint(ckpt), ds.x_test, ds.y_test) == ckpt["metrics"]["clean_test_acc"]
+
+
+def test_inductor_bench_gives_the_same_rows_as_eager(checkpoint, tmp_path):
+    """bench.run --compile inductor: the bucketed forward compiled into real kernels gives the eager rows' keys and
+    counts (clean and PGD; AutoAttack's compiled path is checked with aot_eager in tests/test_bench.py)."""
+    from bench.run import main
+    from bench.store.rows import read_rows
+
+    ck = checkpoint()
+    args = ["--models", ck, "--attacks", "clean,pgd", "--eps", "4/255", "--n-examples", "12", "--batch-size", "8",
+            "--data", "synthetic", "--pgd-steps", "3", "--no-progress", "--no-leaderboard"]
+    assert main([*args, "--out", str(tmp_path / "eager")]) == 0
+    torch._dynamo.reset()
+    assert main([*args, "--out", str(tmp_path / "compiled"), "--compile", "inductor"]) == 0
+    eager, compiled = (sorted(read_rows(str(tmp_path / d / "results.jsonl")), key=lambda r: r["key"])
+                       for d in ("eager", "compiled"))
+    assert [r["key"] for r in eager] == [r["key"] for r in compiled]
+    for a, b in zip(eager, compiled):
+        assert b["compile"] == "inductor" and a["compile"] is None
+        assert (a["clean_correct"], a["robust_correct"]) == (b["clean_correct"], b["robust_correct"]), a["attack"]

@@ -4,6 +4,10 @@ import numpy as np
 from bench.corruptions.generator import CORRUPTIONS, GENERATOR_VERSION, SEVERITIES, cached_set, corrupt
 from bench.corruptions.reference import corrupt_reference
 
+import pytest
+
+pytestmark = pytest.mark.slow  # all 75 corruption sets against the per-image reference
+
 
 def _agreement(x):
     worst = {}

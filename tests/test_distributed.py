@@ -12,6 +12,8 @@ from zoo.config import TrainConfig
 from zoo.train import train
 from conftest import ROOT
 
+pytestmark = pytest.mark.slow  # torchrun with several processes
+
 
 
 def torchrun(*args):

@@ -16,6 +16,8 @@ from zoo.config import TrainConfig
 from zoo.train import train
 from conftest import import_file
 
+pytestmark = pytest.mark.slow  # RobustBench exports loaded by robustbench's own loader
+
 RB_FILES = os.path.join(os.path.dirname(__file__), "data", "robustbench")  # copies of RobustBench's files
 SUBSET = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "cifar10_subset.npz")
 

@@ -12,6 +12,8 @@ from bench.submit import rules, source
 from test_export import (PAPER, RB_FILES, _autoattack_row, _corruption_row, _write_row,  # noqa: F401 - fixtures
                          timm_ckpt, timm_ckpts)
 
+pytestmark = pytest.mark.slow  # RobustBench exports of timm models
+
 RB = RB_FILES
 
 

@@ -14,6 +14,8 @@ from zoo.checkpoint import CheckpointError, load_checkpoint, seal
 from zoo.train import train
 from conftest import ROOT, script
 
+pytestmark = pytest.mark.slow  # kills and damaged files through the whole bench
+
 FUZZ_N = int(os.environ.get("SHARPBENCH_FUZZ_N", "300"))  # run thousands with SHARPBENCH_FUZZ_N=5000
 
 

@@ -16,6 +16,8 @@ from zoo.pgd import parse_eps
 from zoo.recipes import sam_step
 from zoo.train import checkpoint_name, train
 
+pytestmark = pytest.mark.slow  # AutoAttack and the recipes against their reference implementations on trained models
+
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):

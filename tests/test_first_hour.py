@@ -16,6 +16,8 @@ from bench.grid.presets import PRESETS, next_command
 from bench.store.rows import read_rows
 from conftest import ROOT
 
+pytestmark = pytest.mark.slow  # the first hour on the smoke study's checkpoints (the smoke study runs beside the tests)
+
 
 def first_hour_commands() -> list[str]:
     """The README's first-hour block: the commands the code prints, in order."""

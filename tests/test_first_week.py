@@ -9,6 +9,8 @@ import pytest
 import torch
 from conftest import copy_checkpoints
 
+pytestmark = pytest.mark.slow  # two studies, on the smoke study's checkpoints
+
 COMMANDS = ["bench.run", "bench.study", "bench.site", "bench.leaderboard", "bench.verify", "bench.export",
             "bench.data.__main__", "zoo.train"]
 

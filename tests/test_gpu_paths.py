@@ -15,6 +15,8 @@ from zoo.optim import SGD
 from zoo.recipes import RECIPES, adversarial_batch, sam_step
 from zoo.train import accuracy, train
 
+pytestmark = pytest.mark.slow  # every recipe under bf16 and compile, and scripts/gpu_check.py --tiny
+
 
 def _fast(tiny_cfg, **kw):
     return dataclasses.replace(tiny_cfg, n_train=128, batch_size=32, steps=2, amp="bf16", channels_last=True, **kw)
@@ -31,13 +33,6 @@ def test_each_recipe_trains_under_bf16_channels_last_and_compile(tiny_cfg, recip
     ds = load_dataset("synthetic")
     model = model_from_checkpoint(ckpt)  # fp32, contiguous, eager
     assert accuracy(model, ds.x_test, ds.y_test) == ckpt["metrics"]["clean_test_acc"]
-
-
-def test_inductor_training_run(tiny_cfg):
-    ckpt = load_checkpoint(train(_fast(tiny_cfg, compile="inductor"), progress=False))
-    assert ckpt["precision"]["compile"] == "inductor"
-    ds = load_dataset("synthetic")
-    assert accuracy(model_from_checkpoint(ckpt), ds.x_test, ds.y_test) == ckpt["metrics"]["clean_test_acc"]
 
 
 def test_cpu_defaults_are_fp32_and_contiguous(tiny_cfg):

@@ -13,6 +13,8 @@ import time
 import pytest
 from conftest import ROOT, copy_checkpoints, seed_rows
 
+pytestmark = pytest.mark.slow  # the study's grid with several workers and launchers
+
 # the smoke grid: three cells (standard, SAM, PGD-AT). The tests of the queue run it on a copy of the session's
 # smoke checkpoints (the cells reuse them and run every evaluation); those that need training use SHORT
 GRID = ["--preset", "smoke", "--no-progress"]

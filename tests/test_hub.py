@@ -12,6 +12,8 @@ import sys
 import pytest
 from conftest import ROOT
 
+pytestmark = pytest.mark.slow  # Hub folders of trained models, round trips through timm and bench.run
+
 REV = "0123456789abcdef0123456789abcdef01234567"
 BENCH = ["--attacks", "clean,pgd", "--n-examples", "32", "--pgd-steps", "3", "--no-progress"]
 

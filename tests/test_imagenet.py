@@ -12,6 +12,8 @@ from bench.data.__main__ import main as data_main
 from bench.data.imagenet import image_list, write_synthetic_folder
 from zoo.data import DataError
 
+pytestmark = pytest.mark.slow  # ImageNet's protocol on decoded folders
+
 PRESENT = 12
 
 

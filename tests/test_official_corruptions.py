@@ -13,6 +13,8 @@ from bench import run as bench_run
 from bench.corruptions.generator import CORRUPTIONS, official_set
 from bench.store.rows import read_rows
 
+pytestmark = pytest.mark.slow  # the official CIFAR-10-C files read as robustbench reads them
+
 
 def _official_files(folder, n=6, seed=0):
     """Official layout with severities that differ from each other and labels that differ from the test set's."""

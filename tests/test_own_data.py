@@ -11,6 +11,8 @@ import pytest
 import torch
 from conftest import ROOT
 
+pytestmark = pytest.mark.slow  # models trained on image folders, AutoAttack at several class counts
+
 NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 

@@ -15,6 +15,7 @@ from zoo.optim import SGD
 from zoo.train import checkpoint_name, train
 
 
+
 def _toy():
     torch.manual_seed(0)
     return nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 8), nn.ReLU(), nn.Linear(8, 3))
@@ -100,6 +101,7 @@ def test_fgsm_rs_is_one_step_of_1_25_eps_from_a_uniform_start():
     assert checkpoint_name(cfg).endswith("-fgsm_rs-linf8_255-s0.pt")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recipe", ["trades", "awp", "fgsm_rs"])
 def test_new_recipes_train_an_epoch_on_real_cifar(tiny_cfg, subset_path, recipe):
     from zoo.checkpoint import load_checkpoint

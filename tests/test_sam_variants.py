@@ -18,6 +18,7 @@ from zoo.optim import SGD
 from zoo.recipes import RECIPES
 from zoo.train import checkpoint_name, make_optimizer
 
+
 LR = 0.1
 
 
@@ -186,6 +187,7 @@ def test_each_variant_names_its_settings_and_cost(recipe):
         assert r.passes(cfg) == pytest.approx(cheaper[recipe])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recipe", ["looksam", "esam", "gsam", "msam", "rwp"])
 def test_each_variant_trains_an_epoch_on_real_cifar_and_on_digits(tiny_cfg, subset_path, recipe):
     from zoo.checkpoint import load_checkpoint

@@ -11,6 +11,8 @@ import pytest
 from bench import run as bench_run
 from bench.store.rows import append_row, read_rows
 
+pytestmark = pytest.mark.slow  # the site in a real browser
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 HOSTILE = "<script>window.pwned=1</script><img src=x onerror=window.pwned=2>"
 

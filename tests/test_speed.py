@@ -3,6 +3,8 @@ import re
 import pytest
 from conftest import script
 
+pytestmark = pytest.mark.slow  # the maintainer's speed scripts
+
 
 
 def test_speed_script_prints_ratios_and_profiles_on_cpu(tmp_path, capsys):

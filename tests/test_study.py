@@ -6,6 +6,10 @@ import subprocess
 
 from conftest import ROOT, seed_rows, smoke_command
 
+import pytest
+
+pytestmark = pytest.mark.slow  # the smoke study's report, exports and reruns
+
 
 
 def test_smoke_study_runs_end_to_end_and_reuses_its_work(smoke_study, tmp_path):

@@ -14,6 +14,8 @@ from bench import verify
 from bench.store.adversarial import sha256_file
 from bench.store.rows import read_rows
 
+pytestmark = pytest.mark.slow  # replays of trained models' stored images
+
 
 @pytest.fixture(scope="module")
 def saved(checkpoint, tmp_path_factory):

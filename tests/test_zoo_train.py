@@ -8,6 +8,7 @@ from zoo.recipes import RECIPES
 from zoo.train import TrainingDiverged, main, train
 
 
+
 def _remeasured(ckpt) -> float:
     """The checkpoint's clean accuracy measured here, on every test image of its data."""
     from zoo.checkpoint import model_from_checkpoint

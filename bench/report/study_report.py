@@ -336,3 +336,22 @@ def corruptions_text(preset_cfg: dict) -> str:
     return (f"the mean over {len(names)} corruption{'s' * (len(names) != 1)} ({', '.join(names)}) x severities "
             f"{SEVERITIES[0]}-{SEVERITIES[-1]}, regenerated with CIFAR-10-C's generator on the "
             f"{md(str(preset_cfg.get('data', '')))} test points (not the official files) unless stated in the rows")
+
+
+HEADLINE = ("clean", RobustColumn("pgd", "Linf", "1/255"), RobustColumn("pgd", "Linf", "8/255"),
+            RobustColumn("autoattack", "Linf", "8/255"))
+
+
+def headline_table(rows: list[dict], measures: list[dict] | None = None, columns=HEADLINE) -> str:
+    """A study's headline, as the README shows it: each group's mean ± std over seeds on a few columns, ranked
+    as the report ranks them. A pure function of the rows (and measures), so a test can hold the README to it."""
+    results = Results.of(rows)
+    pm = per_model(rows, measures or [], results.boards, results.groups)
+    s = summarize(pm, rank_key(rows, results.boards))
+    cols = [c for c in columns if (c, "mean") in s.columns]
+    head = ["Group", "seeds"] + [HEADS.get(c, c) if isinstance(c, str) else md(_label(c)) for c in cols]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for grp in s.index:
+        vals = [_fmt(s.loc[grp, (c, "mean")], s.loc[grp, (c, "std")]) for c in cols]
+        lines.append(f"| {md(grp)} | {int(s.loc[grp, ('seeds', 'n')])} | " + " | ".join(vals) + " |")
+    return "\n".join(lines)
