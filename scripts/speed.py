@@ -248,11 +248,12 @@ def malt_section(ck: str, data: str, n: int, device, batch: int, reps: int) -> l
 SAM_VARIANTS = ("standard", "sam", "looksam", "esam", "gsam", "msam", "rwp")
 
 
-def sam_variants_section(arch, bs, device, steps, reps, rho, backend="inductor") -> list[str]:
+def sam_variants_section(arch, bs, device, steps, reps, rho, backend="inductor", records=None) -> list[str]:
     """Each SAM variant's step time relative to standard training's and to SAM's, eager and with the whole step
     compiled (inductor), measured in this one process: every round times every recipe once, eager then
     compiled, on the same batches; the median of the rounds. steps: timed steps per measurement, a multiple of
-    LookSAM's k so its cycle is counted whole."""
+    LookSAM's k so its cycle is counted whole. records: a list that gets one row per (round, recipe, mode), the
+    step times a study's report pairs by round (bench.report.variants)."""
     import statistics
 
     ds = make_synthetic(n_train=bs * (steps + 2), n_test=16)
@@ -269,10 +270,14 @@ def sam_variants_section(arch, bs, device, steps, reps, rho, backend="inductor")
                 fn(x, y)
         runs[recipe] = (eager, whole)
     seconds = {(r, m): [] for r in SAM_VARIANTS for m in ("eager", "compiled")}
-    for _ in range(reps):
+    for rnd in range(reps):
         for recipe, (eager, whole) in runs.items():
             for mode, fn in (("eager", eager), ("compiled", whole)):
                 seconds[(recipe, mode)].append(bs / timed(fn, iter(batches[:steps + 1]), 1, device))
+                if records is not None:
+                    records.append({"kind": "step_time", "recipe": recipe, "mode": mode, "round": rnd,
+                                    "seconds_per_step": seconds[(recipe, mode)][-1], "arch": arch, "batch": bs,
+                                    "rho": rho, "device": str(device), "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
     step_s = {k: statistics.median(v) for k, v in seconds.items()}  # seconds per step
     dev = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
     out = ["## SAM and its cheaper variants: step time", "",
@@ -545,6 +550,9 @@ def main(argv=None) -> int:
                     help="only the SAM variants' step times against standard and SAM, eager and compiled, written "
                          "as their own section of --out")
     ap.add_argument("--rho", type=float, default=0.2, help="SAM's radius in --sam-variants (the study's)")
+    ap.add_argument("--rows", default=None, metavar="JSONL",
+                    help="--sam-variants: also append each round's step times here (a study's step_times.jsonl, "
+                         "which its report's cost column pairs by round)")
     ap.add_argument("--out", default="results/speed.md")
     a = ap.parse_args(argv)
 
@@ -566,9 +574,16 @@ def main(argv=None) -> int:
         from faults import replace_section
 
         cuda = device.type == "cuda"
+        records: list = []
         section = sam_variants_section(a.arch or ("preact_resnet18" if cuda else "sharp_tiny"),
                                        a.batch_size or 128, device, a.steps or (50 if cuda else 10), a.aa_reps + 1,
-                                       a.rho)
+                                       a.rho, records=records)
+        if a.rows:
+            from bench.store.rows import append_row
+
+            for r in records:
+                append_row(a.rows, r)
+            print(f"written: {a.rows} ({len(records)} step times)")
         if a.out:
             from zoo.files import write_text_atomic
 

@@ -247,7 +247,7 @@ def test_the_variant_report_answers_with_paired_intervals_and_a_cost_ratio():
     assert found["msam rho0.2"]["vs_sam"].lo > 0
     ratio, lo, hi = cost_ratio(costs["msam rho0.2"], costs["sam rho0.2"])
     assert ratio == pytest.approx(0.5) and lo <= ratio <= hi
-    text = "\n".join(variant_section(flags, pm, costs, "Scale: tiny."))
+    text = "\n".join(variant_section(flags, pm, costs, scale="Scale: tiny."))
     assert "| looksam rho0.2-k5-a0.7 | held: " in text and f"| {SAME}: +0.0" in text
     assert f"{HIGHER}: +" in text and "cheaper: 0.60x" in text and "Scale: tiny." in text
     assert variant_section({}, pm[pm["group"] == "standard"], {}) == []  # no variant, no section

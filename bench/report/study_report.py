@@ -15,7 +15,8 @@ from bench.report.escape import md, md_code
 from bench.report.tables import eps_curve, missing_markdown
 from bench.report.numbers import human, percent
 from bench.report.results import CLEAN, CORRUPTIONS, Results, RobustColumn, boards, seed_groups
-from bench.report.variants import epoch_seconds, variant_section
+from bench.report.variants import (EPOCHS_NOTE, STEP_TIMES, STEPS_NOTE, check_step_row, epoch_seconds, step_times,
+                                   variant_section)
 from zoo.checkpoint import load_checkpoint
 from zoo.files import write_text_atomic
 
@@ -298,7 +299,7 @@ def write_report(rows, measures, ckpt_paths, out, *, preset, preset_cfg, command
              "compare means over seeds, and with few seeds and test points a difference of a few points is within "
              "noise (see the ± columns and the 95% intervals in results.jsonl). The claims are declared in "
              "`bench/report/claims.py`.", ""]
-    text += variant_section(results.flags, pm, epoch_seconds(timings), scale_text(preset_cfg, device))
+    text += variant_section(results.flags, pm, *variant_costs(out, timings), scale=scale_text(preset_cfg, device))
     text += [
              "## Accuracy (%; mean ± std over seeds)", "",
              f"Clean, PGD and Corruptions: the first {preset_cfg['eval_n']} test points; the seed paper's "
@@ -317,6 +318,16 @@ def write_report(rows, measures, ckpt_paths, out, *, preset, preset_cfg, command
     path = os.path.join(out, "REPORT.md")
     write_text_atomic(path, "\n".join(text))
     return path
+
+
+def variant_costs(out: str, timings: dict) -> tuple[dict, str]:
+    """(costs, what they are) for the variants' cost column: OUT/step_times.jsonl's side-by-side step times when
+    the study folder holds them, else the checkpoints' epoch times."""
+    from bench.store.rows import read_rows
+
+    path = os.path.join(out, STEP_TIMES)
+    rows = read_rows(path, check=check_step_row) if os.path.exists(path) else []
+    return (step_times(rows), STEPS_NOTE) if rows else (epoch_seconds(timings), EPOCHS_NOTE)
 
 
 def scale_text(preset_cfg: dict, device: str) -> str:

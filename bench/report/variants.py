@@ -6,11 +6,12 @@ For each group of a SAM variant (zoo.recipes.sam_variants) in a study:
    above zero;
 2. does it differ from SAM: the same comparison against the SAM group of the same radius, two-sided (higher or
    lower when the whole interval is on one side, else no difference resolved);
-3. what did a step cost relative to SAM: the ratio of the checkpoints' epoch seconds, paired by seed and epoch
-   (every group trains the same number of steps per epoch), as a geometric mean with a bootstrap interval that
-   resamples seeds, then epochs.
+3. what did a step cost relative to SAM: step times measured side by side (scripts/speed.py --sam-variants
+   --rows, OUT/step_times.jsonl), paired by round, else the ratio of the checkpoints' epoch seconds, paired by
+   seed and epoch (every group trains the same number of steps per epoch); a geometric mean with a bootstrap
+   interval that resamples the pairs' outer level (rounds or seeds), then the inner.
 
-    variant_section(flags, pm, costs, scale) -> markdown lines   (flags: Results.flags; costs: epoch_seconds(...))
+    variant_section(flags, pm, costs, cost_note, scale) -> markdown lines   (flags: Results.flags; costs: epoch_seconds(...))
 """
 from __future__ import annotations
 
@@ -33,6 +34,31 @@ def epoch_seconds(histories: dict) -> dict:
         secs = [e.get("seconds") for e in history[1:]]
         if secs and all(isinstance(s, (int, float)) and s > 0 for s in secs):
             out.setdefault(group, {})[seed] = secs
+    return out
+
+
+STEP_TIMES = "step_times.jsonl"  # beside a study's rows: step times measured side by side (scripts/speed.py)
+
+
+def check_step_row(row) -> None:
+    from bench.store.schema import RowError
+
+    if not isinstance(row, dict) or row.get("kind") != "step_time" or row.get("mode") not in ("eager", "compiled"):
+        raise RowError("not a step-time row")
+    if not isinstance(row.get("recipe"), str) or not isinstance(row.get("round"), int) or isinstance(row.get("round"), bool):
+        raise RowError("a step-time row names its recipe and round")
+    t = row.get("seconds_per_step")
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t < 1e6:
+        raise RowError("seconds_per_step is not a positive number")
+
+
+def step_times(rows: list[dict], mode: str = "eager") -> dict:
+    """{recipe: {round: [seconds per step]}} from step-time rows: each round timed every recipe once, side by
+    side, so a variant and SAM pair by round."""
+    out: dict = {}
+    for r in rows:
+        if r.get("mode") == mode:
+            out.setdefault(r["recipe"], {}).setdefault(r["round"], []).append(float(r["seconds_per_step"]))
     return out
 
 
@@ -94,7 +120,8 @@ def answers(flags: dict, pm: pd.DataFrame, costs: dict) -> list[dict]:
         sam = _sam_for(v, sams)
         gain = _paired(flags, v, "standard", col) if col is not None else None
         vs_sam = _paired(flags, v, sam, col) if col is not None and sam else None
-        cost = cost_ratio(costs.get(v, {}), costs.get(sam, {})) if sam else None
+        mine, theirs = costs.get(v) or costs.get(_recipe(v), {}), costs.get(sam) or costs.get("sam", {})
+        cost = cost_ratio(mine, theirs) if sam else None
         out.append({"group": v, "sam": sam, "column": col, "gain": gain, "vs_sam": vs_sam, "cost": cost})
     return out
 
@@ -103,7 +130,14 @@ def _cell(p, judge) -> str:
     return "no per-point flags" if p is None else f"{judge(p)}: {_interval(p)} points"
 
 
-def variant_section(flags: dict, pm: pd.DataFrame, costs: dict, scale: str = "") -> list[str]:
+EPOCHS_NOTE = ("the checkpoints' epoch seconds, paired by seed and epoch (on a machine busy with other work they "
+               "are noisy: `scripts/speed.py --sam-variants --rows OUT/step_times.jsonl` measures them side by side)")
+STEPS_NOTE = ("step times measured side by side in one process, every round timing every recipe once, eager, "
+              "paired by round (`scripts/speed.py --sam-variants --rows`, OUT/step_times.jsonl)")
+
+
+def variant_section(flags: dict, pm: pd.DataFrame, costs: dict, cost_note: str = EPOCHS_NOTE,
+                    scale: str = "") -> list[str]:
     """REPORT.md's section on the SAM variants: the headline table of the three answers, then each variant against
     SAM on the other columns. Empty when the study trained no variant."""
     found = answers(flags, pm, costs)
@@ -116,8 +150,8 @@ def variant_section(flags: dict, pm: pd.DataFrame, costs: dict, scale: str = "")
              "its robustness gain over standard training (**held** when the whole 95% interval is above zero), "
              "its difference from SAM at the same radius (**higher**/**lower** when the whole interval is on one "
              "side), both in points with the paired bootstrap's interval; and a training step's cost relative to "
-             "SAM's (the checkpoints' epoch seconds, paired by seed and epoch, geometric mean and bootstrap "
-             "interval; `results/speed.md` measures the same in isolation)." + (f" {scale}" if scale else ""), "",
+             f"SAM's: {cost_note}, as a geometric mean with a bootstrap interval." + (f" {scale}" if scale else ""),
+             "",
              "| variant | gain over standard | vs SAM | cost per step vs SAM |", "|---|---|---|---|"]
     for a in found:
         cost = a["cost"]
