@@ -81,7 +81,9 @@ def malt_apgd(apgd, x: torch.Tensor, y: torch.Tensor, targets: torch.Tensor) -> 
 def _cost(config: dict, t_grad: float, t_fwd: float) -> float:
     """A batch's seconds when every point survives: one gradient call per class to rank, then per target
     APGD's iterations (and its first gradient) and the forwards that check it."""
-    return config["classes"] * t_grad + config["targets"] * (101 * t_grad + 2 * t_fwd)
+    from bench.attacks.autoattack import stage_overhead
+
+    return config["classes"] * t_grad + config["targets"] * (101 * t_grad + 2 * t_fwd) * stage_overhead("apgd-t")
 
 
 @register("malt", label="MALT", strength=1.5, cost=_cost)
@@ -103,7 +105,7 @@ def _malt(norm, eps, seed=0, batch_size=250, num_classes=10, malt_targets=TARGET
                 apgd.seed = seed
                 x_adv[idx] = malt_apgd(apgd, x[idx], y[idx], targets)
         self.info = {"targets": k}
-        return x_adv
+        return x_adv.detach()
 
     # APGD's random starts are drawn per batch (pyautoattack reseeds each): the batch is part of the result, so
     # it is part of the key

@@ -98,13 +98,13 @@ def _pgd_cost(config: dict, t_grad: float, t_fwd: float) -> float:
 
 
 def _autoattack_cost(config: dict, t_grad: float, t_fwd: float) -> float:
-    from bench.attacks.autoattack import FAB_OVERHEAD, stage_calls, standard_attack
+    from bench.attacks.autoattack import stage_calls, stage_overhead, standard_attack
 
     aa = standard_attack(torch.nn.Identity(), norm=config["norm"], eps=config["eps"])
     total = 0.0
     for stage in config["stages"]:
         grads, fwds = stage_calls(aa, stage)
-        total += (grads * t_grad + fwds * t_fwd) * (FAB_OVERHEAD if stage.startswith("fab") else 1.0)
+        total += (grads * t_grad + fwds * t_fwd) * stage_overhead(stage)
     return total
 
 
