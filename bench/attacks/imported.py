@@ -78,7 +78,7 @@ def sha256(path: str) -> str:
     return h.hexdigest()
 
 
-@register("imported", label="Imported")
+@register("imported", label="Imported", keep_images=True)
 def _imported(norm, eps, imported=None, imported_name="imported", **_):
     if not imported:
         raise ValueError("--attacks imported needs its file: --attacks imported:FILE")

@@ -46,6 +46,7 @@ class AttackEntry:
     # (config, seconds per gradient call, per forward) -> seconds one batch costs when every point survives (its
     # most; a point that falls ends its part early); None: no model loop to estimate
     cost: Callable | None = None
+    keep_images: bool = False  # its images are always kept beside the rows (they are the evidence: imported)
 
 
 ATTACKS: dict[str, AttackEntry] = {}

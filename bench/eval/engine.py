@@ -447,7 +447,7 @@ def _measure(run: Run, job: Job, batch_size: int) -> dict:
         job.attack.say = say if not staged and run.rank == 0 else None  # a log gets one line per stage
         return evaluate_attack(lm.model, job.attack, run.x, run.y, norm=spec["norm"] or "Linf", eps=spec["eps"],
                                batch_size=batch_size,
-                               keep_adversarial=s.save_adversarial or spec["attack"] == "imported")
+                               keep_adversarial=s.save_adversarial or ATTACKS[spec["attack"]].keep_images)
 
 
 def execute(run: Run, job: Job) -> dict:

@@ -186,24 +186,34 @@ def _timm_weights(path: str, max_bytes: int) -> dict:
                       f"{path} is not a state dict of tensors; save model.state_dict() (torch.save or safetensors)")
 
 
+def hub_unreachable() -> str | None:
+    """Why the Hugging Face Hub cannot be reached (one quick connection, 5 s at most), or None when it can."""
+    import socket
+    from urllib.parse import urlparse
+
+    import huggingface_hub.constants as hub
+
+    host = urlparse(hub.ENDPOINT).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=5).close()
+    except OSError as e:
+        return f"{host} cannot be reached ({e.strerror or type(e).__name__})"
+    return None
+
+
 def _timm_pretrained(name: str, spec: str, instead: str | None = None):
     """timm's pretrained model (`name` may be hf-hub:ORG/NAME[@REV]), from the local Hugging Face cache or the
     Hub. Offline (HF_HUB_OFFLINE, or the Hub's host not answering) it reads the cache only, with no retries, and a
     miss is one line naming the network. instead: what the user can pass instead (default timm:NAME@PATH)."""
     import logging
-    import socket
-    from urllib.parse import urlparse
 
     import huggingface_hub.constants as hub
     import timm
 
     offline, why = hub.HF_HUB_OFFLINE, "HF_HUB_OFFLINE is set"
     if not offline:
-        host = urlparse(hub.ENDPOINT).hostname or "huggingface.co"
-        try:
-            socket.create_connection((host, 443), timeout=5).close()
-        except OSError as e:
-            why = f"{host} cannot be reached ({e.strerror or type(e).__name__})"
+        why = hub_unreachable()
+        if why:
             hub.HF_HUB_OFFLINE = True  # the cache only: no retries against a network that is not there
     quiet = logging.getLogger("huggingface_hub")
     level = quiet.level
@@ -292,7 +302,7 @@ def hub_record(spec: str) -> dict:
     if path is None:
         import huggingface_hub.constants as hub
 
-        if hub.HF_HUB_OFFLINE:
+        if hub.HF_HUB_OFFLINE or hub_unreachable():
             return {}
         try:
             from huggingface_hub import hf_hub_download
