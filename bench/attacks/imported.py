@@ -11,18 +11,18 @@ over attacks. Its key holds the file's sha256 and the tool's name.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 
 import torch
 
 from bench.attacks.registry import Attack, register
+from zoo.checkpoint import sha256_file
 
 TOOL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
 
 
-def load_images(path: str, max_bytes: int = 8 << 30) -> torch.Tensor:
+def read_tool_images(path: str, max_bytes: int = 8 << 30) -> torch.Tensor:
     """The images a file holds (see the module's docstring), as float32; one-line ValueError otherwise."""
     if not os.path.isfile(path):
         raise ValueError(f"--attacks imported:{path}: no such file; pass the tool's tensor of adversarial images")
@@ -70,14 +70,6 @@ def check_images(images: torch.Tensor, x: torch.Tensor, norm: str, eps: float, p
                          f"eps {eps:.6g} ball; pass the --norm and --eps it was made at")
 
 
-def sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 @register("imported", label="Imported", keep_images=True)
 def _imported(norm, eps, imported=None, imported_name="imported", **_):
     if not imported:
@@ -85,12 +77,12 @@ def _imported(norm, eps, imported=None, imported_name="imported", **_):
     if not TOOL_NAME.match(str(imported_name)):
         raise ValueError(f"--name {str(imported_name)[:40]!r}: a tool's name is letters, digits and _.+- (at most "
                          "64)")
-    digest = sha256(imported)
+    digest = sha256_file(imported)
 
     def run(self, model, x, y):
-        images = load_images(imported)
+        images = read_tool_images(imported)
         check_images(images, x.cpu(), norm, eps, imported)  # checked before the run too; the file may have changed
-        if sha256(imported) != digest:
+        if sha256_file(imported) != digest:
             raise ValueError(f"{imported} changed while it was being evaluated; run again")
         self.info = {"imported": os.path.basename(imported), "tool": imported_name}
         return images.to(x.device)

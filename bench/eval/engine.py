@@ -540,10 +540,11 @@ def evaluate(models: list[str], settings: EvalSettings) -> list[Outcome]:
     models, missing = present_models(models)
     run = open_run(settings, specs)
     if settings.imported:  # another tool's images: refused in one line, before any row, unless they fit the points
-        from bench.attacks.imported import check_images, load_images
+        from bench.attacks.imported import check_images, read_tool_images
 
         for spec in (s for s in specs if s["attack"] == "imported"):
-            check_images(load_images(settings.imported), run.x.cpu(), spec["norm"], spec["eps"], settings.imported)
+            check_images(read_tool_images(settings.imported), run.x.cpu(), spec["norm"], spec["eps"],
+                         settings.imported)
     outcomes = missing if run.rank == 0 else []  # rank 0 reports the missing files
     jobs = [(spec, m) for m in models for spec in specs]
     pending = jobs[run.rank::run.world]  # torchrun: job i on rank i mod world
