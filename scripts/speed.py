@@ -561,18 +561,12 @@ def main(argv=None) -> int:
     device = resolve_device(a.device)
     if a.malt:
         from bench.eval.loading import data_of_models
-        from faults import replace_section
-        from zoo.files import write_text_atomic
 
         section = malt_section(a.aa_checkpoint, a.aa_data or data_of_models([a.aa_checkpoint])[0], a.aa_n or 64,
                                device, a.batch_size or (1000 if device.type == "cuda" else 250), a.aa_reps + 1)
         print("\n".join(section))
-        if a.out:
-            write_text_atomic(a.out, replace_section(a.out, section[0], section))
-        return 0
+        return write_section(section, a.out)
     if a.sam_variants:
-        from faults import replace_section
-
         cuda = device.type == "cuda"
         records: list = []
         section = sam_variants_section(a.arch or ("preact_resnet18" if cuda else "sharp_tiny"),
@@ -584,26 +578,15 @@ def main(argv=None) -> int:
             for r in records:
                 append_row(a.rows, r)
             print(f"written: {a.rows} ({len(records)} step times)")
-        if a.out:
-            from zoo.files import write_text_atomic
-
-            write_text_atomic(a.out, replace_section(a.out, section[0], section))
-            print(f"written: {a.out}")
-        return 0
+        return write_section(section, a.out)
     if a.only_autoattack:
         from bench.eval.loading import data_of_models
-        from faults import replace_section
 
         section = autoattack_section(a.aa_checkpoint, a.aa_data or data_of_models([a.aa_checkpoint])[0],
                                      a.aa_n or 64, device, a.batch_size or (1000 if device.type == "cuda" else 250),
                                      a.aa_reps)
         print("\n".join(section))
-        if a.out:
-            from zoo.files import write_text_atomic
-
-            write_text_atomic(a.out, replace_section(a.out, section[0], section))
-            print(f"written: {a.out}")
-        return 0
+        return write_section(section, a.out)
     cuda = device.type == "cuda"
     archs = [a.arch or ("preact_resnet18" if cuda else "sharp_tiny")] + (["wrn28_10"] if a.big else [])
     bs = a.batch_size or (128 if cuda else 32)
@@ -677,6 +660,17 @@ def main(argv=None) -> int:
     for arch, recipe, prof in profiles:
         lines += ["", f"## Where the time goes: {arch} {recipe} (our step, 4 steps profiled)", "", "```", prof, "```"]
     return write_table(lines, a.out)
+
+
+def write_section(section: list[str], out: str) -> int:
+    """Replace the section titled section[0] in out (when given), keeping the file's other sections."""
+    if out:
+        from faults import replace_section
+        from zoo.files import write_text_atomic
+
+        write_text_atomic(out, replace_section(out, section[0], section))
+        print(f"written: {out}")
+    return 0
 
 
 def write_table(lines: list[str], out: str) -> int:

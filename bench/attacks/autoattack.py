@@ -107,7 +107,7 @@ STAGE_OVERHEAD = {"apgd": 1.5, "fab": 2.6, "square": 1.6}
 
 
 def stage_overhead(stage: str) -> float:
-    return STAGE_OVERHEAD[stage.split("-")[0]] if stage.split("-")[0] in STAGE_OVERHEAD else 1.0
+    return STAGE_OVERHEAD.get(stage.split("-")[0], 1.0)
 
 
 def stage_calls(aa, stage: str) -> tuple[int, int]:

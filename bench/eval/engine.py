@@ -542,9 +542,9 @@ def evaluate(models: list[str], settings: EvalSettings) -> list[Outcome]:
     if settings.imported:  # another tool's images: refused in one line, before any row, unless they fit the points
         from bench.attacks.imported import check_images, read_tool_images
 
+        images = read_tool_images(settings.imported)
         for spec in (s for s in specs if s["attack"] == "imported"):
-            check_images(read_tool_images(settings.imported), run.x.cpu(), spec["norm"], spec["eps"],
-                         settings.imported)
+            check_images(images, run.x.cpu(), spec["norm"], spec["eps"], settings.imported)
     outcomes = missing if run.rank == 0 else []  # rank 0 reports the missing files
     jobs = [(spec, m) for m in models for spec in specs]
     pending = jobs[run.rank::run.world]  # torchrun: job i on rank i mod world

@@ -20,7 +20,7 @@ import pandas as pd
 
 from bench.report.claims import eps_columns
 from bench.report.escape import md
-from bench.report.paired import HELD, INCONCLUSIVE, NOT_HELD, compare
+from bench.report.paired import compare, verdict
 from zoo.recipes.sam_variants import VARIANTS
 
 HIGHER, LOWER, SAME = "higher", "lower", "no difference resolved"
@@ -101,10 +101,6 @@ def _interval(p) -> str:
     return f"{100 * p.diff:+.1f} [{100 * p.lo:+.1f}, {100 * p.hi:+.1f}]"
 
 
-def gain_verdict(p) -> str:
-    return HELD if p.lo > 0 else NOT_HELD if p.hi < 0 else INCONCLUSIVE
-
-
 def two_sided(lo: float, hi: float, at: float = 0.0) -> str:
     return HIGHER if lo > at else LOWER if hi < at else SAME
 
@@ -158,7 +154,7 @@ def variant_section(flags: dict, pm: pd.DataFrame, costs: dict, cost_note: str =
         cost_text = ("no epoch times" if cost is None else
                      f"{'cheaper' if cost[2] < 1 else 'dearer' if cost[1] > 1 else SAME}: "
                      f"{cost[0]:.2f}x [{cost[1]:.2f}, {cost[2]:.2f}]")
-        lines.append(f"| {md(a['group'])} | {_cell(a['gain'], gain_verdict)} | "
+        lines.append(f"| {md(a['group'])} | {_cell(a['gain'], verdict)} | "
                      f"{_cell(a['vs_sam'], lambda p: two_sided(p.lo, p.hi))} | {cost_text} |")
     others = ["clean"] + [cs[0] for cs in (eps_columns(pm, "pgd", "L2"), eps_columns(pm, "autoattack", "Linf")) if cs]
     if others:

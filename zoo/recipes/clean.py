@@ -31,10 +31,10 @@ def sam_perturbation(params, grads, rho: float, adaptive: bool) -> list[torch.Te
     return [rho * g / (norm + 1e-12) for g in grads]
 
 
-def perturbed_update(model, opt, x, y, autocast, perturbation):
-    """Two passes: gradient at w, gradient at w + e(w) (e from `perturbation(params, grads)`), step from w with
-    the second. SAM and AWP differ only in e. w + e is a new set of tensors, so w is never moved and restored:
-    the step leaves from exactly w. The second pass moves no running statistic.
+def perturbed_gradients(model, x, y, autocast, perturbation):
+    """Two passes: (gradient at w, gradient at w + e(w), loss at w, logits at w), e from
+    `perturbation(params, grads)`. w + e is a new set of tensors, so w is never moved and restored. The second
+    pass moves no running statistic.
 
     Under torchrun both gradients are averaged over the ranks, so e(w) is computed from the global gradient and
     every rank perturbs identically (no m-sharpness across devices).
@@ -44,8 +44,15 @@ def perturbed_update(model, opt, x, y, autocast, perturbation):
     with torch.no_grad():
         e = perturbation(list(params.values()), grads)
     moved = shifted(params, e)
-    grads, _, _ = value_and_grad(model, cross_entropy(x, y, autocast), moved, track_stats=False)
-    opt.update(grads)
+    moved_grads, _, _ = value_and_grad(model, cross_entropy(x, y, autocast), moved, track_stats=False)
+    return grads, moved_grads, loss, logits
+
+
+def perturbed_update(model, opt, x, y, autocast, perturbation):
+    """The step from exactly w with the gradient at w + e(w) (perturbed_gradients). SAM and AWP differ only in e;
+    LookSAM, GSAM and m-RWP (zoo.recipes.sam_variants) combine the two gradients otherwise."""
+    _, moved_grads, loss, logits = perturbed_gradients(model, x, y, autocast, perturbation)
+    opt.update(moved_grads)
     return loss, logits
 
 

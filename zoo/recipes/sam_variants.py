@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from zoo.recipes.clean import sam_perturbation
+from zoo.recipes.clean import perturbed_gradients, sam_perturbation
 from zoo.recipes.functional import (cross_entropy, forward_at, global_norm, inner, parameters_of, shifted,
                                     untracked_stats, value_and_grad)
 from zoo.recipes.registry import register
@@ -24,11 +24,9 @@ VARIANTS = ("looksam", "esam", "gsam", "msam", "rwp")  # the recipes this module
 LOOKSAM_DIRECTION = "looksam_direction"  # the optimizer-held tensors of LookSAM's reused direction
 
 
-def _second_gradient(model, x, y, autocast, params, perturbation):
-    """The gradient at w + e, moving no running statistic: a SAM-like second pass."""
-    grads, _, _ = value_and_grad(model, cross_entropy(x, y, autocast), shifted(params, perturbation),
-                                 track_stats=False)
-    return grads
+def _sam_gradients(model, x, y, cfg, autocast):
+    """(g, g_s, loss, logits): the gradient at w and SAM's at w + rho g / ||g||."""
+    return perturbed_gradients(model, x, y, autocast, lambda ps, gs: sam_perturbation(ps, gs, cfg.rho, False))
 
 
 def looksam_full_step(model, opt, x, y, cfg, autocast):
@@ -41,11 +39,7 @@ def looksam_full_step(model, opt, x, y, cfg, autocast):
 
         g_v = g_s - (<g_s, g> / ||g||^2) g,  stored as g_v / ||g_v||   (the paper's g_s - ||g_s|| cos(theta) g/||g||).
     """
-    params = parameters_of(model)
-    g, loss, logits = value_and_grad(model, cross_entropy(x, y, autocast), params)
-    with torch.no_grad():
-        e = sam_perturbation(list(params.values()), g, cfg.rho, adaptive=False)
-    g_s = _second_gradient(model, x, y, autocast, params, e)
+    g, g_s, loss, logits = _sam_gradients(model, x, y, cfg, autocast)
     with torch.no_grad():
         along = inner(g_s, g) / (inner(g, g) + 1e-12)
         g_v = [a - along * b for a, b in zip(g_s, g)]
@@ -106,11 +100,7 @@ def gsam_step(model, opt, x, y, cfg, autocast):
     which descends the perturbed loss and, orthogonally, the surrogate gap. alpha: cfg.gsam_alpha, 0.2 as the
     authors' CIFAR example; rho constant (the paper also schedules it with the learning rate; not here, so the
     study can match SAM's radius)."""
-    params = parameters_of(model)
-    g, loss, logits = value_and_grad(model, cross_entropy(x, y, autocast), params)
-    with torch.no_grad():
-        e = sam_perturbation(list(params.values()), g, cfg.rho, adaptive=False)
-    g_f = _second_gradient(model, x, y, autocast, params, e)
+    g, g_f, loss, logits = _sam_gradients(model, x, y, cfg, autocast)
     with torch.no_grad():
         along = inner(g, g_f) / (inner(g_f, g_f) + 1e-12)
         direction = [a - cfg.gsam_alpha * (b - along * a) for a, b in zip(g_f, g)]
@@ -160,11 +150,7 @@ def rwp_step(model, opt, x, y, cfg, autocast):
     estimated with one draw: g = lambda grad L(w + e) + (1 - lambda) grad L(w). The two gradients do not depend
     on each other (the paper computes them on two devices at once); here they run one after the other on the
     same batch. Defaults: lambda 0.5, sigma 0.01, the authors' m-RWP script (cfg.rwp_lambda, cfg.rwp_sigma)."""
-    params = parameters_of(model)
-    g, loss, logits = value_and_grad(model, cross_entropy(x, y, autocast), params)
-    with torch.no_grad():
-        e = rwp_noise(list(params.values()), cfg.rwp_sigma)
-    g_e = _second_gradient(model, x, y, autocast, params, e)
+    g, g_e, loss, logits = perturbed_gradients(model, x, y, autocast, lambda ps, gs: rwp_noise(ps, cfg.rwp_sigma))
     with torch.no_grad():
         mixed = [cfg.rwp_lambda * a + (1 - cfg.rwp_lambda) * b for a, b in zip(g_e, g)]
     opt.update(mixed)
