@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from bench.defaults import IMAGENET_EPS, OUT, RB_EPS, rows_path
 from bench.report.escape import one_line
 from bench.submit import rules
 from bench.submit.package import ExportRefused, export
@@ -46,9 +47,9 @@ def default_results(checkpoint: str) -> str:
     from bench.grid.owner import claimed_out
 
     out = claimed_out(os.path.dirname(os.path.abspath(checkpoint)))
-    if out and os.path.isfile(os.path.join(out, "results.jsonl")):
-        return os.path.join(out, "results.jsonl")
-    return os.path.join("runs", "bench", "results.jsonl")
+    if out and os.path.isfile(rows_path(out)):
+        return rows_path(out)
+    return rows_path(OUT)
 
 
 def _hub_main(a) -> int:
@@ -56,7 +57,7 @@ def _hub_main(a) -> int:
 
     try:
         paths = write_hf_folder(a.checkpoint, a.hf, results=a.results, repo_id=a.repo_id,
-                                license_=a.license.lower() or "other", force=a.force)
+                                license_=a.license, force=a.force)
         for k, v in paths.items():
             print(f"{k}: {v}")
         if a.push:
@@ -88,14 +89,15 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="export", help="where RobustBench's files are written")
     p.add_argument("--results", default=None,
                    help="the rows the claim is read from (default: the results.jsonl of the study whose zoo folder "
-                        "holds the checkpoint, else runs/bench/results.jsonl, bench.run's default --out)")
+                        "holds the checkpoint, else bench.run's default rows, %s)" % rows_path(OUT))
     p.add_argument("--threat-model", default="Linf", choices=["Linf", "L2", "corruptions"],
                    help="the leaderboard the claim is for")
     p.add_argument("--dataset", default=None, choices=sorted(rules.LEADERBOARDS),
                    help="default: the checkpoint's training data when it is cifar10/cifar100, else by class count; "
                         "imagenet for timm:NAME")
     p.add_argument("--eps", default=None,
-                   help="default the leaderboard's: 8/255 (Linf), 0.5 (L2); ImageNet 4/255 (Linf)")
+                   help="default the leaderboard's: " + ", ".join(f"{e} ({t})" for t, e in RB_EPS.items())
+                        + "; ImageNet " + ", ".join(f"{e} ({t})" for t, e in IMAGENET_EPS.items()))
     p.add_argument("--draft", action="store_true",
                    help="write the files even when RobustBench would not accept the claim (<NAME>.DRAFT.txt says why)")
     p.add_argument("--reported", default=None, help="the robust accuracy the paper reports (RobustBench's `reported`)")
@@ -106,8 +108,10 @@ def main(argv=None) -> int:
     p.add_argument("--authors", default="")
     p.add_argument("--link", default="", help="the paper's URL (required unless --draft)")
     p.add_argument("--venue", default="", help="e.g. 'ICLR 2026' or 'arXiv, Nov 2026' (required unless --draft)")
-    p.add_argument("--license", default="", help="MIT, or the URL of a custom licence (ticks the issue's box); "
-                                                      "with --hf the card's license (default other)")
+    p.add_argument("--license", default="",
+                   help="the weights' licence: a licence id (mit, apache-2.0) or the URL of a custom one. RobustBench's "
+                        "issue ticks its MIT box for mit and names any other; a Hub card carries the id, or `other` "
+                        "with the URL's link (default: none, the card's `other`)")
     a = p.parse_args(argv)
     a.results = a.results or default_results(a.checkpoint)
     if a.hf:

@@ -8,13 +8,13 @@ The work is bench.eval.engine's; this is its command line, and it writes the lea
 """
 from __future__ import annotations
 
-import os
 import shlex
 import sys
 
 import torch
 
-from bench.eval.engine import DEFAULT_EPS, KNOWN, EvalSettings, evaluate, with_training_data
+from bench.defaults import DEFAULT_EPS, rows_path
+from bench.eval.engine import KNOWN, EvalSettings, evaluate, with_training_data
 from bench.report.worst_case import attack_sanity_warnings
 from bench.store.rows import RowStore, locked
 from zoo import distributed as dist
@@ -125,7 +125,7 @@ def run(args) -> int:
     rank = torch.distributed.get_rank() if dist.is_active() else 0
     dist.barrier()
     if rank == 0:
-        main_path = os.path.join(args.out, "results.jsonl")
+        main_path = rows_path(args.out)
         store = RowStore(main_path)
         with locked(main_path):
             store.refresh()

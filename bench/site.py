@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import os
 import sys
+
+from bench.defaults import OUT, rows_path
 from zoo.cli import parser
 
 
 def main(argv=None) -> int:
     p = parser("python -m bench.site", "Build the leaderboard site from the rows of a results.jsonl.")
-    p.add_argument("--results", default="runs/bench/results.jsonl", help="the rows (default: %(default)s)")
+    p.add_argument("--results", default=rows_path(OUT), help="the rows (default: %(default)s)")
     p.add_argument("--out", default=None, help="the site's folder (default: site/ beside the rows)")
     p.add_argument("--title", default=None)
     p.add_argument("--data-dir", default="data",

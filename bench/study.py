@@ -19,6 +19,7 @@ import dataclasses
 import os
 import sys
 
+from bench.defaults import MAX_FAILURES
 from bench.grid.presets import PRESETS, parse_recipes
 from zoo.errors import error_line
 from zoo.cli import add_progress, parser, progress_wanted
@@ -68,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--wait", action="store_true", help="with --launcher: wait for the workers to finish")
     g.add_argument("--status", action="store_true", help="print where the study stands, then exit")
     ap.add_argument("--retry-failed", action="store_true",
-                    help="run failed evaluations again even when they failed 3 times before (the retry bound)")
+                    help=f"run failed evaluations again even when they failed {MAX_FAILURES} times before (the retry bound)")
     g.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # set by the launchers
     return ap
 
@@ -188,7 +189,7 @@ def export_hf(study, folder: str) -> int:
     for cell in study.cells():
         try:
             paths = write_hf_folder(cell.path, os.path.join(folder, cell.name),
-                                    results=os.path.join(study.out, "results.jsonl"))
+                                    results=study.results)
             print(f"hub folder: {paths['folder']} ({paths['rows']} rows)")
         except (HubRefused, ValueError, OSError) as e:
             refused += 1

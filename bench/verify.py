@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import sys
 
+from bench.defaults import DEFAULT_EPS
 from bench.eval.replay import verify_file, verify_results
 from zoo.pgd import THREAT_NORMS
 from zoo.cli import parser
@@ -35,7 +36,7 @@ def main(argv=None) -> int:
     p.add_argument("--data", default="cifar10", help="the data of --adversarial's points (its first n test points)")
     p.add_argument("--data-dir", default="data", help="where downloadable datasets are kept")
     p.add_argument("--norm", default="Linf", choices=THREAT_NORMS, help="the ball of --adversarial's images")
-    p.add_argument("--eps", default="8/255", help="the radius of --adversarial's ball")
+    p.add_argument("--eps", default=DEFAULT_EPS["Linf"], help="the radius of --adversarial's ball")
     p.add_argument("--device", default="cpu", help="replays run in fp32 on this device")
     p.add_argument("--batch-size", type=int, default=250, help="images per forward (memory only)")
     p.add_argument("--site", default=None, metavar="DIR",

@@ -216,7 +216,7 @@ MUTANTS = [
            "    text = one_line(value)", "markup in a model's name renders as HTML in leaderboard.md",
            T("tests/test_hostile.py", "-k", "file_names")),
     Mutant("bench/eval/engine.py",
-           "        if s.retry_failed or key in store.done or store.failures.get(key, 0) < s.max_failures:",
+           "        if s.retry_failed or key in store.done or store.failures.get(key, 0) < (bound or s.max_failures):",
            "        if True:",
            "an unchanged broken file gets another failed row on every rerun",
            T("tests/test_hostile.py", "-k", "failed_loads")),

@@ -11,7 +11,7 @@ from conftest import ROOT
 
 LAYERS = [  # (layer, module prefixes), the most specific prefix decides
     (0, ("zoo",)),
-    (1, ("bench.stats", "bench.deps", "bench.store", "bench.attacks", "bench.corruptions", "bench.eval",
+    (1, ("bench.stats", "bench.deps", "bench.defaults", "bench.store", "bench.attacks", "bench.corruptions", "bench.eval",
          "bench.eval.forward",
          "bench.eval.loading", "bench.eval.measures", "bench.data")),
     (2, ("bench.eval.accuracy", "bench.eval.engine", "bench.eval.replay", "bench.report", "bench.submit",
@@ -107,9 +107,9 @@ def test_the_checker_sees_a_violation(tmp_path):
 ENTRY_POINTS = {"run", "study", "export", "leaderboard", "site", "verify"}  # python -m bench.X
 
 
-def test_bench_top_level_holds_entry_points_and_two_shared_helpers():
+def test_bench_top_level_holds_entry_points_and_three_shared_helpers():
     top = {f[:-3] for f in os.listdir(os.path.join(ROOT, "bench")) if f.endswith(".py")}
-    assert top - ENTRY_POINTS - {"__init__"} <= {"stats", "deps"}, sorted(top - ENTRY_POINTS)
+    assert top - ENTRY_POINTS - {"__init__"} <= {"stats", "deps", "defaults"}, sorted(top - ENTRY_POINTS)
 
 
 def test_no_two_modules_under_bench_share_a_base_name():

@@ -184,8 +184,8 @@ def test_l1_autoattack_equals_pyautoattack_and_verify_checks_the_l1_ball(folders
 
     assert bench_run(["--models", ckpt, "--attacks", "pgd", "--norm", "L1", "--out", str(out)]) == 2
     assert [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()] == [
-        "error: pgd at L1 is not implemented (its steps are Linf's and L2's); at L1 use autoattack or "
-        "autoattack-fast, which run APGD-L1, or drop L1 from --norm"]
+        "error: pgd at L1 is not implemented (it attacks in Linf, L2); at L1 use autoattack, autoattack-fast, "
+        "autoattack-rand, imported, malt, or drop L1 from --norm"]
 
 
 class Dropout(torch.nn.Module):

@@ -73,6 +73,11 @@ def sha256_file(path: str) -> str:
     return h.hexdigest()
 
 
+def is_file_hash(cid: str) -> bool:
+    """content_id's answer is the file's sha256 (not an 'unreadable:...' description)."""
+    return len(cid) == 64 and all(c in "0123456789abcdef" for c in cid)
+
+
 def content_id(path: str, max_bytes: int = MAX_BYTES) -> str:
     """What identifies a model file's content without trusting it: the sha256 of a regular file under the size
     limit; otherwise what it is and where ('unreadable:...'), so a refusal can be recorded and recognised."""
@@ -192,7 +197,9 @@ def load_checkpoint(path: str, max_bytes: int = MAX_BYTES) -> dict:
     return ckpt
 
 
-def check_metadata(ckpt, path: str) -> None:
+def check_checkpoint(ckpt, path: str) -> None:
+    """A checkpoint dict as sharpbench writes it: its required keys, a class count, a state_dict of tensors and
+    metadata zoo.metadata accepts; else CheckpointError naming the file."""
     from zoo.metadata import MetadataError, check_metadata
 
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in REQUIRED):
@@ -263,7 +270,7 @@ def model_from_checkpoint(ckpt: dict, path: str = "<checkpoint>"):
     """Rebuild the architecture named in the checkpoint, load its weights, run a first forward (eval mode, CPU)."""
     from zoo.models import create_model
 
-    check_metadata(ckpt, path)
+    check_checkpoint(ckpt, path)
     norm = ckpt["normalization"]
     model = create_model(ckpt["arch"], ckpt["num_classes"], list(norm["mean"]), list(norm["std"]))
     load_weights(model, ckpt["model"], path, ckpt["arch"])

@@ -9,40 +9,17 @@ training step's forward with BatchNorm's running statistics left out (zoo.recipe
 from __future__ import annotations
 
 import hashlib
-import math
-from fractions import Fraction
 
 import torch
 import torch.nn.functional as F
+
+from zoo.radius import parse_eps  # noqa: F401 - radii are read where the balls are
 
 NORMS = ("Linf", "L2")  # PGD's, in training and in the bench's pgd attack
 THREAT_NORMS = (*NORMS, "L1")  # every ball the bench evaluates and checks: AutoAttack's three
 # absolute slack on top of eps when a distance is checked: float32 rounding of x + delta and the clamp, which
 # adds up over more coordinates the wider the norm sums (L1 sums all 3072 of a CIFAR image)
 BALL_TOLERANCE = {"Linf": 1e-6, "L2": 1e-5, "L1": 1e-4}
-
-
-def parse_eps(value) -> float:
-    """A radius or step size: '8/255' -> 0.03137..., '0.5/255' -> 0.00196..., '0.5' -> 0.5, 0.5 -> 0.5.
-
-    Fractions may have decimal numerators and denominators (the seed paper's steps are written 0.5/255 and
-    0.25/255); they are computed exactly, then rounded once to float. Negative or non-finite values are refused.
-    """
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        out = float(value)
-    else:
-        text = str(value).strip()
-        try:
-            parts = [Fraction(p.strip()) for p in text.split("/")]
-            if len(parts) > 2:
-                raise ValueError("more than one '/'")
-            out = float(parts[0] / parts[1] if len(parts) == 2 else parts[0])
-        except (ValueError, ZeroDivisionError) as e:
-            raise ValueError(f"cannot read eps {value!r}; write a number or a fraction such as 8/255 or "
-                             "0.5/255") from e
-    if not math.isfinite(out) or out < 0:
-        raise ValueError(f"eps {value!r} must be a finite number >= 0, e.g. 8/255")
-    return out
 
 
 def check_norm(norm: str, allowed: tuple[str, ...] = NORMS) -> str:

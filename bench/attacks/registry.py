@@ -47,6 +47,8 @@ class AttackEntry:
     # most; a point that falls ends its part early); None: no model loop to estimate
     cost: Callable | None = None
     keep_images: bool = False  # its images are always kept beside the rows (they are the evidence: imported)
+    correct_only: bool = False  # it attacks only the points right on clean inputs (the others count as fooled)
+    staged: bool = False  # it runs in stages, each shown on the evaluation's bar (or said on a line in a log)
 
 
 ATTACKS: dict[str, AttackEntry] = {}
@@ -64,10 +66,23 @@ def label_of(name: str) -> str:
     return ATTACKS[name].label if name in ATTACKS else name
 
 
+NEVER_DECIDES = 9.0  # strength_of an attack that never decides a rank
+
+
 def strength_of(name: str) -> float:
     """Its place in the rank rule (lowest decides); attacks that never decide, and unknown ones, come last."""
     entry = ATTACKS.get(name)
-    return 9.0 if entry is None or entry.strength is None else entry.strength
+    return NEVER_DECIDES if entry is None or entry.strength is None else entry.strength
+
+
+def counts_for_robustbench(name: str) -> bool:
+    """Its rows can be RobustBench's number (the protocol's attack: AutoAttack standard)."""
+    return name in ATTACKS and ATTACKS[name].robustbench
+
+
+def robustbench_attack() -> str:
+    """The name of the attack RobustBench's protocol runs."""
+    return next(name for name, entry in ATTACKS.items() if entry.robustbench)
 
 
 def in_worst_case(name: str) -> bool:
@@ -152,11 +167,14 @@ def _autoattack(name, stages, version):
 
 # AutoAttack standard: APGD-CE, APGD-T (9 targets; 5 at L1), FAB-T (9 targets), Square (5000 queries); with
 # fewer than 10 classes the targeted stages target every other class (attack_settings)
-register("autoattack", label="AA", strength=0, robustbench=True, cost=_autoattack_cost)(
+register("autoattack", label="AA", strength=0, robustbench=True, cost=_autoattack_cost,
+         correct_only=True, staged=True)(
     _autoattack("autoattack", ("apgd-ce", "apgd-t", "fab-t", "square"), "standard"))
 # screening: the two gradient stages only, same parameters
-register("autoattack-fast", label="AA-fast", strength=2, cost=_autoattack_cost)(
+register("autoattack-fast", label="AA-fast", strength=2, cost=_autoattack_cost, correct_only=True,
+         staged=True)(
     _autoattack("autoattack-fast", ("apgd-ce", "apgd-t"), "standard"))
 # randomized defences: APGD-CE and APGD-DLR, each gradient the mean over 20 draws of the model (EOT)
-register("autoattack-rand", label="AA-rand", strength=1, cost=_autoattack_cost)(
+register("autoattack-rand", label="AA-rand", strength=1, cost=_autoattack_cost, correct_only=True,
+         staged=True)(
     _autoattack("autoattack-rand", ("apgd-ce", "apgd-dlr"), "rand"))

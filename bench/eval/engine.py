@@ -24,26 +24,26 @@ import torch
 from tqdm import tqdm
 
 from bench.attacks.predict import EvaluationError
+from bench.attacks.evaluation import Evaluation
 from bench.attacks.registry import ATTACKS, make_attack
 from bench.corruptions.generator import CORRUPTIONS, GENERATOR_VERSION, SEVERITIES
 from bench.data import IMAGENET, load_points
+from bench.defaults import DEFAULT_EPS, MAX_FAILURES, MAX_LOAD_FAILURES, OUT, rows_path
 from bench.eval.accuracy import evaluate_attack, evaluate_corruptions
 from bench.eval.forward import precision_note, prepare_for_eval
-from bench.eval.loading import (LOAD_ERRORS, LoadedModel, ModelOptions, data_of_models, missing_model, model_file,
+from bench.eval.loading import (LOAD_ERRORS, LoadedModel, ModelOptions, data_of_models, missing_model,
                                 rb_dataset, source_of)
 from bench.store.adversarial import save_images
 from bench.store.leases import try_claim
 from bench.store.rows import RowStore, append_row, locked, row_key
 from bench.store.schema import short_name
 from zoo import distributed as dist
-from zoo.checkpoint import MAX_BYTES, versions
+from zoo.checkpoint import MAX_BYTES, is_file_hash, versions
 from zoo.pgd import THREAT_NORMS, check_norm, parse_eps
 from zoo.distributed import resolve_device
 from zoo.errors import error_line, first_line, typed_line
 
 KNOWN = (*ATTACKS, "corruptions")
-# RobustBench's threat models; L1: Croce & Hein's "Mind the box" (ICML 2021) evaluates CIFAR-10 at L1 eps 12
-DEFAULT_EPS = {"Linf": "8/255", "L2": "0.5", "L1": "12"}
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class EvalSettings:
     batch_size: int | None = None  # None = 1000 on CUDA, 250 on CPU; rows do not depend on it
     compile: str | None = None  # torch.compile backend for the bucketed forward
     device: str = "auto"
-    out: str = "runs/bench"  # the user's work, ignored by git; the repository's results/ holds committed figures
+    out: str = OUT
     arch: str | None = None  # architecture of plain state_dicts
     rb_model_dir: str = "models"
     rb_threat_model: str | None = None
@@ -73,9 +73,7 @@ class EvalSettings:
     cache_dir: str = ".cache/cifar10c"
     max_checkpoint_gb: float = MAX_BYTES / 2 ** 30
     retry_failed: bool = False  # run again what failed before, whatever the bound below
-    # an evaluation (or a model load) that failed this many times on the same file and settings is refused
-    # without running (a damaged checkpoint or a bad setting fails the same way every time)
-    max_failures: int = 1
+    max_failures: int = MAX_FAILURES  # failed this often on the same file and settings: refused without running
     save_adversarial: bool = False  # each attack row's images beside the rows (bench.store.adversarial)
     imported: str | None = None  # --attacks imported:FILE: the file of another tool's adversarial images
     imported_name: str = "imported"  # --name: that tool's attack
@@ -105,13 +103,13 @@ class Outcome:
         return cls(model_spec, spec["attack"], spec["norm"], spec["eps_str"], status, reason, key, model_failed)
 
     @property
+    def evaluation(self) -> Evaluation:
+        return Evaluation(self.attack, self.norm, self.eps_str)
+
+    @property
     def label(self) -> str:
-        return evaluation_label(self.model, self.attack, self.norm, self.eps_str)
-
-
-def evaluation_label(model: str, attack: str, norm: str | None, eps_str: str) -> str:
-    """'MODEL autoattack Linf 8/255', 'MODEL clean': how an evaluation is named in every message."""
-    return " ".join(p for p in (model, attack, norm or "", eps_str if norm else "") if p)
+        """'MODEL autoattack Linf 8/255', 'MODEL clean': how an evaluation is named in every message."""
+        return f"{self.model} {self.evaluation.label}"
 
 
 LOAD = {"attack": "load", "norm": None, "eps_str": "0"}  # a model's load, as Outcome.of takes it
@@ -125,15 +123,17 @@ def plan(settings) -> list[dict]:
     if unknown:
         raise ValueError(f"unknown attack {unknown[0]!r}; known attacks: {', '.join(KNOWN)}")
     norms = [check_norm(n.strip(), THREAT_NORMS) for n in settings.norm.split(",")]
-    if "pgd" in attacks and "L1" in norms:
-        raise ValueError("pgd at L1 is not implemented (its steps are Linf's and L2's); at L1 use autoattack or "
-                         "autoattack-fast, which run APGD-L1, or drop L1 from --norm")
+    for name, norm in ((a, n) for a in attacks if Evaluation(a).has_ball for n in norms):
+        if norm not in ATTACKS[name].norms:
+            takes = [a for a, entry in ATTACKS.items() if Evaluation(a).has_ball and norm in entry.norms]
+            raise ValueError(f"{name} at {norm} is not implemented (it attacks in {', '.join(ATTACKS[name].norms)});"
+                             f" at {norm} use {', '.join(takes)}, or drop {norm} from --norm")
     typos = [c for c in (settings.corruptions or "").split(",") if c and c not in CORRUPTIONS]
     if typos:
         raise ValueError(f"unknown corruption {typos[0]!r}; known corruptions: {', '.join(CORRUPTIONS)}")
     specs = []
     for name in attacks:
-        if name in ("clean", "corruptions"):
+        if not Evaluation(name).has_ball:
             specs.append({"attack": name, "norm": None, "eps": 0.0, "eps_str": "0"})
         else:
             for norm in norms:
@@ -224,10 +224,10 @@ def warn_if_long(label: str, cfg: dict, lm, x, y, batch_size: int, rates: dict) 
     from bench.attacks.budget import call_seconds, duration, seconds_if_all_survive
     from bench.attacks.predict import predict
 
-    if cfg["attack"] in ("clean", "corruptions"):
+    if not Evaluation(cfg["attack"]).has_ball:
         return None
     n = len(x)
-    if cfg["attack"].startswith("autoattack"):
+    if ATTACKS[cfg["attack"]].correct_only:
         with torch.no_grad():
             n = int((predict(lm.model, x, batch_size) == y).sum())
     if n == 0:
@@ -270,16 +270,17 @@ class Run:
 
     @property
     def rows_path(self) -> str:
-        return os.path.join(self.settings.out, "results.jsonl")
+        return self.store.path
 
     def key(self, model_id: str, config: dict) -> str:
         """The row key of this config on this run's points."""
         return row_key(model_id, config, self.points.identity, len(self.points.y))
 
-    def refused(self, key: str) -> dict | None:
-        """The earlier failed row when this key has failed as often as the bound allows (and is not done)."""
+    def refused(self, key: str, bound: int | None = None) -> dict | None:
+        """The earlier failed row when this key has failed as often as the bound (default: the evaluations') allows
+        (and is not done)."""
         s, store = self.settings, self.store
-        if s.retry_failed or key in store.done or store.failures.get(key, 0) < s.max_failures:
+        if s.retry_failed or key in store.done or store.failures.get(key, 0) < (bound or s.max_failures):
             return None
         return store.failed[key]
 
@@ -345,7 +346,7 @@ def open_run(settings: EvalSettings, specs: list[dict]) -> Run:
     points = load_points(settings.data, settings.data_dir, settings.n_examples,
                          progress=settings.progress and rank == 0, image_size=settings.image_size)
     settings, official = _corruption_source(settings, points, specs)
-    store = RowStore(os.path.join(settings.out, "results.jsonl"))
+    store = RowStore(rows_path(settings.out))
     with locked(store.path):
         store.refresh()
     store.warn()  # torn lines left by a killed process, rows that cannot be trusted
@@ -359,7 +360,7 @@ def open_run(settings: EvalSettings, specs: list[dict]) -> Run:
 def load_model(run: Run, model_spec: str):
     """The entry's model, prepared for evaluation, or the Outcome of its load: refused (it failed to load before
     and is unchanged) or failed (its failure is recorded once per content and settings, so an unchanged file is
-    not retried on a rerun, up to the bound; a changed one is)."""
+    not retried on a rerun (MAX_LOAD_FAILURES); a changed one is)."""
     s, pts = run.settings, run.points
     rb_norm = s.rb_threat_model or s.norm.split(",")[0].strip()
     options = ModelOptions(arch=s.arch, num_classes=pts.num_classes, norm=rb_norm, rb_model_dir=s.rb_model_dir,
@@ -371,14 +372,14 @@ def load_model(run: Run, model_spec: str):
                         "sharpbench": run.common["versions"]["sharpbench"]})
     with locked(run.rows_path):
         run.store.refresh()
-    earlier = run.refused(key)
+    earlier = run.refused(key, MAX_LOAD_FAILURES)
     if earlier is not None:
         reason = first_line(str(earlier.get("error", "")))
         say(f"skipped {model_spec}: it failed to load before and is unchanged ({reason}); "
             "pass --retry-failed to try again")
         return Outcome.of(model_spec, LOAD, "refused", reason, key)
     try:
-        hashed = model_file(model_spec) == model_spec and not cid.startswith("unreadable:")  # cid: its sha256
+        hashed = source.kind == "file" and is_file_hash(cid)  # cid is its sha256: not hashed twice
         lm = source.load(model_spec, replace(options, model_id=cid if hashed else None))
         lm.model = prepare_for_eval(lm.model, run.device, compile_backend=s.compile, batch_size=run.batch_size)
         return lm
@@ -403,8 +404,7 @@ class Job:
 
     @property
     def label(self) -> str:
-        s = self.spec
-        return evaluation_label(self.lm.meta["name"], s["attack"], s["norm"], s["eps_str"])
+        return f"{self.lm.meta['name']} {Evaluation.of(self.spec).label}"
 
     def outcome(self, status: str, reason: str = "") -> Outcome:
         return Outcome.of(self.model_spec, self.spec, status, reason, self.key)
@@ -417,7 +417,7 @@ def claim(run: Run, job: Job):
         run.store.refresh()
         cached = run.store.ok.get(job.key) if job.key in run.store.done else None
         if cached is not None and not (run.settings.save_adversarial and "adversarial" not in cached
-                                       and job.spec["attack"] not in ("clean", "corruptions")):
+                                       and Evaluation.of(job.spec).has_ball):
             return "cached", cached
         # a cached row whose images were not kept runs again (seeded) to store them
         earlier = None if cached is not None else run.refused(job.key)
@@ -440,7 +440,7 @@ def _measure(run: Run, job: Job, batch_size: int) -> dict:
                 cache_dir=s.cache_dir, seed=s.seed, names=job.cfg["names"], progress=inner.update,
                 require_official=job.cfg["source"] == "official", **read)
     job.attack.state_path = os.path.join(s.out, ".attack_state", f"{job.key}.pt")
-    staged = spec["attack"].startswith("autoattack") and run.progress
+    staged = ATTACKS[spec["attack"]].staged and run.progress
     with tqdm(total=0, desc=f"{lm.meta['name'][:40]} {spec['attack']}", unit=" calls", leave=False,
               disable=not staged, file=sys.stderr) as bar:
         job.attack.bar = bar if staged else None

@@ -504,6 +504,7 @@ class ModelOptions:
 @dataclass(frozen=True)
 class Source:
     """One kind of --models entry, known by its prefix: how it loads, and what its outcome depends on."""
+    kind: str  # file | timm | hf-hub | hf-dir | rb: what callers ask of an entry instead of testing its prefix
     load: Callable[[str, ModelOptions], LoadedModel]
     # what the entry's outcome depends on: its file's content (an rb:NAME's local file, if any; timm's version for
     # its pretrained weights; a Hub entry's name, whose weights are hashed as they load)
@@ -512,14 +513,15 @@ class Source:
 
 
 SOURCES: dict[str, Source] = {  # "" = a file: a sharpbench checkpoint, or a plain state dict with --arch
-    TIMM: Source(lambda spec, o: load_timm(spec, o.num_classes, o.max_bytes, o.size, o.model_id), _timm_content_id,
-                 lambda spec: spec.partition("@")[2] or None),
-    HF_HUB: Source(lambda spec, o: load_hf(spec, o.num_classes, o.size), lambda spec, o: spec, lambda spec: None),
-    HF_DIR: Source(lambda spec, o: load_hf_dir(spec, o.num_classes, o.size, o.max_bytes), _hub_folder_content_id,
+    TIMM: Source("timm", lambda spec, o: load_timm(spec, o.num_classes, o.max_bytes, o.size, o.model_id),
+                 _timm_content_id, lambda spec: spec.partition("@")[2] or None),
+    HF_HUB: Source("hf-hub", lambda spec, o: load_hf(spec, o.num_classes, o.size), lambda spec, o: spec,
                    lambda spec: None),
-    "rb:": Source(lambda spec, o: load_robustbench(spec[3:], o.norm, o.rb_model_dir, o.dataset), _rb_content_id,
-                  lambda spec: None),
-    "": Source(_load_file, lambda spec, o: content_id(spec, o.max_bytes), lambda spec: spec),
+    HF_DIR: Source("hf-dir", lambda spec, o: load_hf_dir(spec, o.num_classes, o.size, o.max_bytes),
+                   _hub_folder_content_id, lambda spec: None),
+    "rb:": Source("rb", lambda spec, o: load_robustbench(spec[3:], o.norm, o.rb_model_dir, o.dataset),
+                  _rb_content_id, lambda spec: None),
+    "": Source("file", _load_file, lambda spec, o: content_id(spec, o.max_bytes), lambda spec: spec),
 }
 
 
@@ -527,6 +529,15 @@ def source_of(spec: str) -> Source:
     if is_hub_folder(spec):  # a Hub folder named by its path: hf-dir:DIR
         return SOURCES[HF_DIR]
     return SOURCES[next((prefix for prefix in SOURCES if prefix and spec.startswith(prefix)), "")]
+
+
+def source_kind(spec: str) -> str:
+    """file | timm | hf-hub | hf-dir | rb: the kind of --models entry spec is."""
+    return source_of(spec).kind
+
+
+HUB_KINDS = ("hf-hub", "hf-dir")  # entries read from a Hub repository or a folder written for one
+WEIGHTS_KINDS = ("timm", *HUB_KINDS)  # entries whose weights are hashed as they load (weights_sha256)
 
 
 def load_model_spec(spec: str, **options) -> LoadedModel:
@@ -545,8 +556,7 @@ def model_of_row(row: dict, *, num_classes: int, size: int) -> LoadedModel:
         raise CheckpointError(f"the model file {path!r} is missing or is not the one the row was computed on")
     lm = load_model_spec(spec, model_id=mid if path else None, norm=row.get("norm") or "Linf",
                          num_classes=num_classes, dataset=rb_dataset(row["data"], num_classes), size=size)
-    if source_of(spec) in (SOURCES[TIMM], SOURCES[HF_HUB], SOURCES[HF_DIR]) \
-            and lm.meta.get("weights_sha256") != row.get("weights_sha256"):
+    if source_kind(spec) in WEIGHTS_KINDS and lm.meta.get("weights_sha256") != row.get("weights_sha256"):
         raise CheckpointError(f"{spec}: the weights there now are not the ones the row was computed on (updated "
                               "since?)")
     return lm

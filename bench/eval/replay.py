@@ -9,6 +9,7 @@ import sys
 
 import torch
 
+from bench.attacks.evaluation import Evaluation
 from zoo.pgd import BALL_TOLERANCE
 from zoo.errors import error_line
 
@@ -46,7 +47,7 @@ def replay(model, x_adv: torch.Tensor, x: torch.Tensor, y: torch.Tensor, norm: s
 
 
 def _label(row: dict) -> str:
-    return f"{row['model']} {row['attack']} {row.get('norm') or ''} {row.get('eps_str', '')} (n={row['n']})"
+    return f"{row['model']} {Evaluation.of(row).label} (n={row['n']})"
 
 
 def verify_row(row: dict, results_dir: str, model, x, y, batch_size: int = 250):
@@ -83,7 +84,8 @@ def verify_results(path: str, *, data_dir: str = "data", device: str = "cpu", ba
     """Check every row of path that names images, then every worst case; prints a line each. records, when
     given, receives one outcome per row (what OUT/verify.jsonl holds: the site shows "replayed: k of k")."""
     from bench.attacks.registry import in_worst_case
-    from bench.report.worst_case import eps_key, worst_cases
+    from bench.attacks.evaluation import eps_key
+    from bench.report.worst_case import worst_cases
     from bench.store.points import decode_states
     from bench.data import points_of_row
     from bench.store.rows import read_rows

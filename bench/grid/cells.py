@@ -15,10 +15,6 @@ from dataclasses import dataclass, replace
 
 from bench.grid.presets import Preset, training_grid
 
-# an evaluation that failed this often on the same checkpoint and settings is not run again by a rerun (a
-# damaged file or a bad setting fails the same way every time); `--retry-failed` runs it once more regardless
-MAX_FAILURES = 3
-
 
 @dataclass(frozen=True)
 class Cell:
@@ -119,7 +115,7 @@ def evaluations(p: Preset, data: str, device: str, out: str, progress: bool, com
     from bench.eval.engine import EvalSettings
 
     base = EvalSettings(data=data, device=device, out=out, progress=progress, compile="inductor" if compile_ else None,
-                        retry_failed=retry_failed, max_failures=MAX_FAILURES)
+                        retry_failed=retry_failed)
     calls = [replace(base, attacks="clean", n_examples=p.eval_n)]
     for norm, eps in p.eval_eps.items():
         calls.append(replace(base, attacks="pgd", norm=norm, eps=",".join(eps), n_examples=p.eval_n,

@@ -19,6 +19,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
+from bench.defaults import rows_path
 from bench.grid.cells import Cell, bench_cell, cells, measure_cell, train_cell
 from bench.grid.presets import Preset
 from bench.store.leases import claim_first
@@ -41,11 +42,11 @@ class Study:
     compile: bool
     progress: bool
     command: str  # the command the report names
-    retry_failed: bool = False  # run failed evaluations again even past the retry bound (cells.MAX_FAILURES)
+    retry_failed: bool = False  # run failed evaluations again even past the retry bound (bench.defaults.MAX_FAILURES)
 
     @property
     def results(self) -> str:
-        return os.path.join(self.out, "results.jsonl")
+        return rows_path(self.out)
 
     @property
     def cells_path(self) -> str:
@@ -136,7 +137,7 @@ def run_cell(study: Study, cell: Cell) -> dict:
 
     result = {"checkpoint": path, "model_id": sha256_file(path), "resumed_from": resumed_from,
               "train_seconds": train_seconds, "seconds": time.perf_counter() - t0}
-    missing = [{"evaluation": " ".join(x for x in (o.attack, o.norm or "", o.eps_str if o.norm else "") if x),
+    missing = [{"evaluation": o.evaluation.label,
                 "status": o.status, "reason": o.reason[:300]} for o in outcomes if o.status not in ("ok", "cached")]
     if missing:
         raise CellFailed(missing, result)
@@ -195,7 +196,7 @@ def write_report_once(study: Study, run: str, grid: list[Cell], store: RowStore,
         return
     claim = taken[1]
     try:
-        paths = write_outputs(study, grid, latest_cells(store))
+        paths = write_study_outputs(study, grid, latest_cells(store))
         append_row(study.cells_path, _row(run, kind="report", **paths))
     finally:
         claim.release()
@@ -206,12 +207,11 @@ def latest_cells(store: RowStore) -> dict[str, dict]:
     return {r["cell"]: r for r in store.rows if r["kind"] == "cell"}
 
 
-def write_outputs(study: Study, grid: list[Cell], cells_now: dict[str, dict]) -> dict:
+def write_study_outputs(study: Study, grid: list[Cell], cells_now: dict[str, dict]) -> dict:
     """leaderboard.md, REPORT.md and the site, from this grid's rows only (results.jsonl is append-only and may
     hold rows of checkpoints an earlier preset made). Cells that failed after training contribute what they
     have, and their failed evaluations are named as missing in every output."""
-    from bench.report.outputs import read_measures
-    from bench.report.outputs import write_outputs as write_all
+    from bench.report.outputs import read_measures, write_outputs
     from bench.report.web import load_metas
     from bench.store.rows import read_rows
 
@@ -224,7 +224,7 @@ def write_outputs(study: Study, grid: list[Cell], cells_now: dict[str, dict]) ->
     # compute the artifacts record, whichever run made them: the checkpoints' epoch times and the rows' seconds
     seconds = {"train": sum(e.get("seconds") or 0 for m in metas.values() if m for e in m.get("history") or []),
                "eval": sum(r.get("seconds") or 0 for r in rows if r.get("status") == "ok")}
-    written = write_all(rows, study.out, measures=measures, metas=metas,
+    written = write_outputs(rows, study.out, measures=measures, metas=metas,
                         title=f"sharpbench study ({study.preset_name})",
                         study={"ckpt_paths": paths, "preset": study.preset_name,
                                "preset_cfg": dataclasses.asdict(study.preset), "command": study.command,

@@ -9,11 +9,14 @@ Unicode format characters (bidi controls) removed first, so a row's text shows a
 from __future__ import annotations
 
 import os
+import re
 
 import yaml
 
 from bench.report.escape import each_string, md, neutral, one_line, public_record, public_spec, sh
-from bench.report.worst_case import attack_label, eps_key, worst_cases
+from bench.attacks.evaluation import Evaluation, eps_key
+from bench.attacks.registry import counts_for_robustbench
+from bench.report.worst_case import attack_label, worst_cases
 
 TITLES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "imagenet": "ImageNet (RobustBench's 5000 points)",
           "digits": "scikit-learn digits", "synthetic": "synthetic"}
@@ -36,11 +39,9 @@ def dataset_entry(spec: str) -> dict:
 
 
 def evaluation_name(row: dict) -> str:
-    if row["attack"] == "clean":
-        return "clean"
-    if row["attack"] == "corruptions":
-        return "corruptions"
-    return f"{attack_label(row)} {row['norm']} {row['eps_str']}"
+    """'clean', 'corruptions', 'PGD-10 Linf 8/255': the attack with what makes it stronger, in its ball."""
+    evaluation = Evaluation.of(row)
+    return f"{attack_label(row)} {evaluation.ball}" if evaluation.has_ball else evaluation.attack
 
 
 def _metric(kind: str, value: float, name: str, args: dict) -> dict:
@@ -62,7 +63,7 @@ def row_result(row: dict) -> dict:
         metrics.append(_metric("robust_accuracy", row["robust_acc"], f"{label} robust accuracy (n={n})",
                                {**base, "attack": row["attack"], "threat_model": row["norm"], "eps": row["eps"],
                                 "eps_str": row["eps_str"], "ci95": row.get("robust_ci95"),
-                                "rb_standard": row.get("rb_standard", row["attack"] == "autoattack")}))
+                                "rb_standard": row.get("rb_standard", counts_for_robustbench(row["attack"]))}))
     return {"task": {"type": "image-classification"}, "dataset": dataset_entry(row["data"]), "metrics": metrics}
 
 
@@ -108,13 +109,28 @@ def index_results(rows: list[dict]) -> list[dict]:
     return [entry for _, entry in results.values()]
 
 
+LICENSE_ID = re.compile(r"^[a-z0-9][a-z0-9.+-]{0,63}$")  # the Hub's licence ids: mit, apache-2.0, cc-by-4.0
+
+
+def license_fields(licence: str) -> dict:
+    """The card's licence fields for `--license` (the weights' licence, as RobustBench's issue also takes it): a
+    licence id as it is (lower case); the URL of a custom licence as the Hub's `other` with its link; none: other."""
+    value = licence.strip()
+    if value.lower().startswith(("https://", "http://")) and not any(c.isspace() for c in value):
+        return {"license": "other", "license_name": "custom", "license_link": value}
+    if value and not LICENSE_ID.match(value.lower()):
+        raise ValueError(f"--license {value[:60]!r} is neither a licence id (mit, apache-2.0, cc-by-4.0) nor the "
+                         "URL of a custom licence; pass one of those")
+    return {"license": value.lower() or "other"}
+
+
 def front_matter(*, name: str, ckpt: dict, rows: list[dict], license_: str, library: str | None) -> dict:
     recipe = str(ckpt.get("recipe", ""))
     tags = ["image-classification", "adversarial-robustness", "robustness", "sharpbench", f"recipe-{recipe}"]
     if recipe in RECIPE_TAGS:
         tags.append(RECIPE_TAGS[recipe])
     train = str((ckpt.get("dataset") or {}).get("spec", ""))
-    meta = {"license": license_, "tags": tags, "pipeline_tag": "image-classification"}
+    meta = {**license_fields(license_), "tags": tags, "pipeline_tag": "image-classification"}
     if library:
         meta = {"library_name": library, **meta}
     if train in HUB_DATASETS:

@@ -15,9 +15,10 @@ import json
 import os
 import time
 
+from bench.attacks.evaluation import eps_key
+from bench.eval.loading import source_kind
 from bench.report.escape import public_record
 from bench.report.web.gallery import CIFAR10
-from bench.report.worst_case import eps_key
 from bench.store.schema import HF_REPO_ID
 from zoo.checkpoint import CHECKSUM, load_checkpoint, model_from_checkpoint, sha256_file, tensors_sha256
 from zoo.files import write_text_atomic
@@ -133,7 +134,7 @@ def write_hf_folder(ckpt_path: str, out: str, *, results: str, repo_id: str | No
     from bench.hub.card import body, card_text, front_matter
     from bench.store.rows import read_rows
 
-    if ckpt_path.startswith("hf-hub:"):
+    if source_kind(ckpt_path) == "hf-hub":
         raise HubRefused(f"{ckpt_path} is on the Hub already; export the sharpbench checkpoint (.pt) it came from")
     name = os.path.basename(ckpt_path).removesuffix(".pt")
     if repo_id is not None:

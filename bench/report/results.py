@@ -18,8 +18,9 @@ from functools import cached_property
 
 import pandas as pd
 
-from bench.attacks.registry import column_order, has_column, label_of, strength_of
-from bench.report.worst_case import eps_key, worst_cases
+from bench.attacks.registry import column_order, has_column, strength_of
+from bench.attacks.evaluation import Evaluation, column_name, eps_key
+from bench.report.worst_case import worst_cases
 from bench.stats import wilson
 
 CLEAN, CORRUPTIONS = "Clean", "Corruptions"  # the column keys that are not attacks
@@ -54,7 +55,7 @@ def missing_evaluations(rows: list[dict]) -> list[dict]:
         eps = str(r.get("eps_str") or "") if norm else ""
         ek = eps_key(r["eps"]) if isinstance(r.get("eps"), (int, float)) and not isinstance(r.get("eps"), bool) else 0.0
         out.append({"model": str(r.get("model") or r.get("path") or "?"), "model_id": r.get("model_id"),
-                    "evaluation": " ".join(str(x) for x in (label_of(attack), norm, eps) if x),
+                    "evaluation": Evaluation(attack, norm or None, eps or "0").title,
                     "attack": attack, "norm": norm, "eps_key": ek, "eps_str": eps, "data": r.get("data"),
                     "n": r.get("n"), "reason": str(r.get("error") or "no reason recorded"),
                     "failures": failures[key]})
@@ -68,10 +69,6 @@ class RobustColumn:
     attack: str
     norm: str
     eps_str: str
-
-
-def column_key(attack: str, eps_str: str) -> str:
-    return f"{label_of(attack)} {eps_str}"
 
 
 def in_column_order(cols) -> list[tuple[str, float, str]]:
@@ -203,7 +200,7 @@ def _finish(norm, data, n, columns, lines) -> Board:
     if choice is None:
         rank_by = CORRUPTIONS if any(c.kind == "corruptions" for c in columns) else None
     else:
-        rank_by = f"Worst {choice[1]}" if choice[0] == "worst" else column_key(choice[1], choice[2])
+        rank_by = f"Worst {choice[1]}" if choice[0] == "worst" else column_name(choice[1], choice[2])
     order = _rank(lines, rank_by)
     place = {mid: i for i, mid in enumerate(order, 1)}
     for ln in lines:
@@ -287,7 +284,7 @@ def _failed_only_boards(df, missing, have) -> list[Board]:
     out = []
     for (norm, data, n), group in alone.items():
         board = {"norm": norm, "data": data, "n": n}
-        columns = [Column(column_key(a, s), "attack", a, float(e), s)
+        columns = [Column(column_name(a, s), "attack", a, float(e), s)
                    for a, e, s in in_column_order({(x["attack"], x["eps_key"], x["eps_str"]) for x in group})]
         lines = []
         for mid in dict.fromkeys(x["model_id"] for x in group):
@@ -295,7 +292,7 @@ def _failed_only_boards(df, missing, have) -> list[Board]:
             lines.append(_blank(board, model, Column(CLEAN, "clean")))
             for x in group:
                 if x["model_id"] == mid:
-                    line = _blank(board, model, next(c for c in columns if c.key == column_key(x["attack"], x["eps_str"])))
+                    line = _blank(board, model, next(c for c in columns if c.key == column_name(x["attack"], x["eps_str"])))
                     line.update(status="failed", reason=x["reason"])
                     lines.append(line)
         out.append(_finish(norm, data, n, columns, lines))
@@ -323,7 +320,7 @@ def boards(rows: list[dict], missing: list[dict] | None = None, worst: dict | No
             seen = {(a, e) for a, e, _ in cols}
             cols |= {(m["attack"], m["eps_key"], m["eps_str"]) for m in here
                      if m["norm"] == norm and (m["attack"], m["eps_key"]) not in seen}
-            attack_cols = [Column(column_key(a, s), "attack", a, float(e), s)
+            attack_cols = [Column(column_name(a, s), "attack", a, float(e), s)
                            for a, e, s in in_column_order(dict(((a, e), (a, e, s)) for a, e, s in cols).values())]
             lines, worst_keys = [], set()
             for mid, m in part.groupby("model_id"):

@@ -10,6 +10,7 @@ import os
 
 import pandas as pd
 
+from bench.attacks.evaluation import Evaluation
 from bench.report.claims import decide, eps_columns
 from bench.report.escape import md, md_code
 from bench.report.tables import eps_curve, missing_markdown
@@ -101,7 +102,8 @@ def _fmt(mean, std) -> str:
 
 
 def _label(c: RobustColumn) -> str:
-    return f"{ {'autoattack': 'AA', 'worst': 'Worst'}.get(c.attack, 'PGD')} {c.norm} {c.eps_str}"
+    worst = c.attack == "worst"
+    return f"Worst {c.norm} {c.eps_str}" if worst else Evaluation(c.attack, c.norm, c.eps_str).title
 
 
 # the seed paper's evaluation: PGD-10 at Linf 1/255 and 2/255, L2 16/255 and 32/255

@@ -9,8 +9,8 @@ from bench.report.escape import md
 from bench.report.numbers import percent
 from zoo.files import write_text_atomic
 
-from bench.attacks.registry import label_of
-from bench.report.results import CLEAN, boards, corruptions_note, latest_ok, missing_evaluations
+from bench.attacks.registry import NEVER_DECIDES, label_of, strength_of
+from bench.report.results import CLEAN, boards, corruptions_note, latest_ok
 
 
 def missing_markdown(missing: list[dict]) -> list[str]:
@@ -162,10 +162,11 @@ def write_plots(rows: list[dict], out: str) -> list[str]:
         return written
     for norm in sorted(x for x in df["norm"].unique() if x):
         sub = df[df["norm"] == norm]
-        attack = "autoattack" if (sub["attack"] == "autoattack").any() else "pgd"
-        sub = sub[sub["attack"] == attack]
-        if sub.empty:
+        ranked = [a for a in sub["attack"].unique() if strength_of(a) < NEVER_DECIDES]
+        if not ranked:
             continue
+        attack = min(ranked, key=strength_of)  # the rank rule's: the strongest attack run decides the plot
+        sub = sub[sub["attack"] == attack]
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
         for mid, m in sub.groupby("model_id"):
             m = m.sort_values("eps")
@@ -194,15 +195,12 @@ def write_plots(rows: list[dict], out: str) -> list[str]:
     return written
 
 
-def write_leaderboard(rows: list[dict], out: str, results=None) -> str:
-    """leaderboard.md and its plots; results: the rows' bench.report.results.Results, when the caller has it."""
+def write_leaderboard(rows: list[dict], out: str, results) -> str:
+    """leaderboard.md and its plots; results: the rows' bench.report.results.Results (bench.report.outputs)."""
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, "leaderboard.md")
     plots = write_plots(rows, out)
-    if results is None:
-        text = to_markdown(leaderboard_tables(rows), missing_evaluations(rows))
-    else:
-        text = to_markdown(leaderboard_tables(rows, results.boards), results.missing)
+    text = to_markdown(leaderboard_tables(rows, results.boards), results.missing)
     if plots:
         text += "\n" + "\n".join(f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in plots) + "\n"
     write_text_atomic(path, text)

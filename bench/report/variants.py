@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from bench.attacks.evaluation import Evaluation
 from bench.report.claims import eps_columns
 from bench.report.escape import md
 from bench.report.paired import compare, verdict
@@ -158,8 +159,7 @@ def variant_section(flags: dict, pm: pd.DataFrame, costs: dict, cost_note: str =
                      f"{_cell(a['vs_sam'], lambda p: two_sided(p.lo, p.hi))} | {cost_text} |")
     others = ["clean"] + [cs[0] for cs in (eps_columns(pm, "pgd", "L2"), eps_columns(pm, "autoattack", "Linf")) if cs]
     if others:
-        heads = ["Clean" if c == "clean" else f"{'AA' if c.attack == 'autoattack' else 'PGD'} {c.norm} {c.eps_str}"
-                 for c in others]
+        heads = ["Clean" if c == "clean" else Evaluation(c.attack, c.norm, c.eps_str).title for c in others]
         lines += ["", "Each variant minus SAM on the other columns (points, 95% interval; AA: AutoAttack on its own, "
                   "fewer points):", "",
                   "| variant | " + " | ".join(md(h) for h in heads) + " |", "|---|" + "---|" * len(heads)]

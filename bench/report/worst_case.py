@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bench.attacks.evaluation import eps_key
 from bench.attacks.registry import in_worst_case, label_of
 from bench.store.points import decode_states
 
@@ -49,10 +50,6 @@ class WorstCase:
     def missed_by(self, label: str) -> int:
         """Points the attack left robust that another attack fooled."""
         return int((self.own[label] & ~self.robust).sum())
-
-
-def eps_key(eps: float) -> float:
-    return round(float(eps), 8)
 
 
 def _flags(rows: list[dict]) -> dict:

@@ -47,8 +47,8 @@ def _alive(owner: dict, mtime: float) -> bool:
     return start is None or owner.get("start") in (None, start)
 
 
-class Claim:
-    """A held claim; release() removes it. A daemon thread keeps its heartbeat while held."""
+class Lease:
+    """A held claim on one piece of work (a work lease); release() removes it. A daemon thread keeps its heartbeat while held."""
 
     def __init__(self, path: str):
         self.path = path
@@ -85,7 +85,7 @@ def owner_of(claim_dir: str, key: str) -> dict | None:
     return owner if _alive(owner, mtime) else None
 
 
-def try_claim(claim_dir: str, key: str) -> Claim | None:
+def try_claim(claim_dir: str, key: str) -> Lease | None:
     """Take key's claim unless a live process holds it. Call only under the results lock."""
     if owner_of(claim_dir, key) is not None:
         return None
@@ -95,11 +95,11 @@ def try_claim(claim_dir: str, key: str) -> Claim | None:
     with open(tmp, "w") as f:
         json.dump(_me(), f)
     os.replace(tmp, path)  # replaces a stale claim in one step
-    return Claim(path)
+    return Lease(path)
 
 
 def claim_first(lock_path: str, refresh, wanted, claim_dir: str, poll: float):
-    """(item, Claim): the first of wanted()'s (claim key, item) pairs that no live process holds, looked at and
+    """(item, Lease): the first of wanted()'s (claim key, item) pairs that no live process holds, looked at and
     taken under the results lock after refresh(); None once wanted() is empty. While another live process holds
     every wanted item it waits `poll` seconds and looks again (a dead holder's claim is taken over)."""
     from bench.store.rows import locked

@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 import os
 
-from bench.eval.loading import HF_DIR, HF_HUB, TIMM, is_hub_folder
+from bench.attacks.registry import NEVER_DECIDES, counts_for_robustbench, strength_of
+from bench.eval.loading import HUB_KINDS, source_kind
 from bench.report.escape import one_line, sh
 from bench.store.rows import read_rows
 from bench.submit import fields, guide, rules, source
@@ -49,9 +50,9 @@ def hub_source(spec: str) -> tuple[dict, object, str]:
     Hub folder on disk (`hf-dir:DIR`, or DIR): the folder's weights with its normalization in front (a [0,1]
     model, as a checkpoint's), described by the training record its sharpbench.json ships; model_id is the
     weights' hash, as its rows carry it."""
-    from bench.eval.loading import load_hf, load_hf_dir
+    from bench.eval.loading import load_model_spec
 
-    lm = load_hf(spec, None) if spec.startswith(HF_HUB) else load_hf_dir(spec, None)
+    lm = load_model_spec(spec, num_classes=None)  # the class count the folder's config says
     record = lm.meta["training_record"]
     desc = {"arch": record.get("arch") or lm.meta["arch"], "num_classes": lm.meta["num_classes"],
             "recipe": lm.meta["recipe"], "normalization": {"mean": lm.meta["mean"], "std": lm.meta["std"]},
@@ -67,12 +68,12 @@ def claim_row(rows: list[dict], model_id: str, threat: str, eps: float, check) -
     if threat == "corruptions":
         cands = [r for r in mine if r["attack"] == "corruptions"]
     else:
-        cands = [r for r in mine if r["attack"] in ("autoattack", "autoattack-fast", "pgd") and r["norm"] == threat
+        cands = [r for r in mine if strength_of(r["attack"]) < NEVER_DECIDES and r["norm"] == threat
                  and abs(r["eps"] - eps) < 1e-9]
     good = [r for r in cands if not check(r)]
     if good:
         return good[0]
-    cands.sort(key=lambda r: r["attack"] != "autoattack")  # stable: newest AutoAttack standard row first
+    cands.sort(key=lambda r: not counts_for_robustbench(r["attack"]))  # stable: the newest AutoAttack row first
     return cands[0] if cands else None
 
 
@@ -82,13 +83,14 @@ def _source(ckpt_path: str, name: str, threat: str, dataset: str | None):
     fatal = rules.unsafe_name(name)  # names files: refused before the checkpoint is read
     if fatal:
         raise ExportRefused(fatal)
-    if ckpt_path.startswith(TIMM):  # a timm model for RobustBench's ImageNet leaderboards
+    kind = source_kind(ckpt_path)
+    if kind == "timm":  # a timm model for RobustBench's ImageNet leaderboards
         dataset = dataset or "imagenet"
         if dataset != "imagenet":
             raise ExportRefused([f"{ckpt_path}: timm models export to RobustBench's imagenet leaderboards "
                                  "(--dataset imagenet); CIFAR models export from sharpbench checkpoints"])
         ckpt, net, model_id = timm_source(ckpt_path)
-    elif ckpt_path.startswith((HF_HUB, HF_DIR)) or is_hub_folder(ckpt_path):  # a sharpbench Hub folder
+    elif kind in HUB_KINDS:  # a sharpbench Hub folder
         ckpt, net, model_id = hub_source(ckpt_path)
         dataset = dataset or benchmark_dataset(ckpt)
     else:

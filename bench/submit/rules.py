@@ -7,13 +7,14 @@ from __future__ import annotations
 import functools
 import re
 
+from bench.attacks.registry import counts_for_robustbench, robustbench_attack
 from bench.corruptions.generator import CORRUPTIONS, SEVERITIES
+from bench.defaults import IMAGENET_EPS, RB_EPS
 from bench.report.escape import sh
+from zoo.pgd import parse_eps
 
 RB_N = 10_000  # the full CIFAR test set, in order
 FULL_N = {"imagenet": 5000}  # ImageNet's leaderboards: RobustBench's fixed list of 5000 validation images
-RB_EPS = {"Linf": ("8/255", 8 / 255), "L2": ("0.5", 0.5)}  # the CIFAR leaderboards' fixed radii
-IMAGENET_EPS = {"Linf": ("4/255", 4 / 255)}
 AA_STANDARD = ["apgd-ce", "apgd-t", "fab-t", "square"]
 # the threat models RobustBench 1.1.1 keeps a leaderboard (and a zoo dictionary) for; ImageNet's corruptions_3d
 # is not one this bench evaluates
@@ -28,7 +29,8 @@ def full_n(dataset: str) -> int:
 
 def leaderboard_eps(dataset: str, threat: str) -> tuple[str, float]:
     """The fixed radius of RobustBench's (dataset, threat) leaderboard: ("8/255", 8/255) for CIFAR Linf."""
-    return (IMAGENET_EPS if dataset == "imagenet" else RB_EPS)[threat]
+    eps = (IMAGENET_EPS if dataset == "imagenet" else RB_EPS)[threat]
+    return eps, parse_eps(eps)
 # what a name may hold at all: it names files (model_info/<ds>/<threat>/<Name>.json, models/.../<Name>.pt), so no
 # path separators, dots or spaces; RobustBench's own names use letters, digits, '_' and '-' (Jia2022LAS-AT_34_10)
 SAFE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,99}$")
@@ -144,12 +146,12 @@ def row_problems(row: dict, *, ckpt: str, dataset: str, threat: str, eps_str: st
     want_str, want = leaderboard_eps(dataset, threat)
     if abs(eps - want) > 1e-9:
         out.append(f"RobustBench's {threat} leaderboard is at eps {want_str}, not {eps_str}: export with --eps "
-                   f"{want_str} after running {_rerun(ckpt, dataset, 'autoattack', f' --norm {threat} --eps {want_str}')}")
+                   f"{want_str} after running {_rerun(ckpt, dataset, robustbench_attack(), f' --norm {threat} --eps {want_str}')}")
     cfg = row.get("attack_config", {})
-    if row.get("attack") != "autoattack" or cfg.get("version") != "standard" or cfg.get("stages") != AA_STANDARD:
+    if not counts_for_robustbench(row.get("attack")) or cfg.get("version") != "standard" or cfg.get("stages") != AA_STANDARD:
         out.append(f"the claim comes from {row.get('attack')} ({', '.join(cfg.get('stages', [])) or 'no stages'}); "
                    f"RobustBench requires AutoAttack standard ({', '.join(AA_STANDARD)}): run "
-                   f"{_rerun(ckpt, dataset, 'autoattack', f' --norm {threat} --eps {want_str}')}")
+                   f"{_rerun(ckpt, dataset, robustbench_attack(), f' --norm {threat} --eps {want_str}')}")
     elif row.get("rb_standard") is False:
         from bench.report.results import protocol_note
 

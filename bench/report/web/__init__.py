@@ -17,6 +17,7 @@ import json
 import os
 import time
 
+from bench.attacks.evaluation import Evaluation
 from bench.report.escape import csv_cell, neutral, public_record
 from bench.report.numbers import human, percent
 from bench.report.web import pages
@@ -159,11 +160,11 @@ def _gallery(info: dict, mine: list[dict], folder: str | None, out: str, data_di
     test_sets: the points loaded so far in this build (points_of_row's cache: each set is read once for every
     model's page)."""
     from bench.data import points_of_row
-    from bench.eval.loading import HF_DIR, HF_HUB, TIMM, model_of_row
+    from bench.eval.loading import WEIGHTS_KINDS, model_of_row, source_kind
     from bench.report.web.gallery import examples
 
     with_images = [r for r in mine if r.get("status") == "ok" and r.get("adversarial") and "points" in r]
-    if not with_images or folder is None or not (info.get("meta") or info["path"].startswith((TIMM, HF_HUB, HF_DIR))):
+    if not with_images or folder is None or not (info.get("meta") or source_kind(info["path"]) in WEIGHTS_KINDS):
         return []
     model = None
     shown = []
@@ -184,7 +185,7 @@ def _gallery(info: dict, mine: list[dict], folder: str | None, out: str, data_di
                 with open(os.path.join(out, rel), "wb") as f:
                     f.write(data)
                 it[kind] = rel.removeprefix("models/")
-        shown.append({"attack": f"{r['attack']} {r.get('norm') or ''} {r.get('eps_str', '')}".strip(),
+        shown.append({"attack": Evaluation.of(r).label,
                       "norm": r.get("norm"), "points": items})
     return shown
 
@@ -209,18 +210,19 @@ def _copy_report_images(text: str, report_dir: str | None, out: str) -> str:
 def load_metas(rows: list[dict]) -> dict:
     """Each model's checkpoint metadata, read from the path its rows name when the file is there and loads
     (the same checks bench.run applies); a model whose file is gone shows its rows only."""
-    from zoo.checkpoint import CheckpointError, check_metadata, load_checkpoint, sha256_file
+    from bench.eval.loading import source_kind
+    from zoo.checkpoint import CheckpointError, check_checkpoint, load_checkpoint, sha256_file
 
     metas = {}
     for r in rows:
         mid, path = r.get("model_id"), r.get("path")
-        if r.get("status") != "ok" or mid in metas or not path or path.startswith(("rb:", "timm:")):
+        if r.get("status") != "ok" or mid in metas or not path or source_kind(path) in ("rb", "timm"):
             continue
         try:
             if sha256_file(path) != mid:  # the file was replaced since the rows were computed
                 raise CheckpointError(path)
             ck = load_checkpoint(path)
-            check_metadata(ck, path)
+            check_checkpoint(ck, path)
         except (CheckpointError, OSError):
             metas[mid] = None
             continue

@@ -11,8 +11,9 @@ from collections import defaultdict
 
 import numpy as np
 
-from bench.report.numbers import human
 from bench.attacks.registry import label_of, strength_of
+from bench.eval.loading import source_kind
+from bench.report.numbers import human
 from bench.report.results import CLEAN, CORRUPTIONS, boards, corruptions_note
 from bench.stats import wilson
 from bench.store.schema import HF_REPO_ID
@@ -90,7 +91,8 @@ def models(rows: list[dict], metas: dict) -> dict[str, dict]:
             "slug": slug(r["model"], r["model_id"]), "arch": r.get("arch") or "", "recipe": r.get("recipe") or "",
             "hparams": r.get("hparams") or "", "config": config_of(r),
             "train_data": r.get("train_data") or "", "seed": r.get("train_seed"), "verified": bool(r.get("verified")),
-            "path": r.get("path") or "", "meta": meta, "cost": cost_of(meta)}
+            "path": r.get("path") or "", "source": source_kind(r.get("path") or ""), "meta": meta,
+            "cost": cost_of(meta)}
     return out
 
 
