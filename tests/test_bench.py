@@ -90,6 +90,21 @@ def test_run_writes_rows_and_leaderboard_and_rerun_adds_nothing(zoo_dir, tmp_pat
     assert (out / "results.jsonl").read_text() == before
 
 
+def test_two_batch_sizes_give_equal_rows_or_different_keys(zoo_dir, tmp_path):
+    """PGD's random starts are drawn per point: a second --batch-size finds its rows. AutoAttack's are drawn per
+    batch: a second --batch-size is a new evaluation with its own key, and the first row stays."""
+    out = tmp_path / "r"
+    model = [p for p in _ckpts(zoo_dir) if "-standard-" in p]
+    for batch in ("4", "16"):
+        assert bench_run.main(_args(model, out, "--attacks", "pgd,autoattack-fast", "--batch-size", batch)) == 0
+    rows = read_rows(str(out / "results.jsonl"))
+    pgd = [r for r in rows if r["attack"] == "pgd"]
+    aa = [r for r in rows if r["attack"] == "autoattack-fast"]
+    assert len(pgd) == 1 and pgd[0]["batch_size"] == 4  # the second run found it
+    assert len(aa) == 2 and aa[0]["key"] != aa[1]["key"]
+    assert [r["attack_config"].get("batch") for r in aa] == [4, 16]
+
+
 def test_killed_run_resumes_with_first_models_rows_intact(zoo_dir, tmp_path, monkeypatch):
     out = tmp_path / "r"
     models = _ckpts(zoo_dir)

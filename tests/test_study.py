@@ -58,6 +58,37 @@ def test_smoke_study_runs_end_to_end_and_reuses_its_work(smoke_study, tmp_path):
         assert record["rows"] and all(r["model"] == folder.name for r in record["rows"])
 
 
+def test_a_cell_opens_one_run_for_its_evaluations_each_on_its_own_points(smoke_zoo, smoke_study, tmp_path,
+                                                                        monkeypatch):
+    """A cell's evaluations (clean, PGD per norm, AutoAttack, corruptions, each on its own n) go through one engine
+    run: the rows are read from the start once and the checkpoint hashed once. On a copy of the smoke study's rows
+    every evaluation is found done, so the one run keys each on its own n as the study did."""
+    import zoo.checkpoint
+    from bench.eval import engine, loading
+    from bench.grid.cells import bench_cell
+    from bench.grid.presets import PRESETS
+    from bench.store import rows
+
+    out = tmp_path / "out"
+    assert seed_rows(smoke_study[0], out, lambda r: True) > 0
+    ckpt = str(next(smoke_zoo.glob("*pgd_at*.pt")))
+    opened, stores, hashed = [], [], []
+    real_open, real_store, real_sha = engine.open_run, rows.RowStore.__init__, zoo.checkpoint.sha256_file
+    monkeypatch.setattr(engine, "open_run", lambda *a: opened.append(a) or real_open(*a))
+    monkeypatch.setattr(rows.RowStore, "__init__", lambda self, *a, **k: stores.append(a) or real_store(self, *a, **k))
+    for module in (zoo.checkpoint, loading):
+        monkeypatch.setattr(module, "sha256_file", lambda path, *a: hashed.append(path) or real_sha(path, *a))
+    p = PRESETS["smoke"]
+    outcomes = bench_cell(p, ckpt, p.data, "cpu", str(out), False)
+    assert [o.status for o in outcomes] == ["cached"] * len(outcomes)
+    assert {o.attack for o in outcomes} == {"clean", "pgd", "autoattack", "corruptions"}
+    assert len(opened) == 1 and len(stores) == 1 and hashed == [ckpt]
+    # each on its own points: AutoAttack on aa_n, the others on eval_n
+    (run_settings, specs), = opened
+    assert {(s["attack"], s["n"]) for s in specs} == {("clean", p.eval_n), ("pgd", p.eval_n),
+                                                     ("autoattack", p.aa_n), ("corruptions", p.eval_n)}
+
+
 def test_failed_evaluations_fail_their_cells_are_named_everywhere_and_a_rerun_completes_them(smoke_zoo, smoke_study,
                                                                                             tmp_path, monkeypatch,
                                                                                             capsys):

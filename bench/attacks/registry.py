@@ -147,10 +147,14 @@ def _pgd(norm, eps, pgd_steps=20, pgd_alpha=None, restarts=1, seed=0, batch_size
     return Attack("pgd", cfg, run)
 
 
+AUTOATTACK_BATCH = 250  # AutoAttack's working batch unless --batch-size says otherwise (the CPU default)
+
+
 def _autoattack(name, stages, version):
-    def factory(norm, eps, seed=0, batch_size=250, num_classes=10, **_):
+    def factory(norm, eps, seed=0, batch_size=AUTOATTACK_BATCH, num_classes=10, **_):
         from bench.attacks.autoattack import attack_settings, run_autoattack
 
+        batch_size = batch_size or AUTOATTACK_BATCH
         settings = attack_settings(version, norm, num_classes)
 
         def run(self, model, x, y):
@@ -161,6 +165,8 @@ def _autoattack(name, stages, version):
 
         cfg = {"attack": name, "norm": norm, "eps": round(eps, 10), "version": version, "stages": list(stages),
                "seed": seed, **settings.key_fields()}
+        if batch_size != AUTOATTACK_BATCH:  # the batch is part of the result: pyautoattack draws random starts
+            cfg["batch"] = batch_size  # per batch of the points still robust (the default's rows keep their key)
         return Attack(name, cfg, run)
     return factory
 

@@ -56,7 +56,9 @@ class EvalSettings:
     data_dir: str = "data"
     image_size: int | None = None  # folder:DIR whose images differ in size: pixels a side; None = their own
     n_examples: int = 10000  # the first N test points, in order
-    batch_size: int | None = None  # None = 1000 on CUDA, 250 on CPU; rows do not depend on it
+    # None = 1000 on CUDA, 250 on CPU. PGD's and the corruptions' rows do not depend on it; AutoAttack's and MALT's
+    # do (random starts are drawn per batch), so a batch other than 250 is in their key
+    batch_size: int | None = None
     compile: str | None = None  # torch.compile backend for the bucketed forward
     device: str = "auto"
     out: str = OUT
@@ -131,21 +133,21 @@ def plan(settings) -> list[dict]:
     typos = [c for c in (settings.corruptions or "").split(",") if c and c not in CORRUPTIONS]
     if typos:
         raise ValueError(f"unknown corruption {typos[0]!r}; known corruptions: {', '.join(CORRUPTIONS)}")
-    specs = []
+    specs, n = [], settings.n_examples  # each on the first n points
     for name in attacks:
         if not Evaluation(name).has_ball:
-            specs.append({"attack": name, "norm": None, "eps": 0.0, "eps_str": "0"})
+            specs.append({"attack": name, "norm": None, "eps": 0.0, "eps_str": "0", "n": n})
         else:
             for norm in norms:
                 for e in (settings.eps or DEFAULT_EPS[norm]).split(","):
-                    specs.append({"attack": name, "norm": norm, "eps": parse_eps(e), "eps_str": e.strip()})
+                    specs.append({"attack": name, "norm": norm, "eps": parse_eps(e), "eps_str": e.strip(), "n": n})
     return specs
 
 
 def attack_config(spec: dict, settings, num_classes: int = 10, batch_size: int | None = None):
     """(attack object or None, the config that goes into the cache key). num_classes: the model's (AutoAttack's
     targeted stages target at most num_classes - 1 classes). batch_size is how the attack batches its work
-    (default the settings'); it is not in the config, since no result depends on it."""
+    (default the settings'); an attack whose result depends on it puts it in its config."""
     if spec["attack"] == "corruptions":
         names = settings.corruptions.split(",") if settings.corruptions else list(CORRUPTIONS)
         source = settings.corruptions_source
@@ -272,9 +274,18 @@ class Run:
     def rows_path(self) -> str:
         return self.store.path
 
-    def key(self, model_id: str, config: dict) -> str:
-        """The row key of this config on this run's points."""
-        return row_key(model_id, config, self.points.identity, len(self.points.y))
+    def n(self, spec: dict) -> int:
+        """How many of the run's points the evaluation runs on: its own n (fewer when the data has fewer)."""
+        return min(spec.get("n", len(self.points.y)), len(self.points.y))
+
+    def points_of(self, spec: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x in [0,1], y): the evaluation's first n points, on the device."""
+        n = self.n(spec)
+        return self.x[:n], self.y[:n]
+
+    def key(self, model_id: str, config: dict, spec: dict | None = None) -> str:
+        """The row key of this config on the evaluation's points (a model's load: on all the run's points)."""
+        return row_key(model_id, config, self.points.identity, len(self.points.y) if spec is None else self.n(spec))
 
     def refused(self, key: str, bound: int | None = None) -> dict | None:
         """The earlier failed row when this key has failed as often as the bound (default: the evaluations') allows
@@ -343,7 +354,8 @@ def open_run(settings: EvalSettings, specs: list[dict]) -> Run:
     device = resolve_device(settings.device)
     batch_size = settings.batch_size or (1000 if device.type == "cuda" else 250)
     rank, world = dist.setup(device)
-    points = load_points(settings.data, settings.data_dir, settings.n_examples,
+    n = max([s.get("n", settings.n_examples) for s in specs] or [settings.n_examples])  # every evaluation's points
+    points = load_points(settings.data, settings.data_dir, n,
                          progress=settings.progress and rank == 0, image_size=settings.image_size)
     settings, official = _corruption_source(settings, points, specs)
     store = RowStore(rows_path(settings.out))
@@ -434,8 +446,9 @@ def _measure(run: Run, job: Job, batch_size: int) -> dict:
         read = {"official_set": run.official_set} if run.official_set else {}
         with tqdm(total=len(job.cfg["names"]) * len(SEVERITIES), desc=f"{lm.meta['name'][:40]} corruptions",
                   leave=False, disable=not run.progress, file=sys.stderr) as inner:
+            n = run.n(spec)
             return evaluate_corruptions(
-                lm.model, run.points.x, run.y, device=run.device, batch_size=batch_size,
+                lm.model, run.points.x[:n], run.y[:n], device=run.device, batch_size=batch_size,
                 corruptions_dir=s.corruptions_dir if job.cfg["source"] == "official" else None,
                 cache_dir=s.cache_dir, seed=s.seed, names=job.cfg["names"], progress=inner.update,
                 require_official=job.cfg["source"] == "official", **read)
@@ -445,7 +458,7 @@ def _measure(run: Run, job: Job, batch_size: int) -> dict:
               disable=not staged, file=sys.stderr) as bar:
         job.attack.bar = bar if staged else None
         job.attack.say = say if not staged and run.rank == 0 else None  # a log gets one line per stage
-        return evaluate_attack(lm.model, job.attack, run.x, run.y, norm=spec["norm"] or "Linf", eps=spec["eps"],
+        return evaluate_attack(lm.model, job.attack, *run.points_of(spec), norm=spec["norm"] or "Linf", eps=spec["eps"],
                                batch_size=batch_size,
                                keep_adversarial=s.save_adversarial or ATTACKS[spec["attack"]].keep_images)
 
@@ -461,7 +474,9 @@ def execute(run: Run, job: Job) -> dict:
     say(f"warning: {job.label}: out of memory at batch {run.batch_size}; retrying at batch {half}")
     if run.device.type == "cuda":
         torch.cuda.empty_cache()
-    job.attack, _ = attack_config(job.spec, run.settings, run.points.num_classes, half)
+    job.attack, cfg = attack_config(job.spec, run.settings, run.points.num_classes, half)
+    if cfg != job.cfg:  # an attack whose batch is part of its result: the row is keyed on the batch it ran at
+        job.cfg, job.key = cfg, run.key(job.lm.meta["model_id"], cfg, job.spec)
     result = _measure(run, job, half)
     return {**result, "batch_size": half, "oom_retry": {"batch_size": run.batch_size, "retried_at": half}}
 
@@ -471,7 +486,8 @@ def record(run: Run, job: Job, result: dict | None, error: Exception | None, cac
     state removed once its row is written; returns the evaluation's Outcome."""
     s = job.spec
     row = {"key": job.key, **model_fields(job.lm.meta), "attack": s["attack"], "norm": s["norm"], "eps": s["eps"],
-           "eps_str": s["eps_str"], "attack_config": job.cfg, **run.common, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+           "eps_str": s["eps_str"], "attack_config": job.cfg, **run.common, "n": run.n(s),
+           "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
     if error is not None:
         msg = error_line(error)
         say(f"error: {job.label}: {msg}")
@@ -503,7 +519,7 @@ def run_job(run: Run, job: Job, taken, cached: dict | None) -> Outcome:
         say(job.label)
     if run.rank == 0 and run.device.type == "cpu":
         try:
-            warn_if_long(job.label, job.cfg, job.lm, run.x, run.y, run.batch_size, run.rates)
+            warn_if_long(job.label, job.cfg, job.lm, *run.points_of(job.spec), run.batch_size, run.rates)
         except Exception:  # noqa: BLE001 - a model that cannot be timed fails in its evaluation, with its row
             pass
     try:
@@ -522,7 +538,7 @@ def evaluate_one(run: Run, spec: dict, model_spec: str, lm) -> Outcome | None:
     if isinstance(lm, Outcome):  # the model is not there: each of its evaluations is missing for that reason
         return Outcome.of(model_spec, spec, lm.status, f"the model did not load: {lm.reason}", model_failed=True)
     attack, cfg = attack_config(spec, run.settings, run.points.num_classes, run.batch_size)
-    job = Job(model_spec, spec, lm, attack, cfg, run.key(lm.meta["model_id"], cfg))
+    job = Job(model_spec, spec, lm, attack, cfg, run.key(lm.meta["model_id"], cfg, spec))
     state, held = claim(run, job)
     if state == "busy":
         return None
@@ -531,11 +547,13 @@ def evaluate_one(run: Run, spec: dict, model_spec: str, lm) -> Outcome | None:
     return job.outcome(state, "" if state == "cached" else first_line(str(held.get("error", ""))))
 
 
-def evaluate(models: list[str], settings: EvalSettings) -> list[Outcome]:
+def evaluate(models: list[str], settings: EvalSettings, specs: list[dict] | None = None) -> list[Outcome]:
     """Run every planned evaluation of every model that has no row yet; one Outcome per (model, evaluation),
-    in plan order for this rank. Raises only for what stops the whole run before any model is touched (an
-    unknown attack, a bad --out, no model file there, data that cannot be loaded)."""
-    specs = plan(settings)
+    in plan order for this rank. specs: the evaluations, each with its n (default plan(settings): every one on
+    settings.n_examples points); the run opens once for all of them, on as many points as the largest asks for.
+    Raises only for what stops the whole run before any model is touched (an unknown attack, a bad --out, no
+    model file there, data that cannot be loaded)."""
+    specs = plan(settings) if specs is None else specs
     check_out(settings.out)
     models, missing = present_models(models)
     run = open_run(settings, specs)
@@ -544,7 +562,7 @@ def evaluate(models: list[str], settings: EvalSettings) -> list[Outcome]:
 
         images = read_tool_images(settings.imported)
         for spec in (s for s in specs if s["attack"] == "imported"):
-            check_images(images, run.x.cpu(), spec["norm"], spec["eps"], settings.imported)
+            check_images(images, run.points_of(spec)[0].cpu(), spec["norm"], spec["eps"], settings.imported)
     outcomes = missing if run.rank == 0 else []  # rank 0 reports the missing files
     jobs = [(spec, m) for m in models for spec in specs]
     pending = jobs[run.rank::run.world]  # torchrun: job i on rank i mod world

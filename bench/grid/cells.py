@@ -109,39 +109,37 @@ def train_cell(cell: Cell, progress: bool) -> tuple[str, int, float]:
 
 
 def evaluations(p: Preset, data: str, device: str, out: str, progress: bool, compile_: bool = False,
-                retry_failed: bool = False) -> list:
-    """The preset's evaluations of each checkpoint as bench.eval.engine settings: clean, PGD per norm, AutoAttack per
-    norm, corruptions (rows in OUT/results.jsonl, each claimed and cached)."""
-    from bench.eval.engine import EvalSettings
+                retry_failed: bool = False) -> tuple:
+    """(the settings, the evaluations) of each checkpoint, as bench.eval.engine takes them: clean, PGD per norm,
+    AutoAttack per norm, corruptions, each with its number of points (rows in OUT/results.jsonl, each claimed and
+    cached)."""
+    from bench.eval.engine import EvalSettings, plan
 
-    base = EvalSettings(data=data, device=device, out=out, progress=progress, compile="inductor" if compile_ else None,
-                        retry_failed=retry_failed)
-    calls = [replace(base, attacks="clean", n_examples=p.eval_n)]
-    for norm, eps in p.eval_eps.items():
-        calls.append(replace(base, attacks="pgd", norm=norm, eps=",".join(eps), n_examples=p.eval_n,
-                             pgd_steps=p.pgd_steps))
-    for norm, eps in p.aa_eps.items():
-        calls.append(replace(base, attacks="autoattack", norm=norm, eps=",".join(eps), n_examples=p.aa_n))
-    calls.append(replace(base, attacks="corruptions", n_examples=p.eval_n,
-                         corruptions=",".join(p.corruptions) if p.corruptions else None))
-    return calls
+    settings = EvalSettings(data=data, device=device, out=out, progress=progress, pgd_steps=p.pgd_steps,
+                            corruptions=",".join(p.corruptions) if p.corruptions else None,
+                            compile="inductor" if compile_ else None, retry_failed=retry_failed)
+    asked = [replace(settings, attacks="clean", n_examples=p.eval_n)]
+    asked += [replace(settings, attacks="pgd", norm=norm, eps=",".join(eps), n_examples=p.eval_n)
+              for norm, eps in p.eval_eps.items()]
+    asked += [replace(settings, attacks="autoattack", norm=norm, eps=",".join(eps), n_examples=p.aa_n)
+              for norm, eps in p.aa_eps.items()]
+    asked.append(replace(settings, attacks="corruptions", n_examples=p.eval_n))
+    return settings, [spec for s in asked for spec in plan(s)]
 
 
 def bench_cell(p: Preset, path: str, data: str, device: str, out: str, progress: bool, compile_: bool = False,
                retry_failed: bool = False) -> list:
-    """Run the cell's evaluations through bench.eval.engine; returns every evaluation's Outcome."""
+    """Run the cell's evaluations through bench.eval.engine, in one run; returns every evaluation's Outcome."""
     from bench.eval.engine import evaluate
 
-    outcomes = []
-    for settings in evaluations(p, data, device, out, progress, compile_, retry_failed):
-        print(f"bench: {settings.attacks} {settings.norm if settings.attacks in ('pgd', 'autoattack') else ''}"
-              .rstrip(), file=sys.stderr)
-        outcomes += evaluate([path], settings)
-    return outcomes
+    settings, specs = evaluations(p, data, device, out, progress, compile_, retry_failed)
+    print(f"bench: {len(specs)} evaluations", file=sys.stderr)
+    return evaluate([path], settings, specs)
 
 
-def measure_cell(p: Preset, path: str, data: str, device: str, out: str) -> dict | None:
-    """Sharpness and feature-perturbation measures of one checkpoint, cached in OUT/measures.jsonl."""
+def measure_cell(p: Preset, path: str, data: str, device: str, out: str, model_id: str | None = None) -> dict | None:
+    """Sharpness and feature-perturbation measures of one checkpoint, cached in OUT/measures.jsonl. model_id: the
+    checkpoint's sha256 when the caller has it (else it is hashed here)."""
     from bench.data import load_points
     from bench.eval.loading import load_model_spec
     from bench.eval.measures import feature_perturbation, sharpness
@@ -152,10 +150,11 @@ def measure_cell(p: Preset, path: str, data: str, device: str, out: str) -> dict
 
     rows_path = os.path.join(out, "measures.jsonl")
     have = {(r["model_id"], r["measure_n"]) for r in read_rows(rows_path, check=check_measure_row)}
-    if (sha256_file(path), p.measure_n) in have:
+    model_id = model_id or sha256_file(path)
+    if (model_id, p.measure_n) in have:
         return None
     pts = load_points(data, n=p.measure_n)  # the evaluations' first points
-    lm = load_model_spec(path, num_classes=pts.num_classes, size=pts.x.shape[-1])
+    lm = load_model_spec(path, num_classes=pts.num_classes, size=pts.x.shape[-1], model_id=model_id)
     x = pts.x.float().div(255).to(device)
     y = pts.y.to(device)
     model = lm.model.to(device)

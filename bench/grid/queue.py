@@ -132,10 +132,11 @@ def run_cell(study: Study, cell: Cell) -> dict:
     path, resumed_from, train_seconds = train_cell(cell, study.progress)
     outcomes = bench_cell(p, path, p.data, study.device, study.out, study.progress, study.compile,
                           study.retry_failed)
-    measure_cell(p, path, p.data, study.device, study.out)
     from zoo.checkpoint import sha256_file
 
-    result = {"checkpoint": path, "model_id": sha256_file(path), "resumed_from": resumed_from,
+    model_id = sha256_file(path)  # once for the cell's measures and its done row (the engine keys rows on its own)
+    measure_cell(p, path, p.data, study.device, study.out, model_id)
+    result = {"checkpoint": path, "model_id": model_id, "resumed_from": resumed_from,
               "train_seconds": train_seconds, "seconds": time.perf_counter() - t0}
     missing = [{"evaluation": o.evaluation.label,
                 "status": o.status, "reason": o.reason[:300]} for o in outcomes if o.status not in ("ok", "cached")]
