@@ -136,10 +136,7 @@ def run(args) -> int:
             try:
                 from bench.report.outputs import write_outputs
 
-                from bench.data import imagenet_root
-
-                paths = write_outputs(rows, args.out, site=not args.no_site,
-                                      data_dir=imagenet_root(args.data or "", args.data_dir) or args.data_dir)
+                paths = write_outputs(rows, args.out, site=not args.no_site)
                 print(f"leaderboard: {paths['leaderboard']}", file=sys.stderr)
                 if "site" in paths:
                     print(f"site: {paths['site']}", file=sys.stderr)

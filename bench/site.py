@@ -17,8 +17,6 @@ def main(argv=None) -> int:
     p.add_argument("--results", default=rows_path(OUT), help="the rows (default: %(default)s)")
     p.add_argument("--out", default=None, help="the site's folder (default: site/ beside the rows)")
     p.add_argument("--title", default=None)
-    p.add_argument("--data-dir", default="data",
-                   help="where the rows' datasets are, for the galleries' clean images (ImageNet: its folder)")
     a = p.parse_args(argv)
     if not os.path.isfile(a.results):
         print(f"error: {a.results} not found; run `python -m bench.run` first, or pass --results", file=sys.stderr)
@@ -27,8 +25,7 @@ def main(argv=None) -> int:
         from bench.report.outputs import write_site
         from bench.store.rows import read_rows
 
-        index = write_site(read_rows(a.results), os.path.dirname(os.path.abspath(a.results)), a.out, title=a.title,
-                           data_dir=a.data_dir)
+        index = write_site(read_rows(a.results), os.path.dirname(os.path.abspath(a.results)), a.out, title=a.title)
     except OSError as e:
         print(f"error: the site could not be written ({e.strerror or e}); pass an --out you can write to",
               file=sys.stderr)

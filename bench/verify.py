@@ -62,7 +62,7 @@ def main(argv=None) -> int:
             from bench.report.outputs import write_site
             from bench.store.rows import read_rows
 
-            print(f"site: {write_site(read_rows(a.results), folder, site, data_dir=a.data_dir)} (replays shown)")
+            print(f"site: {write_site(read_rows(a.results), folder, site)} (replays shown)")
         return code
     if a.models and a.adversarial:
         return verify_file(a.models, a.adversarial, data=a.data, norm=a.norm, eps=a.eps, arch=a.arch,

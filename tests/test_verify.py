@@ -150,6 +150,45 @@ def test_the_model_page_shows_the_replay_and_a_gallery_of_fooled_points(saved, t
     assert os.path.dirname(site) == str(out / "site")
 
 
+def test_the_site_copies_galleries_and_loads_no_model(saved, tmp_path, monkeypatch):
+    """The galleries were drawn by bench.run beside the images: the site copies them with no model, no dataset
+    and no torch.load at all; a gallery index that names a file outside its own form, or another row's images,
+    is not shown, and bench.verify draws a gallery that is missing."""
+    import bench.eval.loading
+    from bench.eval.gallery import index_path
+    from bench.report.outputs import write_site
+
+    _, out = _copy(saved, tmp_path)
+    rows = read_rows(str(out / "results.jsonl"))
+    indexes = {r["key"]: index_path(str(out), r["key"]) for r in rows}
+    fooled = {r["key"] for r in rows if r["robust_correct"] < r["clean_correct"]}
+    assert fooled and all(os.path.isfile(indexes[k]) for k in fooled)
+
+    def refuse(*a, **k):
+        raise AssertionError("the site loaded a model or a tensor file")
+
+    monkeypatch.setattr(torch, "load", refuse)
+    monkeypatch.setattr(bench.eval.loading, "load_model_spec", refuse)
+    write_site(rows, str(out))
+    shown = sorted(p.name for p in (out / "site" / "models").glob("*-adv/*.png"))
+    assert shown and all(p.split("-")[0] in indexes for p in shown)
+    monkeypatch.undo()
+
+    pgd = next(r for r in rows if r["attack"] == "pgd")
+    index = json.loads(open(indexes[pgd["key"]]).read())
+    forged = dict(index, items=[dict(index["items"][0], clean="../../results.jsonl")])
+    open(indexes[pgd["key"]], "w").write(json.dumps(forged))
+    write_site(rows, str(out))
+    page = next((out / "site" / "models").glob("*.html")).read_text(encoding="utf-8")
+    assert "results.jsonl" not in "".join(p.name for p in (out / "site" / "models").rglob("*"))
+    assert len(list((out / "site" / "models").glob("*-adv/" + pgd["key"] + "-*.png"))) == 0
+    assert "Adversarial examples" in page  # AutoAttack's gallery is still there
+
+    os.remove(indexes[pgd["key"]])
+    assert verify.main(["--results", str(out / "results.jsonl")]) == 0
+    assert json.loads(open(indexes[pgd["key"]]).read())["items"] == index["items"]  # drawn again, the same
+
+
 def test_export_writes_the_external_evaluation_beside_robustbenchs_image_file(saved, tmp_path):
     """The claim's AutoAttack row kept its images: the export writes them as RobustBench asks (one .pt tensor the
     size of the test points) and the "New external evaluation(s)" issue that points at them."""

@@ -502,6 +502,7 @@ def record(run: Run, job: Job, result: dict | None, error: Exception | None, cac
                                    != (result["clean_correct"], result["robust_correct"])):
             say(f"warning: {job.label}: the attack fooled other points than its cached row did (not "
                 "deterministic on this machine); the new row, with its images, replaces it")
+        draw_gallery(run, job, {**row, **result}, images)
     append_row(run.rows_path, {**row, **result, "status": "ok"})
     for check, msg in (result.get("aa_checks") or {}).items():
         if msg:
@@ -510,6 +511,20 @@ def record(run: Run, job: Job, result: dict | None, error: Exception | None, cac
     if job.attack is not None and os.path.exists(state):
         os.remove(state)
     return job.outcome("ok")
+
+
+def draw_gallery(run: Run, job: Job, row: dict, images: torch.Tensor) -> None:
+    """A few of the row's fooled points as pictures beside its images, drawn now that the model and the points
+    are at hand (the site only copies them); a picture that cannot be drawn costs the row nothing."""
+    from bench.eval.gallery import write_gallery
+
+    if "points" not in row:
+        return
+    try:
+        with torch.no_grad():
+            write_gallery(run.settings.out, row, job.lm.model, *run.points_of(job.spec), images)
+    except Exception as e:  # noqa: BLE001 - the row and its images are what count
+        say(f"warning: {job.label}: its gallery could not be drawn ({typed_line(e, 120)})")
 
 
 def run_job(run: Run, job: Job, taken, cached: dict | None) -> Outcome:

@@ -117,6 +117,7 @@ def verify_results(path: str, *, data_dir: str = "data", device: str = "cpu", ba
         if records is not None:
             counted = int(row["clean_correct"] - row["robust_correct"]) if "points" in row else None
             records.append(_record(row, "ok", replayed=counted, fooled=counted))
+        draw_missing_gallery(row, results_dir, model, x, y)
         replayed.setdefault((row["model_id"], row["data"], row["norm"], eps_key(row["eps"])), []).append(
             (row["n"], fooled))
         print(f"ok {label}: {message}")
@@ -149,6 +150,22 @@ def verify_results(path: str, *, data_dir: str = "data", device: str = "cpu", ba
         print(f"error: {failures} check{'s' * (failures > 1)} failed", file=sys.stderr)
         return 1
     return 0
+
+
+def draw_missing_gallery(row: dict, results_dir: str, model, x, y) -> None:
+    """The row's gallery, drawn from its replayed images when the run that kept them drew none (a row from
+    before galleries were drawn beside the images, or one whose drawing failed)."""
+    from bench.eval.gallery import index_path, write_gallery
+    from bench.store.adversarial import load_images
+
+    if "points" not in row or os.path.exists(index_path(results_dir, row["key"])):
+        return
+    try:
+        ref = row["adversarial"]
+        x_adv = load_images(os.path.join(results_dir, ref["path"]), sha256=ref["sha256"], shape=tuple(x.shape))
+        write_gallery(results_dir, row, model, x, y, x_adv)
+    except Exception as e:  # noqa: BLE001 - a replay that passed stays passed
+        print(f"note {_label(row)}: its gallery could not be drawn ({error_line(e)})")
 
 
 def _record(row: dict, status: str, **fields) -> dict:

@@ -18,7 +18,7 @@ import time
 from bench.attacks.evaluation import eps_key
 from bench.eval.loading import source_kind
 from bench.report.escape import public_record
-from bench.report.web.gallery import CIFAR10
+from bench.eval.gallery import CIFAR10
 from bench.store.schema import HF_REPO_ID
 from zoo.checkpoint import CHECKSUM, load_checkpoint, model_from_checkpoint, sha256_file, tensors_sha256
 from zoo.files import write_text_atomic

@@ -1,7 +1,8 @@
 """Every output written from rows, in one place: leaderboard.md and its plots, REPORT.md for a study, the site.
 
 bench.run, bench.site, bench.leaderboard and the study's grid all call these; each output is a pure function of
-the rows (plus, for the site, the checkpoints the rows name, the measures and the report beside the rows).
+the rows (plus, for the site, the checkpoints' metadata the rows name, and the measures, the report and the
+galleries beside the rows: files, never a model).
 """
 from __future__ import annotations
 
@@ -54,11 +55,10 @@ def site_title(site: str) -> str | None:
 
 
 def write_site(rows: list[dict], folder: str, out: str | None = None, *, title: str | None = None,
-               measures: list[dict] | None = None, metas: dict | None = None, data_dir: str = "data",
-               results=None) -> str:
-    """The site of these rows into out (default FOLDER/site), with the measures and REPORT.md found in folder;
-    returns the index's path. data_dir: where the rows' datasets are (the galleries' clean images). Without a
-    title, a rebuild keeps the title of the site it replaces."""
+               measures: list[dict] | None = None, metas: dict | None = None, results=None) -> str:
+    """The site of these rows into out (default FOLDER/site), with the measures, REPORT.md and the galleries
+    found in folder; returns the index's path. Without a title, a rebuild keeps the title of the site it
+    replaces."""
     from bench.report.web import build_site, load_metas
 
     report = os.path.join(folder, "REPORT.md")
@@ -67,13 +67,12 @@ def write_site(rows: list[dict], folder: str, out: str | None = None, *, title: 
     return build_site(rows, out, metas=load_metas(rows) if metas is None else metas,
                       measures=read_measures(folder) if measures is None else measures, report_md=report_md,
                       report_dir=folder, title=title or site_title(out) or "sharpbench leaderboard",
-                      verifications=read_verifications(folder), data_dir=data_dir,
+                      verifications=read_verifications(folder),
                       published=read_published(folder), results=results)
 
 
 def write_outputs(rows: list[dict], folder: str, *, site: bool = True, study: dict | None = None,
-                  measures: list[dict] | None = None, metas: dict | None = None, title: str | None = None,
-                  data_dir: str = "data") -> dict:
+                  measures: list[dict] | None = None, metas: dict | None = None, title: str | None = None) -> dict:
     """leaderboard.md (and plots) in folder; REPORT.md when `study` holds the report's settings (checkpoint
     paths, preset, command, device, seconds: bench.report.study_report.write_report's keywords); the site unless
     site=False (metas: the checkpoints' metadata when the caller has read it already). Returns the paths
@@ -92,6 +91,5 @@ def write_outputs(rows: list[dict], folder: str, *, site: bool = True, study: di
 
         paths["report"] = write_report(rows, measures, out=folder, results=results, **study)
     if site:
-        paths["site"] = write_site(rows, folder, title=title, measures=measures, metas=metas, data_dir=data_dir,
-                                   results=results)
+        paths["site"] = write_site(rows, folder, title=title, measures=measures, metas=metas, results=results)
     return paths

@@ -75,7 +75,7 @@ def results_downloads(all_boards) -> tuple[str, str]:
 def build_site(rows: list[dict], out: str, *, metas: dict | None = None, measures: list[dict] | None = None,
                report_md: str | None = None, report_dir: str | None = None,
                title: str = "sharpbench leaderboard", verifications: list[dict] | None = None,
-               data_dir: str = "data", published: list[dict] | None = None, results=None) -> str:
+               published: list[dict] | None = None, results=None) -> str:
     """Write the site under out; returns the index's path. report_dir: where the report's images are. results:
     the Results of these rows with neutral() applied (bench.report.outputs computes it once), else computed here.
 
@@ -95,7 +95,7 @@ def build_site(rows: list[dict], out: str, *, metas: dict | None = None, measure
     try:
         _build(neutral(rows), tmp, metas=neutral(metas or {}), measures=neutral(measures or []),
                report_md=None if report_md is None else neutral(report_md), report_dir=report_dir, title=title,
-               verifications=neutral(verifications or []), data_dir=data_dir, published=published or [],
+               verifications=neutral(verifications or []), published=published or [],
                results=results)
         old = None
         if os.path.exists(out):
@@ -110,14 +110,14 @@ def build_site(rows: list[dict], out: str, *, metas: dict | None = None, measure
     return os.path.join(out, "index.html")
 
 
-def _build(rows, out, *, metas, measures, report_md, report_dir, title, verifications, data_dir, published,
+def _build(rows, out, *, metas, measures, report_md, report_dir, title, verifications, published,
            results) -> None:
     import markdown
 
     env = environment()
     os.makedirs(os.path.join(out, "models"), exist_ok=True)
     assets = write_assets(out)
-    drawn = rows  # the galleries read the rows as computed: the model and the data where they are here
+    drawn = rows  # the galleries read the rows as computed (their key and images' checksum name the gallery)
     rows, metas = public_record(rows), public_record(metas)  # published: no path of this machine
     info = pages.models(rows, metas)
     if results is None or rows != drawn:
@@ -133,12 +133,10 @@ def _build(rows, out, *, metas, measures, report_md, report_dir, title, verifica
         root="", assets=assets, sections=sections, datasets=sorted({s["dataset"] for s in sections}),
         missing=results.missing,
         n_models=len(info), n_rows=sum(r.get("status") == "ok" for r in rows), **common))
-    test_sets: dict = {}  # the galleries' test points (bench.data.points_of_row's cache)
     for mid, m in info.items():
         mine = [r for r in rows if r.get("model_id") == mid]
         page = pages.model_page(m, rows, measures, verifications, published)
-        page["gallery"] = _gallery(m, [r for r in drawn if r.get("model_id") == mid], report_dir, out, data_dir,
-                                   test_sets)
+        page["gallery"] = _gallery(m, [r for r in drawn if r.get("model_id") == mid], report_dir, out)
         write_text_atomic(os.path.join(out, m["page"]), env.get_template("model.html").render(
             root="../", assets=assets, page=page, **common))
         base = os.path.join(out, "models", m["slug"])
@@ -153,40 +151,27 @@ def _build(rows, out, *, metas, measures, report_md, report_dir, title, verifica
             root="", assets=assets, body=body, sections=sections, **common))
 
 
-def _gallery(info: dict, mine: list[dict], folder: str | None, out: str, data_dir: str,
-             test_sets: dict) -> list[dict]:
-    """Per attack row with stored images: a few fooled points as PNGs under out/models/<slug>-adv/ (bench.report.
-    site.gallery). Whatever is missing (the checkpoint, the dataset on this machine) leaves the row without one.
-    test_sets: the points loaded so far in this build (points_of_row's cache: each set is read once for every
-    model's page)."""
-    from bench.data import points_of_row
-    from bench.eval.loading import WEIGHTS_KINDS, model_of_row, source_kind
-    from bench.report.web.gallery import examples
+def _gallery(info: dict, mine: list[dict], folder: str | None, out: str) -> list[dict]:
+    """Per attack row with stored images: the gallery drawn beside them (bench.eval.gallery, by the engine or
+    bench.verify, which held the model), its PNGs copied under out/models/<slug>-adv/. No model and no dataset is
+    loaded here; a row whose gallery is not there shows none."""
+    import shutil
 
-    with_images = [r for r in mine if r.get("status") == "ok" and r.get("adversarial") and "points" in r]
-    if not with_images or folder is None or not (info.get("meta") or source_kind(info["path"]) in WEIGHTS_KINDS):
-        return []
-    model = None
+    from bench.eval.gallery import KINDS, read_gallery
+    from bench.store.adversarial import FOLDER
+
     shown = []
-    for r in with_images:
-        try:
-            pts = points_of_row(r, data_dir, test_sets)
-            # built once, for the points' classes and size (a timm model is built for them)
-            model = model or model_of_row(r, num_classes=pts.num_classes, size=pts.x.shape[-1]).model
-            items = examples(r, folder, model, pts)
-        except Exception:  # noqa: BLE001 - no model, a moved file or dataset: this row goes without pictures
-            continue
+    for r in (r for r in mine if r.get("status") == "ok" and r.get("adversarial") and "points" in r):
+        items = read_gallery(folder, r) if folder is not None else []
         if not items:
             continue
+        os.makedirs(os.path.join(out, "models", f"{info['slug']}-adv"), exist_ok=True)
         for it in items:
-            for kind, data in it.pop("png").items():
-                rel = f"models/{info['slug']}-adv/{r['key']}-{it['index']}-{kind}.png"
-                os.makedirs(os.path.dirname(os.path.join(out, rel)), exist_ok=True)
-                with open(os.path.join(out, rel), "wb") as f:
-                    f.write(data)
-                it[kind] = rel.removeprefix("models/")
-        shown.append({"attack": Evaluation.of(r).label,
-                      "norm": r.get("norm"), "points": items})
+            for kind in KINDS:
+                rel = f"{info['slug']}-adv/{it[kind]}"
+                shutil.copyfile(os.path.join(folder, FOLDER, it[kind]), os.path.join(out, "models", rel))
+                it[kind] = rel
+        shown.append({"attack": Evaluation.of(r).label, "norm": r.get("norm"), "points": items})
     return shown
 
 
