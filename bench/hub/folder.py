@@ -15,10 +15,10 @@ import json
 import os
 import time
 
-from bench.attacks.evaluation import eps_key
+from bench.eval.gallery import CIFAR10
 from bench.eval.loading import source_kind
 from bench.report.escape import public_record
-from bench.eval.gallery import CIFAR10
+from bench.store.rows import latest_ok
 from bench.store.schema import HF_REPO_ID
 from zoo.checkpoint import CHECKSUM, load_checkpoint, model_from_checkpoint, sha256_file, tensors_sha256
 from zoo.files import write_text_atomic
@@ -62,10 +62,7 @@ def rows_of_weights(rows: list[dict], ckpt_path: str, file_sha: str, weights: st
                              "failed row is no metric: fix it and rerun bench.run")
         raise HubRefused(f"no row of these weights: the card's metrics come from rows only; run `python -m bench.run "
                          f"--models {ckpt_path}` first (or pass --results)")
-    latest: dict = {}
-    for r in sorted(ok, key=lambda r: r.get("time", "")):
-        latest[(r["attack"], r.get("norm"), eps_key(r["eps"]), r["data"], r["n"])] = r
-    return list(latest.values())
+    return latest_ok(ok, per_model=False)
 
 
 def label_names(ckpt: dict) -> list[str] | None:

@@ -22,19 +22,20 @@ from bench.attacks.registry import column_order, has_column, strength_of
 from bench.attacks.evaluation import Evaluation, column_name, eps_key
 from bench.report.worst_case import worst_cases
 from bench.stats import wilson
+from bench.store.rows import latest_ok
 
 CLEAN, CORRUPTIONS = "Clean", "Corruptions"  # the column keys that are not attacks
 
 
-def latest_ok(rows: list[dict]) -> pd.DataFrame:
-    """One row per (model, attack, norm, eps, data, n): the latest successful one."""
-    ok = [r for r in rows if r.get("status") == "ok"]
-    if not ok:
+def latest_frame(rows: list[dict]) -> pd.DataFrame:
+    """One row per (model, attack, norm, eps, data, n): the latest successful one (bench.store.rows.latest_ok)."""
+    latest = latest_ok(rows)
+    if not latest:
         return pd.DataFrame()
-    df = pd.DataFrame(ok)
+    df = pd.DataFrame(latest)
     df["eps_key"] = df["eps"].map(eps_key)
     df["norm"] = df["norm"].fillna("")
-    return df.sort_values("time").drop_duplicates(["model_id", "attack", "norm", "eps_key", "data", "n"], keep="last")
+    return df
 
 
 def missing_evaluations(rows: list[dict]) -> list[dict]:
@@ -304,7 +305,7 @@ def boards(rows: list[dict], missing: list[dict] | None = None, worst: dict | No
     clean/corruptions, the most test points first. A failed evaluation keeps its column and shows `failed`;
     one that failed on points no other row of its model covers gets a board of its own. missing and worst: the
     rows' missing_evaluations and worst_cases, when the caller has them."""
-    df = latest_ok(rows)
+    df = latest_frame(rows)
     missing = [m for m in (missing_evaluations(rows) if missing is None else missing) if has_column(m["attack"])]
     if df.empty:
         return []
@@ -372,7 +373,7 @@ def point_flags(rows: list[dict], groups: dict) -> dict:
     whose names the per-model table's groups carry too."""
     from bench.store.points import decode_states
 
-    df = latest_ok(rows)
+    df = latest_frame(rows)
     out: dict = {}
     if df.empty or "points" not in df.columns:
         return out

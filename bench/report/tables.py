@@ -10,7 +10,7 @@ from bench.report.numbers import percent
 from zoo.files import write_text_atomic
 
 from bench.attacks.registry import NEVER_DECIDES, label_of, strength_of
-from bench.report.results import CLEAN, boards, corruptions_note, latest_ok
+from bench.report.results import CLEAN, boards, corruptions_note, latest_frame
 
 
 def missing_markdown(missing: list[dict]) -> list[str]:
@@ -156,7 +156,7 @@ def write_plots(rows: list[dict], out: str) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    df = latest_ok(rows)
+    df = latest_frame(rows)
     written = []
     if df.empty:
         return written

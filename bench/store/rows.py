@@ -168,3 +168,18 @@ def append_row(path: str, row: dict) -> None:
         f.write(line)  # append mode: always at the end, whatever was read
         f.flush()
         os.fsync(f.fileno())
+
+
+def latest_ok(rows: list[dict], *, per_model: bool = True) -> list[dict]:
+    """The latest ok row of each evaluation (attack, norm, eps, data, n) of each model (model_id), in time order;
+    per_model=False: one per evaluation whatever the model_id (one model's weights read several ways: a .pt and
+    its Hub folder)."""
+    from bench.attacks.evaluation import eps_key
+
+    ok = sorted((r for r in rows if r.get("status") == "ok"), key=lambda r: r.get("time", ""))
+    latest = {}
+    for r in ok:
+        evaluation = (r["attack"], r.get("norm") or "", eps_key(r["eps"]), r["data"], r["n"])
+        latest[(r["model_id"], *evaluation) if per_model else evaluation] = id(r)
+    kept = set(latest.values())
+    return [r for r in ok if id(r) in kept]
