@@ -318,7 +318,7 @@ def queue_soak(work: str, workers: int, seeds: int, every: tuple[float, float], 
     exits = [p.returncode for p in procs.values()]
     ref, ref_dup, _ = _study_essence(os.path.join(work, "one", "out"))
     got, dup, torn = _study_essence(os.path.join(work, "soak", "out"))
-    from bench.grid.queue import check_cell_row
+    from bench.store.schema import check_cell_row
 
     cells, cells_torn = scan_rows(os.path.join(work, "soak", "out", "cells.jsonl"), check=check_cell_row)
     done = [r for r in cells if r.get("kind") == "cell" and r.get("status") == "done"]

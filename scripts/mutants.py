@@ -170,8 +170,8 @@ MUTANTS = [
            '        with requests.get(url, stream=True, timeout=60, headers={"Range": f"bytes={have}-"} if have else {}) as r:',
            "        with requests.get(url, stream=True, timeout=60) as r:",
            "a broken download restarts from zero", T("tests/test_official_corruptions.py", "-k", "resumes")),
-    Mutant("bench/eval/engine.py", "        cached = run.store.ok.get(job.key) if job.key in run.store.done else None",
-           "        cached = None",
+    Mutant("bench/eval/engine.py", "    cached = run.store.ok.get(job.key) if job.key in run.store.done else None",
+           "    cached = None",
            "a rerun after a kill evaluates finished rows again and doubles them", T(BEHAVIOUR, "-k", "killed")),
     # ------------------------------------------------------------ study report
     Mutant("bench/report/claims.py", "    return HELD if (diff > threshold if side == \">\" else diff < threshold) else NOT_HELD",

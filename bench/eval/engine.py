@@ -34,7 +34,7 @@ from bench.eval.forward import precision_note, prepare_for_eval
 from bench.eval.loading import (LOAD_ERRORS, LoadedModel, ModelOptions, data_of_models, missing_model,
                                 rb_dataset, source_of)
 from bench.store.adversarial import save_images
-from bench.store.leases import try_claim
+from bench.store.leases import claim_first
 from bench.store.rows import RowStore, append_row, locked, row_key
 from bench.store.schema import short_name
 from zoo import distributed as dist
@@ -413,6 +413,7 @@ class Job:
     attack: object  # the Attack, or None (corruptions)
     cfg: dict  # its config: the cache key's
     key: str
+    cached: dict | None = None  # its row without images, when it runs again to keep them
 
     @property
     def label(self) -> str:
@@ -422,21 +423,18 @@ class Job:
         return Outcome.of(self.model_spec, self.spec, status, reason, self.key)
 
 
-def claim(run: Run, job: Job):
-    """("cached", row) when its row is there, ("refused", earlier failed row), ("busy", None) when another
-    process holds it, or ("claimed", the claim): checked and claimed in one step under the rows' lock."""
-    with locked(run.rows_path):  # another process may share this folder
-        run.store.refresh()
-        cached = run.store.ok.get(job.key) if job.key in run.store.done else None
-        if cached is not None and not (run.settings.save_adversarial and "adversarial" not in cached
-                                       and Evaluation.of(job.spec).has_ball):
-            return "cached", cached
-        # a cached row whose images were not kept runs again (seeded) to store them
-        earlier = None if cached is not None else run.refused(job.key)
-        if earlier is not None:
-            return "refused", earlier
-        taken = try_claim(os.path.join(run.settings.out, ".claims"), job.key)
-    return ("claimed", (taken, cached)) if taken is not None else ("busy", None)
+def settled(run: Run, job: Job) -> Outcome | None:
+    """The job's Outcome when the rows already settle it (cached: its row is there; refused: it failed as often as
+    the bound allows), else None: it is to be run. Called under the rows' lock, after a refresh. A cached row
+    whose images were not kept is run again (seeded) to keep them: job.cached holds it for the comparison."""
+    cached = run.store.ok.get(job.key) if job.key in run.store.done else None
+    if cached is not None:
+        if not (run.settings.save_adversarial and "adversarial" not in cached and Evaluation.of(job.spec).has_ball):
+            return job.outcome("cached")
+        job.cached = cached
+        return None
+    earlier = run.refused(job.key)
+    return None if earlier is None else job.outcome("refused", first_line(str(earlier.get("error", ""))))
 
 
 def _measure(run: Run, job: Job, batch_size: int) -> dict:
@@ -474,10 +472,12 @@ def execute(run: Run, job: Job) -> dict:
     say(f"warning: {job.label}: out of memory at batch {run.batch_size}; retrying at batch {half}")
     if run.device.type == "cuda":
         torch.cuda.empty_cache()
-    job.attack, cfg = attack_config(job.spec, run.settings, run.points.num_classes, half)
-    if cfg != job.cfg:  # an attack whose batch is part of its result: the row is keyed on the batch it ran at
-        job.cfg, job.key = cfg, run.key(job.lm.meta["model_id"], cfg, job.spec)
-    result = _measure(run, job, half)
+    attack, cfg = attack_config(job.spec, run.settings, run.points.num_classes, half)
+    # an attack whose batch is part of its result is keyed on the batch it ran at, once it has run there; a
+    # failure stays the asked evaluation's (a rerun with the memory free completes it)
+    halved = replace(job, attack=attack, cfg=cfg, key=run.key(job.lm.meta["model_id"], cfg, job.spec))
+    result = _measure(run, halved, half)
+    job.attack, job.cfg, job.key = halved.attack, halved.cfg, halved.key
     return {**result, "batch_size": half, "oom_retry": {"batch_size": run.batch_size, "retried_at": half}}
 
 
@@ -527,7 +527,7 @@ def draw_gallery(run: Run, job: Job, row: dict, images: torch.Tensor) -> None:
         say(f"warning: {job.label}: its gallery could not be drawn ({typed_line(e, 120)})")
 
 
-def run_job(run: Run, job: Job, taken, cached: dict | None) -> Outcome:
+def run_job(run: Run, job: Job, lease) -> Outcome:
     """Execute a claimed job and record it; the claim is released whatever happens."""
     run.bar.set_description(job.label[:60])
     if not run.progress and run.rank == 0:  # no bar: a log gets one line per evaluation
@@ -542,24 +542,29 @@ def run_job(run: Run, job: Job, taken, cached: dict | None) -> Outcome:
             result, error = execute(run, job), None
         except Exception as e:  # noqa: BLE001 - one model's failure is its row, never the others'
             result, error = None, e
-        return record(run, job, result, error, cached)
+        return record(run, job, result, error, job.cached)
     finally:  # the row is written (or the process is going down): let others see the key is free or done
-        taken.release()
+        lease.release()
 
 
-def evaluate_one(run: Run, spec: dict, model_spec: str, lm) -> Outcome | None:
-    """One planned evaluation of one entry (its LoadedModel, or its load's Outcome): its Outcome, or None when
-    another process holds it."""
-    if isinstance(lm, Outcome):  # the model is not there: each of its evaluations is missing for that reason
-        return Outcome.of(model_spec, spec, lm.status, f"the model did not load: {lm.reason}", model_failed=True)
-    attack, cfg = attack_config(spec, run.settings, run.points.num_classes, run.batch_size)
-    job = Job(model_spec, spec, lm, attack, cfg, run.key(lm.meta["model_id"], cfg, spec))
-    state, held = claim(run, job)
-    if state == "busy":
-        return None
-    if state == "claimed":
-        return run_job(run, job, *held)
-    return job.outcome(state, "" if state == "cached" else first_line(str(held.get("error", ""))))
+def plan_jobs(run: Run, pending: list[tuple], loaded: dict) -> list:
+    """Each pending (spec, --models entry) as a Job, in plan order, its model loaded once per run (loaded: entry ->
+    LoadedModel or its load's Outcome). An entry that did not load gives its load's Outcome (once) and, for each
+    of its evaluations, an Outcome saying so, in their places."""
+    planned = []
+    for spec, model_spec in pending:
+        lm = loaded.get(model_spec)
+        if lm is None:
+            loaded[model_spec] = lm = load_model(run, model_spec)
+            if isinstance(lm, Outcome) and lm.status == "failed":
+                planned.append(lm)  # the load's own outcome, once per run
+        if isinstance(lm, Outcome):  # the model is not there: each of its evaluations is missing for that reason
+            planned.append(Outcome.of(model_spec, spec, lm.status, f"the model did not load: {lm.reason}",
+                                      model_failed=True))
+            continue
+        attack, cfg = attack_config(spec, run.settings, run.points.num_classes, run.batch_size)
+        planned.append(Job(model_spec, spec, lm, attack, cfg, run.key(lm.meta["model_id"], cfg, spec)))
+    return planned
 
 
 def evaluate(models: list[str], settings: EvalSettings, specs: list[dict] | None = None) -> list[Outcome]:
@@ -578,27 +583,30 @@ def evaluate(models: list[str], settings: EvalSettings, specs: list[dict] | None
         images = read_tool_images(settings.imported)
         for spec in (s for s in specs if s["attack"] == "imported"):
             check_images(images, run.points_of(spec)[0].cpu(), spec["norm"], spec["eps"], settings.imported)
-    outcomes = missing if run.rank == 0 else []  # rank 0 reports the missing files
     jobs = [(spec, m) for m in models for spec in specs]
     pending = jobs[run.rank::run.world]  # torchrun: job i on rank i mod world
-    loaded = {}  # --models entry -> its LoadedModel, or its load's Outcome: each is loaded once per run
     run.bar = tqdm(total=len(pending), desc="bench", disable=not run.progress, file=sys.stderr)
-    while pending:
-        busy = []
-        for spec, model_spec in pending:
-            lm = loaded.get(model_spec)
-            if lm is None:
-                loaded[model_spec] = lm = load_model(run, model_spec)
-                if isinstance(lm, Outcome) and lm.status == "failed":
-                    outcomes.append(lm)  # the load's own outcome, once per run
-            outcome = evaluate_one(run, spec, model_spec, lm)
-            if outcome is None:  # a live process is evaluating it: do the other work, then look again
-                busy.append((spec, model_spec))
-                continue
-            outcomes.append(outcome)
-            run.bar.update()
-        if len(busy) == len(pending):
-            time.sleep(1.0)  # everything left is in other processes' hands
-        pending = busy
+    planned = plan_jobs(run, pending, {})
+    run.bar.update(sum(isinstance(p, Outcome) and p.attack != LOAD["attack"] for p in planned))
+    done: dict[int, Outcome] = {}  # id(job) -> its Outcome
+    open_jobs = [p for p in planned if isinstance(p, Job)]
+
+    def wanted() -> list[tuple[str, Job]]:  # under the rows' lock: what no row settles yet
+        for job in open_jobs:
+            outcome = settled(run, job)
+            if outcome is not None:
+                done[id(job)] = outcome
+                run.bar.update()
+        open_jobs[:] = [job for job in open_jobs if id(job) not in done]
+        return [(job.key, job) for job in open_jobs]
+
+    # the first job no live process holds, claimed; while others hold every one left, look again each second
+    while (claimed := claim_first(run.rows_path, run.store.refresh, wanted, os.path.join(settings.out, ".claims"),
+                                  poll=1.0)) is not None:
+        job, lease = claimed
+        open_jobs.remove(job)
+        done[id(job)] = run_job(run, job, lease)
+        run.bar.update()
     run.bar.close()
-    return outcomes
+    outcomes = missing if run.rank == 0 else []  # rank 0 reports the missing files
+    return outcomes + [done[id(p)] if isinstance(p, Job) else p for p in planned]

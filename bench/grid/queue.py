@@ -24,7 +24,7 @@ from bench.grid.cells import Cell, bench_cell, cells, measure_cell, train_cell
 from bench.grid.presets import Preset
 from bench.store.leases import claim_first
 from bench.store.rows import RowStore, append_row, locked
-from bench.store.schema import RowError
+from bench.store.schema import check_cell_row
 from zoo.errors import error_line
 
 CELLS_FILE = "cells.jsonl"
@@ -54,29 +54,6 @@ class Study:
 
     def cells(self) -> list[Cell]:
         return cells(self.preset, self.device, self.zoo_dir, self.compile)
-
-
-def check_cell_row(row) -> None:
-    if not isinstance(row, dict) or row.get("kind") not in ("cell", "report"):
-        raise RowError("not a cell or report row")
-    for field in ("run", "worker", "time"):
-        if not isinstance(row.get(field), str):
-            raise RowError(f"{field} is not a string")
-    if row["kind"] == "cell":
-        if not isinstance(row.get("cell"), str) or row.get("status") not in ("done", "failed"):
-            raise RowError("cell row without a cell key and a status")
-        for field in ("train_seconds", "seconds"):
-            v = row.get(field)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
-                raise RowError(f"{field} is not a number")
-        for field in ("checkpoint", "model_id", "error"):
-            if row.get(field) is not None and not isinstance(row[field], str):
-                raise RowError(f"{field} is not a string")
-        missing = row.get("missing", [])
-        if not isinstance(missing, list) or not all(
-                isinstance(m, dict) and all(isinstance(m.get(k), str) for k in ("evaluation", "status", "reason"))
-                for m in missing):
-            raise RowError("missing is not a list of evaluations with their status and reason")
 
 
 def run_id() -> str:

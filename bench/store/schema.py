@@ -306,3 +306,27 @@ def check_measure_row(row) -> None:
         if k.startswith(("sharpness", "feature_shift")) and (
                 isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
             raise RowError(f"{k} is not a finite number")
+
+
+def check_cell_row(row) -> None:
+    """A row of the study's cells.jsonl: a cell done or failed (with what it misses), or a report written."""
+    if not isinstance(row, dict) or row.get("kind") not in ("cell", "report"):
+        raise RowError("not a cell or report row")
+    for field in ("run", "worker", "time"):
+        if not isinstance(row.get(field), str):
+            raise RowError(f"{field} is not a string")
+    if row["kind"] == "cell":
+        if not isinstance(row.get("cell"), str) or row.get("status") not in ("done", "failed"):
+            raise RowError("cell row without a cell key and a status")
+        for field in ("train_seconds", "seconds"):
+            v = row.get(field)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                raise RowError(f"{field} is not a number")
+        for field in ("checkpoint", "model_id", "error"):
+            if row.get(field) is not None and not isinstance(row[field], str):
+                raise RowError(f"{field} is not a string")
+        missing = row.get("missing", [])
+        if not isinstance(missing, list) or not all(
+                isinstance(m, dict) and all(isinstance(m.get(k), str) for k in ("evaluation", "status", "reason"))
+                for m in missing):
+            raise RowError("missing is not a list of evaluations with their status and reason")
