@@ -6,6 +6,10 @@ import os
 OUT = "runs/bench"  # bench.run's --out: the user's work, ignored by git; the repository's results/ holds committed figures
 ROWS_FILE = "results.jsonl"  # a results folder's rows (append-only); leaderboards, reports and the site read them
 
+# the threat models RobustBench 1.1.1 keeps a leaderboard (and a zoo dictionary) for, per dataset; ImageNet's
+# corruptions_3d is not one this bench evaluates
+RB_LEADERBOARDS = {"cifar10": ("Linf", "L2", "corruptions"), "cifar100": ("Linf", "corruptions"),
+                   "imagenet": ("Linf", "corruptions")}
 # RobustBench's leaderboards' fixed radii (CIFAR-10/100; ImageNet's Linf one is its own)
 RB_EPS = {"Linf": "8/255", "L2": "0.5"}
 IMAGENET_EPS = {"Linf": "4/255"}

@@ -21,9 +21,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench.defaults import IMAGENET_EPS, OUT, RB_EPS, rows_path
+from bench.defaults import IMAGENET_EPS, OUT, RB_EPS, RB_LEADERBOARDS, rows_path
 from bench.report.escape import one_line
-from bench.submit import rules
 from bench.submit.package import ExportRefused, export
 from zoo.checkpoint import CheckpointError
 from zoo.cli import parser
@@ -92,7 +91,7 @@ def main(argv=None) -> int:
                         "holds the checkpoint, else bench.run's default rows, %s)" % rows_path(OUT))
     p.add_argument("--threat-model", default="Linf", choices=["Linf", "L2", "corruptions"],
                    help="the leaderboard the claim is for")
-    p.add_argument("--dataset", default=None, choices=sorted(rules.LEADERBOARDS),
+    p.add_argument("--dataset", default=None, choices=sorted(RB_LEADERBOARDS),
                    help="default: the checkpoint's training data when it is cifar10/cifar100, else by class count; "
                         "imagenet for timm:NAME")
     p.add_argument("--eps", default=None,

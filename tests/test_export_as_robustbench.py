@@ -8,6 +8,7 @@ import re
 import pytest
 
 from bench import export as bexport
+from bench.defaults import RB_LEADERBOARDS
 from bench.submit import rules, source
 from test_export import (PAPER, RB_FILES, _autoattack_row, _corruption_row, _write_row,  # noqa: F401 - fixtures
                          timm_ckpt, timm_ckpts)
@@ -193,7 +194,7 @@ def test_entry_file_gives_the_entry_as_robustbenchs_files_write_it(timm_ckpts, t
     compile(text, paths["entry"], "exec")
 
 
-@pytest.mark.parametrize("dataset,threat", [(d, t) for d, ts in rules.LEADERBOARDS.items() for t in ts
+@pytest.mark.parametrize("dataset,threat", [(d, t) for d, ts in RB_LEADERBOARDS.items() for t in ts
                                             if d != "imagenet"])  # ImageNet's: tests/test_imagenet.py
 def test_the_entry_pasted_last_into_robustbenchs_dictionary_as_the_steps_say_parses_there(timm_ckpts, tmp_path,  # noqa: F811
                                                                                           dataset, threat):

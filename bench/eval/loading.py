@@ -12,6 +12,7 @@ import torch
 
 from zoo.checkpoint import (CHECKSUM, MAX_BYTES, CheckpointError, check_forward, content_id, is_verified, load_checkpoint,
                             load_weights, model_from_checkpoint, sha256_file, tensors_sha256)
+from bench.defaults import RB_LEADERBOARDS
 from bench.store.schema import short_name
 from zoo.models import ArchError
 from zoo.recipes import get_recipe
@@ -83,12 +84,17 @@ def load_state_dict_model(path: str, arch: str, num_classes: int, max_bytes: int
                                       "verified": False})
 
 
-RB_DATASETS = ("cifar10", "cifar100", "imagenet")  # RobustBench's leaderboards
+
+
+def check_classes(spec: str, has, data_has: int, fix: str) -> None:
+    """A model for other classes than the data's is refused in one line with both numbers and the fix."""
+    if has != data_has:
+        raise CheckpointError(f"{spec} has {has} classes and the data has {data_has}; {fix}")
 
 
 def rb_dataset(data_name: str, num_classes: int) -> str:
     """Which RobustBench zoo an rb:NAME comes from: the evaluation data's, or by its class count (npz copies)."""
-    if data_name in RB_DATASETS:
+    if data_name in RB_LEADERBOARDS:
         return data_name
     return "cifar100" if num_classes == 100 else "cifar10"
 
@@ -256,10 +262,8 @@ def load_timm(spec: str, num_classes: int, max_bytes: int = MAX_BYTES, size: int
     cfg = getattr(net, "pretrained_cfg", None) or {}
     mean, std = list(cfg.get("mean", (0.485, 0.456, 0.406))), list(cfg.get("std", (0.229, 0.224, 0.225)))
     model = Normalized(net, mean, std).eval()
-    classes = getattr(net, "num_classes", None)
-    if classes != num_classes:
-        raise CheckpointError(f"{spec} has {classes} classes and the data has {num_classes}; evaluate it on data "
-                              "with its classes (timm's pretrained models: --data imagenet:DIR)")
+    check_classes(spec, getattr(net, "num_classes", None), num_classes,
+                  "evaluate it on data with its classes (timm's pretrained models: --data imagenet:DIR)")
     check_forward(model, num_classes, spec, size)
     weights = tensors_sha256(net.state_dict())
     tag = os.path.basename(path).rsplit(".", 1)[0] if path else "pretrained"
@@ -326,9 +330,8 @@ def load_hf(spec: str, num_classes: int | None, size: int = 32) -> LoadedModel:
     mean, std = list(cfg.get("mean", (0.485, 0.456, 0.406))), list(cfg.get("std", (0.229, 0.224, 0.225)))
     model = Normalized(net, mean, std).eval()
     num_classes = getattr(net, "num_classes", None) if num_classes is None else num_classes  # None: its own
-    if getattr(net, "num_classes", None) != num_classes:
-        raise CheckpointError(f"{spec} has {getattr(net, 'num_classes', '?')} classes and the data has {num_classes}; "
-                              "evaluate it on the data it was trained on (--data)")
+    check_classes(spec, getattr(net, "num_classes", "?"), num_classes,
+                  "evaluate it on the data it was trained on (--data)")
     check_forward(model, num_classes, spec, size)
     weights = tensors_sha256({"model": model.state_dict()})
     config = _hub_file(repo, rev, "config.json")
@@ -441,9 +444,8 @@ def load_hf_dir(spec: str, num_classes: int | None, size: int = 32, max_bytes: i
                               "bench.export --hf wrote")
     arch, args, pre = _hub_folder_config(folder)
     classes = pre["num_classes"] if num_classes is None else num_classes
-    if pre["num_classes"] != classes:
-        raise CheckpointError(f"{spec} has {pre['num_classes']} classes and the data has {classes}; evaluate it on "
-                              "the data it was trained on (its sharpbench.json names it; drop --data)")
+    check_classes(spec, pre["num_classes"], classes,
+                  "evaluate it on the data it was trained on (its sharpbench.json names it; drop --data)")
     try:
         net = timm.create_model(arch, num_classes=classes, **args)
     except Exception as e:  # noqa: BLE001 - a factory refusing these arguments
@@ -473,10 +475,8 @@ def _load_file(spec: str, opts: "ModelOptions") -> LoadedModel:
     if isinstance(ckpt, dict) and "arch" not in ckpt and ckpt and all(torch.is_tensor(v) for v in ckpt.values()):
         raise CheckpointError(f"{spec} is a plain state_dict; pass --arch NAME (a timm/zoo name or module:factory)")
     model = model_from_checkpoint(ckpt, spec)
-    if ckpt["num_classes"] != opts.num_classes:
-        raise CheckpointError(f"{spec} has {ckpt['num_classes']} classes and the data has {opts.num_classes}; "
-                              "evaluate it on the data it was trained on "
-                              f"({ckpt.get('dataset', {}).get('spec', 'its --data')})")
+    check_classes(spec, ckpt["num_classes"], opts.num_classes, "evaluate it on the data it was trained on "
+                  f"({ckpt.get('dataset', {}).get('spec', 'its --data')})")
     ds = ckpt.get("dataset", {})
     meta = {"name": short_name(os.path.basename(spec).removesuffix(".pt")),
             "model_id": opts.model_id or sha256_file(spec), "path": spec,

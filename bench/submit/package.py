@@ -8,7 +8,7 @@ import json
 import os
 
 from bench.attacks.registry import NEVER_DECIDES, counts_for_robustbench, strength_of
-from bench.eval.loading import HUB_KINDS, source_kind
+from bench.eval.loading import HUB_KINDS, rb_dataset, source_kind
 from bench.report.escape import one_line, sh
 from bench.store.rows import read_rows
 from bench.submit import fields, guide, rules, source
@@ -26,10 +26,8 @@ class ExportRefused(ValueError):
 
 
 def benchmark_dataset(ckpt: dict) -> str:
-    spec = ckpt.get("dataset", {}).get("spec", "")
-    if spec in rules.LEADERBOARDS:
-        return spec
-    return "cifar100" if int(ckpt.get("num_classes", 10)) == 100 else "cifar10"
+    """The RobustBench leaderboard a checkpoint's claim goes to: its training data's, else by its class count."""
+    return rb_dataset((ckpt.get("dataset") or {}).get("spec", ""), int(ckpt.get("num_classes", 10)))
 
 
 def timm_source(spec: str) -> tuple[dict, object, str]:

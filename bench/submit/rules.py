@@ -9,17 +9,13 @@ import re
 
 from bench.attacks.registry import counts_for_robustbench, robustbench_attack
 from bench.corruptions.generator import CORRUPTIONS, SEVERITIES
-from bench.defaults import IMAGENET_EPS, RB_EPS
+from bench.defaults import IMAGENET_EPS, RB_EPS, RB_LEADERBOARDS
 from bench.report.escape import sh
 from zoo.pgd import parse_eps
 
 RB_N = 10_000  # the full CIFAR test set, in order
 FULL_N = {"imagenet": 5000}  # ImageNet's leaderboards: RobustBench's fixed list of 5000 validation images
 AA_STANDARD = ["apgd-ce", "apgd-t", "fab-t", "square"]
-# the threat models RobustBench 1.1.1 keeps a leaderboard (and a zoo dictionary) for; ImageNet's corruptions_3d
-# is not one this bench evaluates
-LEADERBOARDS = {"cifar10": ("Linf", "L2", "corruptions"), "cifar100": ("Linf", "corruptions"),
-                "imagenet": ("Linf", "corruptions")}
 
 
 def full_n(dataset: str) -> int:
@@ -110,9 +106,9 @@ def leaderboard_problems(dataset: str, threat: str, num_classes: int | None = No
 
     if train_data in OTHER_DATA or str(train_data or "").startswith(OTHER_DATA_PREFIXES):
         return [f"the model was trained on {public_spec(train_data)}, not a RobustBench dataset "
-                f"({', '.join(LEADERBOARDS)}): it has no RobustBench leaderboard (publish it with --hf DIR instead)"]
-    if threat not in LEADERBOARDS.get(dataset, ()):
-        have = ", ".join(f"{d}: {'/'.join(t)}" for d, t in LEADERBOARDS.items())
+                f"({', '.join(RB_LEADERBOARDS)}): it has no RobustBench leaderboard (publish it with --hf DIR instead)"]
+    if threat not in RB_LEADERBOARDS.get(dataset, ()):
+        have = ", ".join(f"{d}: {'/'.join(t)}" for d, t in RB_LEADERBOARDS.items())
         return [f"RobustBench has no {dataset} {threat} leaderboard ({have}); pick one of these"]
     if num_classes is not None and num_classes != CLASSES[dataset]:
         return [f"the model has {num_classes} classes and RobustBench's {dataset} leaderboards take "
