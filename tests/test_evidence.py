@@ -135,6 +135,7 @@ def test_every_renderer_ranks_the_same_rows_alike_by_the_one_rule(tmp_path):
 
     from bench.report.tables import leaderboard_tables, to_markdown
     from bench.report.results import RobustColumn, rank_choice
+    from bench.report.outputs import results_of
     from bench.report.web import build_site, pages
     from bench.report.study_report import per_model, rank_key, results_table, summarize
 
@@ -159,7 +160,7 @@ def test_every_renderer_ranks_the_same_rows_alike_by_the_one_rule(tmp_path):
     assert [line["model"]["name"] for line in section["lines"]] == expected
     assert [g["config"] for g in section["groups"]] == [f"r {x}" for x in expected]
     assert section["rank_by"] == "Worst 8/255"
-    build_site(rows, str(tmp_path / "site"))
+    build_site(rows, str(tmp_path / "site"), results=results_of(rows))
     with open(tmp_path / "site" / "results.csv", newline="") as f:
         lines = [r for r in csv.DictReader(f) if r["column"] == "Worst 8/255"]
     assert [r["model"] for r in lines] == expected and [int(r["rank"]) for r in lines] == [1, 2, 3]

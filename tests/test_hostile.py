@@ -184,6 +184,7 @@ def test_hostile_file_names_stay_text_in_the_leaderboard_and_the_study_report(go
     assert "<img" not in board and "\n# heading" not in board
     table = _table_rows(board)
     assert len({len(_cells(line)) for line in table}) == 1  # no row has more cells than the header
+    from bench.report.outputs import results_of
     from bench.report.study_report import write_report
 
     rows = read_rows(str(out / "results.jsonl"))
@@ -191,7 +192,7 @@ def test_hostile_file_names_stay_text_in_the_leaderboard_and_the_study_report(go
         r["recipe"], r["hparams"] = "standard", HTML + " " + MD  # as if the metadata had got through
     report = write_report(rows, [], [good], str(tmp_path / "study"), preset="smoke",
                           preset_cfg={"seeds": [0], "eval_n": 16, "pgd_steps": 5, "aa_n": 8}, command=f"x {MD}",
-                          device="cpu", seconds={"train": 1, "eval": 2})
+                          device="cpu", seconds={"train": 1, "eval": 2}, results=results_of(rows))
     text = open(report).read()
     assert "<img" not in text and "\n# heading" not in text
     for table in re.split(r"\n\n", text):

@@ -38,7 +38,7 @@ def _payloads(good):
 
 
 def test_every_payload_is_refused_by_name_or_inert_and_the_site_and_report_are_whole(tmp_path, capsys):
-    from bench.report.outputs import write_outputs
+    from bench.report.outputs import results_of, write_outputs
     from bench.report.study_report import write_report
 
     if not os.path.exists(STUDY):
@@ -58,7 +58,8 @@ def test_every_payload_is_refused_by_name_or_inert_and_the_site_and_report_are_w
 
     paths = write_outputs(rows, str(tmp_path), site=True)
     write_report(rows, [], [], str(tmp_path), preset="smoke", preset_cfg={"seeds": [0], "eval_n": 16,
-                 "pgd_steps": 5, "aa_n": 8}, command="x", device="cpu", seconds={"train": 1, "eval": 2})
+                 "pgd_steps": 5, "aa_n": 8}, command="x", device="cpu", seconds={"train": 1, "eval": 2},
+                 results=results_of(rows))
     site = tmp_path / "site"
     pages = list((site / "models").glob("*.html"))
     assert len(pages) == 2  # the good model and the spoofed one: whole, no half-written site

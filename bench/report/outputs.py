@@ -54,6 +54,16 @@ def site_title(site: str) -> str | None:
     return title[:200] if title and not CONTROL.search(title) else None
 
 
+def results_of(rows: list[dict]):
+    """The rows' boards, missing evaluations and worst cases (bench.report.results.Results), once for every output:
+    from the rows with format characters removed, as the site shows them (the markdown writers remove them on
+    output too)."""
+    from bench.report.escape import neutral
+    from bench.report.results import Results
+
+    return Results.of(neutral(rows))
+
+
 def write_site(rows: list[dict], folder: str, out: str | None = None, *, title: str | None = None,
                measures: list[dict] | None = None, metas: dict | None = None, results=None) -> str:
     """The site of these rows into out (default FOLDER/site), with the measures, REPORT.md and the galleries
@@ -68,7 +78,7 @@ def write_site(rows: list[dict], folder: str, out: str | None = None, *, title: 
                       measures=read_measures(folder) if measures is None else measures, report_md=report_md,
                       report_dir=folder, title=title or site_title(out) or "sharpbench leaderboard",
                       verifications=read_verifications(folder),
-                      published=read_published(folder), results=results)
+                      published=read_published(folder), results=results_of(rows) if results is None else results)
 
 
 def write_outputs(rows: list[dict], folder: str, *, site: bool = True, study: dict | None = None,
@@ -77,14 +87,10 @@ def write_outputs(rows: list[dict], folder: str, *, site: bool = True, study: di
     paths, preset, command, device, seconds: bench.report.study_report.write_report's keywords); the site unless
     site=False (metas: the checkpoints' metadata when the caller has read it already). Returns the paths
     written."""
-    from bench.report.escape import neutral
-    from bench.report.results import Results
     from bench.report.tables import write_leaderboard
 
     measures = read_measures(folder) if measures is None else measures
-    # the boards and missing evaluations, once for every output; from the rows with format characters removed,
-    # as the site shows them (the markdown writers remove them on output too)
-    results = Results.of(neutral(rows))
+    results = results_of(rows)
     paths = {"leaderboard": write_leaderboard(rows, folder, results)}
     if study is not None:
         from bench.report.study_report import write_report

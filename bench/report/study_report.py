@@ -263,10 +263,9 @@ def protocol(preset_cfg: dict, rows: list[dict], precisions: set[str]) -> list[s
     ]
 
 
-def write_report(rows, measures, ckpt_paths, out, *, preset, preset_cfg, command, device, seconds,
-                 results=None) -> str:
+def write_report(rows, measures, ckpt_paths, out, *, preset, preset_cfg, command, device, seconds, results) -> str:
+    """REPORT.md; results: the rows' Results (bench.report.outputs.results_of, computed once for every output)."""
     os.makedirs(out, exist_ok=True)
-    results = Results.of(rows) if results is None else results
     pm = per_model(rows, measures, results.boards, results.groups)
     s = summarize(pm, rank_key(rows, results.boards))
     histories, precisions, timings = {}, set(), {}

@@ -75,9 +75,9 @@ def results_downloads(all_boards) -> tuple[str, str]:
 def build_site(rows: list[dict], out: str, *, metas: dict | None = None, measures: list[dict] | None = None,
                report_md: str | None = None, report_dir: str | None = None,
                title: str = "sharpbench leaderboard", verifications: list[dict] | None = None,
-               published: list[dict] | None = None, results=None) -> str:
+               published: list[dict] | None = None, results) -> str:
     """Write the site under out; returns the index's path. report_dir: where the report's images are. results:
-    the Results of these rows with neutral() applied (bench.report.outputs computes it once), else computed here.
+    the Results of these rows with neutral() applied (bench.report.outputs.results_of, computed once).
 
     The site is built in a folder beside out and moved into place when whole, so a reader never sees half a site
     (an old one stays until the new one is complete). Every string from rows, checkpoints and measures goes
@@ -120,7 +120,7 @@ def _build(rows, out, *, metas, measures, report_md, report_dir, title, verifica
     drawn = rows  # the galleries read the rows as computed (their key and images' checksum name the gallery)
     rows, metas = public_record(rows), public_record(metas)  # published: no path of this machine
     info = pages.models(rows, metas)
-    if results is None or rows != drawn:
+    if rows != drawn:  # a path the site does not publish named a model: its boards from the published rows
         results = Results.of(rows)
     all_boards = results.boards
     sections = pages.sections(rows, info, all_boards, results.groups)
