@@ -236,7 +236,7 @@ def check_case(case: dict, good_sd: dict) -> tuple[str, str]:
         sd = lm.model.state_dict()
         if set(sd) != set(good_sd) or not all(torch.equal(sd[k], good_sd[k]) for k in sd):
             return "crash", "a damaged copy loaded with weights that differ from the original"
-    return "loaded", lm.meta["name"]
+    return "loaded", lm.meta.name
 
 
 def run_fuzz(n: int, seed: int = 0, folder: str | None = None) -> dict:

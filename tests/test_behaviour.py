@@ -423,7 +423,7 @@ def test_bare_network_state_dicts_load_with_or_without_ddp_prefix(tmp_path, pref
     x = torch.rand(3, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(lm.model(x), model(x))
-    assert lm.meta["verified"] is False and lm.meta["model_id"]
+    assert lm.meta.verified is False and lm.meta.model_id
 
 
 def test_wilson_interval_matches_the_published_values():

@@ -192,7 +192,7 @@ def test_timm_names_and_weights_fail_in_one_line(tmp_path, monkeypatch):
     good = tmp_path / "r18.safetensors"
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(good))
     lm = load_model_spec(f"timm:resnet18@{good}", num_classes=10, size=32)
-    assert lm.meta["arch"] == "resnet18" and lm.meta["mean"] == list(net.pretrained_cfg["mean"])
+    assert lm.meta.arch == "resnet18" and lm.meta.mean == list(net.pretrained_cfg["mean"])
     with pytest.raises(CheckpointError, match="the weights have 10 classes and the data has 1000"):
         load_model_spec(f"timm:resnet18@{good}", num_classes=1000, size=32)
 

@@ -167,19 +167,6 @@ def attack_config(spec: dict, settings, num_classes: int = 10, batch_size: int |
     return attack, attack.config
 
 
-def model_fields(meta: dict) -> dict:
-    keep = ("name", "model_id", "verified", "path", "arch", "recipe", "hparams", "train_data", "n_train", "seed")
-    out = {k: meta.get(k) for k in keep}
-    # the weights' own hash beside the file's (a sealed checkpoint's, timm's, a Hub folder's), and a Hub model's
-    # repo, revision and weights file
-    for k in ("weights_sha256", "hf_repo", "hf_revision", "hf_weights_file_sha256"):
-        if meta.get(k) is not None:
-            out[k] = meta[k]
-    out["model"] = out.pop("name")
-    out["train_seed"] = out.pop("seed")
-    return out
-
-
 def data_fields(points, image_size: int | None) -> dict:
     """What a row says of its data besides its name: a folder's content fingerprint, class names and size."""
     out = {}
@@ -417,7 +404,7 @@ class Job:
 
     @property
     def label(self) -> str:
-        return f"{self.lm.meta['name']} {Evaluation.of(self.spec).label}"
+        return f"{self.lm.meta.name} {Evaluation.of(self.spec).label}"
 
     def outcome(self, status: str, reason: str = "") -> Outcome:
         return Outcome.of(self.model_spec, self.spec, status, reason, self.key)
@@ -442,7 +429,7 @@ def _measure(run: Run, job: Job, batch_size: int) -> dict:
     spec, lm, s = job.spec, job.lm, run.settings
     if spec["attack"] == "corruptions":
         read = {"official_set": run.official_set} if run.official_set else {}
-        with tqdm(total=len(job.cfg["names"]) * len(SEVERITIES), desc=f"{lm.meta['name'][:40]} corruptions",
+        with tqdm(total=len(job.cfg["names"]) * len(SEVERITIES), desc=f"{lm.meta.name[:40]} corruptions",
                   leave=False, disable=not run.progress, file=sys.stderr) as inner:
             n = run.n(spec)
             return evaluate_corruptions(
@@ -452,7 +439,7 @@ def _measure(run: Run, job: Job, batch_size: int) -> dict:
                 require_official=job.cfg["source"] == "official", **read)
     job.attack.state_path = os.path.join(s.out, ".attack_state", f"{job.key}.pt")
     staged = ATTACKS[spec["attack"]].staged and run.progress
-    with tqdm(total=0, desc=f"{lm.meta['name'][:40]} {spec['attack']}", unit=" calls", leave=False,
+    with tqdm(total=0, desc=f"{lm.meta.name[:40]} {spec['attack']}", unit=" calls", leave=False,
               disable=not staged, file=sys.stderr) as bar:
         job.attack.bar = bar if staged else None
         job.attack.say = say if not staged and run.rank == 0 else None  # a log gets one line per stage
@@ -475,7 +462,7 @@ def execute(run: Run, job: Job) -> dict:
     attack, cfg = attack_config(job.spec, run.settings, run.points.num_classes, half)
     # an attack whose batch is part of its result is keyed on the batch it ran at, once it has run there; a
     # failure stays the asked evaluation's (a rerun with the memory free completes it)
-    halved = replace(job, attack=attack, cfg=cfg, key=run.key(job.lm.meta["model_id"], cfg, job.spec))
+    halved = replace(job, attack=attack, cfg=cfg, key=run.key(job.lm.meta.model_id, cfg, job.spec))
     result = _measure(run, halved, half)
     job.attack, job.cfg, job.key = halved.attack, halved.cfg, halved.key
     return {**result, "batch_size": half, "oom_retry": {"batch_size": run.batch_size, "retried_at": half}}
@@ -485,7 +472,7 @@ def record(run: Run, job: Job, result: dict | None, error: Exception | None, cac
     """The row (ok with its images and AutoAttack's warnings, or failed with the reason), and the attack's resume
     state removed once its row is written; returns the evaluation's Outcome."""
     s = job.spec
-    row = {"key": job.key, **model_fields(job.lm.meta), "attack": s["attack"], "norm": s["norm"], "eps": s["eps"],
+    row = {"key": job.key, **job.lm.meta.row_fields(), "attack": s["attack"], "norm": s["norm"], "eps": s["eps"],
            "eps_str": s["eps_str"], "attack_config": job.cfg, **run.common, "n": run.n(s),
            "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
     if error is not None:
@@ -563,7 +550,7 @@ def plan_jobs(run: Run, pending: list[tuple], loaded: dict) -> list:
                                       model_failed=True))
             continue
         attack, cfg = attack_config(spec, run.settings, run.points.num_classes, run.batch_size)
-        planned.append(Job(model_spec, spec, lm, attack, cfg, run.key(lm.meta["model_id"], cfg, spec)))
+        planned.append(Job(model_spec, spec, lm, attack, cfg, run.key(lm.meta.model_id, cfg, spec)))
     return planned
 
 

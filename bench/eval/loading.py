@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -25,9 +25,42 @@ LOAD_ERRORS = (CheckpointError, ArchError, OSError, ValueError)
 
 
 @dataclass
+class ModelRecord:
+    """What the bench knows of a loaded model, whatever its source: every loader fills these fields, and a row
+    holds row_fields()."""
+    name: str  # how tables name it
+    model_id: str  # what rows are keyed on: the file's sha256, else the weights' (a Hub entry), else an rb: id
+    path: str  # the --models entry, or the file it read
+    arch: str
+    recipe: str
+    hparams: str = ""  # the recipe's own settings, as one text
+    train_data: str = "unknown"
+    n_train: int | None = None
+    train_seed: int | None = None
+    num_classes: int | None = None
+    verified: bool = False  # its weights matched the checksum the checkpoint seals them with
+    weights_sha256: str | None = None  # the weights' own hash (a sealed checkpoint's, timm's, a Hub folder's)
+    hf_repo: str | None = None
+    hf_revision: str | None = None
+    hf_weights_file_sha256: str | None = None
+    mean: list | None = None  # the normalization in front of the network, where the export needs it
+    std: list | None = None
+    training_record: dict | None = None  # a Hub entry's sharpbench.json training record
+
+    def row_fields(self) -> dict:
+        """The model's fields of a row, in the rows' order."""
+        out = {"model_id": self.model_id, "verified": self.verified, "path": self.path, "arch": self.arch,
+               "recipe": self.recipe, "hparams": self.hparams, "train_data": self.train_data, "n_train": self.n_train}
+        for k in ("weights_sha256", "hf_repo", "hf_revision", "hf_weights_file_sha256"):
+            if getattr(self, k) is not None:
+                out[k] = getattr(self, k)
+        return {**out, "model": self.name, "train_seed": self.train_seed}
+
+
+@dataclass
 class LoadedModel:
     model: torch.nn.Module
-    meta: dict = field(default_factory=dict)  # name, model_id, arch, recipe, hparams, train_data, ...
+    meta: ModelRecord
 
 
 def _recipe_hparams(ckpt: dict) -> str:
@@ -79,9 +112,7 @@ def load_state_dict_model(path: str, arch: str, num_classes: int, max_bytes: int
     load_weights(model, sd, path, arch)
     check_forward(model, num_classes, path)
     name = short_name(os.path.basename(path).removesuffix(".pt"))
-    return LoadedModel(model.eval(), {"name": name, "model_id": model_id or sha256_file(path), "path": path, "arch": arch,
-                                      "recipe": "unknown", "hparams": "", "train_data": "unknown",
-                                      "verified": False})
+    return LoadedModel(model.eval(), ModelRecord(name, model_id or sha256_file(path), path, arch, "unknown"))
 
 
 
@@ -162,9 +193,8 @@ def load_robustbench(name: str, norm: str, model_dir: str = "models", dataset: s
                               f"needs a network, or an intact file at {path} (--rb-model-dir)") from e
     # the file's hash identifies the weights: a re-downloaded, different file makes new rows
     model_id = sha256_file(path) if os.path.isfile(path) else f"rb:{name}:{dataset}:{norm}"
-    return LoadedModel(model.eval(), {"name": f"rb:{name}", "model_id": model_id, "path": path, "arch": "robustbench",
-                                      "recipe": "robustbench", "hparams": "", "train_data": dataset,
-                                      "verified": False})
+    return LoadedModel(model.eval(), ModelRecord(f"rb:{name}", model_id, path, "robustbench", "robustbench",
+                                                 train_data=dataset))
 
 
 def _timm_weights(path: str, max_bytes: int) -> dict:
@@ -267,13 +297,11 @@ def load_timm(spec: str, num_classes: int, max_bytes: int = MAX_BYTES, size: int
     check_forward(model, num_classes, spec, size)
     weights = tensors_sha256(net.state_dict())
     tag = os.path.basename(path).rsplit(".", 1)[0] if path else "pretrained"
-    return LoadedModel(model, {"name": short_name(f"timm:{name}@{tag}"),
-                               "model_id": model_id or (sha256_file(path) if path else weights), "path": spec,
-                               "arch": name, "recipe": "timm", "hparams": "", "weights_sha256": weights,
-                               # timm's pretrained tag names its training data; a local file's is unknown
-                               "train_data": (cfg.get("tag") or "unknown") if path is None else "unknown",
-                               "num_classes": num_classes,
-                               "mean": mean, "std": std, "verified": False})
+    return LoadedModel(model, ModelRecord(
+        short_name(f"timm:{name}@{tag}"), model_id or (sha256_file(path) if path else weights), spec, name, "timm",
+        weights_sha256=weights, num_classes=num_classes, mean=mean, std=std,
+        # timm's pretrained tag names its training data; a local file's is unknown
+        train_data=(cfg.get("tag") or "unknown") if path is None else "unknown"))
 
 
 HF_HUB = "hf-hub:"
@@ -339,15 +367,12 @@ def load_hf(spec: str, num_classes: int | None, size: int = 32) -> LoadedModel:
     file = _hub_file(repo, rev, "model.safetensors")
     record = hub_record(spec)
     ds = record.get("dataset") or {}
-    return LoadedModel(model, {"name": short_name(f"hf-hub:{repo}"), "model_id": weights, "path": spec,
-                               "arch": str(record.get("arch") or cfg.get("architecture") or "unknown"),
-                               "recipe": str(record.get("recipe") or "hub"),
-                               "hparams": _recipe_hparams(record) if record.get("config") else "",
-                               "train_data": ds.get("spec", "unknown"), "n_train": ds.get("n_train"),
-                               "seed": record.get("seed"), "num_classes": num_classes, "verified": False,
-                               "weights_sha256": weights, "hf_repo": repo, "hf_revision": revision,
-                               "hf_weights_file_sha256": sha256_file(file) if file else None,
-                               "mean": mean, "std": std, "training_record": record})
+    return LoadedModel(model, ModelRecord(
+        short_name(f"hf-hub:{repo}"), weights, spec, str(record.get("arch") or cfg.get("architecture") or "unknown"),
+        str(record.get("recipe") or "hub"), hparams=_recipe_hparams(record) if record.get("config") else "",
+        train_data=ds.get("spec", "unknown"), n_train=ds.get("n_train"), train_seed=record.get("seed"),
+        num_classes=num_classes, weights_sha256=weights, hf_repo=repo, hf_revision=revision,
+        hf_weights_file_sha256=sha256_file(file) if file else None, mean=mean, std=std, training_record=record))
 
 
 HF_DIR = "hf-dir:"
@@ -458,13 +483,11 @@ def load_hf_dir(spec: str, num_classes: int | None, size: int = 32, max_bytes: i
     record = hub_folder_record(folder)
     ds = record.get("dataset") or {}
     name = os.path.basename(os.path.normpath(folder)) or "hub-folder"
-    return LoadedModel(model, {"name": short_name(f"hf-dir:{name}"), "model_id": weights, "path": spec,
-                               "arch": str(record.get("arch") or arch), "recipe": str(record.get("recipe") or "hub"),
-                               "hparams": _recipe_hparams(record) if record.get("config") else "",
-                               "train_data": ds.get("spec", "unknown"), "n_train": ds.get("n_train"),
-                               "seed": record.get("seed"), "num_classes": classes, "verified": False,
-                               "weights_sha256": weights, "mean": list(pre["mean"]), "std": list(pre["std"]),
-                               "training_record": record})
+    return LoadedModel(model, ModelRecord(
+        short_name(f"hf-dir:{name}"), weights, spec, str(record.get("arch") or arch), str(record.get("recipe") or "hub"),
+        hparams=_recipe_hparams(record) if record.get("config") else "", train_data=ds.get("spec", "unknown"),
+        n_train=ds.get("n_train"), train_seed=record.get("seed"), num_classes=classes, weights_sha256=weights,
+        mean=list(pre["mean"]), std=list(pre["std"]), training_record=record))
 
 
 def _load_file(spec: str, opts: "ModelOptions") -> LoadedModel:
@@ -478,14 +501,13 @@ def _load_file(spec: str, opts: "ModelOptions") -> LoadedModel:
     check_classes(spec, ckpt["num_classes"], opts.num_classes, "evaluate it on the data it was trained on "
                   f"({ckpt.get('dataset', {}).get('spec', 'its --data')})")
     ds = ckpt.get("dataset", {})
-    meta = {"name": short_name(os.path.basename(spec).removesuffix(".pt")),
-            "model_id": opts.model_id or sha256_file(spec), "path": spec,
-            "arch": ckpt["arch"], "recipe": ckpt.get("recipe", "unknown"), "hparams": _recipe_hparams(ckpt),
-            "train_data": ds.get("spec", "unknown"), "n_train": ds.get("n_train"), "seed": ckpt.get("seed"),
-            "num_classes": ckpt["num_classes"], "verified": is_verified(ckpt)}
-    if is_verified(ckpt):  # the weights' own hash: the same weights read back from a Hub folder carry it too
-        meta["weights_sha256"] = ckpt[CHECKSUM]
-    return LoadedModel(model, meta)
+    # a sealed checkpoint's weights hash: the same weights read back from a Hub folder carry it too
+    return LoadedModel(model, ModelRecord(
+        short_name(os.path.basename(spec).removesuffix(".pt")), opts.model_id or sha256_file(spec), spec,
+        ckpt["arch"], ckpt.get("recipe", "unknown"), hparams=_recipe_hparams(ckpt),
+        train_data=ds.get("spec", "unknown"), n_train=ds.get("n_train"), train_seed=ckpt.get("seed"),
+        num_classes=ckpt["num_classes"], verified=is_verified(ckpt),
+        weights_sha256=ckpt[CHECKSUM] if is_verified(ckpt) else None))
 
 
 @dataclass(frozen=True)
@@ -556,7 +578,7 @@ def model_of_row(row: dict, *, num_classes: int, size: int) -> LoadedModel:
         raise CheckpointError(f"the model file {path!r} is missing or is not the one the row was computed on")
     lm = load_model_spec(spec, model_id=mid if path else None, norm=row.get("norm") or "Linf",
                          num_classes=num_classes, dataset=rb_dataset(row["data"], num_classes), size=size)
-    if source_kind(spec) in WEIGHTS_KINDS and lm.meta.get("weights_sha256") != row.get("weights_sha256"):
+    if source_kind(spec) in WEIGHTS_KINDS and lm.meta.weights_sha256 != row.get("weights_sha256"):
         raise CheckpointError(f"{spec}: the weights there now are not the ones the row was computed on (updated "
                               "since?)")
     return lm

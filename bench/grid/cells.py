@@ -158,12 +158,12 @@ def measure_cell(p: Preset, path: str, data: str, device: str, out: str, model_i
     x = pts.x.float().div(255).to(device)
     y = pts.y.to(device)
     model = lm.model.to(device)
-    row = {"model_id": lm.meta["model_id"], "model": lm.meta["name"], "measure_n": p.measure_n,
+    row = {"model_id": lm.meta.model_id, "model": lm.meta.name, "measure_n": p.measure_n,
            **sharpness(model, x, y, rho=0.05, seed=0)}
     for norm, eps in p.feature_eps.items():
         fp = feature_perturbation(model, x, y, norm=norm, eps=parse_eps(eps))
         row[f"feature_shift_{norm}"] = fp["feature_shift"]
         row[f"feature_eps_{norm}"] = eps
     append_row(rows_path, row)
-    print(f"measured {lm.meta['name']}: sharpness {row['sharpness_worst']:.4f}", file=sys.stderr)
+    print(f"measured {lm.meta.name}: sharpness {row['sharpness_worst']:.4f}", file=sys.stderr)
     return row

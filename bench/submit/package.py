@@ -37,10 +37,10 @@ def timm_source(spec: str) -> tuple[dict, object, str]:
     from bench.eval.loading import load_timm
 
     lm = load_timm(spec, num_classes=1000)
-    desc = {"arch": lm.meta["arch"], "num_classes": 1000, "recipe": "timm",
-            "normalization": {"mean": lm.meta["mean"], "std": lm.meta["std"]},
+    desc = {"arch": lm.meta.arch, "num_classes": 1000, "recipe": "timm",
+            "normalization": {"mean": lm.meta.mean, "std": lm.meta.std},
             "dataset": {"spec": "unknown"}}  # timm does not say what a model was trained on beyond ImageNet
-    return desc, lm.model.net, lm.meta["model_id"]
+    return desc, lm.model.net, lm.meta.model_id
 
 
 def hub_source(spec: str) -> tuple[dict, object, str]:
@@ -51,11 +51,11 @@ def hub_source(spec: str) -> tuple[dict, object, str]:
     from bench.eval.loading import load_model_spec
 
     lm = load_model_spec(spec, num_classes=None)  # the class count the folder's config says
-    record = lm.meta["training_record"]
-    desc = {"arch": record.get("arch") or lm.meta["arch"], "num_classes": lm.meta["num_classes"],
-            "recipe": lm.meta["recipe"], "normalization": {"mean": lm.meta["mean"], "std": lm.meta["std"]},
+    record = lm.meta.training_record
+    desc = {"arch": record.get("arch") or lm.meta.arch, "num_classes": lm.meta.num_classes,
+            "recipe": lm.meta.recipe, "normalization": {"mean": lm.meta.mean, "std": lm.meta.std},
             "dataset": record.get("dataset") or {"spec": "unknown"}}
-    return desc, lm.model, lm.meta["model_id"]
+    return desc, lm.model, lm.meta.model_id
 
 
 def claim_row(rows: list[dict], model_id: str, threat: str, eps: float, check) -> dict | None:
