@@ -56,8 +56,8 @@ class EvalSettings:
     data_dir: str = "data"
     image_size: int | None = None  # folder:DIR whose images differ in size: pixels a side; None = their own
     n_examples: int = 10000  # the first N test points, in order
-    # None = 1000 on CUDA, 250 on CPU. PGD's and the corruptions' rows do not depend on it; AutoAttack's and MALT's
-    # do (random starts are drawn per batch), so a batch other than 250 is in their key
+    # None = 1000 on CUDA, 250 on CPU. PGD's and the corruptions' rows do not depend on it; an attack that draws
+    # its random starts per batch (AutoAttack) puts a batch other than 250 in its key
     batch_size: int | None = None
     compile: str | None = None  # torch.compile backend for the bucketed forward
     device: str = "auto"
