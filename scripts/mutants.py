@@ -276,6 +276,16 @@ MUTANTS = [
            '        if cfg.get("source") != "official" or row.get("corruption_source") != "official":',
            "        if False:", "regenerated corruption sets accepted as RobustBench's number",
            T("tests/test_export.py", "-k", "all_official")),
+    # ------------------------------------------------------------ one home per concept (issue 49)
+    Mutant("bench/eval/gallery.py", "PNG.match(it[k]) and it[k].startswith(row[\"key\"])", "True",
+           "a gallery index from a results folder names any file there, and the site copies it",
+           T("tests/test_verify.py", "-k", "site_copies")),
+    Mutant("bench/eval/engine.py", "        return min(spec.get(\"n\", len(self.points.y)), len(self.points.y))",
+           "        return len(self.points.y)", "a study cell runs every evaluation on its largest n",
+           T("tests/test_study.py", "-k", "one_run")),
+    Mutant("bench/attacks/registry.py", "        if batch_size != AUTOATTACK_BATCH:", "        if False:",
+           "AutoAttack's batch, which its random starts depend on, is left out of its key",
+           T(BEHAVIOUR, "-k", "batch_size_device")),
 ]
 
 

@@ -176,7 +176,7 @@ def test_the_site_copies_galleries_and_loads_no_model(saved, tmp_path, monkeypat
 
     pgd = next(r for r in rows if r["attack"] == "pgd")
     index = json.loads(open(indexes[pgd["key"]]).read())
-    forged = dict(index, items=[dict(index["items"][0], clean="../../results.jsonl")])
+    forged = dict(index, items=[dict(index["items"][0], clean="../results.jsonl")])  # the rows, beside the images
     open(indexes[pgd["key"]], "w").write(json.dumps(forged))
     write_site(rows, str(out))
     page = next((out / "site" / "models").glob("*.html")).read_text(encoding="utf-8")
