@@ -1,7 +1,8 @@
 """Mutation run: realistic one-line bugs put into the production code, one at a time; each must make a test fail.
 
   python scripts/mutants.py                      all mutants; writes results/mutants.md
-  python scripts/mutants.py --only 3,7           some of them (numbers as in the table)
+  python scripts/mutants.py --only 3,7           some of them (numbers as in the table); their rows of an
+                                                 existing results/mutants.md are replaced
   python scripts/mutants.py --list               the mutants, nothing run
 
 For each mutant it checks that the original text occurs exactly once in its file, writes the mutated file,
@@ -366,7 +367,14 @@ def main(argv=None) -> int:
         lines.append(f"| {i} | `{m.path}:{line}` | `{old[:70]}` → `{new[:70]}` | {m.why} | "
                      f"`{' '.join(m.tests)}` | {verdict} ({sec:.0f} s) |")
     text = "\n".join(lines) + "\n"
-    if not a.only:
+    if a.only and os.path.isfile(a.out):  # the table's rows of these mutants replaced, the others kept
+        rerun = {f"| {i} |": line for (i, *_), line in zip(results, lines[-len(results):])}
+        kept = [rerun.get(ln[:ln.index("|", 1) + 1], ln) if ln.startswith("| ") and ln[2:3].isdigit() else ln
+                for ln in open(a.out).read().splitlines()]
+        note = (f"Rerun {time.strftime('%Y-%m-%d %H:%M')}: `python scripts/mutants.py --only {a.only}`; "
+                f"{killed} of {len(results)} killed (those rows below).")
+        text = "\n".join(kept[:3] + ["", note] + kept[3:]) + "\n"
+    if not a.only or os.path.isfile(a.out):
         os.makedirs(os.path.dirname(a.out), exist_ok=True)
         with open(a.out, "w") as f:
             f.write(text)

@@ -83,10 +83,12 @@ def test_a_cell_opens_one_run_for_its_evaluations_each_on_its_own_points(smoke_z
     assert [o.status for o in outcomes] == ["cached"] * len(outcomes)
     assert {o.attack for o in outcomes} == {"clean", "pgd", "autoattack", "corruptions"}
     assert len(opened) == 1 and len(stores) == 1 and hashed == [ckpt]
-    # each on its own points: AutoAttack on aa_n, the others on eval_n
+    # each on its own points: AutoAttack on aa_n, the others on eval_n, in the plan and in the rows found
     (run_settings, specs), = opened
-    assert {(s["attack"], s["n"]) for s in specs} == {("clean", p.eval_n), ("pgd", p.eval_n),
-                                                     ("autoattack", p.aa_n), ("corruptions", p.eval_n)}
+    each_n = {("clean", p.eval_n), ("pgd", p.eval_n), ("autoattack", p.aa_n), ("corruptions", p.eval_n)}
+    assert {(s["attack"], s["n"]) for s in specs} == each_n
+    found = {r["key"]: r for r in rows.read_rows(str(out / "results.jsonl"))}
+    assert {(found[o.key]["attack"], found[o.key]["n"]) for o in outcomes} == each_n
 
 
 def test_failed_evaluations_fail_their_cells_are_named_everywhere_and_a_rerun_completes_them(smoke_zoo, smoke_study,
