@@ -1,4 +1,5 @@
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -84,9 +85,24 @@ def pytest_collection_finish(session):
     folder = smoke_folder(session.config)
     folder.mkdir()
     with open(folder / "stdout", "w") as out, open(folder / "stderr", "w") as err:
-        subprocess.Popen(["sh", "-c", '"$@"; echo $? > "$0/rc.part" && mv "$0/rc.part" "$0/rc"', str(folder),
-                          *smoke_command(folder)], cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                         env=dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1"))
+        study = subprocess.Popen(["sh", "-c", '"$@"; echo $? > "$0/rc.part" && mv "$0/rc.part" "$0/rc"', str(folder),
+                                  *smoke_command(folder)], cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                 env=dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1"),
+                                 start_new_session=True)
+    (folder / "pid").write_text(str(study.pid))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """A smoke study still running when the whole session ends (a run stopped early by -x, or a mutation that
+    keeps it from ending) is stopped with the session: nobody is left to read it, and it would hold a CPU."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # the workers end before the controller: it decides
+        return
+    folder = smoke_folder(session.config)
+    if (folder / "pid").exists() and not (folder / "rc").exists():
+        try:
+            os.killpg(int((folder / "pid").read_text()), signal.SIGTERM)
+        except (OSError, ValueError):
+            pass
 
 
 @pytest.fixture(scope="session")
