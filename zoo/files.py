@@ -17,10 +17,15 @@ def save_atomic(obj, path: str) -> None:
     os.replace(tmp, path)
 
 
-def write_text_atomic(path: str, text: str) -> None:
-    """A text file written beside the target and renamed into place."""
+def write_bytes_atomic(path: str, data: bytes) -> None:
+    """A file written beside the target and renamed into place."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
+    with open(tmp, "wb") as f:
+        f.write(data)
     os.replace(tmp, path)
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    """A UTF-8 text file written beside the target and renamed into place."""
+    write_bytes_atomic(path, text.encode("utf-8"))

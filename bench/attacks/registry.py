@@ -75,6 +75,11 @@ def strength_of(name: str) -> float:
     return NEVER_DECIDES if entry is None or entry.strength is None else entry.strength
 
 
+def decides_rank(name: str) -> bool:
+    """The rank rule counts it (it has a strength): its rows can rank a table, a plot or a claim."""
+    return strength_of(name) < NEVER_DECIDES
+
+
 def counts_for_robustbench(name: str) -> bool:
     """Its rows can be RobustBench's number (the protocol's attack: AutoAttack standard)."""
     return name in ATTACKS and ATTACKS[name].robustbench

@@ -468,7 +468,7 @@ def execute(run: Run, job: Job) -> dict:
     return {**result, "batch_size": half, "oom_retry": {"batch_size": run.batch_size, "retried_at": half}}
 
 
-def record(run: Run, job: Job, result: dict | None, error: Exception | None, cached: dict | None) -> Outcome:
+def record(run: Run, job: Job, result: dict | None, error: Exception | None) -> Outcome:
     """The row (ok with its images and AutoAttack's warnings, or failed with the reason), and the attack's resume
     state removed once its row is written; returns the evaluation's Outcome."""
     s = job.spec
@@ -485,8 +485,8 @@ def record(run: Run, job: Job, result: dict | None, error: Exception | None, cac
     images = result.pop("adversarial_images", None)
     if images is not None:
         result["adversarial"] = save_images(run.settings.out, job.key, images)
-        if cached is not None and ((cached["clean_correct"], cached["robust_correct"])
-                                   != (result["clean_correct"], result["robust_correct"])):
+        if job.cached is not None and ((job.cached["clean_correct"], job.cached["robust_correct"])
+                                       != (result["clean_correct"], result["robust_correct"])):
             say(f"warning: {job.label}: the attack fooled other points than its cached row did (not "
                 "deterministic on this machine); the new row, with its images, replaces it")
         draw_gallery(run, job, {**row, **result}, images)
@@ -508,8 +508,7 @@ def draw_gallery(run: Run, job: Job, row: dict, images: torch.Tensor) -> None:
     if "points" not in row:
         return
     try:
-        with torch.no_grad():
-            write_gallery(run.settings.out, row, job.lm.model, *run.points_of(job.spec), images)
+        write_gallery(run.settings.out, row, job.lm.model, *run.points_of(job.spec), images)
     except Exception as e:  # noqa: BLE001 - the row and its images are what count
         say(f"warning: {job.label}: its gallery could not be drawn ({typed_line(e, 120)})")
 
@@ -529,16 +528,16 @@ def run_job(run: Run, job: Job, lease) -> Outcome:
             result, error = execute(run, job), None
         except Exception as e:  # noqa: BLE001 - one model's failure is its row, never the others'
             result, error = None, e
-        return record(run, job, result, error, job.cached)
+        return record(run, job, result, error)
     finally:  # the row is written (or the process is going down): let others see the key is free or done
         lease.release()
 
 
-def plan_jobs(run: Run, pending: list[tuple], loaded: dict) -> list:
-    """Each pending (spec, --models entry) as a Job, in plan order, its model loaded once per run (loaded: entry ->
-    LoadedModel or its load's Outcome). An entry that did not load gives its load's Outcome (once) and, for each
-    of its evaluations, an Outcome saying so, in their places."""
-    planned = []
+def plan_jobs(run: Run, pending: list[tuple]) -> list:
+    """Each pending (spec, --models entry) as a Job, in plan order, its model loaded once per run. An entry that
+    did not load gives its load's Outcome (once) and, for each of its evaluations, an Outcome saying so, in their
+    places."""
+    planned, loaded = [], {}  # loaded: entry -> its LoadedModel, or its load's Outcome
     for spec, model_spec in pending:
         lm = loaded.get(model_spec)
         if lm is None:
@@ -573,8 +572,8 @@ def evaluate(models: list[str], settings: EvalSettings, specs: list[dict] | None
     jobs = [(spec, m) for m in models for spec in specs]
     pending = jobs[run.rank::run.world]  # torchrun: job i on rank i mod world
     run.bar = tqdm(total=len(pending), desc="bench", disable=not run.progress, file=sys.stderr)
-    planned = plan_jobs(run, pending, {})
-    run.bar.update(sum(isinstance(p, Outcome) and p.attack != LOAD["attack"] for p in planned))
+    planned = plan_jobs(run, pending)
+    run.bar.update(sum(isinstance(p, Outcome) and p.model_failed for p in planned))
     done: dict[int, Outcome] = {}  # id(job) -> its Outcome
     open_jobs = [p for p in planned if isinstance(p, Job)]
 

@@ -14,7 +14,7 @@ import os
 import re
 
 from bench.store.adversarial import FOLDER
-from zoo.files import write_text_atomic
+from zoo.files import write_bytes_atomic, write_text_atomic
 
 CIFAR10 = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 SHOWN = 4  # points per attack row
@@ -82,15 +82,10 @@ def write_gallery(results_dir: str, row: dict, model, x, y, x_adv) -> str | None
     items = draw(row, model, x, y, x_adv)
     if not items:
         return None
-    folder = os.path.join(results_dir, FOLDER)
     for it in items:
         for kind, data in it.pop("png").items():
-            name = f"{row['key']}-{it['index']}-{kind}.png"
-            tmp = os.path.join(folder, f".{name}.tmp{os.getpid()}")
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, os.path.join(folder, name))
-            it[kind] = name
+            it[kind] = f"{row['key']}-{it['index']}-{kind}.png"
+            write_bytes_atomic(os.path.join(results_dir, FOLDER, it[kind]), data)
     path = index_path(results_dir, row["key"])
     write_text_atomic(path, json.dumps({"key": row["key"], "sha256": row["adversarial"]["sha256"],
                                         "items": items}, indent=1) + "\n")

@@ -51,7 +51,7 @@ def _label(row: dict) -> str:
 
 
 def verify_row(row: dict, results_dir: str, model, x, y, batch_size: int = 250):
-    """Check one row's images; returns (message, the fooled flags it replayed). Raises Failed or
+    """Check one row's images; returns (message, the fooled flags it replayed, the images). Raises Failed or
     AdversarialError."""
     from bench.store.adversarial import load_images
     from bench.store.points import decode_states
@@ -76,7 +76,7 @@ def verify_row(row: dict, results_dir: str, model, x, y, batch_size: int = 250):
     else:
         head = "no per-point flags in the row: the bound alone"
     return (f"{head}; robust accuracy <= {100 * bound / n:.2f}% (row says {100 * row['robust_acc']:.2f}%)",
-            fooled)
+            fooled, x_adv)
 
 
 def verify_results(path: str, *, data_dir: str = "data", device: str = "cpu", batch_size: int = 250,
@@ -106,7 +106,7 @@ def verify_results(path: str, *, data_dir: str = "data", device: str = "cpu", ba
             ds = points_of_row(row, data_dir, data)
             x, y = ds.x.float().div(255), ds.y
             model = _model_of(row, models, device, ds.num_classes, x.shape[-1])
-            message, fooled = verify_row(row, results_dir, model, x, y, batch_size)
+            message, fooled, x_adv = verify_row(row, results_dir, model, x, y, batch_size)
         except (Failed, *DATA_ERRORS) as e:
             failures += 1
             reason = error_line(e)
@@ -117,7 +117,7 @@ def verify_results(path: str, *, data_dir: str = "data", device: str = "cpu", ba
         if records is not None:
             counted = int(row["clean_correct"] - row["robust_correct"]) if "points" in row else None
             records.append(_record(row, "ok", replayed=counted, fooled=counted))
-        draw_missing_gallery(row, results_dir, model, x, y)
+        draw_missing_gallery(row, results_dir, model, x, y, x_adv)
         replayed.setdefault((row["model_id"], row["data"], row["norm"], eps_key(row["eps"])), []).append(
             (row["n"], fooled))
         print(f"ok {label}: {message}")
@@ -152,17 +152,14 @@ def verify_results(path: str, *, data_dir: str = "data", device: str = "cpu", ba
     return 0
 
 
-def draw_missing_gallery(row: dict, results_dir: str, model, x, y) -> None:
-    """The row's gallery, drawn from its replayed images when the run that kept them drew none (a row from
-    before galleries were drawn beside the images, or one whose drawing failed)."""
+def draw_missing_gallery(row: dict, results_dir: str, model, x, y, x_adv) -> None:
+    """The row's gallery, drawn from its replayed images (x_adv) when the run that kept them drew none (a row
+    from before galleries were drawn beside the images, or one whose drawing failed)."""
     from bench.eval.gallery import index_path, write_gallery
-    from bench.store.adversarial import load_images
 
     if "points" not in row or os.path.exists(index_path(results_dir, row["key"])):
         return
     try:
-        ref = row["adversarial"]
-        x_adv = load_images(os.path.join(results_dir, ref["path"]), sha256=ref["sha256"], shape=tuple(x.shape))
         write_gallery(results_dir, row, model, x, y, x_adv)
     except Exception as e:  # noqa: BLE001 - a replay that passed stays passed
         print(f"note {_label(row)}: its gallery could not be drawn ({error_line(e)})")

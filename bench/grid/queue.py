@@ -203,10 +203,10 @@ def write_study_outputs(study: Study, grid: list[Cell], cells_now: dict[str, dic
     seconds = {"train": sum(e.get("seconds") or 0 for m in metas.values() if m for e in m.get("history") or []),
                "eval": sum(r.get("seconds") or 0 for r in rows if r.get("status") == "ok")}
     written = write_outputs(rows, study.out, measures=measures, metas=metas,
-                        title=f"sharpbench study ({study.preset_name})",
-                        study={"ckpt_paths": paths, "preset": study.preset_name,
-                               "preset_cfg": dataclasses.asdict(study.preset), "command": study.command,
-                               "device": study.device, "seconds": seconds})
+                            title=f"sharpbench study ({study.preset_name})",
+                            study={"ckpt_paths": paths, "preset": study.preset_name,
+                                   "preset_cfg": dataclasses.asdict(study.preset), "command": study.command,
+                                   "device": study.device, "seconds": seconds})
     done = sum(1 for c in grid if cells_now.get(c.key, {}).get("status") == "done")
     print(f"report: {written['report']}\nleaderboard: {written['leaderboard']}\nsite: {written['site']} (REPORT.html "
           "beside it)", file=sys.stderr)

@@ -9,7 +9,7 @@ from bench.report.escape import md
 from bench.report.numbers import percent
 from zoo.files import write_text_atomic
 
-from bench.attacks.registry import NEVER_DECIDES, label_of, strength_of
+from bench.attacks.registry import decides_rank, label_of, strength_of
 from bench.report.results import CLEAN, boards, corruptions_note, latest_frame
 
 
@@ -162,7 +162,7 @@ def write_plots(rows: list[dict], out: str) -> list[str]:
         return written
     for norm in sorted(x for x in df["norm"].unique() if x):
         sub = df[df["norm"] == norm]
-        ranked = [a for a in sub["attack"].unique() if strength_of(a) < NEVER_DECIDES]
+        ranked = [a for a in sub["attack"].unique() if decides_rank(a)]
         if not ranked:
             continue
         attack = min(ranked, key=strength_of)  # the rank rule's: the strongest attack run decides the plot

@@ -48,7 +48,8 @@ def _alive(owner: dict, mtime: float) -> bool:
 
 
 class Lease:
-    """A held claim on one piece of work (a work lease); release() removes it. A daemon thread keeps its heartbeat while held."""
+    """A held claim on one piece of work (a work lease); release() removes it. A daemon thread keeps its heartbeat
+    while held."""
 
     def __init__(self, path: str):
         self.path = path

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 
-from bench.attacks.registry import NEVER_DECIDES, counts_for_robustbench, strength_of
+from bench.attacks.registry import counts_for_robustbench, decides_rank
 from bench.eval.loading import HUB_KINDS, rb_dataset, source_kind
 from bench.report.escape import one_line, sh
 from bench.store.rows import read_rows
@@ -66,7 +66,7 @@ def claim_row(rows: list[dict], model_id: str, threat: str, eps: float, check) -
     if threat == "corruptions":
         cands = [r for r in mine if r["attack"] == "corruptions"]
     else:
-        cands = [r for r in mine if strength_of(r["attack"]) < NEVER_DECIDES and r["norm"] == threat
+        cands = [r for r in mine if decides_rank(r["attack"]) and r["norm"] == threat
                  and abs(r["eps"] - eps) < 1e-9]
     good = [r for r in cands if not check(r)]
     if good:
