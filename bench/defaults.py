@@ -5,6 +5,7 @@ import os
 
 OUT = "runs/bench"  # bench.run's --out: the user's work, ignored by git; the repository's results/ holds committed figures
 ROWS_FILE = "results.jsonl"  # a results folder's rows (append-only); leaderboards, reports and the site read them
+MEASURES_FILE = "measures.jsonl"  # its sharpness and feature-perturbation rows (bench.eval.measures), beside them
 
 # the threat models RobustBench 1.1.1 keeps a leaderboard (and a zoo dictionary) for, per dataset; ImageNet's
 # corruptions_3d is not one this bench evaluates
@@ -29,3 +30,8 @@ MAX_LOAD_FAILURES = 1
 def rows_path(out: str) -> str:
     """The rows of results folder `out`."""
     return os.path.join(out, ROWS_FILE)
+
+
+def measures_path(out: str) -> str:
+    """The measures' rows of results folder `out`."""
+    return os.path.join(out, MEASURES_FILE)

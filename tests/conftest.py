@@ -124,17 +124,22 @@ def smoke_study(request):
 
 
 def seed_rows(smoke_out, dest_out, keep) -> int:
-    """Copy the smoke study's ok rows that `keep(row)` selects into DEST_OUT/results.jsonl: a study on a copy of
-    its checkpoints finds them cached (the same files, so the same keys), as a rerun would. Tests of what does
-    not depend on those rows (launchers, retries) seed the AutoAttack rows of robust models, which take tens of
-    seconds each on one CPU thread; the tests that compute them in workers do not seed."""
+    """Copy the smoke study's ok rows that `keep(row)` selects into DEST_OUT/results.jsonl (and its measures rows
+    into DEST_OUT/measures.jsonl): a study on a copy of its checkpoints finds them cached (the same files, so the
+    same keys), as a rerun would. Tests of what does not depend on those rows (launchers, retries) seed the
+    AutoAttack rows of robust models, which take tens of seconds each on one CPU thread; the tests that compute
+    them in workers do not seed."""
     from bench.store.rows import append_row, read_rows
+    from bench.store.schema import check_measure_row
 
-    rows = [r for r in read_rows(str(smoke_out / "results.jsonl")) if r.get("status") == "ok" and keep(r)]
     os.makedirs(dest_out, exist_ok=True)
-    for r in rows:
-        append_row(str(dest_out / "results.jsonl"), r)
-    return len(rows)
+    seeded = 0
+    for name, check in (("results.jsonl", None), ("measures.jsonl", check_measure_row)):
+        rows = [r for r in read_rows(str(smoke_out / name), check) if r.get("status") == "ok" and keep(r)]
+        for r in rows:
+            append_row(str(dest_out / name), r)
+        seeded += len(rows)
+    return seeded
 
 
 @pytest.fixture

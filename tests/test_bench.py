@@ -1,5 +1,7 @@
 import dataclasses
+import json
 import os
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ from bench.corruptions.generator import CORRUPTIONS, SEVERITIES, corrupt
 from bench.eval.accuracy import evaluate_attack
 from bench.stats import wilson
 from bench.store.rows import read_rows, row_key
+from bench.store.schema import check_measure_row
 from zoo.checkpoint import load_checkpoint, model_from_checkpoint, seal
 from zoo.config import TrainConfig
 from zoo.train import train
@@ -382,3 +385,48 @@ def test_engine_returns_outcomes_and_bounds_retries_of_a_failing_evaluation(zoo_
     assert pgd_row["oom_retry"] == {"batch_size": 8, "retried_at": 4} and pgd_row["batch_size"] == 4
     (ref,) = [r for r in rows if r["attack"] == "pgd" and r["status"] == "ok"]
     assert pgd_row["robust_correct"] == ref["robust_correct"] and pgd_row["key"] == ref["key"]
+
+
+def test_measures_are_an_evaluation_with_keyed_rows_failed_rows_and_the_retry_bound(zoo_dir, tmp_path, monkeypatch,
+                                                                                   capsys):
+    """bench.run --attacks measures: a keyed row in measures.jsonl (the study report's), cached on a rerun; a
+    failing measure leaves a failed row there, is tried again below the bound and refused at it; a row written
+    before measures had keys is found done; at L1 (no feature PGD there) it is refused in one line."""
+    from bench.eval import measures
+    from bench.eval.engine import EvalSettings, evaluate
+    from bench.report.outputs import read_measures
+
+    model = _ckpts(zoo_dir)[:1]
+    s = EvalSettings(attacks="measures", norm="Linf,L2", eps="2/255", data="synthetic", n_examples=16, device="cpu",
+                     out=str(tmp_path / "a"), progress=False, max_failures=2)
+    assert [o.status for o in evaluate(model, s)] == ["ok"]
+    row, = read_rows(str(tmp_path / "a" / "measures.jsonl"), check=check_measure_row)
+    assert row["status"] == "ok" and row["measure_n"] == 16 and row["feature_eps_L2"] == "2/255"
+    assert row["sharpness_worst"] >= 0 and row["attack_config"]["feature_eps"] == {"Linf": "2/255", "L2": "2/255"}
+    assert not os.path.exists(tmp_path / "a" / "results.jsonl") or all(
+        r["attack"] != "measures" for r in read_rows(str(tmp_path / "a" / "results.jsonl")))
+    assert [o.status for o in evaluate(model, s)] == ["cached"]
+
+    legacy = {k: v for k, v in row.items() if k in ("model_id", "model", "measure_n", "loss", "rho") or
+              k.startswith(("sharpness", "feature"))}  # a row as measures were written before they had keys
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "measures.jsonl").write_text(json.dumps(legacy) + "\n")
+    assert [o.status for o in evaluate(model, replace(s, out=str(tmp_path / "b")))] == ["cached"]
+    assert [o.status for o in evaluate(model, replace(s, out=str(tmp_path / "b"), seed=1))] == ["ok"]  # not its seed
+
+    def broken(*a, **k):
+        raise RuntimeError("the measure broke")
+
+    monkeypatch.setattr(bench_engine, "measure", broken)
+    failing = replace(s, out=str(tmp_path / "c"))
+    assert [o.status for o in evaluate(model, failing)] == ["failed"]
+    assert [o.status for o in evaluate(model, failing)] == ["failed"]
+    third, = evaluate(model, failing)
+    assert third.status == "refused" and "the measure broke" in third.reason
+    rows = read_rows(str(tmp_path / "c" / "measures.jsonl"), check=check_measure_row)
+    assert [r["status"] for r in rows] == ["failed", "failed"] and read_measures(str(tmp_path / "c")) == []
+
+    capsys.readouterr()
+    assert bench_run.main(_args(model, tmp_path / "d", "--attacks", "measures", "--norm", "L1")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "measures at L1" in err and not os.path.exists(tmp_path / "d" / "measures.jsonl")

@@ -60,14 +60,16 @@ def test_smoke_study_runs_end_to_end_and_reuses_its_work(smoke_study, tmp_path):
 
 def test_a_cell_opens_one_run_for_its_evaluations_each_on_its_own_points(smoke_zoo, smoke_study, tmp_path,
                                                                         monkeypatch):
-    """A cell's evaluations (clean, PGD per norm, AutoAttack, corruptions, each on its own n) go through one engine
-    run: the rows are read from the start once and the checkpoint hashed once. On a copy of the smoke study's rows
-    every evaluation is found done, so the one run keys each on its own n as the study did."""
+    """A cell's evaluations (clean, PGD per norm, AutoAttack, corruptions, the measures, each on its own n) go
+    through one engine run: each rows file is read from the start once and the checkpoint hashed once. On a copy
+    of the smoke study's rows every evaluation is found done, so the one run keys each on its own n as the study
+    did."""
     import zoo.checkpoint
     from bench.eval import engine, loading
     from bench.grid.cells import bench_cell
     from bench.grid.presets import PRESETS
     from bench.store import rows
+    from bench.store.schema import check_measure_row
 
     out = tmp_path / "out"
     assert seed_rows(smoke_study[0], out, lambda r: True) > 0
@@ -81,13 +83,17 @@ def test_a_cell_opens_one_run_for_its_evaluations_each_on_its_own_points(smoke_z
     p = PRESETS["smoke"]
     outcomes = bench_cell(p, ckpt, p.data, "cpu", str(out), False)
     assert [o.status for o in outcomes] == ["cached"] * len(outcomes)
-    assert {o.attack for o in outcomes} == {"clean", "pgd", "autoattack", "corruptions"}
-    assert len(opened) == 1 and len(stores) == 1 and hashed == [ckpt]
-    # each on its own points: AutoAttack on aa_n, the others on eval_n, in the plan and in the rows found
+    assert {o.attack for o in outcomes} == {"clean", "pgd", "autoattack", "corruptions", "measures"}
+    assert len(opened) == 1 and sorted(os.path.basename(a[0]) for a in stores) == ["measures.jsonl", "results.jsonl"]
+    assert hashed == [ckpt]
+    # each on its own points: AutoAttack on aa_n, the measures on measure_n, the others on eval_n, in the plan
+    # and in the rows found
     (run_settings, specs), = opened
-    each_n = {("clean", p.eval_n), ("pgd", p.eval_n), ("autoattack", p.aa_n), ("corruptions", p.eval_n)}
+    each_n = {("clean", p.eval_n), ("pgd", p.eval_n), ("autoattack", p.aa_n), ("corruptions", p.eval_n),
+              ("measures", p.measure_n)}
     assert {(s["attack"], s["n"]) for s in specs} == each_n
-    found = {r["key"]: r for r in rows.read_rows(str(out / "results.jsonl"))}
+    found = {r["key"]: r for name, check in (("results.jsonl", None), ("measures.jsonl", check_measure_row))
+             for r in rows.read_rows(str(out / name), check)}
     assert {(found[o.key]["attack"], found[o.key]["n"]) for o in outcomes} == each_n
 
 

@@ -1,4 +1,5 @@
-"""One evaluation: what is asked of a model, an attack in a ball (norm, eps as written), clean, or corruptions.
+"""One evaluation: what is asked of a model, an attack in a ball (norm, eps as written), clean, corruptions, or
+the sharpness and feature measures.
 
 The plan, outcomes, rows, tables, the worst case, the site, the Hub card and the grid name an evaluation through
 this type, so each of its names is formatted here once. No torch: reports and the row store use it.
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 
 from zoo.radius import parse_eps
 
-BALL_FREE = ("clean", "corruptions")  # evaluations with no norm and no radius
+BALL_FREE = ("clean", "corruptions", "measures")  # evaluations with no norm and no radius
 
 
 def eps_key(eps: float) -> float:
@@ -26,8 +27,8 @@ def column_name(attack: str, eps_str: str) -> str:
 
 @dataclass(frozen=True)
 class Evaluation:
-    attack: str  # an attack's catalogue name (bench.attacks.registry), or corruptions
-    norm: str | None = None  # Linf | L2 | L1; None for clean and corruptions
+    attack: str  # an attack's catalogue name (bench.attacks.registry), corruptions or measures
+    norm: str | None = None  # Linf | L2 | L1; None without a ball
     eps_str: str = "0"  # the radius as written ("8/255", "0.5"); "0" without a ball
 
     @classmethod

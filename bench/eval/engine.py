@@ -28,22 +28,23 @@ from bench.attacks.evaluation import Evaluation
 from bench.attacks.registry import ATTACKS, make_attack
 from bench.corruptions.generator import CORRUPTIONS, GENERATOR_VERSION, SEVERITIES
 from bench.data import IMAGENET, load_points
-from bench.defaults import DEFAULT_EPS, MAX_FAILURES, MAX_LOAD_FAILURES, OUT, rows_path
+from bench.defaults import DEFAULT_EPS, MAX_FAILURES, MAX_LOAD_FAILURES, OUT, measures_path, rows_path
 from bench.eval.accuracy import evaluate_attack, evaluate_corruptions
-from bench.eval.forward import precision_note, prepare_for_eval
+from bench.eval.forward import eager, precision_note, prepare_for_eval
 from bench.eval.loading import (LOAD_ERRORS, LoadedModel, ModelOptions, data_of_models, missing_model,
                                 rb_dataset, source_of)
+from bench.eval.measures import MEASURES, measure, measures_config, measures_spec, unkeyed_row
 from bench.store.adversarial import save_images
 from bench.store.leases import claim_first
 from bench.store.rows import RowStore, append_row, locked, row_key
-from bench.store.schema import short_name
+from bench.store.schema import check_measure_row, short_name
 from zoo import distributed as dist
 from zoo.checkpoint import MAX_BYTES, is_file_hash, versions
 from zoo.pgd import THREAT_NORMS, check_norm, parse_eps
 from zoo.distributed import resolve_device
 from zoo.errors import error_line, first_line, typed_line
 
-KNOWN = (*ATTACKS, "corruptions")
+KNOWN = (*ATTACKS, "corruptions", MEASURES)
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,10 @@ def plan(settings) -> list[dict]:
         raise ValueError(f"unknown corruption {typos[0]!r}; known corruptions: {', '.join(CORRUPTIONS)}")
     specs, n = [], settings.n_examples  # each on the first n points
     for name in attacks:
-        if not Evaluation(name).has_ball:
+        if name == MEASURES:  # the features perturbed at each norm's first radius
+            specs.append(measures_spec({norm: (settings.eps or DEFAULT_EPS[norm]).split(",")[0].strip()
+                                        for norm in norms}, n))
+        elif not Evaluation(name).has_ball:
             specs.append({"attack": name, "norm": None, "eps": 0.0, "eps_str": "0", "n": n})
         else:
             for norm in norms:
@@ -148,6 +152,8 @@ def attack_config(spec: dict, settings, num_classes: int = 10, batch_size: int |
     """(attack object or None, the config that goes into the cache key). num_classes: the model's (AutoAttack's
     targeted stages target at most num_classes - 1 classes). batch_size is how the attack batches its work
     (default the settings'); an attack whose result depends on it puts it in its config."""
+    if spec["attack"] == MEASURES:
+        return None, measures_config(spec, settings.seed)
     if spec["attack"] == "corruptions":
         names = settings.corruptions.split(",") if settings.corruptions else list(CORRUPTIONS)
         source = settings.corruptions_source
@@ -248,6 +254,7 @@ class Run:
     x: torch.Tensor  # the points in [0,1], on the device
     y: torch.Tensor
     store: RowStore
+    measure_store: RowStore  # the measures' rows (OUT/measures.jsonl)
     common: dict  # what every row of this run holds
     official_set: object = None  # the reader of official corruption sets (ImageNet-C's); None: CIFAR-10-C's
     bar: object = None  # the run's progress bar (tqdm)
@@ -260,6 +267,16 @@ class Run:
     @property
     def rows_path(self) -> str:
         return self.store.path
+
+    def store_of(self, spec: dict) -> RowStore:
+        """The rows an evaluation's row goes to and is cached in: the measures' own, or results.jsonl."""
+        return self.measure_store if spec["attack"] == MEASURES else self.store
+
+    def refresh(self) -> None:
+        """Read what other processes appended to either rows file (under the rows' lock)."""
+        self.store.refresh()
+        if any(s["attack"] == MEASURES for s in self.specs):
+            self.measure_store.refresh()
 
     def n(self, spec: dict) -> int:
         """How many of the run's points the evaluation runs on: its own n (fewer when the data has fewer)."""
@@ -274,10 +291,10 @@ class Run:
         """The row key of this config on the evaluation's points (a model's load: on all the run's points)."""
         return row_key(model_id, config, self.points.identity, len(self.points.y) if spec is None else self.n(spec))
 
-    def refused(self, key: str, bound: int | None = None) -> dict | None:
+    def refused(self, key: str, bound: int | None = None, store: RowStore | None = None) -> dict | None:
         """The earlier failed row when this key has failed as often as the bound (default: the evaluations') allows
-        (and is not done)."""
-        s, store = self.settings, self.store
+        (and is not done) in its rows (default results.jsonl's)."""
+        s, store = self.settings, store or self.store
         if s.retry_failed or key in store.done or store.failures.get(key, 0) < (bound or s.max_failures):
             return None
         return store.failed[key]
@@ -346,14 +363,18 @@ def open_run(settings: EvalSettings, specs: list[dict]) -> Run:
                          progress=settings.progress and rank == 0, image_size=settings.image_size)
     settings, official = _corruption_source(settings, points, specs)
     store = RowStore(rows_path(settings.out))
+    measure_store = RowStore(measures_path(settings.out), check=check_measure_row)
     with locked(store.path):
         store.refresh()
+        if any(s["attack"] == MEASURES for s in specs):
+            measure_store.refresh()
     store.warn()  # torn lines left by a killed process, rows that cannot be trusted
+    measure_store.warn()
     common = {"data": points.name, "n": len(points.y), "device": str(device), "versions": versions(),
               "precision": precision_note(device), "batch_size": batch_size, "compile": settings.compile,
               **data_fields(points, settings.image_size)}
     return Run(settings, specs, device, batch_size, rank, world, points, points.x.float().div(255).to(device),
-               points.y.to(device), store, common, official)
+               points.y.to(device), store, measure_store, common, official)
 
 
 def load_model(run: Run, model_spec: str):
@@ -414,19 +435,24 @@ def settled(run: Run, job: Job) -> Outcome | None:
     """The job's Outcome when the rows already settle it (cached: its row is there; refused: it failed as often as
     the bound allows), else None: it is to be run. Called under the rows' lock, after a refresh. A cached row
     whose images were not kept is run again (seeded) to keep them: job.cached holds it for the comparison."""
-    cached = run.store.ok.get(job.key) if job.key in run.store.done else None
+    store = run.store_of(job.spec)
+    cached = store.ok.get(job.key) if job.key in store.done else None
+    if cached is None and job.spec["attack"] == MEASURES:  # a row written before measures had keys
+        cached = unkeyed_row(store.rows, job.lm.meta.model_id, job.cfg, run.n(job.spec))
     if cached is not None:
         if not (run.settings.save_adversarial and "adversarial" not in cached and Evaluation.of(job.spec).has_ball):
             return job.outcome("cached")
         job.cached = cached
         return None
-    earlier = run.refused(job.key)
+    earlier = run.refused(job.key, store=store)
     return None if earlier is None else job.outcome("refused", first_line(str(earlier.get("error", ""))))
 
 
 def _measure(run: Run, job: Job, batch_size: int) -> dict:
     """The evaluation's result at this batch (its attack or corruptions, with their progress bars)."""
     spec, lm, s = job.spec, job.lm, run.settings
+    if spec["attack"] == MEASURES:  # they perturb the weights: the eager model, whatever forward evaluates
+        return measure(eager(lm.model), *run.points_of(spec), job.cfg)
     if spec["attack"] == "corruptions":
         read = {"official_set": run.official_set} if run.official_set else {}
         with tqdm(total=len(job.cfg["names"]) * len(SEVERITIES), desc=f"{lm.meta.name[:40]} corruptions",
@@ -475,12 +501,15 @@ def record(run: Run, job: Job, result: dict | None, error: Exception | None) -> 
     row = {"key": job.key, **job.lm.meta.row_fields(), "attack": s["attack"], "norm": s["norm"], "eps": s["eps"],
            "eps_str": s["eps_str"], "attack_config": job.cfg, **run.common, "n": run.n(s),
            "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    path = run.store_of(s).path
+    if s["attack"] == MEASURES:
+        row["measure_n"] = run.n(s)
     if error is not None:
         msg = error_line(error)
         say(f"error: {job.label}: {msg}")
         if not isinstance(error, EvaluationError):
             traceback.print_exception(error, limit=3)
-        append_row(run.rows_path, {**row, "status": "failed", "error": msg})
+        append_row(path, {**row, "status": "failed", "error": msg})
         return job.outcome("failed", msg)
     images = result.pop("adversarial_images", None)
     if images is not None:
@@ -490,7 +519,9 @@ def record(run: Run, job: Job, result: dict | None, error: Exception | None) -> 
             say(f"warning: {job.label}: the attack fooled other points than its cached row did (not "
                 "deterministic on this machine); the new row, with its images, replaces it")
         draw_gallery(run, job, {**row, **result}, images)
-    append_row(run.rows_path, {**row, **result, "status": "ok"})
+    append_row(path, {**row, **result, "status": "ok"})
+    if s["attack"] == MEASURES:
+        say(f"measured {job.lm.meta.name}: sharpness {result['sharpness_worst']:.4f}")
     for check, msg in (result.get("aa_checks") or {}).items():
         if msg:
             say(f"warning: {job.label}: AutoAttack check {check}: {msg}")
@@ -587,7 +618,7 @@ def evaluate(models: list[str], settings: EvalSettings, specs: list[dict] | None
         return [(job.key, job) for job in open_jobs]
 
     # the first job no live process holds, claimed; while others hold every one left, look again each second
-    while (claimed := claim_first(run.rows_path, run.store.refresh, wanted, os.path.join(settings.out, ".claims"),
+    while (claimed := claim_first(run.rows_path, run.refresh, wanted, os.path.join(settings.out, ".claims"),
                                   poll=1.0)) is not None:
         job, lease = claimed
         open_jobs.remove(job)

@@ -75,6 +75,12 @@ def prepare_for_eval(model: nn.Module, device: torch.device, *, compile_backend:
     return model
 
 
+def eager(model: nn.Module) -> nn.Module:
+    """The model itself, under the compiled forward prepare_for_eval may have put around it (for what changes its
+    weights, as the sharpness measure does)."""
+    return model.model if isinstance(model, BucketedForward) else model
+
+
 def precision_note(device: torch.device) -> str:
     """What 'fp32' means on this device, for the row's provenance."""
     if device.type == "cuda" and torch.backends.cudnn.allow_tf32:

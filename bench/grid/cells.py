@@ -111,9 +111,10 @@ def train_cell(cell: Cell, progress: bool) -> tuple[str, int, float]:
 def evaluations(p: Preset, data: str, device: str, out: str, progress: bool, compile_: bool = False,
                 retry_failed: bool = False) -> tuple:
     """(the settings, the evaluations) of each checkpoint, as bench.eval.engine takes them: clean, PGD per norm,
-    AutoAttack per norm, corruptions, each with its number of points (rows in OUT/results.jsonl, each claimed and
-    cached)."""
+    AutoAttack per norm, corruptions, the sharpness and feature measures, each with its number of points (rows in
+    OUT/results.jsonl and OUT/measures.jsonl, each claimed and cached)."""
     from bench.eval.engine import EvalSettings, plan
+    from bench.eval.measures import measures_spec
 
     settings = EvalSettings(data=data, device=device, out=out, progress=progress, pgd_steps=p.pgd_steps,
                             corruptions=",".join(p.corruptions) if p.corruptions else None,
@@ -124,46 +125,15 @@ def evaluations(p: Preset, data: str, device: str, out: str, progress: bool, com
     asked += [replace(settings, attacks="autoattack", norm=norm, eps=",".join(eps), n_examples=p.aa_n)
               for norm, eps in p.aa_eps.items()]
     asked.append(replace(settings, attacks="corruptions", n_examples=p.eval_n))
-    return settings, [spec for s in asked for spec in plan(s)]
+    return settings, [spec for s in asked for spec in plan(s)] + [measures_spec(p.feature_eps, p.measure_n)]
 
 
 def bench_cell(p: Preset, path: str, data: str, device: str, out: str, progress: bool, compile_: bool = False,
                retry_failed: bool = False) -> list:
-    """Run the cell's evaluations through bench.eval.engine, in one run; returns every evaluation's Outcome."""
+    """Run the cell's evaluations and measures through bench.eval.engine, in one run; returns every evaluation's
+    Outcome."""
     from bench.eval.engine import evaluate
 
     settings, specs = evaluations(p, data, device, out, progress, compile_, retry_failed)
     print(f"bench: {len(specs)} evaluations", file=sys.stderr)
     return evaluate([path], settings, specs)
-
-
-def measure_cell(p: Preset, path: str, data: str, device: str, out: str, model_id: str | None = None) -> dict | None:
-    """Sharpness and feature-perturbation measures of one checkpoint, cached in OUT/measures.jsonl. model_id: the
-    checkpoint's sha256 when the caller has it (else it is hashed here)."""
-    from bench.data import load_points
-    from bench.eval.loading import load_model_spec
-    from bench.eval.measures import feature_perturbation, sharpness
-    from bench.store.rows import append_row, read_rows
-    from bench.store.schema import check_measure_row
-    from zoo.checkpoint import sha256_file
-    from zoo.pgd import parse_eps
-
-    rows_path = os.path.join(out, "measures.jsonl")
-    have = {(r["model_id"], r["measure_n"]) for r in read_rows(rows_path, check=check_measure_row)}
-    model_id = model_id or sha256_file(path)
-    if (model_id, p.measure_n) in have:
-        return None
-    pts = load_points(data, n=p.measure_n)  # the evaluations' first points
-    lm = load_model_spec(path, num_classes=pts.num_classes, size=pts.x.shape[-1], model_id=model_id)
-    x = pts.x.float().div(255).to(device)
-    y = pts.y.to(device)
-    model = lm.model.to(device)
-    row = {"model_id": lm.meta.model_id, "model": lm.meta.name, "measure_n": p.measure_n,
-           **sharpness(model, x, y, rho=0.05, seed=0)}
-    for norm, eps in p.feature_eps.items():
-        fp = feature_perturbation(model, x, y, norm=norm, eps=parse_eps(eps))
-        row[f"feature_shift_{norm}"] = fp["feature_shift"]
-        row[f"feature_eps_{norm}"] = eps
-    append_row(rows_path, row)
-    print(f"measured {lm.meta.name}: sharpness {row['sharpness_worst']:.4f}", file=sys.stderr)
-    return row

@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass
 
 from bench.defaults import rows_path
-from bench.grid.cells import Cell, bench_cell, cells, measure_cell, train_cell
+from bench.grid.cells import Cell, bench_cell, cells, train_cell
 from bench.grid.presets import Preset
 from bench.store.leases import claim_first
 from bench.store.rows import RowStore, append_row, locked
@@ -111,8 +111,7 @@ def run_cell(study: Study, cell: Cell) -> dict:
                           study.retry_failed)
     from zoo.checkpoint import sha256_file
 
-    model_id = sha256_file(path)  # once for the cell's measures and its done row (the engine keys rows on its own)
-    measure_cell(p, path, p.data, study.device, study.out, model_id)
+    model_id = sha256_file(path)  # its done row's (the engine keys rows on its own)
     result = {"checkpoint": path, "model_id": model_id, "resumed_from": resumed_from,
               "train_seconds": train_seconds, "seconds": time.perf_counter() - t0}
     missing = [{"evaluation": o.evaluation.label,

@@ -10,11 +10,14 @@ import os
 
 
 def read_measures(folder: str) -> list[dict]:
+    """The measures rows beside the results (their failed rows left out)."""
+    from bench.defaults import measures_path
     from bench.store.rows import read_rows
     from bench.store.schema import check_measure_row
 
-    path = os.path.join(folder, "measures.jsonl")
-    return read_rows(path, check=check_measure_row) if os.path.exists(path) else []
+    path = measures_path(folder)
+    rows = read_rows(path, check=check_measure_row) if os.path.exists(path) else []
+    return [r for r in rows if r.get("status", "ok") == "ok"]
 
 
 def read_verifications(folder: str) -> list[dict]:

@@ -296,12 +296,18 @@ def check_published_row(row) -> None:
 
 
 def check_measure_row(row) -> None:
-    """Rows of measures.jsonl: a model id, the number of points, finite numbers."""
+    """Rows of measures.jsonl: a model id, the number of points, finite numbers; the engine's rows also a key and a
+    status (a failed one its error). Rows written before measures were an evaluation have neither."""
     if not isinstance(row, dict):
         raise RowError("not a JSON object")
     _text(row, "model_id")
     _text(row, "model")
     _int(row, "measure_n", 1, 10 ** 9)
+    if "key" in row or "status" in row:
+        if not isinstance(row.get("key"), str) or row.get("status") not in ("ok", "failed"):
+            raise RowError("a measures row with a key needs a status, ok or failed")
+        if row["status"] == "failed":
+            _text(row, "error")
     for k, v in row.items():
         if k.startswith(("sharpness", "feature_shift")) and (
                 isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
