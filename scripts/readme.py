@@ -17,10 +17,11 @@ sys.path.insert(0, ROOT)
 
 
 def headline() -> str:
+    from bench.report.outputs import results_of
     from bench.report.study_report import headline_table
     from bench.store.rows import read_rows
 
-    return headline_table(read_rows(os.path.join(ROOT, "results", "study", "results.jsonl")))
+    return headline_table(results_of(read_rows(os.path.join(ROOT, "results", "study", "results.jsonl"))))
 
 
 def variants() -> str:

@@ -152,24 +152,25 @@ def test_every_renderer_ranks_the_same_rows_alike_by_the_one_rule(tmp_path):
         rows.append(_row(clean, aa, key=f"{name}a" * 10, attack="autoattack", attack_config={"version": "standard"},
                          **common))
     expected = ["B", "C", "A"]  # B and C tie at 40%: then clean (equal), then name
-    (table,) = leaderboard_tables(rows).values()
+    results = results_of(rows)
+    (table,) = leaderboard_tables(results).values()
     assert list(table["Model"]) == expected
-    markdown = to_markdown(leaderboard_tables(rows))
+    markdown = to_markdown(leaderboard_tables(results))
     assert [line.split("|")[1].strip() for line in markdown.splitlines() if line.startswith("| ")][1:] == expected
-    (section,) = pages.sections(rows, pages.models(rows, {}))
+    (section,) = pages.sections(results, pages.models(rows, {}))
     assert [line["model"]["name"] for line in section["lines"]] == expected
     assert [g["config"] for g in section["groups"]] == [f"r {x}" for x in expected]
     assert section["rank_by"] == "Worst 8/255"
-    build_site(rows, str(tmp_path / "site"), results=results_of(rows))
+    build_site(rows, str(tmp_path / "site"), results=results)
     with open(tmp_path / "site" / "results.csv", newline="") as f:
         lines = [r for r in csv.DictReader(f) if r["column"] == "Worst 8/255"]
     assert [r["model"] for r in lines] == expected and [int(r["rank"]) for r in lines] == [1, 2, 3]
     downloaded = json.loads((tmp_path / "site" / "results.json").read_text())
     assert list(dict.fromkeys(r["model"] for r in downloaded)) == expected
-    assert rank_key(rows) == RobustColumn("worst", "Linf", "8/255")
-    s = summarize(per_model(rows, []), rank_key(rows))
+    assert rank_key(results) == RobustColumn("worst", "Linf", "8/255")
+    s = summarize(per_model(results, []), rank_key(results))
     assert list(s.index) == [f"r {x}" for x in expected]
-    assert [line.split("|")[1].strip() for line in results_table(per_model(rows, []), s).splitlines()[2:]] == \
+    assert [line.split("|")[1].strip() for line in results_table(per_model(results, []), s).splitlines()[2:]] == \
         [f"r {x}" for x in expected]
     assert rank_choice([("pgd", 0.03, "8/255"), ("autoattack", 0.03, "8/255")], lambda s: False) == \
         ("attack", "autoattack", "8/255")

@@ -177,6 +177,7 @@ def test_autoattack_class_count_check():
 
 
 def test_flagged_autoattack_row_is_warned_and_marked(tmp_path, monkeypatch, capsys):
+    from bench.report.outputs import results_of
     from bench.report.tables import leaderboard_tables, to_markdown
 
     (tmp_path / "toyaa.py").write_text("import torch\n\ndef softmax_model():\n    torch.manual_seed(0)\n"
@@ -194,7 +195,7 @@ def test_flagged_autoattack_row_is_warned_and_marked(tmp_path, monkeypatch, caps
     assert err.count("AutoAttack check output_range") == 1
     (aa,) = [r for r in read_rows(str(out / "results.jsonl")) if r["attack"] == "autoattack-fast"]
     assert aa["aa_checks"]["output_range"] and not aa["aa_checks"]["randomized"]
-    md = to_markdown(leaderboard_tables(read_rows(str(out / "results.jsonl"))))
+    md = to_markdown(leaderboard_tables(results_of(read_rows(str(out / "results.jsonl")))))
     assert " †" in md and "AutoAttack flagged" in md
 
 

@@ -133,8 +133,8 @@ def test_hub_folder_round_trip(models, kind, tmp_path):
     both = read(m["results"]) + list(theirs.values())
     res = Results.of(both)
     assert len({r["model_id"] for r in both}) == 2 and len({g["model"] for g in res.groups.values()}) == 1
-    assert len(per_model(both, [], res.boards, res.groups)) == 1
-    for section in sections(both, site_models(both, {}), res.boards, res.groups):
+    assert len(per_model(res, [])) == 1
+    for section in sections(res, site_models(both, {})):
         assert [g["seeds"] for g in section["groups"]] == [[h["train_seed"]]] and len(section["lines"]) == 2
     if kind == "classic":  # bench.export reads hf-hub: too: the training record its sharpbench.json ships (a digits
         # model: refused for RobustBench in one line), and the weights RobustBench would load are the checkpoint's

@@ -49,6 +49,12 @@ class AttackEntry:
     keep_images: bool = False  # its images are always kept beside the rows (they are the evidence: imported)
     correct_only: bool = False  # it attacks only the points right on clean inputs (the others count as fooled)
     staged: bool = False  # it runs in stages, each shown on the evaluation's bar (or said on a line in a log)
+    # the floor the protocol's attack is checked against: RobustBench's attack leaving more points robust than this
+    # one on the same model and ball is a sign that an attack is broken (bench.run warns)
+    floor: bool = False
+    # (config, eps) -> the bench.run flags beyond --attacks/--norm/--eps that remake a row of it (the site's
+    # "reproduce" command); None: none
+    flags: Callable | None = None
 
 
 ATTACKS: dict[str, AttackEntry] = {}
@@ -90,6 +96,17 @@ def robustbench_attack() -> str:
     return next(name for name, entry in ATTACKS.items() if entry.robustbench)
 
 
+def floor_attacks() -> list[str]:
+    """The attacks the protocol's attack is checked against (floor=True)."""
+    return [name for name, entry in ATTACKS.items() if entry.floor]
+
+
+def run_flags(name: str, config: dict, eps: float) -> list[str]:
+    """The bench.run flags, beyond the evaluation's own, that remake a row of this attack with this config."""
+    entry = ATTACKS.get(name)
+    return [] if entry is None or entry.flags is None else entry.flags(config, eps)
+
+
 def in_worst_case(name: str) -> bool:
     return name in ATTACKS and ATTACKS[name].worst_case
 
@@ -118,6 +135,14 @@ def _pgd_cost(config: dict, t_grad: float, t_fwd: float) -> float:
     return config["restarts"] * (config["steps"] * t_grad + t_fwd)
 
 
+def _pgd_flags(config: dict, eps: float) -> list[str]:
+    out = ["--pgd-steps", str(config.get("steps")), "--restarts", str(config.get("restarts", 1))]
+    steps, alpha = config.get("steps"), config.get("alpha")
+    if steps and alpha is not None and abs(alpha - 2.5 * eps / steps) > 1e-9:  # not the default step 2.5 eps/steps
+        out += ["--pgd-alpha", f"{alpha:.10g}"]
+    return out
+
+
 def _autoattack_cost(config: dict, t_grad: float, t_fwd: float) -> float:
     from bench.attacks.autoattack import stage_calls, stage_overhead, standard_attack
 
@@ -134,7 +159,7 @@ def _clean(norm, eps, **_):
     return Attack("clean", {"attack": "clean"}, lambda self, model, x, y: x.clone())
 
 
-@register("pgd", label="PGD", strength=3, norms=("Linf", "L2"), cost=_pgd_cost)
+@register("pgd", label="PGD", strength=3, norms=("Linf", "L2"), cost=_pgd_cost, floor=True, flags=_pgd_flags)
 def _pgd(norm, eps, pgd_steps=20, pgd_alpha=None, restarts=1, seed=0, batch_size=250, **_):
     check_norm(norm)  # Linf and L2: L1 is AutoAttack's (APGD-L1)
     alpha = 2.5 * eps / pgd_steps if pgd_alpha is None else pgd_alpha

@@ -15,7 +15,7 @@ from bench.report.claims import decide, eps_columns
 from bench.report.escape import md, md_code
 from bench.report.tables import eps_curve, missing_markdown
 from bench.report.numbers import human, percent
-from bench.report.results import CLEAN, CORRUPTIONS, Results, RobustColumn, boards, seed_groups
+from bench.report.results import CLEAN, CORRUPTIONS, RobustColumn
 from bench.report.variants import (EPOCHS_NOTE, STEP_TIMES, STEPS_NOTE, check_step_row, epoch_seconds, step_times,
                                    variant_section)
 from zoo.checkpoint import load_checkpoint
@@ -30,16 +30,15 @@ def _column_name(board, line) -> RobustColumn | str | None:
     return "corruptions" if line["kind"] == "corruptions" else None
 
 
-def per_model(rows: list[dict], measures: list[dict], all_boards: list | None = None,
-              groups: dict | None = None) -> pd.DataFrame:
+def per_model(results, measures: list[dict]) -> pd.DataFrame:
     """One line per trained model, read from the results model (bench.report.results): clean (on the board with
     the most points), each (attack, norm, eps) robust accuracy and worst case (from the most points it was run
-    on), AutoAttack's own clean accuracy (aa_clean: on AutoAttack's points), corruptions, measures. groups: the
-    rows' seed_groups (a model read twice, as a .pt and from the Hub, is one line)."""
-    groups = seed_groups(rows) if groups is None else groups
+    on), AutoAttack's own clean accuracy (aa_clean: on AutoAttack's points), corruptions, measures. One line per
+    seed group's trained model (a model read twice, as a .pt and from the Hub, is one line)."""
+    groups = results.groups
     lines: dict = {}
     taken: dict = {}  # (model, column) -> points of the board the value came from
-    for b in sorted(boards(rows) if all_boards is None else all_boards, key=lambda b: -b.n):
+    for b in sorted(results.boards, key=lambda b: -b.n):
         for ln in b.records():
             if ln["status"] != "ok" or ln["acc"] is None:
                 continue
@@ -59,10 +58,10 @@ def per_model(rows: list[dict], measures: list[dict], all_boards: list | None = 
     return pd.DataFrame(list(lines.values()))
 
 
-def rank_key(rows: list[dict], all_boards: list | None = None) -> RobustColumn | str | None:
+def rank_key(results) -> RobustColumn | str | None:
     """The per-model column the report's groups are ranked by: the first board's rank column (RobustBench's first
     threat model, the most test points), named as per_model names it."""
-    all_boards = boards(rows) if all_boards is None else all_boards
+    all_boards = results.boards
     if not all_boards or all_boards[0].rank_by is None:
         return None
     b = all_boards[0]
@@ -266,8 +265,8 @@ def protocol(preset_cfg: dict, rows: list[dict], precisions: set[str]) -> list[s
 def write_report(rows, measures, ckpt_paths, out, *, preset, preset_cfg, command, device, seconds, results) -> str:
     """REPORT.md; results: the rows' Results (bench.report.outputs.results_of, computed once for every output)."""
     os.makedirs(out, exist_ok=True)
-    pm = per_model(rows, measures, results.boards, results.groups)
-    s = summarize(pm, rank_key(rows, results.boards))
+    pm = per_model(results, measures)
+    s = summarize(pm, rank_key(results))
     histories, precisions, timings = {}, set(), {}
     first_seed = min(preset_cfg["seeds"])
     group_of = {r["model"]: results.groups[r["model_id"]]["name"] for r in rows
@@ -354,12 +353,12 @@ HEADLINE = ("clean", RobustColumn("pgd", "Linf", "1/255"), RobustColumn("pgd", "
             RobustColumn("autoattack", "Linf", "8/255"))
 
 
-def headline_table(rows: list[dict], measures: list[dict] | None = None, columns=HEADLINE) -> str:
+def headline_table(results, measures: list[dict] | None = None, columns=HEADLINE) -> str:
     """A study's headline, as the README shows it: each group's mean ± std over seeds on a few columns, ranked
-    as the report ranks them. A pure function of the rows (and measures), so a test can hold the README to it."""
-    results = Results.of(rows)
-    pm = per_model(rows, measures or [], results.boards, results.groups)
-    s = summarize(pm, rank_key(rows, results.boards))
+    as the report ranks them. A pure function of the rows' Results (and measures), so a test can hold the README
+    to it."""
+    pm = per_model(results, measures or [])
+    s = summarize(pm, rank_key(results))
     cols = [c for c in columns if (c, "mean") in s.columns]
     head = ["Group", "seeds"] + [HEADS.get(c, c) if isinstance(c, str) else md(_label(c)) for c in cols]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

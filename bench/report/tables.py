@@ -10,7 +10,7 @@ from bench.report.numbers import percent
 from zoo.files import write_text_atomic
 
 from bench.attacks.registry import decides_rank, label_of, strength_of
-from bench.report.results import CLEAN, boards, corruptions_note, latest_frame
+from bench.report.results import CLEAN, corruptions_note, latest_frame
 
 
 def missing_markdown(missing: list[dict]) -> list[str]:
@@ -69,12 +69,12 @@ def board_table(board) -> pd.DataFrame:
 CORRUPTION_SETS = "corruption_sets"  # table.attrs key: what the Corruptions column averages, as one sentence
 
 
-def leaderboard_tables(rows: list[dict], all_boards: list | None = None) -> dict[tuple[str, str, int], pd.DataFrame]:
-    """{(norm, data, n): table} from the results model (bench.report.results.boards), in its rank order: columns
+def leaderboard_tables(results) -> dict[tuple[str, str, int], pd.DataFrame]:
+    """{(norm, data, n): table} from the results model's boards (bench.report.results), in its rank order: columns
     Model, Arch, Recipe, Clean, <attack eps>..., Worst <eps> (where more than one attack ran at that eps: a point
     counts only if it survived all of them), Corruptions."""
     tables = {}
-    for b in boards(rows) if all_boards is None else all_boards:
+    for b in results.boards:
         tables[(b.norm, b.data, b.n)] = table = board_table(b)
         table.attrs[CORRUPTION_SETS] = corruptions_note(b)
     return tables
@@ -200,7 +200,7 @@ def write_leaderboard(rows: list[dict], out: str, results) -> str:
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, "leaderboard.md")
     plots = write_plots(rows, out)
-    text = to_markdown(leaderboard_tables(rows, results.boards), results.missing)
+    text = to_markdown(leaderboard_tables(results), results.missing)
     if plots:
         text += "\n" + "\n".join(f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in plots) + "\n"
     write_text_atomic(path, text)

@@ -81,15 +81,22 @@ def worst_cases(rows: list[dict]) -> dict[tuple, WorstCase]:
 
 
 def attack_sanity_warnings(rows: list[dict]) -> list[str]:
-    """AutoAttack should never leave more points robust than PGD on the same model and ball."""
+    """RobustBench's attack should never leave more points robust than a floor attack of the catalogue (PGD) on
+    the same model and ball (the latest row of each)."""
+    from bench.attacks.registry import floor_attacks, label_of, robustbench_attack
+
+    protocol, floors = robustbench_attack(), floor_attacks()
     best = {}
     for r in rows:
-        if r.get("status") == "ok" and r["attack"] in ("pgd", "autoattack"):
+        if r.get("status") == "ok" and r["attack"] in (protocol, *floors):
             best[(r["model_id"], r["norm"], eps_key(r["eps"]), r["data"], r["n"], r["attack"])] = r["robust_acc"]
     out = []
     for (mid, norm, eps, data, n, attack), acc in best.items():
-        pgd_acc = best.get((mid, norm, eps, data, n, "pgd"))
-        if attack == "autoattack" and pgd_acc is not None and acc > pgd_acc + 1e-9:
-            out.append(f"AutoAttack ({acc:.4f}) is more accurate than PGD ({pgd_acc:.4f}) on {mid[:12]} "
-                       f"{norm} eps={eps:.4g}: an attack may be broken")
+        if attack != protocol:
+            continue
+        for floor in floors:
+            floor_acc = best.get((mid, norm, eps, data, n, floor))
+            if floor_acc is not None and acc > floor_acc + 1e-9:
+                out.append(f"{label_of(protocol)} ({acc:.4f}) is more accurate than {label_of(floor)} "
+                           f"({floor_acc:.4f}) on {mid[:12]} {norm} eps={eps:.4g}: an attack may be broken")
     return out

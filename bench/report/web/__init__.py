@@ -123,7 +123,7 @@ def _build(rows, out, *, metas, measures, report_md, report_dir, title, verifica
     if rows != drawn:  # a path the site does not publish named a model: its boards from the published rows
         results = Results.of(rows)
     all_boards = results.boards
-    sections = pages.sections(rows, info, all_boards, results.groups)
+    sections = pages.sections(results, info)
     results_csv, results_json = results_downloads(all_boards)
     write_text_atomic(os.path.join(out, "results.csv"), results_csv)
     write_text_atomic(os.path.join(out, "results.json"), results_json)

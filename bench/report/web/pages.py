@@ -11,10 +11,10 @@ from collections import defaultdict
 
 import numpy as np
 
-from bench.attacks.registry import label_of, strength_of
+from bench.attacks.registry import label_of, run_flags, strength_of
 from bench.eval.loading import source_kind
 from bench.report.numbers import human
-from bench.report.results import CLEAN, CORRUPTIONS, boards, corruptions_note
+from bench.report.results import CLEAN, CORRUPTIONS, corruptions_note
 from bench.stats import wilson
 from bench.store.schema import HF_REPO_ID
 
@@ -115,16 +115,13 @@ def _cell(line: dict | None) -> dict | None:
     return cell
 
 
-def sections(rows: list[dict], model_info: dict, all_boards: list | None = None,
-             groups: dict | None = None) -> list[dict]:
+def sections(results, model_info: dict) -> list[dict]:
     """One leaderboard section per board of the results model (bench.report.results.boards), in its order and
     its rank: columns (attacks x eps, the worst case where more than one attack ran, corruptions), one line per
     model, and one line per configuration (mean ± std over seeds)."""
-    from bench.report.results import seed_groups
-
-    groups = seed_groups(rows) if groups is None else groups
+    groups = results.groups
     out = []
-    for i, b in enumerate(boards(rows) if all_boards is None else all_boards):
+    for i, b in enumerate(results.boards):
         columns = [{"key": c.key, "title": c.key, "kind": "worst" if c.kind == "worst" else "acc",
                     "attack": c.attack, "eps": c.eps, "eps_str": c.eps_str} for c in b.columns]
         lines = []
@@ -285,10 +282,7 @@ def reproduce(row: dict, sh) -> str:
              str(int(row["n"]))]  # ImageNet rows do not say where its folder was
     if row.get("norm"):
         parts += ["--norm", sh(row["norm"]), "--eps", sh(row["eps_str"])]
-    if row["attack"] == "pgd":
-        parts += ["--pgd-steps", str(cfg.get("steps")), "--restarts", str(cfg.get("restarts", 1))]
-        if cfg.get("steps") and cfg.get("alpha") is not None and abs(cfg["alpha"] - 2.5 * row["eps"] / cfg["steps"]) > 1e-9:
-            parts += ["--pgd-alpha", sh(f"{cfg['alpha']:.10g}")]
+    parts += [sh(flag) for flag in run_flags(row["attack"], cfg, row["eps"])]
     if row["attack"] == "corruptions":
         parts += ["--corruptions", sh(",".join(cfg.get("names", []))), "--corruptions-source", sh(cfg.get("source", "auto"))]
     if "seed" in cfg and cfg["seed"] != 0:
