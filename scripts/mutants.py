@@ -171,7 +171,7 @@ MUTANTS = [
            '        with requests.get(url, stream=True, timeout=60, headers={"Range": f"bytes={have}-"} if have else {}) as r:',
            "        with requests.get(url, stream=True, timeout=60) as r:",
            "a broken download restarts from zero", T("tests/test_official_corruptions.py", "-k", "resumes")),
-    Mutant("bench/eval/engine.py", "    cached = run.store.ok.get(job.key) if job.key in run.store.done else None",
+    Mutant("bench/eval/engine.py", "    cached = store.ok.get(job.key) if job.key in store.done else None",
            "    cached = None",
            "a rerun after a kill evaluates finished rows again and doubles them", T(BEHAVIOUR, "-k", "killed")),
     # ------------------------------------------------------------ study report
@@ -287,6 +287,21 @@ MUTANTS = [
     Mutant("bench/attacks/registry.py", "        if batch_size != AUTOATTACK_BATCH:", "        if False:",
            "AutoAttack's batch, which its random starts depend on, is left out of its key",
            T(BEHAVIOUR, "-k", "batch_size_device")),
+    Mutant("bench/eval/engine.py",
+           "        cached = unkeyed_row(store.rows, job.lm.meta.model_id, job.cfg, run.n(job.spec))",
+           "        cached = None", "the measures rows written before they had keys are measured again",
+           T("tests/test_bench.py", "-k", "measures_are_an_evaluation")),
+    # ------------------------------------------------------------ AutoAttack with no wasted work (issue 51)
+    Mutant("bench/attacks/apgd_exit.py",
+           "out.settle(w, loss_steps, logits.detach().max(1)[1] != w[\"y\"], w[\"x_adv\"].detach())",
+           "out.settle(w, loss_steps, (logits.detach().max(1)[1] != w[\"y\"]) | (y1 < w[\"loss_best\"]),"
+           " w[\"x_adv\"])",
+           "APGD's early exit drops points that are not yet fooled (their loss fell below their best)",
+           T("tests/test_early_exit.py", "-k", "apgd_with_the_exit and Linf")),
+    Mutant("bench/attacks/apgd_exit.py", 'PER_POINT = ("x", "y", "y_target", "x_adv",',
+           'PER_POINT = ("x", "y", "x_adv",',
+           "APGD-T's targets are not dropped with their points: the points left attack other points' targets",
+           T("tests/test_early_exit.py", "-k", "apgd_with_the_exit and apgd-t and Linf")),
 ]
 
 

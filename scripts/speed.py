@@ -466,8 +466,9 @@ def autoattack_speed(arch, device, n, data, epochs, batch, compile_):
 
 def autoattack_side_by_side(ck: str, data: str, n: int, device, batch: int, reps: int) -> dict:
     """AutoAttack standard (Linf 8/255) on one checkpoint's first n test points of `data`, run by the bench
-    (staged, resumable, checked) and by pyautoattack's own run_standard_evaluation, same model, points, device,
-    seed and batch, alternating, `reps` times each; returns the best seconds of each and both robust counts."""
+    (staged, resumable, checked, APGD with the early exit), by the bench without the exit, and by pyautoattack's
+    own run_standard_evaluation, same model, points, device, seed and batch, alternating, `reps` times each;
+    returns the best seconds of each, every time, each run's per-point robust flags and our stages' seconds."""
     from bench.attacks.autoattack import Float32Logits, run_autoattack, standard_attack
     from bench.attacks.predict import predict
     from bench.data import load_points
@@ -477,41 +478,55 @@ def autoattack_side_by_side(ck: str, data: str, n: int, device, batch: int, reps
     pts = load_points(data, n=n)
     x, y = pts.x.float().div(255).to(device), pts.y.to(device)
     stages = ("apgd-ce", "apgd-t", "fab-t", "square")
-    times = {"ours": [], "pyautoattack": []}
-    robust = {}
+    times: dict = {"ours": [], "ours, no exit": [], "pyautoattack": []}
+    flags, stage_seconds = {}, {}
+    clean = predict(model, x, batch) == y
     for _ in range(reps):
-        t0 = time.perf_counter()
-        adv, info = run_autoattack(model, x, y, norm="Linf", eps=8 / 255, stages=stages, batch_size=batch)
-        sync(device)
-        times["ours"].append(time.perf_counter() - t0)
-        robust["ours"] = int(((predict(model, x, batch) == y) & (predict(model, adv, batch) == y)).sum())
-        t0 = time.perf_counter()
-        aa = standard_attack(Float32Logits(model).eval(), norm="Linf", eps=8 / 255, device=str(device))
-        adv, _ = aa.run_standard_evaluation(x, y, batch_size=batch)
-        sync(device)
-        times["pyautoattack"].append(time.perf_counter() - t0)
-        robust["pyautoattack"] = int(((predict(model, x, batch) == y) & (predict(model, adv, batch) == y)).sum())
-    return {"n": len(y), "seconds": {k: min(v) for k, v in times.items()}, "all": times, "robust": robust,
-            "stage_seconds": info["stage_seconds"]}
+        for run in times:
+            t0 = time.perf_counter()
+            if run == "pyautoattack":
+                aa = standard_attack(Float32Logits(model).eval(), norm="Linf", eps=8 / 255, device=str(device))
+                adv, _ = aa.run_standard_evaluation(x, y, batch_size=batch)
+            else:
+                adv, info = run_autoattack(model, x, y, norm="Linf", eps=8 / 255, stages=stages, batch_size=batch,
+                                           early_exit=run == "ours")
+                stage_seconds[run] = info["stage_seconds"]
+            sync(device)
+            times[run].append(time.perf_counter() - t0)
+            flags[run] = (clean & (predict(model, adv, batch) == y)).cpu()
+    return {"n": len(y), "seconds": {k: min(v) for k, v in times.items()}, "all": times, "flags": flags,
+            "stage_seconds": stage_seconds}
 
 
-def autoattack_section(ck: str, data: str, n: int, device, batch: int, reps: int) -> list[str]:
-    r = autoattack_side_by_side(ck, data, n, device, batch, reps)
-    ours, ref = r["seconds"]["ours"], r["seconds"]["pyautoattack"]
+SMOKE_MODELS = tuple(os.path.join("runs", "study-smoke", "zoo", f"sharp_small-{r}-s0.pt")
+                     for r in ("standard", "sam-rho0.05", "pgd_at-linf8_255"))
+
+
+def autoattack_section(cks: list[str], data: str, n: int, device, batch: int, reps: int) -> list[str]:
     dev = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
-    return ["## AutoAttack: ours against pyautoattack, side by side", "",
-            f"`python scripts/speed.py --only-autoattack` ({time.strftime('%Y-%m-%d')}): AutoAttack standard, Linf "
-            f"8/255, on `{os.path.relpath(ck)}` and the first {r['n']} test points of `{data}`, {dev}, batch "
-            f"{batch}, seed 0. Ours: `bench.attacks.autoattack.run_autoattack` (one stage per call on the points "
-            "still robust, state saved after each, pyautoattack's checks); pyautoattack: its own "
-            "`run_standard_evaluation` on the same model object, points and device. Run alternately, "
-            f"{reps} times each; the best time of each, and every time in brackets.", "",
-            "| run | seconds | robust points | ours / pyautoattack |", "|---|---|---|---|",
-            f"| ours | {ours:.1f} ({', '.join(f'{t:.1f}' for t in r['all']['ours'])}) | {r['robust']['ours']} of "
-            f"{r['n']} | {ours / ref:.3f} |",
-            f"| pyautoattack | {ref:.1f} ({', '.join(f'{t:.1f}' for t in r['all']['pyautoattack'])}) | "
-            f"{r['robust']['pyautoattack']} of {r['n']} | 1 |", "",
-            "Ours, per stage (s): " + ", ".join(f"{k} {v:.1f}" for k, v in r["stage_seconds"].items()), ""]
+    lines = ["## AutoAttack: ours against pyautoattack, side by side", "",
+             f"`python scripts/speed.py --only-autoattack` ({time.strftime('%Y-%m-%d')}): AutoAttack standard, Linf "
+             f"8/255, on the first {n} test points of `{data}`, {dev}, batch {batch}, seed 0. Ours: "
+             "`bench.attacks.autoattack.run_autoattack` (one stage per call on the points still robust, state saved "
+             "after each, pyautoattack's checks; APGD with the early exit of `bench.attacks.apgd_exit`); ours, no "
+             "exit: the same with pyautoattack's APGD loops as they are; pyautoattack: its own "
+             "`run_standard_evaluation` on the same model object, points and device. Run alternately, "
+             f"{reps} times each; the attack's own time (model loaded, imports done), the best of each and every "
+             "time in brackets. Flags: the points whose robust flag equals pyautoattack's.", "",
+             "| model | run | seconds | robust points | flags equal | pyautoattack / run |", "|---|---|---|---|---|---|"]
+    stages = []
+    for ck in cks:
+        r = autoattack_side_by_side(ck, data, n, device, batch, reps)
+        ref, theirs = r["seconds"]["pyautoattack"], r["flags"]["pyautoattack"]
+        for run, secs in r["seconds"].items():
+            f = r["flags"][run]
+            every = ", ".join(f"{t:.1f}" for t in r["all"][run])
+            lines.append(f"| `{os.path.basename(ck)}` | {run} | {secs:.1f} ({every}) | {int(f.sum())} of {r['n']} | "
+                         f"{int((f == theirs).sum())} of {r['n']} | {ref / secs:.2f}x |")
+        stages.append(f"- `{os.path.basename(ck)}`: " + "; ".join(
+            f"{run}: " + ", ".join(f"{k} {v:.2f}" for k, v in s.items()) for run, s in r["stage_seconds"].items()))
+        print(lines[-3:], flush=True)
+    return lines + ["", "Ours, per stage (s, the last run):", "", *stages, ""]
 
 
 def main(argv=None) -> int:
@@ -536,13 +551,16 @@ def main(argv=None) -> int:
                     help="only the eager step against the whole step compiled (--compile-step default, inductor), "
                          "per recipe of --recipes, side by side")
     ap.add_argument("--only-autoattack", action="store_true",
-                    help="only AutoAttack, ours against pyautoattack on one robust checkpoint (--aa-checkpoint), "
-                         "written as its own section of --out")
+                    help="only AutoAttack, ours against pyautoattack on the main command's standard, SAM and PGD-AT "
+                         "checkpoints (or --aa-checkpoints), written as its own section of --out")
+    ap.add_argument("--aa-checkpoints", default=",".join(SMOKE_MODELS),
+                    help="--only-autoattack's checkpoints, comma-separated; their training data is the data")
     ap.add_argument("--aa-checkpoint", default=os.path.join("runs", "study-smoke", "zoo",
                                                             "sharp_small-pgd_at-linf8_255-s0.pt"),
                     help="the robust model of --only-autoattack (default: the main command's PGD-AT model); its "
                          "training data is the data")
-    ap.add_argument("--aa-reps", type=int, default=2, help="runs of each, alternating (--only-autoattack)")
+    ap.add_argument("--aa-reps", type=int, default=2,
+                    help="runs of each, alternating: --only-autoattack, --malt and --sam-variants run one more")
     ap.add_argument("--malt", action="store_true",
                     help="only MALT against AutoAttack on --aa-checkpoint (the smoke PGD-AT model), written as its "
                          "own section of --out")
@@ -582,9 +600,9 @@ def main(argv=None) -> int:
     if a.only_autoattack:
         from bench.eval.loading import data_of_models
 
-        section = autoattack_section(a.aa_checkpoint, a.aa_data or data_of_models([a.aa_checkpoint])[0],
-                                     a.aa_n or 64, device, a.batch_size or (1000 if device.type == "cuda" else 250),
-                                     a.aa_reps)
+        cks = a.aa_checkpoints.split(",")
+        section = autoattack_section(cks, a.aa_data or data_of_models(cks)[0], a.aa_n or 64, device,
+                                     a.batch_size or (1000 if device.type == "cuda" else 250), a.aa_reps + 1)
         print("\n".join(section))
         return write_section(section, a.out)
     cuda = device.type == "cuda"

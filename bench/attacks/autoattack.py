@@ -237,10 +237,11 @@ class StageProgress:
 
 
 def run_autoattack(model, x, y, *, norm, eps, stages, seed=0, batch_size=250, state_path=None, bar=None,
-                   version="standard", num_classes=10, say=None):
+                   version="standard", num_classes=10, say=None, early_exit=True):
     """Returns (x_adv, info); info['stage_acc'] maps each stage to the robust accuracy after it, info['aa_checks']
     each of pyautoattack's sanity checks to None (passed) or the warning it gave. bar: a tqdm bar to show the
-    stage, the points still robust and an ETA on."""
+    stage, the points still robust and an ETA on. early_exit: APGD drops a point once it is fooled inside the
+    ball (bench.attacks.apgd_exit: the same flags, less work); False runs pyautoattack's loops as they are."""
     from pyautoattack import checks
 
     logger = logging.getLogger("auto-attack")
@@ -248,6 +249,10 @@ def run_autoattack(model, x, y, *, norm, eps, stages, seed=0, batch_size=250, st
     device = x.device
     wrapped = Float32Logits(model).eval()
     aa = standard_attack(wrapped, norm=norm, eps=eps, seed=seed, device=str(device), version=version)
+    if early_exit:
+        from bench.attacks.apgd_exit import with_early_exit
+
+        with_early_exit(aa)
     settings = attack_settings(version, norm, num_classes)
     apply_settings(aa, settings)
     progress = StageProgress(bar, aa, stages, len(y), batch_size, say)
