@@ -55,6 +55,10 @@ class AttackEntry:
     # (config, eps) -> the bench.run flags beyond --attacks/--norm/--eps that remake a row of it (the site's
     # "reproduce" command); None: none
     flags: Callable | None = None
+    # the attack a study runs over its eps grid (the seed paper's evaluation: cheap, its rows independent of the
+    # batch); one entry has it
+    grid: bool = False
+    detail: Callable | None = None  # config -> its label with what makes it stronger or weaker ("PGD-20x5")
 
 
 ATTACKS: dict[str, AttackEntry] = {}
@@ -94,6 +98,23 @@ def counts_for_robustbench(name: str) -> bool:
 def robustbench_attack() -> str:
     """The name of the attack RobustBench's protocol runs."""
     return next(name for name, entry in ATTACKS.items() if entry.robustbench)
+
+
+def detailed_label(name: str, config: dict) -> str:
+    """An attack's label with what its config changes in its strength (the worst case names its attacks so):
+    PGD-10, PGD-20x5 (restarts), AA, AA-fast."""
+    entry = ATTACKS.get(name)
+    return label_of(name) if entry is None or entry.detail is None else entry.detail(config)
+
+
+def stage_order() -> list[str]:
+    """Every staged attack's stages, in the order they run (a stage in several is placed by its first)."""
+    return list(dict.fromkeys(s for entry in ATTACKS.values() for s in getattr(entry.factory, "stages", ())))
+
+
+def grid_attack() -> str:
+    """The name of the attack a study runs over its eps grid (grid=True)."""
+    return next(name for name, entry in ATTACKS.items() if entry.grid)
 
 
 def floor_attacks() -> list[str]:
@@ -143,6 +164,11 @@ def _pgd_flags(config: dict, eps: float) -> list[str]:
     return out
 
 
+def _pgd_detail(config: dict) -> str:
+    restarts = config.get("restarts", 1)
+    return f"PGD-{config.get('steps', '?')}" + (f"x{restarts}" if restarts and restarts > 1 else "")
+
+
 def _autoattack_cost(config: dict, t_grad: float, t_fwd: float) -> float:
     from bench.attacks.autoattack import stage_calls, stage_overhead, standard_attack
 
@@ -159,7 +185,8 @@ def _clean(norm, eps, **_):
     return Attack("clean", {"attack": "clean"}, lambda self, model, x, y: x.clone())
 
 
-@register("pgd", label="PGD", strength=3, norms=("Linf", "L2"), cost=_pgd_cost, floor=True, flags=_pgd_flags)
+@register("pgd", label="PGD", strength=3, norms=("Linf", "L2"), cost=_pgd_cost, floor=True, flags=_pgd_flags,
+          grid=True, detail=_pgd_detail)
 def _pgd(norm, eps, pgd_steps=20, pgd_alpha=None, restarts=1, seed=0, batch_size=250, **_):
     check_norm(norm)  # Linf and L2: L1 is AutoAttack's (APGD-L1)
     alpha = 2.5 * eps / pgd_steps if pgd_alpha is None else pgd_alpha
@@ -198,6 +225,7 @@ def _autoattack(name, stages, version):
         if batch_size != AUTOATTACK_BATCH:  # the batch is part of the result: pyautoattack draws random starts
             cfg["batch"] = batch_size  # per batch of the points still robust (the default's rows keep their key)
         return Attack(name, cfg, run)
+    factory.stages = tuple(stages)  # what stage_order reads
     return factory
 
 

@@ -113,6 +113,7 @@ def evaluations(p: Preset, data: str, device: str, out: str, progress: bool, com
     """(the settings, the evaluations) of each checkpoint, as bench.eval.engine takes them: clean, PGD per norm,
     AutoAttack per norm, corruptions, the sharpness and feature measures, each with its number of points (rows in
     OUT/results.jsonl and OUT/measures.jsonl, each claimed and cached)."""
+    from bench.attacks.registry import grid_attack, robustbench_attack
     from bench.eval.engine import EvalSettings, plan
     from bench.eval.measures import measures_spec
 
@@ -120,9 +121,9 @@ def evaluations(p: Preset, data: str, device: str, out: str, progress: bool, com
                             corruptions=",".join(p.corruptions) if p.corruptions else None,
                             compile="inductor" if compile_ else None, retry_failed=retry_failed)
     asked = [replace(settings, attacks="clean", n_examples=p.eval_n)]
-    asked += [replace(settings, attacks="pgd", norm=norm, eps=",".join(eps), n_examples=p.eval_n)
+    asked += [replace(settings, attacks=grid_attack(), norm=norm, eps=",".join(eps), n_examples=p.eval_n)
               for norm, eps in p.eval_eps.items()]
-    asked += [replace(settings, attacks="autoattack", norm=norm, eps=",".join(eps), n_examples=p.aa_n)
+    asked += [replace(settings, attacks=robustbench_attack(), norm=norm, eps=",".join(eps), n_examples=p.aa_n)
               for norm, eps in p.aa_eps.items()]
     asked.append(replace(settings, attacks="corruptions", n_examples=p.eval_n))
     return settings, [spec for s in asked for spec in plan(s)] + [measures_spec(p.feature_eps, p.measure_n)]

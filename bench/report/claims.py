@@ -16,8 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from bench.attacks.registry import grid_attack, robustbench_attack
 from bench.report.escape import md
 from bench.report.results import RobustColumn
+
+# the study's two attacks, from the catalogue: the one its eps grid runs (PGD, the seed paper's evaluation) and
+# RobustBench's (AutoAttack); reports name their columns through these
+GRID, PROTOCOL = grid_attack(), robustbench_attack()
 
 # recipes that train on perturbed inputs: the "AT" side of every verdict; fgsm_rs is the cheapest (one step)
 AT_RECIPES = ("pgd_at", "trades", "awp", "fgsm_rs")
@@ -89,7 +94,7 @@ class _Study:
         if claim.metric == "clean":
             return "clean"
         if claim.metric.startswith("pgd "):
-            cols = eps_columns(self.pm, "pgd", claim.norm)
+            cols = eps_columns(self.pm, GRID, claim.norm)
             if not cols:
                 return None
             return cols[0] if claim.metric == "pgd small" else cols[-1]

@@ -11,7 +11,7 @@ import os
 import pandas as pd
 
 from bench.attacks.evaluation import Evaluation
-from bench.report.claims import decide, eps_columns
+from bench.report.claims import GRID, PROTOCOL, decide, eps_columns
 from bench.report.escape import md, md_code
 from bench.report.tables import eps_curve, missing_markdown
 from bench.report.numbers import human, percent
@@ -49,7 +49,7 @@ def per_model(results, measures: list[dict]) -> pd.DataFrame:
             if name is not None and (g["model"], name) not in taken:
                 taken[(g["model"], name)] = b.n
                 line[name] = ln["acc"]
-            if ln["attack"] == "autoattack" and "aa_clean" not in line:
+            if ln["attack"] == PROTOCOL and "aa_clean" not in line:
                 line["aa_clean"] = (b.cell(ln["model_id"], CLEAN) or {}).get("acc")
     for m in measures:
         trained = groups.get(m["model_id"], {}).get("model")
@@ -106,8 +106,8 @@ def _label(c: RobustColumn) -> str:
 
 
 # the seed paper's evaluation: PGD-10 at Linf 1/255 and 2/255, L2 16/255 and 32/255
-SEED_COLUMNS = [RobustColumn("pgd", "Linf", "1/255"), RobustColumn("pgd", "Linf", "2/255"),
-                RobustColumn("pgd", "L2", "16/255"), RobustColumn("pgd", "L2", "32/255")]
+SEED_COLUMNS = [RobustColumn(GRID, "Linf", "1/255"), RobustColumn(GRID, "Linf", "2/255"),
+                RobustColumn(GRID, "L2", "16/255"), RobustColumn(GRID, "L2", "32/255")]
 HEADS = {"clean": "Clean", "corruptions": "Corruptions", "aa_clean": "Clean (AA points)"}
 
 
@@ -116,9 +116,9 @@ def results_table(pm: pd.DataFrame, s: pd.DataFrame) -> str:
     clean accuracy on AutoAttack's own points and the worst case over every attack on those points (Worst: a
     point counts only if PGD and AutoAttack both failed on it), then corruptions: no column compares different
     images."""
-    pgd = eps_columns(pm, "pgd", "Linf") + eps_columns(pm, "pgd", "L2")
+    pgd = eps_columns(pm, GRID, "Linf") + eps_columns(pm, GRID, "L2")
     seed = [c for c in SEED_COLUMNS if c in pgd]
-    aa = eps_columns(pm, "autoattack", "Linf") + eps_columns(pm, "autoattack", "L2")
+    aa = eps_columns(pm, PROTOCOL, "Linf") + eps_columns(pm, PROTOCOL, "L2")
     aa += eps_columns(pm, "worst", "Linf") + eps_columns(pm, "worst", "L2")  # on AutoAttack's points
     cols = (["clean"] + seed + [c for c in pgd if c not in seed] + (["aa_clean"] + aa if aa else [])
             + (["corruptions"] if "corruptions" in pm.columns else []))
@@ -167,7 +167,7 @@ def _save(fig, out, name) -> str:
 def _plot_robust_vs_eps(ax, pm, s, norm):
     from zoo.pgd import parse_eps
 
-    cols = eps_columns(pm, "pgd", norm)
+    cols = eps_columns(pm, GRID, norm)
     scale = 255 if norm == "Linf" else 1
     xs = [parse_eps(c.eps_str) * scale for c in cols]
     for grp in s.index:
@@ -180,7 +180,7 @@ def _plot_robust_vs_eps(ax, pm, s, norm):
 
 
 def _plot_tradeoff(ax, pm, s, norm):
-    col = eps_columns(pm, "pgd", norm)[0]
+    col = eps_columns(pm, GRID, norm)[0]
     pts = [(100 * s.loc[g, (col, "mean")], 100 * s.loc[g, ("clean", "mean")], g) for g in s.index]
     for x, y, g in pts:
         ax.scatter(x, y, s=45, label=g)
@@ -200,7 +200,7 @@ def _plots(pm, s, histories, out) -> list[str]:
     import matplotlib.pyplot as plt
 
     paths = []
-    norms = [n for n in ("Linf", "L2") if eps_columns(pm, "pgd", n)]
+    norms = [n for n in ("Linf", "L2") if eps_columns(pm, GRID, n)]
     for name, draw in (("robust_vs_eps.png", _plot_robust_vs_eps), ("tradeoff.png", _plot_tradeoff)):
         if norms:
             fig, axes = plt.subplots(1, len(norms), figsize=(5.5 * len(norms), 4.2), squeeze=False)
@@ -228,7 +228,7 @@ def protocol(preset_cfg: dict, rows: list[dict], precisions: set[str]) -> list[s
     """How this run's protocol differs from the seed paper's code and from RobustBench's, in plain lines."""
     ats = [_at_text(a) for a in preset_cfg.get("at", ())]
     sam_ats = [f"rho {rho} with {_at_text(a)}" for rho, a in preset_cfg.get("sam_at", ())]
-    aa = [r for r in rows if r.get("status") == "ok" and r.get("attack") == "autoattack"]
+    aa = [r for r in rows if r.get("status") == "ok" and r.get("attack") == PROTOCOL]
     aa_seeds = sorted({r["attack_config"].get("seed") for r in aa if "attack_config" in r})
     pgd_n, aa_n = preset_cfg.get("eval_n"), preset_cfg.get("aa_n")
     return [
@@ -349,8 +349,8 @@ def corruptions_text(preset_cfg: dict) -> str:
             f"{md(str(preset_cfg.get('data', '')))} test points (not the official files) unless stated in the rows")
 
 
-HEADLINE = ("clean", RobustColumn("pgd", "Linf", "1/255"), RobustColumn("pgd", "Linf", "8/255"),
-            RobustColumn("autoattack", "Linf", "8/255"))
+HEADLINE = ("clean", RobustColumn(GRID, "Linf", "1/255"), RobustColumn(GRID, "Linf", "8/255"),
+            RobustColumn(PROTOCOL, "Linf", "8/255"))
 
 
 def headline_table(results, measures: list[dict] | None = None, columns=HEADLINE) -> str:

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from bench.attacks.evaluation import Evaluation
-from bench.report.claims import eps_columns
+from bench.report.claims import GRID, PROTOCOL, eps_columns
 from bench.report.escape import md
 from bench.report.paired import compare, verdict
 from zoo.recipes.sam_variants import VARIANTS
@@ -110,7 +110,7 @@ def answers(flags: dict, pm: pd.DataFrame, costs: dict) -> list[dict]:
     """One dict per variant group: the column judged on, and the three answers (None where data is missing)."""
     groups = sorted(set(pm["group"])) if "group" in pm.columns else []
     sams = [g for g in groups if _recipe(g) == "sam"]
-    linf = eps_columns(pm, "pgd", "Linf")
+    linf = eps_columns(pm, GRID, "Linf")
     col = linf[0] if linf else None
     out = []
     for v in (g for g in groups if _recipe(g) in VARIANTS):
@@ -157,7 +157,7 @@ def variant_section(flags: dict, pm: pd.DataFrame, costs: dict, cost_note: str =
                      f"{cost[0]:.2f}x [{cost[1]:.2f}, {cost[2]:.2f}]")
         lines.append(f"| {md(a['group'])} | {_cell(a['gain'], verdict)} | "
                      f"{_cell(a['vs_sam'], lambda p: two_sided(p.lo, p.hi))} | {cost_text} |")
-    others = ["clean"] + [cs[0] for cs in (eps_columns(pm, "pgd", "L2"), eps_columns(pm, "autoattack", "Linf")) if cs]
+    others = ["clean"] + [cs[0] for cs in (eps_columns(pm, GRID, "L2"), eps_columns(pm, PROTOCOL, "Linf")) if cs]
     if others:
         heads = ["Clean" if c == "clean" else Evaluation(c.attack, c.norm, c.eps_str).title for c in others]
         lines += ["", "Each variant minus SAM on the other columns (points, 95% interval; AA: AutoAttack on its own, "

@@ -17,17 +17,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bench.attacks.evaluation import eps_key
-from bench.attacks.registry import in_worst_case, label_of
+from bench.attacks.registry import detailed_label, in_worst_case
 from bench.store.points import decode_states
 
 
 def attack_label(row: dict) -> str:
     """PGD-10, PGD-20x5 (restarts), AA, AA-fast, AA-rand: the attack and what makes it stronger or weaker."""
-    cfg = row.get("attack_config") or {}
-    if row["attack"] == "pgd":
-        restarts = cfg.get("restarts", 1)
-        return f"PGD-{cfg.get('steps', '?')}" + (f"x{restarts}" if restarts and restarts > 1 else "")
-    return label_of(row["attack"])
+    return detailed_label(row["attack"], row.get("attack_config") or {})
 
 
 @dataclass

@@ -11,7 +11,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from bench.attacks.registry import label_of, run_flags, strength_of
+from bench.attacks.registry import label_of, run_flags, stage_order, strength_of
 from bench.eval.loading import source_kind
 from bench.report.numbers import human
 from bench.report.results import CLEAN, CORRUPTIONS, corruptions_note
@@ -249,7 +249,7 @@ def model_page(info: dict, rows: list[dict], measures: list[dict], verifications
             "flags": "per-point" if "points" in r else "counts only", "error": r.get("error", ""),
             "replay": replay_text(r, verifications or []),
             "time": r.get("time", ""), "command": reproduce(r, sh)})
-    order = ["clean", "apgd-ce", "apgd-t", "fab-t", "square"]  # AutoAttack's stages in the order they run
+    order = ["clean", *stage_order()]  # the stages in the order they run
     stages = [{"attack": f"{r['attack']} {r['norm']} {r['eps_str']}",
                "stage_acc": dict(sorted((r.get("stage_acc") or {}).items(),
                                         key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order))),
