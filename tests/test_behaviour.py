@@ -409,6 +409,27 @@ def test_sharpness_probe_restores_weights_exactly_and_uses_its_radius(trained, m
     assert radii[-3:] == pytest.approx([0.05] * 3, rel=1e-4)  # each random perturbation at radius rho
 
 
+def test_measures_of_a_nan_model_or_one_without_features_fail_naming_why(trained):
+    """A NaN model's measures and a model without penultimate features fail as an evaluation (its failed row
+    says why), never as a row the readers would have to refuse."""
+    import copy
+
+    from bench.attacks.predict import EvaluationError
+    from bench.eval.measures import measure, measures_config, measures_spec
+
+    model, x, y = trained
+    cfg = measures_config(measures_spec({"Linf": "2/255"}, 8), 0)
+    assert measure(model, x[:8], y[:8], cfg)["sharpness_worst"] >= 0
+    broken = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in broken.parameters():
+            p.fill_(float("nan"))
+    with pytest.raises(EvaluationError, match="not finite"):
+        measure(broken, x[:8], y[:8], cfg)
+    with pytest.raises(EvaluationError, match="model.features"):
+        measure(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(x[0].numel(), 10)).eval(), x[:8], y[:8], cfg)
+
+
 # ---------------------------------------------------------------- loading plain state_dicts
 
 @pytest.mark.parametrize("prefix", ["", "module."])

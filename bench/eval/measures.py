@@ -7,6 +7,8 @@ OUT/measures.jsonl (bench.defaults.MEASURES_FILE) beside the accuracy rows.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -64,6 +66,11 @@ def sharpness(model, x, y, *, rho: float = 0.05, steps: int = 5, n_random: int =
 def feature_perturbation(model, x, y, *, norm: str, eps: float, steps: int = 10, seed: int = 0) -> dict:
     """How far penultimate features move under a PGD attack of radius eps, relative to their size:
     mean ||f(x_adv) - f(x)|| / ||f(x)||."""
+    if not hasattr(model, "features"):
+        from bench.attacks.predict import EvaluationError
+
+        raise EvaluationError(f"the feature measure needs the model's penultimate features (model.features), which "
+                              f"{type(model).__name__} does not have; measure a checkpoint of zoo.train")
     model.eval()
     torch.manual_seed(seed)
     x_adv = pgd(model, x, y, norm=norm, eps=eps, steps=steps)
@@ -98,6 +105,11 @@ def measure(model, x, y, cfg: dict) -> dict:
                                   seed=cfg["seed"])
         out[f"feature_shift_{norm}"] = fp["feature_shift"]
         out[f"feature_eps_{norm}"] = eps
+    bad = [k for k, v in out.items() if isinstance(v, float) and not math.isfinite(v)]
+    if bad:  # a failed row naming it, never a row the readers would have to refuse
+        from bench.attacks.predict import EvaluationError
+
+        raise EvaluationError(f"the measure {bad[0]} is {out[bad[0]]} (the model's loss is not finite on these points)")
     return out
 
 
