@@ -19,8 +19,10 @@ the operators that take the time in our step (torch.profiler), and AutoAttack's 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import statistics
 import sys
 import time
 import traceback
@@ -529,7 +531,111 @@ def autoattack_section(cks: list[str], data: str, n: int, device, batch: int, re
     return lines + ["", "Ours, per stage (s, the last run):", "", *stages, ""]
 
 
+def aa_worker(spec: dict) -> None:
+    """One process of --aa-workers (run as `speed.py --aa-worker JSON`): loads the model and points, says it is
+    ready, waits for the start, runs AutoAttack (sharing spec['board'] when given) and writes its end time, its
+    flags and its images' digest."""
+    import hashlib
+
+    from bench.attacks.autoattack import run_autoattack
+    from bench.attacks.predict import predict
+    from bench.data import load_points
+    from bench.eval.loading import load_model_spec
+    from bench.store.batches import BatchBoard
+
+    torch.set_num_threads(spec["threads"])
+    model = load_model_spec(spec["ck"]).model.eval()
+    pts = load_points(spec["data"], n=spec["n"])
+    x, y = pts.x.float().div(255), pts.y
+    board = BatchBoard(spec["board"], spec["lock"]) if spec["board"] else None
+    open(spec["out"] + ".ready", "w").close()
+    while not os.path.exists(spec["start"]):
+        time.sleep(0.01)
+    adv, info = run_autoattack(model, x, y, norm="Linf", eps=8 / 255, stages=("apgd-ce", "apgd-t", "fab-t", "square"),
+                               batch_size=spec["batch"], board=board)
+    end = time.time()
+    flags = ((predict(model, x, spec["batch"]) == y) & (predict(model, adv, spec["batch"]) == y)).tolist()
+    with open(spec["out"], "w") as f:
+        json.dump({"end": end, "flags": flags, "workers": info["workers"],
+                   "adv": hashlib.sha256(adv.numpy().tobytes()).hexdigest()}, f)
+
+
+def workers_run(ck: str, data: str, n: int, batch: int, workers: int, threads: int, tmp: str) -> dict:
+    """One AutoAttack evaluation by `workers` processes of `threads` threads each: the seconds from a common
+    start (imports and model loading before it) to the last one's end, the flags, the images' digest, and the
+    workers the evaluation counted."""
+    import shutil
+    import subprocess
+
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    board = os.path.join(tmp, "board") if workers > 1 else None
+    if board:
+        os.makedirs(board)
+    procs, outs = [], []
+    for w in range(workers):
+        out = os.path.join(tmp, f"w{w}.json")
+        spec = {"ck": ck, "data": data, "n": n, "batch": batch, "threads": threads, "board": board,
+                "lock": os.path.join(tmp, "results.jsonl"), "start": os.path.join(tmp, "start"), "out": out}
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONWARNINGS="ignore")
+        procs.append(subprocess.Popen([sys.executable, __file__, "--aa-worker", json.dumps(spec)], env=env))
+        outs.append(out)
+    while not all(os.path.exists(o + ".ready") for o in outs):
+        if any(p.poll() not in (None, 0) for p in procs):
+            raise RuntimeError("an AutoAttack worker failed before starting")
+        time.sleep(0.05)
+    t0 = time.time()
+    open(os.path.join(tmp, "start"), "w").close()
+    if any(p.wait() != 0 for p in procs):
+        raise RuntimeError("an AutoAttack worker failed")
+    res = []
+    for o in outs:
+        with open(o) as f:
+            res.append(json.load(f))
+    if any((r["flags"], r["adv"]) != (res[0]["flags"], res[0]["adv"]) for r in res):
+        raise RuntimeError("the workers merged different results")
+    return {"seconds": max(r["end"] for r in res) - t0, "flags": res[0]["flags"], "adv": res[0]["adv"],
+            "workers": res[0]["workers"]}
+
+
+def workers_section(ck: str, data: str, n: int, batch: int, reps: int) -> list[str]:
+    """AutoAttack on one evaluation: 1 process of 2 threads against 2 processes of 1 thread sharing its batches
+    (bench.store.batches), alternating, reps runs each."""
+    import tempfile
+
+    runs = {"1 process, 2 threads": (1, 2), "2 workers, 1 thread each": (2, 1)}
+    times: dict = {k: [] for k in runs}
+    last: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(reps):
+            for name, (workers, threads) in runs.items():
+                last[name] = r = workers_run(ck, data, n, batch, workers, threads, os.path.join(tmp, "run"))
+                times[name].append(r["seconds"])
+                print(f"{name}: {r['seconds']:.1f} s", flush=True)
+    one = last["1 process, 2 threads"]
+    lines = ["## AutoAttack over workers: one evaluation, 1 process against 2", "",
+             f"`python scripts/speed.py --aa-workers` ({time.strftime('%Y-%m-%d')}): AutoAttack standard, Linf "
+             f"8/255, `{os.path.basename(ck)}` on the first {n} test points of `{data}`, batch {batch} (so that "
+             f"each stage has several batches to share), cpu ({os.cpu_count()} cores). The same 2 threads either "
+             "way: one process of 2, or two processes of 1 sharing the evaluation's batches "
+             "(`bench/store/batches.py`). Each process loads the model and the points, then all start together; "
+             "the seconds run from that start to the last one's end. Alternating, "
+             f"{reps} runs each; the median, and every time in brackets.", "",
+             "| run | seconds | robust points | flags equal to 1 process's | images equal | workers counted |",
+             "|---|---|---|---|---|---|"]
+    for name, r in last.items():
+        every = ", ".join(f"{t:.1f}" for t in times[name])
+        equal = sum(a == b for a, b in zip(r["flags"], one["flags"]))
+        lines.append(f"| {name} | {statistics.median(times[name]):.1f} ({every}) | {sum(r['flags'])} of {n} | "
+                     f"{equal} of {n} | {'yes' if r['adv'] == one['adv'] else 'no'} | {r['workers']} |")
+    ratio = statistics.median(times["1 process, 2 threads"]) / statistics.median(times["2 workers, 1 thread each"])
+    return lines + ["", f"1 process / 2 workers: {ratio:.2f}x.", ""]
+
+
 def main(argv=None) -> int:
+    if argv is None and len(sys.argv) == 3 and sys.argv[1] == "--aa-worker":  # one process of --aa-workers
+        aa_worker(json.loads(sys.argv[2]))
+        return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="auto")
     ap.add_argument("--arch", default=None, help="default preact_resnet18 on CUDA, sharp_tiny on CPU")
@@ -571,12 +677,22 @@ def main(argv=None) -> int:
     ap.add_argument("--rows", default=None, metavar="JSONL",
                     help="--sam-variants: also append each round's step times here (a study's step_times.jsonl, "
                          "which its report's cost column pairs by round)")
+    ap.add_argument("--aa-workers", action="store_true",
+                    help="only AutoAttack on --aa-checkpoint by 1 process against 2 sharing its batches (batch "
+                         "--batch-size, default 16), written as its own section of --out")
     ap.add_argument("--out", default="results/speed.md")
     a = ap.parse_args(argv)
 
     from zoo.distributed import resolve_device
 
     device = resolve_device(a.device)
+    if a.aa_workers:
+        from bench.eval.loading import data_of_models
+
+        section = workers_section(a.aa_checkpoint, a.aa_data or data_of_models([a.aa_checkpoint])[0], a.aa_n or 64,
+                                  a.batch_size or 16, a.aa_reps + 1)
+        print("\n".join(section))
+        return write_section(section, a.out)
     if a.malt:
         from bench.eval.loading import data_of_models
 

@@ -56,3 +56,20 @@ def test_sharded_bench_rows_equal_single_process_rows(tmp_path):
     assert len(single) == 2 * 3 and sharded == single  # nothing lost, nothing duplicated, same numbers
     assert not list((tmp_path / "sharded").glob("results.rank*.jsonl"))
     assert (tmp_path / "sharded" / "leaderboard.md").exists()
+
+
+def test_torchrun_ranks_share_one_autoattack_evaluation_and_write_the_one_process_row(smoke_study, tmp_path):
+    """One model, one AutoAttack evaluation, 2 ranks: rank 0 holds it, rank 1 (no job of its own) joins its
+    batches; the row is a lone process's but for the time and the worker count (bench.store.batches)."""
+    ckpt = str(next(smoke_study[1].glob("*pgd_at*.pt")))
+    args = ["--models", ckpt, "--attacks", "autoattack-fast", "--eps", "16/255", "--batch-size", "3",
+            "--n-examples", "12", "--data", "digits", "--device", "cpu", "--no-progress", "--no-site"]
+    torchrun("-m", "bench.run", *args, "--out", str(tmp_path / "ranks"))
+    single = subprocess.run([sys.executable, "-m", "bench.run", *args, "--out", str(tmp_path / "single")], cwd=ROOT,
+                            env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore"), capture_output=True,
+                            text=True, timeout=900)
+    assert single.returncode == 0, single.stderr[-3000:]
+    (ranks,), (alone,) = (read_rows(str(tmp_path / out / "results.jsonl")) for out in ("ranks", "single"))
+    assert (ranks["workers"], alone["workers"]) == (2, 1)
+    timing = {"time", "seconds", "stage_seconds", "workers"}
+    assert {k: v for k, v in ranks.items() if k not in timing} == {k: v for k, v in alone.items() if k not in timing}

@@ -1,11 +1,18 @@
-"""torchrun support: process-group setup from the environment, broadcasts, reductions. No-ops when alone."""
+"""torchrun support: process-group setup from the environment, broadcasts, reductions. No-ops when alone. And
+the name of this process among the workers sharing one piece of work."""
 from __future__ import annotations
 
 import os
+import socket
 import sys
 
 import torch
 import torch.distributed as td
+
+
+def worker_name() -> str:
+    """This process among the workers of any launcher: host and pid."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def world_size() -> int:

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from bench.attacks.predict import predict
 from bench.deps import import_autoattack
+from zoo.distributed import worker_name
 from zoo.files import save_atomic
 
 
@@ -237,11 +238,13 @@ class StageProgress:
 
 
 def run_autoattack(model, x, y, *, norm, eps, stages, seed=0, batch_size=250, state_path=None, bar=None,
-                   version="standard", num_classes=10, say=None, early_exit=True):
+                   version="standard", num_classes=10, say=None, early_exit=True, board=None):
     """Returns (x_adv, info); info['stage_acc'] maps each stage to the robust accuracy after it, info['aa_checks']
-    each of pyautoattack's sanity checks to None (passed) or the warning it gave. bar: a tqdm bar to show the
-    stage, the points still robust and an ETA on. early_exit: APGD drops a point once it is fooled inside the
-    ball (bench.attacks.apgd_exit: the same flags, less work); False runs pyautoattack's loops as they are."""
+    each of pyautoattack's sanity checks to None (passed) or the warning it gave, info['workers'] how many
+    processes computed its batches. bar: a tqdm bar to show the stage, the points still robust and an ETA on.
+    early_exit: APGD drops a point once it is fooled inside the ball (bench.attacks.apgd_exit: the same flags,
+    less work); False runs pyautoattack's loops as they are. board: a bench.store.batches.BatchBoard whose
+    workers share every stage's batches (None: this process runs them all)."""
     from pyautoattack import checks
 
     logger = logging.getLogger("auto-attack")
@@ -262,7 +265,7 @@ def run_autoattack(model, x, y, *, norm, eps, stages, seed=0, batch_size=250, st
     logger.propagate = False  # flagged checks are recorded in the row and printed once by bench.run
     try:
         x_adv, info = _run_stages(aa, checks, wrapped, x, y, stages, batch_size, state_path, catcher, logger,
-                                  progress)
+                                  progress, board or LocalBatches())
     finally:
         logger.removeHandler(catcher)
         logger.propagate = True
@@ -281,7 +284,24 @@ def run_autoattack(model, x, y, *, norm, eps, stages, seed=0, batch_size=250, st
         info["n_target_classes"] = settings.n_target_classes
     return x_adv, info
 
-def _run_stages(aa, checks, wrapped, x, y, stages, batch_size, state_path, catcher, logger, progress):
+class LocalBatches:
+    """A stage's batches run here, in order (a BatchBoard's interface, for one process alone)."""
+
+    def __init__(self):
+        self.workers: set[str] = set()  # who computed a batch: this process, once it has
+
+    def run(self, stage, batches, compute) -> list[dict]:
+        self.workers.update([worker_name()] if batches else [])
+        return [{"idx": b, **compute(b)} for b in batches]
+
+
+def stage_batches(idx: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    """The batches pyautoattack's run_standard_evaluation makes of a stage's robust points, in its order: it
+    reseeds at each, so each batch's result depends only on its own points."""
+    return [idx[i:i + batch_size] for i in range(0, len(idx), batch_size)]
+
+
+def _run_stages(aa, checks, wrapped, x, y, stages, batch_size, state_path, catcher, logger, progress, board):
     device = x.device
     state = None
     if state_path and os.path.exists(state_path):
@@ -296,8 +316,9 @@ def _run_stages(aa, checks, wrapped, x, y, stages, batch_size, state_path, catch
         _pre_checks(aa, checks, x, y, batch_size, logger)
         state = {"n": len(y), "stages": list(stages), "done": [], "stage_acc": {"clean": flags.float().mean().item()},
                  "flags": flags, "x_adv": x.detach().cpu().clone(), "seconds": {},
-                 "checks": _classify(catcher.messages, {})}
+                 "checks": _classify(catcher.messages, {}), "workers": []}
     found = dict(state.get("checks", {}))
+    board.workers.update(state.get("workers", []))
     flags, x_adv = state["flags"].clone(), state["x_adv"].to(device)
     resumed = list(state["done"])
 
@@ -309,16 +330,23 @@ def _run_stages(aa, checks, wrapped, x, y, stages, batch_size, state_path, catch
         progress.start(stage, len(idx))
         if len(idx):
             aa.attacks_to_run = [stage]  # the standard version's parameters stay as _set_version left them
-            _reset_dynamic_counter(checks)
-            adv, _ = aa.run_standard_evaluation(x[idx.to(device)], y[idx.to(device)], batch_size=batch_size)
-            fooled = (predict(wrapped, adv, batch_size) != y[idx.to(device)]).cpu()
-            flags[idx[fooled]] = False
-            x_adv[idx[fooled].to(device)] = adv[fooled.to(device)]
+
+            def compute(b):  # one of pyautoattack's batches, as its own call would run it
+                _reset_dynamic_counter(checks)
+                adv, _ = aa.run_standard_evaluation(x[b.to(device)], y[b.to(device)], batch_size=batch_size)
+                fooled = predict(wrapped, adv, batch_size) != y[b.to(device)]
+                return {"fooled": fooled.cpu(), "adv": adv[fooled].cpu()}
+
+            for r in board.run(stage, stage_batches(idx, batch_size), compute):
+                done = r["idx"][r["fooled"]]
+                flags[done] = False
+                x_adv[done.to(device)] = r["adv"].to(device)
         progress.end(stage, int(flags.sum()))
         state["done"].append(stage)
         state["stage_acc"][stage] = flags.float().mean().item()
         state["seconds"][stage] = time.perf_counter() - t0
         state["flags"], state["x_adv"] = flags.clone(), x_adv.detach().cpu()
+        state["workers"] = sorted(board.workers)
         # one stage per call hides Square's check from pyautoattack (it compares stages within one call): apply
         # its rule to the whole evaluation's stage accuracies, Square's against the stages before it
         checks.check_square_sr(dict(state["stage_acc"]), logger=logger)
@@ -329,4 +357,4 @@ def _run_stages(aa, checks, wrapped, x, y, stages, batch_size, state_path, catch
     from importlib.metadata import version
 
     return x_adv, {"stage_acc": state["stage_acc"], "stage_seconds": state["seconds"], "resumed_stages": resumed,
-                   "aa_checks": aa_checks, "pyautoattack": version("pyautoattack")}
+                   "aa_checks": aa_checks, "pyautoattack": version("pyautoattack"), "workers": len(board.workers)}

@@ -28,6 +28,7 @@ class Attack:
     state_path: str | None = None  # where a resumable attack keeps its progress (set per evaluation)
     bar: object = None  # a tqdm bar an attack may show its stages and ETA on (set per evaluation)
     say: Callable | None = None  # without a bar: where it says one line per stage (set per evaluation)
+    board: object = None  # a shared attack's bench.store.batches.BatchBoard (set per evaluation; None: alone)
 
     def __call__(self, model, x, y):
         self.info = {}
@@ -59,6 +60,9 @@ class AttackEntry:
     # batch); one entry has it
     grid: bool = False
     detail: Callable | None = None  # config -> its label with what makes it stronger or weaker ("PGD-20x5")
+    # its batches can be shared by every process on one results folder (bench.store.batches): one that finds the
+    # evaluation held by another joins it, with the one-process row as the result
+    shared: bool = False
 
 
 ATTACKS: dict[str, AttackEntry] = {}
@@ -217,7 +221,8 @@ def _autoattack(name, stages, version):
         def run(self, model, x, y):
             x_adv, self.info = run_autoattack(model, x, y, norm=norm, eps=eps, stages=stages, seed=seed,
                                               batch_size=batch_size, state_path=self.state_path, bar=self.bar,
-                                              version=version, num_classes=num_classes, say=self.say)
+                                              version=version, num_classes=num_classes, say=self.say,
+                                              board=self.board)
             return x_adv
 
         cfg = {"attack": name, "norm": norm, "eps": round(eps, 10), "version": version, "stages": list(stages),
@@ -232,13 +237,13 @@ def _autoattack(name, stages, version):
 # AutoAttack standard: APGD-CE, APGD-T (9 targets; 5 at L1), FAB-T (9 targets), Square (5000 queries); with
 # fewer than 10 classes the targeted stages target every other class (attack_settings)
 register("autoattack", label="AA", strength=0, robustbench=True, cost=_autoattack_cost,
-         correct_only=True, staged=True)(
+         correct_only=True, staged=True, shared=True)(
     _autoattack("autoattack", ("apgd-ce", "apgd-t", "fab-t", "square"), "standard"))
 # screening: the two gradient stages only, same parameters
 register("autoattack-fast", label="AA-fast", strength=2, cost=_autoattack_cost, correct_only=True,
-         staged=True)(
+         staged=True, shared=True)(
     _autoattack("autoattack-fast", ("apgd-ce", "apgd-t"), "standard"))
 # randomized defences: APGD-CE and APGD-DLR, each gradient the mean over 20 draws of the model (EOT)
 register("autoattack-rand", label="AA-rand", strength=1, cost=_autoattack_cost, correct_only=True,
-         staged=True)(
+         staged=True, shared=True)(
     _autoattack("autoattack-rand", ("apgd-ce", "apgd-dlr"), "rand"))

@@ -64,7 +64,8 @@ def evaluate_attack(model, attack, x, y, *, norm: str, eps: float, batch_size: i
         row["pyautoattack"] = attack.info.get("pyautoattack")  # the package version that ran (not in the key)
         # AutoAttack's targets (at most the model's classes - 1), whether the run is RobustBench's standard
         # protocol, whether two forwards of one batch agreed, and the rand version's draws per gradient
-        for k in ("n_target_classes", "rb_standard", "deterministic", "eot_iter"):
+        # and how many processes computed its batches
+        for k in ("n_target_classes", "rb_standard", "deterministic", "eot_iter", "workers"):
             if k in attack.info:
                 row[k] = attack.info[k]
     return row

@@ -15,6 +15,7 @@ the caller's (bench.report.outputs).
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 import traceback
@@ -35,7 +36,8 @@ from bench.eval.loading import (LOAD_ERRORS, LoadedModel, ModelOptions, data_of_
                                 rb_dataset, source_of)
 from bench.eval.measures import MEASURES, measure, measures_config, measures_spec, unkeyed_row
 from bench.store.adversarial import save_images
-from bench.store.leases import claim_first
+from bench.store.batches import BatchBoard, BoardClosed
+from bench.store.leases import claim_first, owner_of
 from bench.store.rows import RowStore, append_row, locked, row_key
 from bench.store.schema import check_measure_row, short_name
 from zoo import distributed as dist
@@ -272,10 +274,14 @@ class Run:
         """The rows an evaluation's row goes to and is cached in: the measures' own, or results.jsonl."""
         return self.measure_store if spec["attack"] == MEASURES else self.store
 
+    @property
+    def measures_planned(self) -> bool:
+        return any(s["attack"] == MEASURES for s in self.specs)
+
     def refresh(self) -> None:
         """Read what other processes appended to either rows file (under the rows' lock)."""
         self.store.refresh()
-        if any(s["attack"] == MEASURES for s in self.specs):
+        if self.measures_planned:
             self.measure_store.refresh()
 
     def n(self, spec: dict) -> int:
@@ -364,17 +370,16 @@ def open_run(settings: EvalSettings, specs: list[dict]) -> Run:
     settings, official = _corruption_source(settings, points, specs)
     store = RowStore(rows_path(settings.out))
     measure_store = RowStore(measures_path(settings.out), check=check_measure_row)
-    with locked(store.path):
-        store.refresh()
-        if any(s["attack"] == MEASURES for s in specs):
-            measure_store.refresh()
-    store.warn()  # torn lines left by a killed process, rows that cannot be trusted
-    measure_store.warn()
     common = {"data": points.name, "n": len(points.y), "device": str(device), "versions": versions(),
               "precision": precision_note(device), "batch_size": batch_size, "compile": settings.compile,
               **data_fields(points, settings.image_size)}
-    return Run(settings, specs, device, batch_size, rank, world, points, points.x.float().div(255).to(device),
-               points.y.to(device), store, measure_store, common, official)
+    run = Run(settings, specs, device, batch_size, rank, world, points, points.x.float().div(255).to(device),
+              points.y.to(device), store, measure_store, common, official)
+    with locked(store.path):
+        run.refresh()
+    store.warn()  # torn lines left by a killed process, rows that cannot be trusted
+    measure_store.warn()
+    return run
 
 
 def load_model(run: Run, model_spec: str):
@@ -463,7 +468,9 @@ def _measure(run: Run, job: Job, batch_size: int) -> dict:
                 corruptions_dir=s.corruptions_dir if job.cfg["source"] == "official" else None,
                 cache_dir=s.cache_dir, seed=s.seed, names=job.cfg["names"], progress=inner.update,
                 require_official=job.cfg["source"] == "official", **read)
-    job.attack.state_path = os.path.join(s.out, ".attack_state", f"{job.key}.pt")
+    job.attack.state_path = state_path(run, job.key)
+    if ATTACKS[spec["attack"]].shared:  # other processes on this folder may join it (help_job)
+        job.attack.board = BatchBoard(board_path(run, job.key), run.rows_path).open()
     staged = ATTACKS[spec["attack"]].staged and run.progress
     with tqdm(total=0, desc=f"{lm.meta.name[:40]} {spec['attack']}", unit=" calls", leave=False,
               disable=not staged, file=sys.stderr) as bar:
@@ -474,6 +481,45 @@ def _measure(run: Run, job: Job, batch_size: int) -> dict:
                                keep_adversarial=s.save_adversarial or ATTACKS[spec["attack"]].keep_images)
 
 
+def state_path(run: Run, key: str) -> str:
+    """Where a resumable attack keeps its progress between kills."""
+    return os.path.join(run.settings.out, ".attack_state", f"{key}.pt")
+
+
+def board_path(run: Run, key: str) -> str:
+    """Where a shared attack's batches are claimed and their results kept until its row is written."""
+    return os.path.join(run.settings.out, ".attack_state", f"{key}.batches")
+
+
+def _close_board(job: Job) -> None:
+    if job.attack is not None and job.attack.board is not None:
+        job.attack.board.close()
+
+
+def help_job(run: Run, job: Job) -> bool:
+    """Join a shared evaluation another live process holds: take its open batches, stage after stage, as they
+    come, then wait until its holder has written the row (or died, leaving the row to whoever claims it next).
+    False, at once, when it is not shared or its holder has not opened its board yet. The row is the holder's;
+    what fails here is the holder's to compute, and this process goes on with its own work."""
+    if not ATTACKS[job.spec["attack"]].shared:
+        return False
+    board = BatchBoard(board_path(run, job.key), run.rows_path, helper=True)
+    claims = os.path.join(run.settings.out, ".claims")
+    if not board.is_open() or owner_of(claims, job.key) is None:
+        return False
+    attack, _ = attack_config(job.spec, run.settings, run.points.num_classes, run.batch_size)
+    attack.board = board
+    try:
+        attack(job.lm.model, *run.points_of(job.spec))
+        while board.is_open() and owner_of(claims, job.key) is not None:
+            time.sleep(board.poll)
+    except BoardClosed:
+        pass
+    except Exception as e:  # noqa: BLE001 - the holder computes any batch this process could not
+        say(f"warning: {job.label}: this process stopped helping ({typed_line(e, 200)})")
+    return True
+
+
 def execute(run: Run, job: Job) -> dict:
     """The result; out of memory, once more at half the batch (rows do not depend on it), then it fails."""
     try:
@@ -481,6 +527,7 @@ def execute(run: Run, job: Job) -> dict:
     except Exception as e:  # noqa: BLE001
         if not is_out_of_memory(e) or run.batch_size < 2:
             raise
+    _close_board(job)  # its batches are the full batch's: the halved run is another evaluation
     half = run.batch_size // 2
     say(f"warning: {job.label}: out of memory at batch {run.batch_size}; retrying at batch {half}")
     if run.device.type == "cuda":
@@ -510,6 +557,7 @@ def record(run: Run, job: Job, result: dict | None, error: Exception | None) -> 
         if not isinstance(error, EvaluationError):
             traceback.print_exception(error, limit=3)
         append_row(path, {**row, "status": "failed", "error": msg})
+        _close_board(job)
         return job.outcome("failed", msg)
     images = result.pop("adversarial_images", None)
     if images is not None:
@@ -525,9 +573,10 @@ def record(run: Run, job: Job, result: dict | None, error: Exception | None) -> 
     for check, msg in (result.get("aa_checks") or {}).items():
         if msg:
             say(f"warning: {job.label}: AutoAttack check {check}: {msg}")
-    state = os.path.join(run.settings.out, ".attack_state", f"{job.key}.pt")
+    state = state_path(run, job.key)
     if job.attack is not None and os.path.exists(state):
         os.remove(state)
+    _close_board(job)
     return job.outcome("ok")
 
 
@@ -584,6 +633,31 @@ def plan_jobs(run: Run, pending: list[tuple]) -> list:
     return planned
 
 
+def rank_done_path(run: Run, rank: int) -> str:
+    """The file a torchrun rank leaves once its own jobs are done (per torchrun run id)."""
+    run_id = re.sub(r"[^A-Za-z0-9_-]", "_", os.environ.get("TORCHELASTIC_RUN_ID", "none"))[:64]
+    return os.path.join(run.settings.out, ".claims", "ranks", f"{run_id}-{rank}.done")
+
+
+def help_ranks(run: Run, others: list[tuple]) -> None:
+    """The other ranks' shared evaluations, helped as their holders open them, until the rows settle each one
+    or every other rank has finished its own jobs (what is unsettled then is not coming)."""
+    mine = rank_done_path(run, run.rank)
+    os.makedirs(os.path.dirname(mine), exist_ok=True)
+    open(mine, "w").close()
+    others = [o for o in others if ATTACKS[o[0]["attack"]].shared]
+    if not others:
+        return
+    jobs = [j for j in plan_jobs(run, others) if isinstance(j, Job)]  # a model that does not load is its rank's
+    ranks_done = [rank_done_path(run, r) for r in range(run.world) if r != run.rank]
+    while jobs and not all(os.path.exists(p) for p in ranks_done):
+        with locked(run.rows_path):
+            run.refresh()
+            jobs = [job for job in jobs if settled(run, job) is None]
+        if jobs and not any(help_job(run, job) for job in jobs):
+            time.sleep(1.0)
+
+
 def evaluate(models: list[str], settings: EvalSettings, specs: list[dict] | None = None) -> list[Outcome]:
     """Run every planned evaluation of every model that has no row yet; one Outcome per (model, evaluation),
     in plan order for this rank. specs: the evaluations, each with its n (default plan(settings): every one on
@@ -617,13 +691,19 @@ def evaluate(models: list[str], settings: EvalSettings, specs: list[dict] | None
         open_jobs[:] = [job for job in open_jobs if id(job) not in done]
         return [(job.key, job) for job in open_jobs]
 
-    # the first job no live process holds, claimed; while others hold every one left, look again each second
+    def help_one(held: list[Job]) -> bool:  # others hold every job left: join one that shares its batches
+        return any(help_job(run, job) for job in held)
+
+    # the first job no live process holds, claimed; while others hold every one left, help one of them or look
+    # again each second
     while (claimed := claim_first(run.rows_path, run.refresh, wanted, os.path.join(settings.out, ".claims"),
-                                  poll=1.0)) is not None:
+                                  poll=1.0, idle=help_one)) is not None:
         job, lease = claimed
         open_jobs.remove(job)
         done[id(job)] = run_job(run, job, lease)
         run.bar.update()
+    if run.world > 1:  # torchrun: this rank's jobs are done; help the other ranks' shared ones until they are
+        help_ranks(run, [j for j in jobs if j not in pending])
     run.bar.close()
     outcomes = missing if run.rank == 0 else []  # rank 0 reports the missing files
     return outcomes + [done[id(p)] if isinstance(p, Job) else p for p in planned]

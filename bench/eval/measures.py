@@ -12,6 +12,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from bench.attacks.predict import EvaluationError
 from zoo.pgd import pgd
 from zoo.radius import parse_eps
 from zoo.recipes import global_norm
@@ -67,8 +68,6 @@ def feature_perturbation(model, x, y, *, norm: str, eps: float, steps: int = 10,
     """How far penultimate features move under a PGD attack of radius eps, relative to their size:
     mean ||f(x_adv) - f(x)|| / ||f(x)||."""
     if not hasattr(model, "features"):
-        from bench.attacks.predict import EvaluationError
-
         raise EvaluationError(f"the feature measure needs the model's penultimate features (model.features), which "
                               f"{type(model).__name__} does not have; measure a checkpoint of zoo.train")
     model.eval()
@@ -107,8 +106,6 @@ def measure(model, x, y, cfg: dict) -> dict:
         out[f"feature_eps_{norm}"] = eps
     bad = [k for k, v in out.items() if isinstance(v, float) and not math.isfinite(v)]
     if bad:  # a failed row naming it, never a row the readers would have to refuse
-        from bench.attacks.predict import EvaluationError
-
         raise EvaluationError(f"the measure {bad[0]} is {out[bad[0]]} (the model's loss is not finite on these points)")
     return out
 

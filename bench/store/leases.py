@@ -99,10 +99,11 @@ def try_claim(claim_dir: str, key: str) -> Lease | None:
     return Lease(path)
 
 
-def claim_first(lock_path: str, refresh, wanted, claim_dir: str, poll: float):
+def claim_first(lock_path: str, refresh, wanted, claim_dir: str, poll: float, idle=None):
     """(item, Lease): the first of wanted()'s (claim key, item) pairs that no live process holds, looked at and
     taken under the results lock after refresh(); None once wanted() is empty. While another live process holds
-    every wanted item it waits `poll` seconds and looks again (a dead holder's claim is taken over)."""
+    every wanted item it calls idle(items) (outside the lock: it may help with one of them, and says whether it
+    did) or else waits `poll` seconds, and looks again (a dead holder's claim is taken over)."""
     from bench.store.rows import locked
 
     while True:
@@ -115,4 +116,5 @@ def claim_first(lock_path: str, refresh, wanted, claim_dir: str, poll: float):
                     return item, claim
         if not items:
             return None
-        time.sleep(poll)
+        if idle is None or not idle([item for _, item in items]):
+            time.sleep(poll)

@@ -120,6 +120,8 @@ def _check_data(row: dict) -> None:
     for field, hi in (("image_size", 4096), ("n_target_classes", 100000), ("eot_iter", 10000)):
         if row.get(field) is not None:
             _int(row, field, 1, hi)
+    if row.get("workers") is not None:  # the processes that computed its batches: none when no point was left
+        _int(row, "workers", 0, 100000)
     for field in ("rb_standard", "deterministic"):
         if field in row and not isinstance(row[field], bool):
             raise RowError(f"{field} is not true or false")
