@@ -63,6 +63,10 @@ def parse_args(argv=None):
                    help="evaluation batch (default 1000 on CUDA, 250 on CPU); AutoAttack's batches too")
     p.add_argument("--compile", nargs="?", const="inductor", default=DEFAULTS.compile, metavar="BACKEND",
                    help="torch.compile the model, padding batches to a few fixed sizes (default backend inductor)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default=DEFAULTS.precision,
+                   help="AutoAttack's search: fp32 (RobustBench's protocol) or bf16 autocast, every robust flag still "
+                        "decided in fp32; a bf16 row has its own key and is never RobustBench's number. The other "
+                        "attacks run in fp32")
     p.add_argument("--device", default=DEFAULTS.device, help="auto: cuda when there is one, else cpu")
     p.add_argument("--out", default=DEFAULTS.out,
                    help="folder for results.jsonl, leaderboard.md and the site (default: %(default)s)")

@@ -134,7 +134,7 @@ MUTANTS = [
     Mutant("bench/corruptions/generator.py", "    lo = (severity - 1) * per", "    lo = 0",
            "every official CIFAR-10-C severity reads severity 1",
            T("tests/test_official_corruptions.py", "-k", "labels or severity")),
-    Mutant("bench/attacks/autoattack.py", "            flags[idx[fooled]] = False", "            pass",
+    Mutant("bench/attacks/autoattack.py", "                flags[done] = False", "                pass",
            "AutoAttack stages never remove fooled points",
            T("tests/test_fidelity.py", "-k", "staged_autoattack")),
     Mutant("bench/attacks/malt.py",
@@ -302,6 +302,15 @@ MUTANTS = [
            'PER_POINT = ("x", "y", "x_adv",',
            "APGD-T's targets are not dropped with their points: the points left attack other points' targets",
            T("tests/test_early_exit.py", "-k", "apgd_with_the_exit and apgd-t and Linf")),
+    Mutant("bench/store/batches.py", "and torch.equal(r[\"idx\"], idx.cpu()) ", "",
+           "a batch's result file is trusted without checking it holds these points (one left by another run)",
+           T("tests/test_shared_batches.py", "-k", "killed_mid_batch")),
+    Mutant("bench/attacks/autoattack.py", 'x_adv[done.to(device)] = r["adv"].to(device)', "pass",
+           "a stage's results merged as flags only: the images another worker found are not kept",
+           T("tests/test_shared_batches.py", "-k", "killed_mid_batch")),
+    Mutant("bench/attacks/registry.py", "        if precision != \"fp32\":  # the search's arithmetic", "        if False:  #",
+           "a bf16 search keeps the fp32 key: its row stands for (and caches as) RobustBench's",
+           T("tests/test_bench.py", "-k", "bf16")),
 ]
 
 

@@ -531,6 +531,54 @@ def autoattack_section(cks: list[str], data: str, n: int, device, batch: int, re
     return lines + ["", "Ours, per stage (s, the last run):", "", *stages, ""]
 
 
+def bf16_section(cks: list[str], data: str, n: int, device, batch: int, reps: int) -> list[str]:
+    """AutoAttack standard with its search in fp32 and in bf16 (--precision bf16; every flag decided by the fp32
+    model), alternating, reps runs each: the time, the robust points, and the points the bf16 search leaves
+    robust that fp32's fools (or the reverse)."""
+    from bench.attacks.autoattack import run_autoattack
+    from bench.attacks.predict import predict
+    from bench.data import load_points
+    from bench.eval.loading import load_model_spec
+
+    dev = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
+    lines = ["## AutoAttack with its search in bf16", "",
+             f"`python scripts/speed.py --aa-bf16` ({time.strftime('%Y-%m-%d')}): AutoAttack standard, Linf 8/255, "
+             f"the first {n} test points of `{data}`, {dev}, batch {batch}. fp32: RobustBench's protocol; bf16: "
+             "`bench.run --precision bf16`, the search under bf16 autocast, each stage's fooled points (and so "
+             "every flag) decided by the fp32 model. Alternating, "
+             f"{reps} runs each; the median, every time in brackets. Missed: points the bf16 search leaves robust "
+             "that the fp32 search fools; found: the reverse.", "",
+             "| model | search | seconds | robust points | missed by bf16 | found by bf16 only | fp32 / bf16 time |",
+             "|---|---|---|---|---|---|---|"]
+    stages = ("apgd-ce", "apgd-t", "fab-t", "square")
+    pts = load_points(data, n=n)
+    x, y = pts.x.float().div(255).to(device), pts.y.to(device)
+    for ck in cks:
+        model = load_model_spec(ck).model.to(device).eval()
+        clean = predict(model, x, batch) == y
+        times: dict = {"fp32": [], "bf16": []}
+        flags = {}
+        for _ in range(reps):
+            for precision in times:
+                t0 = time.perf_counter()
+                adv, _ = run_autoattack(model, x, y, norm="Linf", eps=8 / 255, stages=stages, batch_size=batch,
+                                        precision=precision)
+                sync(device)
+                times[precision].append(time.perf_counter() - t0)
+                flags[precision] = (clean & (predict(model, adv, batch) == y)).cpu()
+                print(os.path.basename(ck), precision, f"{times[precision][-1]:.1f} s", flush=True)
+        f32, b16 = flags["fp32"], flags["bf16"]
+        ratio = statistics.median(times["fp32"]) / statistics.median(times["bf16"])
+        for precision in times:
+            every = ", ".join(f"{t:.1f}" for t in times[precision])
+            missed = f"{int((b16 & ~f32).sum())} of {n}" if precision == "bf16" else ""
+            found = f"{int((f32 & ~b16).sum())} of {n}" if precision == "bf16" else ""
+            lines.append(f"| `{os.path.basename(ck)}` | {precision} | {statistics.median(times[precision]):.1f} "
+                         f"({every}) | {int(flags[precision].sum())} of {n} | {missed} | {found} | "
+                         f"{f'{ratio:.2f}x' if precision == 'bf16' else ''} |")
+    return lines + [""]
+
+
 def aa_worker(spec: dict) -> None:
     """One process of --aa-workers (run as `speed.py --aa-worker JSON`): loads the model and points, says it is
     ready, waits for the start, runs AutoAttack (sharing spec['board'] when given) and writes its end time, its
@@ -677,6 +725,9 @@ def main(argv=None) -> int:
     ap.add_argument("--rows", default=None, metavar="JSONL",
                     help="--sam-variants: also append each round's step times here (a study's step_times.jsonl, "
                          "which its report's cost column pairs by round)")
+    ap.add_argument("--aa-bf16", action="store_true",
+                    help="only AutoAttack on --aa-checkpoints with its search in fp32 and in bf16 (flags decided in "
+                         "fp32): time and the points bf16 misses, written as its own section of --out")
     ap.add_argument("--aa-workers", action="store_true",
                     help="only AutoAttack on --aa-checkpoint by 1 process against 2 sharing its batches (batch "
                          "--batch-size, default 16), written as its own section of --out")
@@ -686,6 +737,14 @@ def main(argv=None) -> int:
     from zoo.distributed import resolve_device
 
     device = resolve_device(a.device)
+    if a.aa_bf16:
+        from bench.eval.loading import data_of_models
+
+        cks = a.aa_checkpoints.split(",")
+        section = bf16_section(cks, a.aa_data or data_of_models(cks)[0], a.aa_n or 64, device,
+                               a.batch_size or (1000 if device.type == "cuda" else 250), a.aa_reps + 1)
+        print("\n".join(section))
+        return write_section(section, a.out)
     if a.aa_workers:
         from bench.eval.loading import data_of_models
 

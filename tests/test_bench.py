@@ -108,6 +108,31 @@ def test_two_batch_sizes_give_equal_rows_or_different_keys(zoo_dir, tmp_path):
     assert [r["attack_config"].get("batch") for r in aa] == [4, 16]
 
 
+def test_a_bf16_search_has_its_own_key_fp32_flags_and_never_stands_for_the_protocol(zoo_dir, tmp_path):
+    """--precision bf16: AutoAttack's search under bf16 autocast is its own evaluation (own key), never
+    RobustBench's standard (the reason on its row), and every robust flag is the fp32 model's: bench.verify
+    replays its images on the fp32 model and finds each fooled point fooled. The fp32 row is the board's number
+    whichever of the two came last."""
+    from bench import verify
+    from bench.report.results import protocol_note
+    from bench.store.rows import latest_ok
+
+    out = tmp_path / "r"
+    model = [p for p in _ckpts(zoo_dir) if "-pgd_at-" in p]
+    for precision in ("fp32", "bf16"):
+        assert bench_run.main(_args(model, out, "--attacks", "autoattack-fast", "--precision", precision,
+                                    "--save-adversarial")) == 0
+    rows = read_rows(str(out / "results.jsonl"))
+    fp32, bf16 = rows
+    assert fp32["key"] != bf16["key"] and bf16["attack_config"]["search_precision"] == "bf16"
+    assert "search_precision" not in fp32["attack_config"]  # the protocol's rows keep their keys
+    assert (fp32["rb_standard"], bf16["rb_standard"]) == (True, False)
+    assert "bf16" in protocol_note(bf16) and protocol_note(fp32) == ""
+    assert bf16["robust_correct"] <= bf16["clean_correct"] < 16
+    assert [r["key"] for r in latest_ok(rows)] == [fp32["key"]]
+    assert verify.main(["--results", str(out / "results.jsonl")]) == 0
+
+
 def test_killed_run_resumes_with_first_models_rows_intact(zoo_dir, tmp_path, monkeypatch):
     out = tmp_path / "r"
     models = _ckpts(zoo_dir)

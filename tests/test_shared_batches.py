@@ -73,8 +73,8 @@ DYING_HELPER = textwrap.dedent("""
 
 def test_a_worker_killed_mid_batch_loses_only_that_batch_and_the_result_is_one_processs(pgd_at, tmp_path):
     """A helper computes the first batch, is killed in the second holding its claim; the holder takes over the
-    dead worker's batch, reuses the finished one, and ends with one process's images, flags and stage accuracies,
-    bit for bit, computed by 2 workers."""
+    dead worker's batch, reuses the finished one (and recomputes one whose file holds other points), and ends
+    with one process's images, flags and stage accuracies, bit for bit, computed by 2 workers."""
     from bench.store.batches import BatchBoard
 
     folder, lock = str(tmp_path / "board"), str(tmp_path / "results.jsonl")
@@ -85,6 +85,9 @@ def test_a_worker_killed_mid_batch_loses_only_that_batch_and_the_result_is_one_p
     assert res.returncode == -9, res.stderr[-2000:]  # killed, not finished
     left = sorted(os.listdir(folder))
     assert left == ["apgd-ce-0.pt", "apgd-ce-1.claim"]  # one batch done; the claim of the one it died in
+    # a result file of other points where APGD-T's first batch goes (left by another run): computed again
+    torch.save({"idx": torch.tensor([11, 10, 9]), "fooled": torch.ones(3, dtype=torch.bool),
+                "adv": torch.zeros(3, 3, 32, 32), "worker": "elsewhere:1"}, os.path.join(folder, "apgd-t-0.pt"))
 
     adv, info = _one_process(pgd_at, board=board)
     ref_adv, ref = _one_process(pgd_at)

@@ -37,6 +37,22 @@ class Float32Logits(torch.nn.Module):
         return self.model(x).float()
 
 
+class Bf16Search(torch.nn.Module):
+    """The model under bf16 autocast: what AutoAttack's search runs on with --precision bf16 (its logits are
+    cast back to fp32 by Float32Logits; the flags are decided by the fp32 model)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+            return self.model(x)
+
+
+PRECISIONS = ("fp32", "bf16")  # AutoAttack's search
+
+
 # pyautoattack's version='standard' targets: APGD-T (by norm) and FAB-T; RobustBench's protocol assumes them
 STANDARD_TARGETS = {"apgd-t": {"Linf": 9, "L2": 9, "L1": 5}, "fab-t": 9}
 EOT_ITER = 20  # the rand version's draws per gradient (pyautoattack's _set_version('rand'))
@@ -238,20 +254,25 @@ class StageProgress:
 
 
 def run_autoattack(model, x, y, *, norm, eps, stages, seed=0, batch_size=250, state_path=None, bar=None,
-                   version="standard", num_classes=10, say=None, early_exit=True, board=None):
+                   version="standard", num_classes=10, say=None, early_exit=True, board=None, precision="fp32"):
     """Returns (x_adv, info); info['stage_acc'] maps each stage to the robust accuracy after it, info['aa_checks']
     each of pyautoattack's sanity checks to None (passed) or the warning it gave, info['workers'] how many
     processes computed its batches. bar: a tqdm bar to show the stage, the points still robust and an ETA on.
     early_exit: APGD drops a point once it is fooled inside the ball (bench.attacks.apgd_exit: the same flags,
     less work); False runs pyautoattack's loops as they are. board: a bench.store.batches.BatchBoard whose
-    workers share every stage's batches (None: this process runs them all)."""
+    workers share every stage's batches (None: this process runs them all). precision: the search's, fp32
+    (RobustBench's) or bf16 (autocast); each stage's fooled points, and so every flag, are decided by the fp32
+    model either way, and a bf16 run is never RobustBench's standard."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown AutoAttack precision {precision!r}; known: {', '.join(PRECISIONS)}")
     from pyautoattack import checks
 
     logger = logging.getLogger("auto-attack")
     logger.setLevel(logging.WARNING)
     device = x.device
-    wrapped = Float32Logits(model).eval()
-    aa = standard_attack(wrapped, norm=norm, eps=eps, seed=seed, device=str(device), version=version)
+    wrapped = Float32Logits(model).eval()  # the fp32 model: it decides every flag
+    searched = wrapped if precision == "fp32" else Float32Logits(Bf16Search(model)).eval()
+    aa = standard_attack(searched, norm=norm, eps=eps, seed=seed, device=str(device), version=version)
     if early_exit:
         from bench.attacks.apgd_exit import with_early_exit
 
@@ -259,7 +280,7 @@ def run_autoattack(model, x, y, *, norm, eps, stages, seed=0, batch_size=250, st
     settings = attack_settings(version, norm, num_classes)
     apply_settings(aa, settings)
     progress = StageProgress(bar, aa, stages, len(y), batch_size, say)
-    wrapped.on_call = progress.call
+    wrapped.on_call = searched.on_call = progress.call
     catcher = _CheckLog()
     logger.addHandler(catcher)
     logger.propagate = False  # flagged checks are recorded in the row and printed once by bench.run
@@ -277,7 +298,7 @@ def run_autoattack(model, x, y, *, norm, eps, stages, seed=0, batch_size=250, st
     info["deterministic"] = deterministic(model, x[:batch_size])  # not through `wrapped`: the bar counts its calls
     if not info["deterministic"] and version != "rand":
         found["randomized"] = RANDOMIZED
-    info["rb_standard"] = settings.standard
+    info["rb_standard"] = settings.standard and precision == "fp32"
     if version == "rand":  # no targeted stage
         info["eot_iter"] = settings.eot_iter
     else:

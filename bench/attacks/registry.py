@@ -212,7 +212,7 @@ AUTOATTACK_BATCH = 250  # AutoAttack's working batch unless --batch-size says ot
 
 
 def _autoattack(name, stages, version):
-    def factory(norm, eps, seed=0, batch_size=AUTOATTACK_BATCH, num_classes=10, **_):
+    def factory(norm, eps, seed=0, batch_size=AUTOATTACK_BATCH, num_classes=10, precision="fp32", **_):
         from bench.attacks.autoattack import attack_settings, run_autoattack
 
         batch_size = batch_size or AUTOATTACK_BATCH
@@ -222,13 +222,15 @@ def _autoattack(name, stages, version):
             x_adv, self.info = run_autoattack(model, x, y, norm=norm, eps=eps, stages=stages, seed=seed,
                                               batch_size=batch_size, state_path=self.state_path, bar=self.bar,
                                               version=version, num_classes=num_classes, say=self.say,
-                                              board=self.board)
+                                              board=self.board, precision=precision)
             return x_adv
 
         cfg = {"attack": name, "norm": norm, "eps": round(eps, 10), "version": version, "stages": list(stages),
                "seed": seed, **settings.key_fields()}
         if batch_size != AUTOATTACK_BATCH:  # the batch is part of the result: pyautoattack draws random starts
             cfg["batch"] = batch_size  # per batch of the points still robust (the default's rows keep their key)
+        if precision != "fp32":  # the search's arithmetic changes which points it finds (fp32 rows keep their key)
+            cfg["search_precision"] = precision
         return Attack(name, cfg, run)
     factory.stages = tuple(stages)  # what stage_order reads
     return factory

@@ -63,6 +63,9 @@ class EvalSettings:
     # its random starts per batch (AutoAttack) puts a batch other than 250 in its key
     batch_size: int | None = None
     compile: str | None = None  # torch.compile backend for the bucketed forward
+    # AutoAttack's search: fp32 (RobustBench's), or bf16 autocast, every flag still decided in fp32 (own key, never
+    # RobustBench's number); the other attacks run in fp32 either way
+    precision: str = "fp32"
     device: str = "auto"
     out: str = OUT
     arch: str | None = None  # architecture of plain state_dicts
@@ -171,7 +174,8 @@ def attack_config(spec: dict, settings, num_classes: int = 10, batch_size: int |
                          pgd_alpha=parse_eps(settings.pgd_alpha) if settings.pgd_alpha else None,
                          restarts=settings.restarts, seed=settings.seed,
                          batch_size=batch_size or settings.batch_size, num_classes=num_classes,
-                         imported=settings.imported, imported_name=settings.imported_name)
+                         imported=settings.imported, imported_name=settings.imported_name,
+                         precision=settings.precision)
     return attack, attack.config
 
 

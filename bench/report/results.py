@@ -168,6 +168,8 @@ def protocol_note(row) -> str:
     if row.get("rb_standard") is not False:
         return ""
     cfg = row.get("attack_config") if isinstance(row.get("attack_config"), dict) else {}
+    if cfg.get("search_precision") == "bf16":
+        return "AutoAttack's search in bf16 (every flag decided in fp32)"
     if cfg.get("version") == "rand":
         return f"AutoAttack's rand version (EOT over {row.get('eot_iter') or cfg.get('eot_iter')} draws)"
     k = _num(row.get("n_target_classes"))  # a table's column holds it as a float

@@ -171,12 +171,18 @@ def append_row(path: str, row: dict) -> None:
 
 
 def latest_ok(rows: list[dict], *, per_model: bool = True) -> list[dict]:
-    """The latest ok row of each evaluation (attack, norm, eps, data, n) of each model (model_id), in time order;
+    """The latest ok row of each evaluation (attack, norm, eps, data, n) of each model (model_id), in time order
+    (bf16 searches' first);
     per_model=False: one per evaluation whatever the model_id (one model's weights read several ways: a .pt and
-    its Hub folder)."""
+    its Hub folder). A row whose search ran in bf16 (--precision bf16) stands in only where no fp32 row of its
+    evaluation is: the protocol's number is fp32's, whichever was computed last."""
     from bench.attacks.evaluation import eps_key
 
-    ok = sorted((r for r in rows if r.get("status") == "ok"), key=lambda r: r.get("time", ""))
+    def fp32(r) -> bool:
+        cfg = r.get("attack_config")
+        return not (isinstance(cfg, dict) and cfg.get("search_precision", "fp32") != "fp32")
+
+    ok = sorted((r for r in rows if r.get("status") == "ok"), key=lambda r: (fp32(r), r.get("time", "")))
     latest = {}
     for r in ok:
         evaluation = (r["attack"], r.get("norm") or "", eps_key(r["eps"]), r["data"], r["n"])
