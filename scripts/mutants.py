@@ -302,7 +302,7 @@ MUTANTS = [
            'PER_POINT = ("x", "y", "x_adv",',
            "APGD-T's targets are not dropped with their points: the points left attack other points' targets",
            T("tests/test_early_exit.py", "-k", "apgd_with_the_exit and apgd-t and Linf")),
-    Mutant("bench/store/batches.py", "and torch.equal(r[\"idx\"], idx.cpu()) ", "",
+    Mutant("bench/store/batches.py", "and torch.equal(r[\"idx\"], idx.cpu()) ", "and True ",
            "a batch's result file is trusted without checking it holds these points (one left by another run)",
            T("tests/test_shared_batches.py", "-k", "killed_mid_batch")),
     Mutant("bench/attacks/autoattack.py", 'x_adv[done.to(device)] = r["adv"].to(device)', "pass",
@@ -393,8 +393,10 @@ def main(argv=None) -> int:
     text = "\n".join(lines) + "\n"
     if a.only and os.path.isfile(a.out):  # the table's rows of these mutants replaced, the others kept
         rerun = {f"| {i} |": line for (i, *_), line in zip(results, lines[-len(results):])}
-        kept = [rerun.get(ln[:ln.index("|", 1) + 1], ln) if ln.startswith("| ") and ln[2:3].isdigit() else ln
+        kept = [rerun.pop(ln[:ln.index("|", 1) + 1], ln) if ln.startswith("| ") and ln[2:3].isdigit() else ln
                 for ln in open(a.out).read().splitlines()]
+        last = max(i for i, ln in enumerate(kept) if ln.startswith("|"))
+        kept[last + 1:last + 1] = list(rerun.values())  # mutants new since the last full run: their rows added
         note = (f"Rerun {time.strftime('%Y-%m-%d %H:%M')}: `python scripts/mutants.py --only {a.only}`; "
                 f"{killed} of {len(results)} killed (those rows below).")
         text = "\n".join(kept[:3] + ["", note] + kept[3:]) + "\n"

@@ -531,29 +531,30 @@ def autoattack_section(cks: list[str], data: str, n: int, device, batch: int, re
     return lines + ["", "Ours, per stage (s, the last run):", "", *stages, ""]
 
 
-def bf16_section(cks: list[str], data: str, n: int, device, batch: int, reps: int) -> list[str]:
+def bf16_section(cks: list[str], data: str | None, n: int, device, batch: int, reps: int) -> list[str]:
     """AutoAttack standard with its search in fp32 and in bf16 (--precision bf16; every flag decided by the fp32
     model), alternating, reps runs each: the time, the robust points, and the points the bf16 search leaves
-    robust that fp32's fools (or the reverse)."""
+    robust that fp32's fools (or the reverse). data None: each checkpoint's own (its training record)."""
     from bench.attacks.autoattack import run_autoattack
     from bench.attacks.predict import predict
     from bench.data import load_points
-    from bench.eval.loading import load_model_spec
+    from bench.eval.loading import data_of_models, load_model_spec
 
     dev = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
+    where = f"`{data}`" if data else "the data each model was trained on"
     lines = ["## AutoAttack with its search in bf16", "",
              f"`python scripts/speed.py --aa-bf16` ({time.strftime('%Y-%m-%d')}): AutoAttack standard, Linf 8/255, "
-             f"the first {n} test points of `{data}`, {dev}, batch {batch}. fp32: RobustBench's protocol; bf16: "
+             f"the first {n} test points of {where}, {dev}, batch {batch}. fp32: RobustBench's protocol; bf16: "
              "`bench.run --precision bf16`, the search under bf16 autocast, each stage's fooled points (and so "
              "every flag) decided by the fp32 model. Alternating, "
              f"{reps} runs each; the median, every time in brackets. Missed: points the bf16 search leaves robust "
              "that the fp32 search fools; found: the reverse.", "",
-             "| model | search | seconds | robust points | missed by bf16 | found by bf16 only | fp32 / bf16 time |",
-             "|---|---|---|---|---|---|---|"]
+             "| model | data | search | seconds | robust points | missed by bf16 | found by bf16 only | fp32 / bf16 "
+             "time |", "|---|---|---|---|---|---|---|---|"]
     stages = ("apgd-ce", "apgd-t", "fab-t", "square")
-    pts = load_points(data, n=n)
-    x, y = pts.x.float().div(255).to(device), pts.y.to(device)
     for ck in cks:
+        pts = load_points(data or data_of_models([ck])[0], n=n)
+        x, y = pts.x.float().div(255).to(device), pts.y.to(device)
         model = load_model_spec(ck).model.to(device).eval()
         clean = predict(model, x, batch) == y
         times: dict = {"fp32": [], "bf16": []}
@@ -573,7 +574,8 @@ def bf16_section(cks: list[str], data: str, n: int, device, batch: int, reps: in
             every = ", ".join(f"{t:.1f}" for t in times[precision])
             missed = f"{int((b16 & ~f32).sum())} of {n}" if precision == "bf16" else ""
             found = f"{int((f32 & ~b16).sum())} of {n}" if precision == "bf16" else ""
-            lines.append(f"| `{os.path.basename(ck)}` | {precision} | {statistics.median(times[precision]):.1f} "
+            lines.append(f"| `{os.path.basename(ck)}` | `{pts.name}` | {precision} | "
+                         f"{statistics.median(times[precision]):.1f} "
                          f"({every}) | {int(flags[precision].sum())} of {n} | {missed} | {found} | "
                          f"{f'{ratio:.2f}x' if precision == 'bf16' else ''} |")
     return lines + [""]
@@ -738,10 +740,8 @@ def main(argv=None) -> int:
 
     device = resolve_device(a.device)
     if a.aa_bf16:
-        from bench.eval.loading import data_of_models
-
         cks = a.aa_checkpoints.split(",")
-        section = bf16_section(cks, a.aa_data or data_of_models(cks)[0], a.aa_n or 64, device,
+        section = bf16_section(cks, a.aa_data, a.aa_n or 64, device,
                                a.batch_size or (1000 if device.type == "cuda" else 250), a.aa_reps + 1)
         print("\n".join(section))
         return write_section(section, a.out)

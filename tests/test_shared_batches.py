@@ -94,6 +94,15 @@ def test_a_worker_killed_mid_batch_loses_only_that_batch_and_the_result_is_one_p
     assert torch.equal(adv, ref_adv)
     acc = ref["stage_acc"]
     assert info["stage_acc"] == acc and 0 < acc["apgd-t"] < acc["apgd-ce"] < acc["clean"]  # some fall in each
+    from bench.attacks.predict import predict
+    from bench.data import load_points
+    from bench.eval.loading import load_model_spec
+
+    model, pts = load_model_spec(pgd_at).model.eval(), load_points("digits", n=N)
+    x = pts.x.float().div(255)
+    robust = (predict(model, x, BATCH) == pts.y) & (predict(model, adv, BATCH) == pts.y)
+    assert robust.float().mean().item() == pytest.approx(acc["apgd-t"])  # each fooled point's image fools it
+    assert (adv - x).abs().amax() <= EPS + 1e-6
     assert (info["workers"], ref["workers"]) == (2, 1)
 
 

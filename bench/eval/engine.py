@@ -279,6 +279,11 @@ class Run:
         return self.measure_store if spec["attack"] == MEASURES else self.store
 
     @property
+    def claims_dir(self) -> str:
+        """Where the evaluations' claims are (bench.store.leases), and the ranks' done files."""
+        return os.path.join(self.settings.out, ".claims")
+
+    @property
     def measures_planned(self) -> bool:
         return any(s["attack"] == MEASURES for s in self.specs)
 
@@ -508,14 +513,13 @@ def help_job(run: Run, job: Job) -> bool:
     if not ATTACKS[job.spec["attack"]].shared:
         return False
     board = BatchBoard(board_path(run, job.key), run.rows_path, helper=True)
-    claims = os.path.join(run.settings.out, ".claims")
-    if not board.is_open() or owner_of(claims, job.key) is None:
+    if not board.is_open() or owner_of(run.claims_dir, job.key) is None:
         return False
     attack, _ = attack_config(job.spec, run.settings, run.points.num_classes, run.batch_size)
     attack.board = board
     try:
         attack(job.lm.model, *run.points_of(job.spec))
-        while board.is_open() and owner_of(claims, job.key) is not None:
+        while board.is_open() and owner_of(run.claims_dir, job.key) is not None:
             time.sleep(board.poll)
     except BoardClosed:
         pass
@@ -640,7 +644,7 @@ def plan_jobs(run: Run, pending: list[tuple]) -> list:
 def rank_done_path(run: Run, rank: int) -> str:
     """The file a torchrun rank leaves once its own jobs are done (per torchrun run id)."""
     run_id = re.sub(r"[^A-Za-z0-9_-]", "_", os.environ.get("TORCHELASTIC_RUN_ID", "none"))[:64]
-    return os.path.join(run.settings.out, ".claims", "ranks", f"{run_id}-{rank}.done")
+    return os.path.join(run.claims_dir, "ranks", f"{run_id}-{rank}.done")
 
 
 def help_ranks(run: Run, others: list[tuple]) -> None:
@@ -700,7 +704,7 @@ def evaluate(models: list[str], settings: EvalSettings, specs: list[dict] | None
 
     # the first job no live process holds, claimed; while others hold every one left, help one of them or look
     # again each second
-    while (claimed := claim_first(run.rows_path, run.refresh, wanted, os.path.join(settings.out, ".claims"),
+    while (claimed := claim_first(run.rows_path, run.refresh, wanted, run.claims_dir,
                                   poll=1.0, idle=help_one)) is not None:
         job, lease = claimed
         open_jobs.remove(job)
