@@ -581,6 +581,64 @@ def bf16_section(cks: list[str], data: str | None, n: int, device, batch: int, r
     return lines + [""]
 
 
+def compile_section(cks: list[str], n: int, device, batch: int, reps: int, backend: str = "inductor") -> list[str]:
+    """AutoAttack standard on each checkpoint with the model eager and through the bucketed compiled forward
+    (`bench.run --compile`), and pyautoattack's own run_standard_evaluation on the eager model, alternating, reps
+    runs each (compiling included in each run's time: a fresh wrapper each run, dynamo's cache reset): the time
+    and the points whose robust flag differs from the eager run's."""
+    import torch._dynamo
+
+    from bench.attacks.autoattack import Float32Logits, run_autoattack, standard_attack
+    from bench.attacks.predict import predict
+    from bench.data import load_points
+    from bench.eval.forward import prepare_for_eval
+    from bench.eval.loading import data_of_models, load_model_spec
+
+    dev = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
+    lines = ["## AutoAttack with the model compiled", "",
+             f"`python scripts/speed.py --aa-compile` ({time.strftime('%Y-%m-%d')}): AutoAttack standard, Linf "
+             f"8/255, the first {n} test points of the data each model was trained on, {dev}, batch {batch}. "
+             f"Ours eager: the model as loaded; ours compiled: `bench.run --compile` ({backend}; the working batch "
+             "padded up to the next of a few fixed sizes from 32, bench/eval/forward.py), a fresh wrapper each run "
+             "with dynamo's in-process cache reset, its compiling counted in its time (inductor's on-disk cache "
+             "keeps what an earlier run compiled, as it does for a second `bench.run` on one machine); "
+             "pyautoattack: its own `run_standard_evaluation` on the eager model. Alternating, "
+             f"{reps} runs each; the median, every time in brackets. Flags: the points whose robust flag equals "
+             "ours eager.", "",
+             "| model | run | seconds | robust points | flags equal | pyautoattack / run |",
+             "|---|---|---|---|---|---|"]
+    stages = ("apgd-ce", "apgd-t", "fab-t", "square")
+    for ck in cks:
+        pts = load_points(data_of_models([ck])[0], n=n)
+        x, y = pts.x.float().div(255).to(device), pts.y.to(device)
+        model = load_model_spec(ck).model.to(device).eval()
+        clean = predict(model, x, batch) == y
+        times: dict = {"ours eager": [], "ours compiled": [], "pyautoattack": []}
+        flags = {}
+        for _ in range(reps):
+            for mode in times:
+                torch._dynamo.reset()
+                t0 = time.perf_counter()
+                if mode == "pyautoattack":
+                    aa = standard_attack(Float32Logits(model).eval(), norm="Linf", eps=8 / 255, device=str(device))
+                    adv, _ = aa.run_standard_evaluation(x, y, batch_size=batch)
+                else:
+                    m = prepare_for_eval(model, device, compile_backend=backend if mode == "ours compiled" else None,
+                                         batch_size=batch)
+                    adv, _ = run_autoattack(m, x, y, norm="Linf", eps=8 / 255, stages=stages, batch_size=batch)
+                sync(device)
+                times[mode].append(time.perf_counter() - t0)
+                flags[mode] = (clean & (predict(model, adv, batch) == y)).cpu()
+                print(os.path.basename(ck), mode, f"{times[mode][-1]:.1f} s", flush=True)
+        ref = statistics.median(times["pyautoattack"])
+        for mode in times:
+            every = ", ".join(f"{t:.1f}" for t in times[mode])
+            lines.append(f"| `{os.path.basename(ck)}` | {mode} | {statistics.median(times[mode]):.1f} ({every}) | "
+                         f"{int(flags[mode].sum())} of {n} | {int((flags[mode] == flags['ours eager']).sum())} of "
+                         f"{n} | {ref / statistics.median(times[mode]):.2f}x |")
+    return lines + [""]
+
+
 def aa_worker(spec: dict) -> None:
     """One process of --aa-workers (run as `speed.py --aa-worker JSON`): loads the model and points, says it is
     ready, waits for the start, runs AutoAttack (sharing spec['board'] when given) and writes its end time, its
@@ -727,6 +785,9 @@ def main(argv=None) -> int:
     ap.add_argument("--rows", default=None, metavar="JSONL",
                     help="--sam-variants: also append each round's step times here (a study's step_times.jsonl, "
                          "which its report's cost column pairs by round)")
+    ap.add_argument("--aa-compile", action="store_true",
+                    help="only AutoAttack on --aa-checkpoints with the model eager and compiled (bench.run --compile, "
+                         "inductor), compiling counted: time and flags, written as its own section of --out")
     ap.add_argument("--aa-bf16", action="store_true",
                     help="only AutoAttack on --aa-checkpoints with its search in fp32 and in bf16 (flags decided in "
                          "fp32): time and the points bf16 misses, written as its own section of --out")
@@ -739,6 +800,11 @@ def main(argv=None) -> int:
     from zoo.distributed import resolve_device
 
     device = resolve_device(a.device)
+    if a.aa_compile:
+        section = compile_section(a.aa_checkpoints.split(","), a.aa_n or 64, device,
+                                  a.batch_size or (1000 if device.type == "cuda" else 250), a.aa_reps + 1)
+        print("\n".join(section))
+        return write_section(section, a.out)
     if a.aa_bf16:
         cks = a.aa_checkpoints.split(",")
         section = bf16_section(cks, a.aa_data, a.aa_n or 64, device,
