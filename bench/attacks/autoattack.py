@@ -305,6 +305,7 @@ def run_autoattack(model, x, y, *, norm, eps, stages, seed=0, batch_size=250, st
         info["n_target_classes"] = settings.n_target_classes
     return x_adv, info
 
+
 class LocalBatches:
     """A stage's batches run here, in order (a BatchBoard's interface, for one process alone)."""
 
