@@ -16,11 +16,11 @@ pytestmark = pytest.mark.slow  # torchrun with several processes
 
 
 
-def torchrun(*args):
+def torchrun(*args, rc=0):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env, cwd=ROOT)
-    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.returncode == rc, res.stderr[-3000:]
     return res
 
 
@@ -73,3 +73,18 @@ def test_torchrun_ranks_share_one_autoattack_evaluation_and_write_the_one_proces
     assert (ranks["workers"], alone["workers"]) == (2, 1)
     timing = {"time", "seconds", "stage_seconds", "workers"}
     assert {k: v for k, v in ranks.items() if k not in timing} == {k: v for k, v in alone.items() if k not in timing}
+
+
+def test_a_rank_helping_another_records_no_second_failure_for_its_model(smoke_study, tmp_path):
+    """Rank 1's model does not load: rank 1 records that once; rank 0, done with its own AutoAttack and loading
+    rank 1's models to help it, records nothing more (one failed load row, the good model's ok row)."""
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    good = str(next(smoke_study[1].glob("*standard*.pt")))
+    res = torchrun("-m", "bench.run", "--models", good, str(bad), "--attacks", "autoattack-fast", "--n-examples",
+                   "8", "--data", "digits", "--device", "cpu", "--no-progress", "--no-site", "--out",
+                   str(tmp_path / "r"), rc=1)  # a model failed: exit 1
+    rows = read_rows(str(tmp_path / "r" / "results.jsonl"))
+    assert res.stderr.count("skipped") == 0  # the helping rank says nothing of a model it does not own
+    assert sorted((r.get("stage", r.get("attack")), r["status"]) for r in rows) == [("autoattack-fast", "ok"),
+                                                                                   ("load", "failed")]

@@ -391,10 +391,11 @@ def open_run(settings: EvalSettings, specs: list[dict]) -> Run:
     return run
 
 
-def load_model(run: Run, model_spec: str):
+def load_model(run: Run, model_spec: str, record: bool = True):
     """The entry's model, prepared for evaluation, or the Outcome of its load: refused (it failed to load before
     and is unchanged) or failed (its failure is recorded once per content and settings, so an unchanged file is
-    not retried on a rerun (MAX_LOAD_FAILURES); a changed one is)."""
+    not retried on a rerun (MAX_LOAD_FAILURES); a changed one is). record=False: a failure is neither said nor
+    recorded (a torchrun rank loading another rank's model to help: that rank records its own load)."""
     s, pts = run.settings, run.points
     rb_norm = s.rb_threat_model or s.norm.split(",")[0].strip()
     options = ModelOptions(arch=s.arch, num_classes=pts.num_classes, norm=rb_norm, rb_model_dir=s.rb_model_dir,
@@ -409,8 +410,9 @@ def load_model(run: Run, model_spec: str):
     earlier = run.refused(key, MAX_LOAD_FAILURES)
     if earlier is not None:
         reason = first_line(str(earlier.get("error", "")))
-        say(f"skipped {model_spec}: it failed to load before and is unchanged ({reason}); "
-            "pass --retry-failed to try again")
+        if record:
+            say(f"skipped {model_spec}: it failed to load before and is unchanged ({reason}); "
+                "pass --retry-failed to try again")
         return Outcome.of(model_spec, LOAD, "refused", reason, key)
     try:
         hashed = source.kind == "file" and is_file_hash(cid)  # cid is its sha256: not hashed twice
@@ -419,6 +421,8 @@ def load_model(run: Run, model_spec: str):
         return lm
     except Exception as e:  # noqa: BLE001 - whatever one file does, the other models still run
         msg = error_line(e) if isinstance(e, LOAD_ERRORS) else typed_line(e, 300)
+    if not record:
+        return Outcome.of(model_spec, LOAD, "failed", msg, key)
     say(f"error: {msg}")
     append_row(run.rows_path, {"key": key, "status": "failed", "stage": "load", "model": short_name(model_spec),
                                "path": model_spec, "error": msg, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -621,15 +625,15 @@ def run_job(run: Run, job: Job, lease) -> Outcome:
         lease.release()
 
 
-def plan_jobs(run: Run, pending: list[tuple]) -> list:
+def plan_jobs(run: Run, pending: list[tuple], record: bool = True) -> list:
     """Each pending (spec, --models entry) as a Job, in plan order, its model loaded once per run. An entry that
     did not load gives its load's Outcome (once) and, for each of its evaluations, an Outcome saying so, in their
-    places."""
+    places. record: whether a failed load is said and recorded (load_model)."""
     planned, loaded = [], {}  # loaded: entry -> its LoadedModel, or its load's Outcome
     for spec, model_spec in pending:
         lm = loaded.get(model_spec)
         if lm is None:
-            loaded[model_spec] = lm = load_model(run, model_spec)
+            loaded[model_spec] = lm = load_model(run, model_spec, record)
             if isinstance(lm, Outcome) and lm.status == "failed":
                 planned.append(lm)  # the load's own outcome, once per run
         if isinstance(lm, Outcome):  # the model is not there: each of its evaluations is missing for that reason
@@ -656,7 +660,8 @@ def help_ranks(run: Run, others: list[tuple]) -> None:
     others = [o for o in others if ATTACKS[o[0]["attack"]].shared]
     if not others:
         return
-    jobs = [j for j in plan_jobs(run, others) if isinstance(j, Job)]  # a model that does not load is its rank's
+    # a model that does not load here is its own rank's to record
+    jobs = [j for j in plan_jobs(run, others, record=False) if isinstance(j, Job)]
     ranks_done = [rank_done_path(run, r) for r in range(run.world) if r != run.rank]
     while jobs and not all(os.path.exists(p) for p in ranks_done):
         with locked(run.rows_path):
