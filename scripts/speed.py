@@ -34,6 +34,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
+from bench.attacks.registry import ATTACKS  # noqa: E402
 from zoo.config import TrainConfig  # noqa: E402
 from zoo.data import DeviceLoader, make_synthetic  # noqa: E402
 from zoo.models import create_model  # noqa: E402
@@ -238,9 +239,9 @@ def malt_section(ck: str, data: str, n: int, device, batch: int, reps: int) -> l
             "the attack alone (the model and points loaded once); the median, and every time in brackets. MALT: the "
             "5 targets nearest by linearized margin, pyautoattack's APGD-T on each (bench/attacks/malt.py).", "",
             "| attack | seconds | robust points |", "|---|---|---|",
-            f"| MALT | {med['malt']:.1f} ({', '.join(f'{t:.1f}' for t in times['malt'])}) | "
+            f"| MALT | {med['malt']:.1f} ({seconds_text(times['malt'])}) | "
             f"{int(robust['malt'].sum())} of {len(y)} |",
-            f"| AutoAttack | {med['autoattack']:.1f} ({', '.join(f'{t:.1f}' for t in times['autoattack'])}) | "
+            f"| AutoAttack | {med['autoattack']:.1f} ({seconds_text(times['autoattack'])}) | "
             f"{int(robust['autoattack'].sum())} of {len(y)} |", "",
             f"MALT / AutoAttack time: {med['malt'] / med['autoattack']:.2f}. Per point: {both} robust under both, "
             f"{only_m} robust under MALT only (AutoAttack fooled them), {only_a} under AutoAttack only (MALT fooled "
@@ -466,36 +467,77 @@ def autoattack_speed(arch, device, n, data, epochs, batch, compile_):
     return n, out
 
 
+STANDARD_STAGES = ATTACKS["autoattack"].factory.stages  # AutoAttack standard's, in order
+
+
+def seconds_text(times: list[float]) -> str:
+    """Every run's seconds, as the tables show them in brackets."""
+    return ", ".join(f"{t:.1f}" for t in times)
+
+
+def attacked(ck: str, data: str | None, n: int, device) -> tuple:
+    """(model in eval mode on device, points, x in [0,1], y): one checkpoint and the first n test points of data
+    (None: the data it was trained on)."""
+    from bench.data import load_points
+    from bench.eval.loading import data_of_models, load_model_spec
+
+    pts = load_points(data or data_of_models([ck])[0], n=n)
+    model = load_model_spec(ck).model.to(device).eval()
+    return model, pts, pts.x.float().div(255).to(device), pts.y.to(device)
+
+
+def pyautoattack_images(model, x, y, device, batch: int) -> torch.Tensor:
+    """pyautoattack's own run_standard_evaluation (Linf 8/255) on the model: its adversarial images."""
+    from bench.attacks.autoattack import Float32Logits, standard_attack
+
+    aa = standard_attack(Float32Logits(model).eval(), norm="Linf", eps=8 / 255, device=str(device))
+    return aa.run_standard_evaluation(x, y, batch_size=batch)[0]
+
+
+def alternate(runs: dict, model, x, y, device, batch: int, reps: int, setup=None, label: str | None = None):
+    """Each of `runs` (name -> a call returning adversarial images of x) `reps` times, alternating: every run's
+    seconds by name, and each name's per-point robust flags (right on x and on its images) from its last run.
+    setup: called before each run, outside its time; label: print each run's time under it."""
+    from bench.attacks.predict import predict
+
+    clean = predict(model, x, batch) == y
+    times: dict = {name: [] for name in runs}
+    flags = {}
+    for _ in range(reps):
+        for name, run in runs.items():
+            if setup is not None:
+                setup()
+            t0 = time.perf_counter()
+            adv = run()
+            sync(device)
+            times[name].append(time.perf_counter() - t0)
+            flags[name] = (clean & (predict(model, adv, batch) == y)).cpu()
+            if label is not None:
+                print(label, name, f"{times[name][-1]:.1f} s", flush=True)
+    return times, flags
+
+
 def autoattack_side_by_side(ck: str, data: str, n: int, device, batch: int, reps: int) -> dict:
     """AutoAttack standard (Linf 8/255) on one checkpoint's first n test points of `data`, run by the bench
     (staged, resumable, checked, APGD with the early exit), by the bench without the exit, and by pyautoattack's
     own run_standard_evaluation, same model, points, device, seed and batch, alternating, `reps` times each;
     returns the best seconds of each, every time, each run's per-point robust flags and our stages' seconds."""
-    from bench.attacks.autoattack import Float32Logits, run_autoattack, standard_attack
-    from bench.attacks.predict import predict
-    from bench.data import load_points
-    from bench.eval.loading import load_model_spec
+    from bench.attacks.autoattack import run_autoattack
 
-    model = load_model_spec(ck).model.to(device).eval()
-    pts = load_points(data, n=n)
-    x, y = pts.x.float().div(255).to(device), pts.y.to(device)
-    stages = ("apgd-ce", "apgd-t", "fab-t", "square")
-    times: dict = {"ours": [], "ours, no exit": [], "pyautoattack": []}
-    flags, stage_seconds = {}, {}
-    clean = predict(model, x, batch) == y
-    for _ in range(reps):
-        for run in times:
-            t0 = time.perf_counter()
-            if run == "pyautoattack":
-                aa = standard_attack(Float32Logits(model).eval(), norm="Linf", eps=8 / 255, device=str(device))
-                adv, _ = aa.run_standard_evaluation(x, y, batch_size=batch)
-            else:
-                adv, info = run_autoattack(model, x, y, norm="Linf", eps=8 / 255, stages=stages, batch_size=batch,
-                                           early_exit=run == "ours")
-                stage_seconds[run] = info["stage_seconds"]
-            sync(device)
-            times[run].append(time.perf_counter() - t0)
-            flags[run] = (clean & (predict(model, adv, batch) == y)).cpu()
+    model, _, x, y = attacked(ck, data, n, device)
+    stage_seconds = {}
+
+    def ours(name, early_exit):
+        def run():
+            adv, info = run_autoattack(model, x, y, norm="Linf", eps=8 / 255, stages=STANDARD_STAGES,
+                                       batch_size=batch, early_exit=early_exit)
+            stage_seconds[name] = info["stage_seconds"]
+            return adv
+        return run
+
+    times, flags = alternate({"ours": ours("ours", True), "ours, no exit": ours("ours, no exit", False),
+                              "pyautoattack": lambda: pyautoattack_images(model, x, y, device, batch)},
+                             model, x, y, device, batch, reps)
     return {"n": len(y), "seconds": {k: min(v) for k, v in times.items()}, "all": times, "flags": flags,
             "stage_seconds": stage_seconds}
 
@@ -522,7 +564,7 @@ def autoattack_section(cks: list[str], data: str, n: int, device, batch: int, re
         ref, theirs = r["seconds"]["pyautoattack"], r["flags"]["pyautoattack"]
         for run, secs in r["seconds"].items():
             f = r["flags"][run]
-            every = ", ".join(f"{t:.1f}" for t in r["all"][run])
+            every = seconds_text(r["all"][run])
             lines.append(f"| `{os.path.basename(ck)}` | {run} | {secs:.1f} ({every}) | {int(f.sum())} of {r['n']} | "
                          f"{int((f == theirs).sum())} of {r['n']} | {ref / secs:.2f}x |")
         stages.append(f"- `{os.path.basename(ck)}`: " + "; ".join(
@@ -536,9 +578,6 @@ def bf16_section(cks: list[str], data: str | None, n: int, device, batch: int, r
     model), alternating, reps runs each: the time, the robust points, and the points the bf16 search leaves
     robust that fp32's fools (or the reverse). data None: each checkpoint's own (its training record)."""
     from bench.attacks.autoattack import run_autoattack
-    from bench.attacks.predict import predict
-    from bench.data import load_points
-    from bench.eval.loading import data_of_models, load_model_spec
 
     dev = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
     where = f"`{data}`" if data else "the data each model was trained on"
@@ -551,27 +590,19 @@ def bf16_section(cks: list[str], data: str | None, n: int, device, batch: int, r
              "that the fp32 search fools; found: the reverse.", "",
              "| model | data | search | seconds | robust points | missed by bf16 | found by bf16 only | fp32 / bf16 "
              "time |", "|---|---|---|---|---|---|---|---|"]
-    stages = ("apgd-ce", "apgd-t", "fab-t", "square")
     for ck in cks:
-        pts = load_points(data or data_of_models([ck])[0], n=n)
-        x, y = pts.x.float().div(255).to(device), pts.y.to(device)
-        model = load_model_spec(ck).model.to(device).eval()
-        clean = predict(model, x, batch) == y
-        times: dict = {"fp32": [], "bf16": []}
-        flags = {}
-        for _ in range(reps):
-            for precision in times:
-                t0 = time.perf_counter()
-                adv, _ = run_autoattack(model, x, y, norm="Linf", eps=8 / 255, stages=stages, batch_size=batch,
-                                        precision=precision)
-                sync(device)
-                times[precision].append(time.perf_counter() - t0)
-                flags[precision] = (clean & (predict(model, adv, batch) == y)).cpu()
-                print(os.path.basename(ck), precision, f"{times[precision][-1]:.1f} s", flush=True)
+        model, pts, x, y = attacked(ck, data, n, device)
+
+        def search(precision):
+            return lambda: run_autoattack(model, x, y, norm="Linf", eps=8 / 255, stages=STANDARD_STAGES,
+                                          batch_size=batch, precision=precision)[0]
+
+        times, flags = alternate({"fp32": search("fp32"), "bf16": search("bf16")}, model, x, y, device, batch, reps,
+                                 label=os.path.basename(ck))
         f32, b16 = flags["fp32"], flags["bf16"]
         ratio = statistics.median(times["fp32"]) / statistics.median(times["bf16"])
         for precision in times:
-            every = ", ".join(f"{t:.1f}" for t in times[precision])
+            every = seconds_text(times[precision])
             missed = f"{int((b16 & ~f32).sum())} of {n}" if precision == "bf16" else ""
             found = f"{int((f32 & ~b16).sum())} of {n}" if precision == "bf16" else ""
             lines.append(f"| `{os.path.basename(ck)}` | `{pts.name}` | {precision} | "
@@ -588,11 +619,8 @@ def compile_section(cks: list[str], n: int, device, batch: int, reps: int, backe
     and the points whose robust flag differs from the eager run's."""
     import torch._dynamo
 
-    from bench.attacks.autoattack import Float32Logits, run_autoattack, standard_attack
-    from bench.attacks.predict import predict
-    from bench.data import load_points
+    from bench.attacks.autoattack import run_autoattack
     from bench.eval.forward import prepare_for_eval
-    from bench.eval.loading import data_of_models, load_model_spec
 
     dev = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
     lines = ["## AutoAttack with the model compiled", "",
@@ -607,32 +635,22 @@ def compile_section(cks: list[str], n: int, device, batch: int, reps: int, backe
              "ours eager.", "",
              "| model | run | seconds | robust points | flags equal | pyautoattack / run |",
              "|---|---|---|---|---|---|"]
-    stages = ("apgd-ce", "apgd-t", "fab-t", "square")
     for ck in cks:
-        pts = load_points(data_of_models([ck])[0], n=n)
-        x, y = pts.x.float().div(255).to(device), pts.y.to(device)
-        model = load_model_spec(ck).model.to(device).eval()
-        clean = predict(model, x, batch) == y
-        times: dict = {"ours eager": [], "ours compiled": [], "pyautoattack": []}
-        flags = {}
-        for _ in range(reps):
-            for mode in times:
-                torch._dynamo.reset()
-                t0 = time.perf_counter()
-                if mode == "pyautoattack":
-                    aa = standard_attack(Float32Logits(model).eval(), norm="Linf", eps=8 / 255, device=str(device))
-                    adv, _ = aa.run_standard_evaluation(x, y, batch_size=batch)
-                else:
-                    m = prepare_for_eval(model, device, compile_backend=backend if mode == "ours compiled" else None,
-                                         batch_size=batch)
-                    adv, _ = run_autoattack(m, x, y, norm="Linf", eps=8 / 255, stages=stages, batch_size=batch)
-                sync(device)
-                times[mode].append(time.perf_counter() - t0)
-                flags[mode] = (clean & (predict(model, adv, batch) == y)).cpu()
-                print(os.path.basename(ck), mode, f"{times[mode][-1]:.1f} s", flush=True)
+        model, _, x, y = attacked(ck, None, n, device)
+
+        def ours(compile_backend):  # a fresh wrapper each run: its compiling is in the run's time
+            def run():
+                m = prepare_for_eval(model, device, compile_backend=compile_backend, batch_size=batch)
+                return run_autoattack(m, x, y, norm="Linf", eps=8 / 255, stages=STANDARD_STAGES, batch_size=batch)[0]
+            return run
+
+        times, flags = alternate({"ours eager": ours(None), "ours compiled": ours(backend),
+                                  "pyautoattack": lambda: pyautoattack_images(model, x, y, device, batch)},
+                                 model, x, y, device, batch, reps, setup=torch._dynamo.reset,
+                                 label=os.path.basename(ck))
         ref = statistics.median(times["pyautoattack"])
         for mode in times:
-            every = ", ".join(f"{t:.1f}" for t in times[mode])
+            every = seconds_text(times[mode])
             lines.append(f"| `{os.path.basename(ck)}` | {mode} | {statistics.median(times[mode]):.1f} ({every}) | "
                          f"{int(flags[mode].sum())} of {n} | {int((flags[mode] == flags['ours eager']).sum())} of "
                          f"{n} | {ref / statistics.median(times[mode]):.2f}x |")
@@ -659,7 +677,7 @@ def aa_worker(spec: dict) -> None:
     open(spec["out"] + ".ready", "w").close()
     while not os.path.exists(spec["start"]):
         time.sleep(0.01)
-    adv, info = run_autoattack(model, x, y, norm="Linf", eps=8 / 255, stages=("apgd-ce", "apgd-t", "fab-t", "square"),
+    adv, info = run_autoattack(model, x, y, norm="Linf", eps=8 / 255, stages=STANDARD_STAGES,
                                batch_size=spec["batch"], board=board)
     end = time.time()
     flags = ((predict(model, x, spec["batch"]) == y) & (predict(model, adv, spec["batch"]) == y)).tolist()
@@ -732,7 +750,7 @@ def workers_section(ck: str, data: str, n: int, batch: int, reps: int) -> list[s
              "| run | seconds | robust points | flags equal to 1 process's | images equal | workers counted |",
              "|---|---|---|---|---|---|"]
     for name, r in last.items():
-        every = ", ".join(f"{t:.1f}" for t in times[name])
+        every = seconds_text(times[name])
         equal = sum(a == b for a, b in zip(r["flags"], one["flags"]))
         lines.append(f"| {name} | {statistics.median(times[name]):.1f} ({every}) | {sum(r['flags'])} of {n} | "
                      f"{equal} of {n} | {'yes' if r['adv'] == one['adv'] else 'no'} | {r['workers']} |")
@@ -906,7 +924,7 @@ def main(argv=None) -> int:
         n = a.aa_n or (1000 if cuda else 16)
         epochs = a.aa_epochs or (10 if cuda else 5)
         n, res = autoattack_speed(archs[0], device, n, aa_data, epochs, 1000 if cuda else 250, a.compile)
-        stages = ("apgd-ce", "apgd-t", "fab-t", "square")
+        stages = STANDARD_STAGES
         lines += [f"AutoAttack standard, Linf 8/255, fp32, compile={a.compile}, {n} test images of {aa_data} "
                   f"({archs[0]} trained {epochs} epochs here); seconds per 1000 images (measured on n, scaled "
                   "linearly; compilation included), and where they go:", "",

@@ -22,7 +22,7 @@ from bench.attacks.registry import column_order, has_column, strength_of
 from bench.attacks.evaluation import Evaluation, column_name, eps_key
 from bench.report.worst_case import worst_cases
 from bench.stats import wilson
-from bench.store.rows import latest_ok
+from bench.store.rows import bf16_search, latest_ok
 
 CLEAN, CORRUPTIONS = "Clean", "Corruptions"  # the column keys that are not attacks
 
@@ -168,7 +168,7 @@ def protocol_note(row) -> str:
     if row.get("rb_standard") is not False:
         return ""
     cfg = row.get("attack_config") if isinstance(row.get("attack_config"), dict) else {}
-    if cfg.get("search_precision") == "bf16":
+    if bf16_search(row):
         return "AutoAttack's search in bf16 (every flag decided in fp32)"
     if cfg.get("version") == "rand":
         return f"AutoAttack's rand version (EOT over {row.get('eot_iter') or cfg.get('eot_iter')} draws)"

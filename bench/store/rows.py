@@ -170,6 +170,12 @@ def append_row(path: str, row: dict) -> None:
         os.fsync(f.fileno())
 
 
+def bf16_search(row: dict) -> bool:
+    """Whether the row's attack searched in bf16 (bench.run --precision bf16): never the protocol's number."""
+    cfg = row.get("attack_config")
+    return isinstance(cfg, dict) and cfg.get("search_precision", "fp32") != "fp32"
+
+
 def latest_ok(rows: list[dict], *, per_model: bool = True) -> list[dict]:
     """The latest ok row of each evaluation (attack, norm, eps, data, n) of each model (model_id), in time order
     (bf16 searches' first);
@@ -178,11 +184,7 @@ def latest_ok(rows: list[dict], *, per_model: bool = True) -> list[dict]:
     evaluation is: the protocol's number is fp32's, whichever was computed last."""
     from bench.attacks.evaluation import eps_key
 
-    def fp32(r) -> bool:
-        cfg = r.get("attack_config")
-        return not (isinstance(cfg, dict) and cfg.get("search_precision", "fp32") != "fp32")
-
-    ok = sorted((r for r in rows if r.get("status") == "ok"), key=lambda r: (fp32(r), r.get("time", "")))
+    ok = sorted((r for r in rows if r.get("status") == "ok"), key=lambda r: (not bf16_search(r), r.get("time", "")))
     latest = {}
     for r in ok:
         evaluation = (r["attack"], r.get("norm") or "", eps_key(r["eps"]), r["data"], r["n"])
