@@ -311,6 +311,13 @@ MUTANTS = [
     Mutant("bench/attacks/registry.py", "        if precision != \"fp32\":  # the search's arithmetic", "        if False:  #",
            "a bf16 search keeps the fp32 key: its row stands for (and caches as) RobustBench's",
            T("tests/test_bench.py", "-k", "bf16")),
+    Mutant("bench/eval/forward.py", "if n < self.eager_below:", "if n <= self.eager_below:",
+           "a CPU batch of exactly CPU_EAGER_BELOW images also skips the compiled graph (off by one)",
+           T("tests/test_bench.py", "-k", "bucketed_forward")),
+    Mutant("bench/attacks/autoattack.py", 'min(STANDARD_TARGETS["fab-t"], num_classes - 1)',
+           'STANDARD_TARGETS["fab-t"]',
+           "FAB-T's targets are not capped at the classes - 1 on a model with fewer than 10 classes",
+           T("tests/test_own_data.py", "-k", "l2_autoattack")),
 ]
 
 

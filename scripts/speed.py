@@ -620,16 +620,17 @@ def compile_section(cks: list[str], n: int, device, batch: int, reps: int, backe
     import torch._dynamo
 
     from bench.attacks.autoattack import run_autoattack
-    from bench.eval.forward import prepare_for_eval
+    from bench.eval.forward import CPU_EAGER_BELOW, prepare_for_eval
 
     dev = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
+    small_eager = f"; a batch under {CPU_EAGER_BELOW} images eager" if device.type == "cpu" else ""
     lines = ["## AutoAttack with the model compiled", "",
              f"`python scripts/speed.py --aa-compile` ({time.strftime('%Y-%m-%d')}): AutoAttack standard, Linf "
              f"8/255, the first {n} test points of the data each model was trained on, {dev}, batch {batch}. "
              f"Ours eager: the model as loaded; ours compiled: `bench.run --compile` ({backend}; the working batch "
-             "padded up to the next of a few fixed sizes from 32, bench/eval/forward.py), a fresh wrapper each run "
-             "with dynamo's in-process cache reset, its compiling counted in its time (inductor's on-disk cache "
-             "keeps what an earlier run compiled, as it does for a second `bench.run` on one machine); "
+             f"padded up to the next of a few fixed sizes from 32{small_eager}, bench/eval/forward.py), a fresh "
+             "wrapper each run with dynamo's in-process cache reset, its compiling counted in its time (inductor's "
+             "on-disk cache keeps what an earlier run compiled, as it does for a second `bench.run` on one machine); "
              "pyautoattack: its own `run_standard_evaluation` on the eager model. Alternating, "
              f"{reps} runs each; the median, every time in brackets. Flags: the points whose robust flag equals "
              "ours eager.", "",

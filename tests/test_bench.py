@@ -308,7 +308,7 @@ def test_plain_state_dict_needs_and_uses_arch(zoo_dir, tmp_path, capsys):
 
 
 def test_bucketed_forward_matches_eager_and_compiles_only_bucket_sizes(zoo_dir):
-    from bench.eval.forward import BucketedForward, buckets_for
+    from bench.eval.forward import CPU_EAGER_BELOW, BucketedForward, buckets_for, prepare_for_eval
 
     assert buckets_for(250) == [32, 64, 128, 250] and buckets_for(16) == [16]
     model = _model(zoo_dir).eval()
@@ -336,6 +336,15 @@ def test_bucketed_forward_matches_eager_and_compiles_only_bucket_sizes(zoo_dir):
             torch.testing.assert_close(fast(x[:n]), ref.detach(), rtol=1e-4, atol=1e-5)
     assert shapes and set(shapes) <= set(fast.buckets), shapes
     assert len(shapes) <= 2 * len(fast.buckets)  # one graph per (bucket, grad mode) at most
+    # on a CPU a batch under CPU_EAGER_BELOW images is the eager model's own call: no padding, no new graph
+    torch._dynamo.reset()
+    small = prepare_for_eval(model, torch.device("cpu"), compile_backend=counting_backend, batch_size=100)
+    shapes.clear()
+    n = CPU_EAGER_BELOW - 1
+    with torch.no_grad():
+        assert torch.equal(small(x[:n]), model(x[:n])) and shapes == []
+        small(x[:CPU_EAGER_BELOW])
+    assert shapes == [32]
     fast.train()
     with pytest.raises(RuntimeError, match="eval mode"):
         fast(x[:4])
@@ -417,7 +426,6 @@ def test_measures_are_an_evaluation_with_keyed_rows_failed_rows_and_the_retry_bo
     """bench.run --attacks measures: a keyed row in measures.jsonl (the study report's), cached on a rerun; a
     failing measure leaves a failed row there, is tried again below the bound and refused at it; a row written
     before measures had keys is found done; at L1 (no feature PGD there) it is refused in one line."""
-    from bench.eval import measures
     from bench.eval.engine import EvalSettings, evaluate
     from bench.report.outputs import read_measures
 

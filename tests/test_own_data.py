@@ -54,6 +54,26 @@ def rows_of(out):
         return [json.loads(line) for line in f if line.strip()]
 
 
+def pyautoattack_on_five_classes(tree, ckpt, norm: str, eps: float, n: int):
+    """pyautoattack's own run_standard_evaluation on the 5-class model and the first n points of its folder, with
+    its n_target_classes set by hand to 4 (its standard 9, or 5 at L1, exceed the classes - 1):
+    (points in [0,1], its adversarial images, its robust flags)."""
+    from bench.data import load_points
+    from bench.deps import import_autoattack
+    from bench.eval.loading import load_model_spec
+
+    pts = load_points(f"folder:{tree}", n=n)
+    model = load_model_spec(ckpt, num_classes=5).model.eval()
+    attack = import_autoattack()(model, norm=norm, eps=eps, version="standard", seed=0, device="cpu")
+    attack.apgd_targeted.n_target_classes = attack.fab.n_target_classes = 4
+    attack.logger.disabled = True
+    x = pts.x.float().div(255)
+    x_adv, _ = attack.run_standard_evaluation(x, pts.y, batch_size=250)
+    with torch.no_grad():
+        flags = (model(x_adv).argmax(1) == pts.y) & (model(x).argmax(1) == pts.y)
+    return x, x_adv, flags.numpy()
+
+
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     """A 5-class and a 2-class image folder, and a sharp_tiny trained on each by `python -m zoo.train`."""
@@ -106,8 +126,6 @@ def test_train_and_bench_on_a_folder_with_fewer_than_ten_classes(folders):
     """zoo.train then bench.run on 5 and 2 classes: ok AutoAttack rows with 4 and 1 target classes, marked as
     not RobustBench's standard; the 5-class row's per-point flags equal pyautoattack run directly with
     n_target_classes = 4 on the same model, points and seed."""
-    from bench.data import load_points
-    from bench.eval.loading import load_model_spec
     from bench.store.points import decode_states
 
     tmp = folders["tmp"]
@@ -127,28 +145,30 @@ def test_train_and_bench_on_a_folder_with_fewer_than_ten_classes(folders):
         page = (out / "site" / "index.html").read_text()
         assert "not RobustBench&#39;s standard" in page or "not RobustBench's standard" in page
     tree, ckpt = folders[5]
-    aa = rows_of(tmp / "bench5")[-1]
-    pts = load_points(f"folder:{tree}", n=24)
-    model = load_model_spec(ckpt, num_classes=5).model.eval()
-    from bench.deps import import_autoattack
+    _, ours = decode_states(rows_of(tmp / "bench5")[-1]["points"])
+    assert np.array_equal(ours, pyautoattack_on_five_classes(tree, ckpt, "Linf", 8 / 255, 24)[2])
 
-    attack = import_autoattack()(model, norm="Linf", eps=8 / 255, version="standard", seed=0, device="cpu")
-    attack.apgd_targeted.n_target_classes = attack.fab.n_target_classes = 4
-    attack.logger.disabled = True
-    x = pts.x.float().div(255)
-    x_adv, _ = attack.run_standard_evaluation(x, pts.y, batch_size=250)
-    with torch.no_grad():
-        theirs = (model(x_adv).argmax(1) == pts.y) & (model(x).argmax(1) == pts.y)
-    _, ours = decode_states(aa["points"])
-    assert np.array_equal(ours, theirs.numpy())
+
+def test_l2_autoattack_on_five_classes_equals_pyautoattack(folders, tmp_path):
+    """An L2 AutoAttack row on the 5-class model (4 target classes) equals pyautoattack's L2 standard run per
+    point, with its n_target_classes set to 4 by hand; every kept image is inside the L2 ball."""
+    from bench.store.points import decode_states
+
+    tree, ckpt = folders[5]
+    out = tmp_path / "l2"
+    assert bench("--models", ckpt, "--attacks", "autoattack", "--norm", "L2", "--n-examples", "16", "--out", out,
+                 "--no-progress") == 0
+    row = rows_of(out)[-1]
+    assert row["status"] == "ok" and row["norm"] == "L2" and row["eps"] == 0.5 and row["n_target_classes"] == 4
+    assert row["max_perturbation"] <= 0.5 + 1e-4 and row["robust_acc"] <= row["clean_acc"]
+    clean, ours = decode_states(row["points"])
+    theirs = pyautoattack_on_five_classes(tree, ckpt, "L2", 0.5, 16)[2]
+    assert np.array_equal(ours, theirs) and 0 < int(ours.sum()) < int(clean.sum())  # some fall, some survive
 
 
 def test_l1_autoattack_equals_pyautoattack_and_verify_checks_the_l1_ball(folders, tmp_path, capsys):
     """An L1 AutoAttack row equals pyautoattack's L1 standard run per point; bench.verify replays it and refuses
     an image moved outside the L1 ball; pgd at L1 is refused in one line."""
-    from bench.data import load_points
-    from bench.deps import import_autoattack
-    from bench.eval.loading import load_model_spec
     from bench.store.points import decode_states
 
     tree, ckpt = folders[5]
@@ -157,17 +177,8 @@ def test_l1_autoattack_equals_pyautoattack_and_verify_checks_the_l1_ball(folders
                  "--save-adversarial", "--no-progress") == 0
     row = rows_of(out)[-1]
     assert row["status"] == "ok" and row["norm"] == "L1" and row["eps"] == 12.0 and row["max_perturbation"] <= 12 + 1e-4
-    pts = load_points(f"folder:{tree}", n=8)
-    model = load_model_spec(ckpt, num_classes=5).model.eval()
-    attack = import_autoattack()(model, norm="L1", eps=12.0, version="standard", seed=0, device="cpu")
-    attack.apgd_targeted.n_target_classes = 4  # L1's standard 5, at most the classes - 1
-    attack.fab.n_target_classes = 4
-    attack.logger.disabled = True
-    x = pts.x.float().div(255)
-    x_adv, _ = attack.run_standard_evaluation(x, pts.y, batch_size=250)
-    with torch.no_grad():
-        theirs = (model(x_adv).argmax(1) == pts.y) & (model(x).argmax(1) == pts.y)
-    assert np.array_equal(decode_states(row["points"])[1], theirs.numpy())
+    x, x_adv, theirs = pyautoattack_on_five_classes(tree, ckpt, "L1", 12.0, 8)
+    assert np.array_equal(decode_states(row["points"])[1], theirs)
 
     from bench.run import main as bench_run
     from bench.verify import main as verify
