@@ -136,7 +136,7 @@ MUTANTS = [
            T("tests/test_official_corruptions.py", "-k", "labels or severity")),
     Mutant("bench/attacks/autoattack.py", "                flags[done] = False", "                pass",
            "AutoAttack stages never remove fooled points",
-           T("tests/test_fidelity.py", "-k", "staged_autoattack")),
+           T("tests/test_early_exit.py", "-k", "autoattack_with_the_exit and sam and Linf")),
     Mutant("bench/attacks/malt.py",
            "        margin = gap.detach() / grad.flatten(1).norm(p=DUAL[norm], dim=1).clamp_min(1e-12)",
            "        margin = gap.detach()",
